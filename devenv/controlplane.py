@@ -65,7 +65,14 @@ def _go(args: list[str], cwd: Path) -> None:
     started = time.monotonic()
     proc = subprocess.Popen(["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    compiled = 0
     for line in proc.stdout:
+        # `go build -v` names each package as it compiles: a heartbeat, summarised every 100.
+        if args[0] == "build" and re.fullmatch(r"[\w.~/-]+", line.strip()):
+            compiled += 1
+            if compiled % 100 == 0:
+                log(f"  compiled {compiled} packages (now {line.strip()})")
+            continue
         log(f"  {line.rstrip()}")
     if proc.wait() != 0:
         raise SystemExit(f"go {args[0]} failed (exit {proc.returncode}); see the output above")
@@ -108,7 +115,7 @@ def _build_module(name: str, require: str, version: str, packages: list[str], re
         target = out / pkg.rstrip("/").split("/")[-1]
         if pkg.startswith("go.etcd.io"):
             target = out / "etcd"
-        _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(target), pkg], src)
+        _go(["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(target), pkg], src)
 
 
 def build() -> None:
@@ -136,11 +143,229 @@ def build() -> None:
     log(f"build finished in {time.monotonic() - started:.0f}s")
 
 
+
+# ------------------------------------------------------------------------------------ run & stop
+
+RUN = STATE / "controlplane"
+PKI = RUN / "pki"
+TOKENS = RUN / "tokens.csv"
+AUDIT_LOG = RUN / "audit.log"
+PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _pki() -> None:
+    """A CA of our own and a loopback serving certificate, so clients verify TLS for real."""
+    if (PKI / "apiserver.crt").exists():
+        return
+    PKI.mkdir(parents=True, exist_ok=True)
+    ca, srv, sa = PKI / "ca", PKI / "apiserver", PKI / "sa"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=devenv-ca",
+             "-keyout", f"{ca}.key", "-out", f"{ca}.crt")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
+             "-keyout", f"{srv}.key", "-out", f"{srv}.csr")
+    ext = PKI / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
+                   "extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", f"{srv}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+             "-days", "3650", "-extfile", str(ext), "-out", f"{srv}.crt")
+    _openssl("genrsa", "-out", f"{sa}.key", "2048")
+    _openssl("rsa", "-in", f"{sa}.key", "-pubout", "-out", f"{sa}.pub")
+
+
+def _tokens() -> dict[str, str]:
+    """Static bearer tokens: admin (system:masters), the operator (rights from manifests/ only) and the
+    controller manager. Random per environment; the file is read by kube-apiserver at start."""
+    if not TOKENS.exists():
+        import secrets
+
+        rows = [
+            (secrets.token_hex(16), "admin", "admin", "system:masters"),
+            (secrets.token_hex(16), OPERATOR_USER, "operator",
+             "system:serviceaccounts,system:serviceaccounts:qdrant-operator,system:authenticated"),
+            (secrets.token_hex(16), "system:kube-controller-manager", "kcm", "system:masters"),
+        ]
+        TOKENS.write_text("".join(f'{t},{user},{uid},"{groups}"\n' for t, user, uid, groups in rows))
+    tokens = {}
+    for line in TOKENS.read_text().splitlines():
+        token, user, uid = line.split(",")[:3]
+        tokens[uid] = token
+    return tokens
+
+
+def _kubeconfig(path: Path, user: str, token: str) -> None:
+    ca = (PKI / "ca.crt").read_bytes()
+    import base64
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devenv", "cluster": {
+            "server": f"https://{HOST}:{API_PORT}",
+            "certificate-authority-data": base64.b64encode(ca).decode(),
+        }}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": "devenv", "user": user, "namespace": "default"}}],
+        "current-context": user,
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML; no PyYAML needed here
+    path.chmod(0o600)
+
+
+def _pid(name: str) -> int | None:
+    try:
+        pid = int((RUN / f"{name}.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def _spawn(name: str, args: list[str]) -> None:
+    logfile = open(RUN / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child for its lifetime
+    proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    (RUN / f"{name}.pid").write_text(str(proc.pid))
+    log(f"started {name} (pid {proc.pid}), log {RUN / f'{name}.log'}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def _wait(what: str, check, timeout: float, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if _pid(name) is None:
+            tail = (RUN / f"{name}.log").read_text(errors="replace").splitlines()[-25:]
+            raise SystemExit(f"{name} exited while starting:\n" + "\n".join(tail))
+        time.sleep(0.2)
+    raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
+
+
+def _apiserver_ready(token: str, path: str = "/readyz") -> bool:
+    ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    req = urllib.request.Request(f"https://{HOST}:{API_PORT}{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  # Writes are what tests count; reads would only make the log large.
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
+
+
+def up() -> None:
+    build()
+    bins = binaries()
+    RUN.mkdir(parents=True, exist_ok=True)
+    _pki()
+    tokens = _tokens()
+    if _pid("kube-apiserver") and _apiserver_ready(tokens["admin"]):
+        log(f"already running at https://{HOST}:{API_PORT}")
+        _write_kubeconfigs(tokens)
+        return
+    down(quiet=True)
+    started = time.monotonic()
+    for port in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT):
+        if _port_open(port):
+            raise SystemExit(f"port {HOST}:{port} is taken by another process; set DEVENV_API_PORT/DEVENV_ETCD_PORT")
+    etcd_url, peer_url = f"http://{HOST}:{ETCD_PORT}", f"http://{HOST}:{ETCD_PEER_PORT}"
+    _spawn("etcd", [
+        str(bins["etcd"]), "--name=devenv", f"--data-dir={RUN / 'etcd-data'}",
+        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=devenv={peer_url}",
+        "--unsafe-no-fsync",  # a throwaway test store: durability costs seconds per test run
+        "--log-level=warn",
+    ])
+    _wait("etcd", lambda: _port_open(ETCD_PORT), 60, "etcd")
+    (RUN / "audit-policy.yaml").write_text(AUDIT_POLICY)
+    _spawn("kube-apiserver", [
+        str(bins["kube-apiserver"]),
+        f"--etcd-servers={etcd_url}",
+        f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={API_PORT}",
+        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
+        f"--token-auth-file={TOKENS}",
+        "--authorization-mode=RBAC",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        f"--service-account-key-file={PKI / 'sa.pub'}",
+        f"--service-account-signing-key-file={PKI / 'sa.key'}",
+        "--service-cluster-ip-range=10.96.0.0/16",  # allocation only; nothing is routed
+        f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
+        f"--audit-log-path={AUDIT_LOG}", "--audit-log-maxsize=100", "--audit-log-maxbackup=1",
+        "--audit-log-mode=blocking",  # so a test reads every write as soon as it is acknowledged
+        "--v=1",
+    ])
+    _wait("kube-apiserver", lambda: _apiserver_ready(tokens["admin"]), 180, "kube-apiserver")
+    _write_kubeconfigs(tokens)
+    _kubeconfig(RUN / "kcm.kubeconfig", "kube-controller-manager", tokens["kcm"])
+    _spawn("kube-controller-manager", [
+        str(bins["kube-controller-manager"]),
+        f"--kubeconfig={RUN / 'kcm.kubeconfig'}",
+        f"--authentication-kubeconfig={RUN / 'kcm.kubeconfig'}",
+        f"--authorization-kubeconfig={RUN / 'kcm.kubeconfig'}",
+        f"--bind-address={HOST}", f"--secure-port={KCM_PORT}",
+        "--leader-elect=false",
+        # Garbage collection and namespace deletion are what an operator's tests need; no nodes exist.
+        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
+        f"--service-account-private-key-file={PKI / 'sa.key'}",
+        f"--root-ca-file={PKI / 'ca.crt'}",
+        "--v=1",
+    ])
+    log(f"control plane {KUBERNETES_VERSION} ready at https://{HOST}:{API_PORT} in "
+        f"{time.monotonic() - started:.1f}s; admin kubeconfig: {ADMIN_KUBECONFIG}")
+
+
+def _write_kubeconfigs(tokens: dict[str, str]) -> None:
+    _kubeconfig(ADMIN_KUBECONFIG, "admin", tokens["admin"])
+    _kubeconfig(OPERATOR_KUBECONFIG, "operator", tokens["operator"])
+
+
+def down(quiet: bool = False) -> None:
+    for name in reversed(PROCESSES):
+        pid = _pid(name)
+        if pid is None:
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _pid(name):
+            time.sleep(0.1)
+        if _pid(name):
+            os.kill(pid, signal.SIGKILL)
+        (RUN / f"{name}.pid").unlink(missing_ok=True)
+        log(f"stopped {name} (pid {pid})")
+    if not quiet:
+        log("control plane stopped")
+
+
+def status() -> None:
+    for name in PROCESSES:
+        pid = _pid(name)
+        print(f"{name}: {'running, pid %d' % pid if pid else 'stopped'}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["build"])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
     args = parser.parse_args()
-    {"build": build}[args.command]()
+    {"build": build, "up": up, "down": down, "status": status}[args.command]()
 
 
 if __name__ == "__main__":
