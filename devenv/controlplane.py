@@ -11,10 +11,11 @@ Everything listens on loopback; every process is stopped by the PID recorded whe
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
-import shutil
+import secrets
 import signal
 import socket
 import ssl
@@ -63,7 +64,9 @@ def _go(args: list[str], cwd: Path) -> None:
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
     log(f"$ go {' '.join(args)}   (in {cwd})")
     started = time.monotonic()
-    proc = subprocess.Popen(["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["go", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert proc.stdout is not None
     compiled = 0
     for line in proc.stdout:
@@ -98,11 +101,14 @@ def _staging_replaces(kubernetes_gomod: str, version: str) -> list[str]:
     return [f"\t{name} => {name} {published}" for name in names]
 
 
-def _build_module(name: str, require: str, version: str, packages: list[str], replaces: list[str], ldflags: str) -> None:
+def _build_module(
+    name: str, require: str, version: str, packages: list[str], replaces: list[str], ldflags: str
+) -> None:
     src = CACHE / "build" / f"{name}-{version}"
     src.mkdir(parents=True, exist_ok=True)
-    go_version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
-    gomod = [f"module devenv.local/{name}", "", f"go {go_version.removeprefix('go')}", "", f"require {require} {version}"]
+    go_version = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    gomod = [f"module devenv.local/{name}", "", f"go {go_version.strip().removeprefix('go')}", ""]
+    gomod.append(f"require {require} {version}")
     if replaces:
         gomod += ["", "replace (", *replaces, ")"]
     (src / "go.mod").write_text("\n".join(gomod) + "\n")
@@ -131,10 +137,9 @@ def build() -> None:
         _build_module("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, ["go.etcd.io/etcd/server/v3"], [], "-s -w")
     k8s_gomod = _module_file("k8s.io/kubernetes", KUBERNETES_VERSION, scratch)
     minor = KUBERNETES_VERSION.split(".")[1]
-    ldflags = " ".join(
-        f"-X k8s.io/component-base/version.{k}={v}"
-        for k, v in {"gitVersion": KUBERNETES_VERSION, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}.items()
-    )
+    # Stamp the release into the binary so `kubectl version` reports it, as a released build does.
+    stamp = {"gitVersion": KUBERNETES_VERSION, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}
+    ldflags = " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in stamp.items())
     _build_module(
         "kubernetes", "k8s.io/kubernetes", KUBERNETES_VERSION,
         ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
@@ -180,8 +185,6 @@ def _tokens() -> dict[str, str]:
     """Static bearer tokens: admin (system:masters), the operator (rights from manifests/ only) and the
     controller manager. Random per environment; the file is read by kube-apiserver at start."""
     if not TOKENS.exists():
-        import secrets
-
         rows = [
             (secrets.token_hex(16), "admin", "admin", "system:masters"),
             (secrets.token_hex(16), OPERATOR_USER, "operator",
@@ -191,15 +194,13 @@ def _tokens() -> dict[str, str]:
         TOKENS.write_text("".join(f'{t},{user},{uid},"{groups}"\n' for t, user, uid, groups in rows))
     tokens = {}
     for line in TOKENS.read_text().splitlines():
-        token, user, uid = line.split(",")[:3]
+        token, _user, uid = line.split(",")[:3]
         tokens[uid] = token
     return tokens
 
 
 def _kubeconfig(path: Path, user: str, token: str) -> None:
     ca = (PKI / "ca.crt").read_bytes()
-    import base64
-
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -225,7 +226,7 @@ def _pid(name: str) -> int | None:
 
 
 def _spawn(name: str, args: list[str]) -> None:
-    logfile = open(RUN / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child for its lifetime
+    logfile = open(RUN / f"{name}.log", "ab")
     proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     (RUN / f"{name}.pid").write_text(str(proc.pid))
@@ -358,7 +359,7 @@ def down(quiet: bool = False) -> None:
 def status() -> None:
     for name in PROCESSES:
         pid = _pid(name)
-        print(f"{name}: {'running, pid %d' % pid if pid else 'stopped'}")
+        print(f"{name}: " + (f"running, pid {pid}" if pid else "stopped"))
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ PREFIX = f"{GROUP}/"
 FINALIZER = f"{PREFIX}finalizer"
 
 
-def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+def cel(rule: str, message: str, **extra: str) -> dict[str, Any]:
     """One x-kubernetes-validations entry (a CEL rule the API server enforces)."""
     return {"rule": rule, "message": message, **extra}
 
 
-def immutable(field: str) -> dict[str, str]:
+def immutable(field: str) -> dict[str, Any]:
     """A transition rule on the parent object: an optional field may be neither set, changed nor unset
     after creation. (A rule on the field itself would not see it being added or removed.)"""
     return cel(
@@ -64,7 +64,7 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(None, ge=0)
 
 
-CONDITIONS_SCHEMA_EXTRA = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+CONDITIONS_SCHEMA_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
 class StatusBase(StatusModel):

@@ -36,7 +36,8 @@ class Pool(WireModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.minConnections) || !has(self.maxConnections) || self.minConnections <= self.maxConnections",
+                    "!has(self.minConnections) || !has(self.maxConnections) || "
+                    "self.minConnections <= self.maxConnections",
                     "pool.minConnections must not exceed pool.maxConnections",
                 )
             ]

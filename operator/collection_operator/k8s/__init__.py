@@ -1,0 +1,1 @@
+"""Kubernetes-side helpers: conditions, the status writer, Events, reading Secrets."""

@@ -1,0 +1,1 @@
+"""Pure observe -> diff -> plan -> status per kind: no kopf, no HTTP."""

@@ -1,0 +1,140 @@
+"""The CRDs and RBAC against the real kube-apiserver, through real kubectl."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from devenv import controlplane
+from tests.fixtures.controlplane import KubectlError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+GROUP = "qdrant.collection-operator.dev"
+
+
+def collection(name: str, **spec) -> str:
+    return json.dumps({
+        "apiVersion": f"{GROUP}/v1alpha1", "kind": "VectorCollection",
+        "metadata": {"name": name}, "spec": spec,
+    })
+
+
+MINIMAL = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+
+
+def test_server_reports_a_real_version(control_plane):
+    version = json.loads(control_plane.admin("version", "-o", "json"))["serverVersion"]
+    assert version["gitVersion"] == controlplane.KUBERNETES_VERSION
+    assert version["minor"] == controlplane.KUBERNETES_VERSION.split(".")[1]
+
+
+def test_crds_are_established_and_listable(control_plane, namespace):
+    for plural in ("qdrantconnections", "vectorcollections", "collectionsnapshots"):
+        crd = control_plane.admin.json("get", "crd", f"{plural}.{GROUP}")
+        established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert established["Established"] == "True"
+        assert control_plane.admin.json("get", plural, "-n", namespace)["items"] == []
+    assert control_plane.admin("get", "qdrant", "-n", namespace, "-o", "name") == ""  # the category works
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_is_accepted(control_plane, namespace, path):
+    out = control_plane.admin("apply", "--dry-run=server", "-n", namespace, "-f", str(path))
+    assert "(server dry run)" in out
+
+
+def test_missing_required_field_is_rejected_with_a_readable_message(control_plane, namespace):
+    with pytest.raises(KubectlError) as err:
+        control_plane.admin("apply", "-n", namespace, "-f", "-",
+                            stdin=collection("no-conn", vectors=[{"size": 4, "distance": "Cosine"}]))
+    assert "spec.connectionRef: Required value" in err.value.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({**MINIMAL, "replicationFactor": 1, "writeConsistencyFactor": 2},
+         "writeConsistencyFactor must not exceed replicationFactor"),
+        ({**MINIMAL, "quantization": {"scalar": {}, "binary": {}}},
+         "quantization takes exactly one of scalar, product, binary or disabled"),
+        ({**MINIMAL, "vectors": [{"size": 4, "distance": "Cosine"}, {"name": "b", "size": 4, "distance": "Dot"}]},
+         'an unnamed vector (name "") must be the only dense vector'),
+        ({**MINIMAL, "vectors": [{"size": 0, "distance": "Cosine"}]}, "should be greater than or equal to 1"),
+        ({**MINIMAL, "vectors": [{"size": 4, "distance": "Hamming"}]}, 'Unsupported value: "Hamming"'),
+        ({**MINIMAL, "hnsw": {"efConstrukt": 100}}, 'unknown field "spec.hnsw.efConstrukt"'),
+    ],
+    ids=["write-consistency", "two-quantizations", "unnamed-plus-named", "size-0", "bad-distance", "typo"],
+)
+def test_invalid_specs_are_rejected(control_plane, namespace, spec, message):
+    with pytest.raises(KubectlError) as err:
+        control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("bad", **spec))
+    assert message in err.value.stderr
+
+
+def test_immutable_fields_are_rejected_by_cel(control_plane, namespace):
+    control_plane.admin("apply", "-n", namespace, "-f", "-",
+                        stdin=collection("docs", collectionName="docs", **MINIMAL))
+    changes = {
+        "connectionRef is immutable": {"spec": {"connectionRef": {"name": "other"}}},
+        "collectionName is immutable": {"spec": {"collectionName": "elsewhere"}},
+    }
+    for message, patch in changes.items():
+        with pytest.raises(KubectlError) as err:
+            control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=merge", "-p", json.dumps(patch))
+        assert message in err.value.stderr
+    with pytest.raises(KubectlError) as err:
+        control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=json",
+                            "-p", '[{"op": "replace", "path": "/spec/vectors/0/size", "value": 8}]')
+    assert "a vector's size and distance are immutable" in err.value.stderr
+    # A mutable field still changes, and nothing above was stored.
+    control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=merge", "-p", '{"spec":{"hnsw":{"m":32}}}')
+    spec = control_plane.admin.json("get", "-n", namespace, "vc", "docs")["spec"]
+    assert spec["connectionRef"] == {"name": "main"} and spec["vectors"][0]["size"] == 4 and spec["hnsw"] == {"m": 32}
+
+
+def test_printer_columns_through_kubectl(control_plane, namespace):
+    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("cols", **MINIMAL))
+    header = control_plane.admin("get", "vectorcollections", "-n", namespace).splitlines()[0]
+    assert re.split(r"\s+", header.strip()) == ["NAME", "COLLECTION", "CONNECTION", "READY", "STATUS", "POINTS", "AGE"]
+    assert "cols" in control_plane.admin("get", "qdrant", "-n", namespace)
+    assert "cols" in control_plane.admin("get", "vc", "-n", namespace)
+
+
+def test_operator_identity_has_exactly_its_cluster_role(control_plane, namespace):
+    op = control_plane.operator
+    # Granted by manifests/base/rbac.yaml: reading and patching its kinds, reading Secrets, posting Events.
+    assert op.json("get", "vectorcollections", "-n", namespace)["items"] == []
+    control_plane.admin("create", "secret", "generic", "key", "-n", namespace, "--from-literal=api-key=s3cret")
+    assert op.json("get", "secret", "key", "-n", namespace)["data"]["api-key"]
+    assert op("auth", "can-i", "patch", "vectorcollections/status", "-n", namespace).strip() == "yes"
+    # Not granted: the operator never deletes Secrets nor creates its users' resources.
+    with pytest.raises(KubectlError) as err:
+        op("delete", "secret", "key", "-n", namespace)
+    assert "Forbidden" in err.value.stderr
+    assert 'cannot delete resource "secrets"' in err.value.stderr
+    with pytest.raises(KubectlError) as err:
+        op("apply", "-n", namespace, "-f", "-", stdin=collection("sneaky", **MINIMAL))
+    assert "Forbidden" in err.value.stderr
+    assert control_plane.admin.json("get", "secret", "key", "-n", namespace)["metadata"]["name"] == "key"
+
+
+def test_namespace_deletion_and_garbage_collection_run(control_plane):
+    """kube-controller-manager is part of the control plane: owned objects and namespaces go away."""
+    control_plane.admin("create", "namespace", "gc-check")
+    try:
+        owner = control_plane.admin.json("create", "configmap", "owner", "-n", "gc-check")
+        dependent = {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "dependent", "ownerReferences": [{
+                "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
+            }]},
+        }
+        control_plane.admin("apply", "-n", "gc-check", "-f", "-", stdin=json.dumps(dependent))
+        control_plane.admin("delete", "configmap", "owner", "-n", "gc-check")
+        control_plane.admin("wait", "--for=delete", "configmap/dependent", "-n", "gc-check", "--timeout=60s")
+    finally:
+        control_plane.admin("delete", "namespace", "gc-check", "--timeout=90s")
+    assert "NotFound" in control_plane.admin("get", "namespace", "gc-check", check=False)
