@@ -1,0 +1,250 @@
+"""VectorCollection: observe -> diff -> plan -> status. Pure: no kopf, no HTTP.
+
+`plan()` compares the desired Qdrant configuration (from the spec, see mapping.py) with what
+GET /collections/{name} returns, leaf by leaf, for the fields the spec states. The result is a value
+that says exactly what the handler will do; unit tests inspect it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from ..api.collection import DriftPolicy, VectorCollectionSpec
+from . import mapping
+
+# Leaves that Qdrant cannot change on an existing collection.
+IMMUTABLE_LEAVES = {"size", "distance", "datatype", "multivector_config", "shard_number", "sharding_method"}
+# What Qdrant means when it leaves these out of GET /collections/{name}.
+LIVE_DEFAULTS = {"sharding_method": "auto", "datatype": "float32", "on_disk": False, "always_ram": False}
+# PATCH blocks that make Qdrant rebuild segments: one such change at a time per connection.
+REINDEXING_BLOCKS = {"vectors", "hnsw_config", "quantization_config", "sparse_vectors", "optimizers_config"}
+
+
+class Ownership(enum.Enum):
+    OURS = "ours"
+    UNMARKED = "unmarked"  # exists, created outside the operator
+    OTHER = "other"  # marked by another VectorCollection
+
+
+@dataclass(frozen=True)
+class Difference:
+    path: str  # spec-style path, e.g. "vectors[text].hnsw.m"
+    desired: Any
+    actual: Any
+
+    def as_status(self) -> dict[str, str]:
+        return {"field": self.path, "desired": _show(self.desired), "actual": _show(self.actual)}
+
+
+@dataclass
+class Plan:
+    create: dict[str, Any] | None = None
+    update: dict[str, Any] = field(default_factory=dict)
+    create_indexes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delete_indexes: list[str] = field(default_factory=list)
+    alias_actions: list[dict[str, Any]] = field(default_factory=list)
+    drift: list[Difference] = field(default_factory=list)  # mutable differences found
+    immutable: list[Difference] = field(default_factory=list)  # need a new collection: nothing is done
+    alias_conflicts: list[str] = field(default_factory=list)  # declared aliases held by other collections
+
+    @property
+    def reindexes(self) -> bool:
+        return bool(REINDEXING_BLOCKS & self.update.keys())
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.create or self.update or self.create_indexes or self.delete_indexes or self.alias_actions)
+
+
+def owner_marker(namespace: str, name: str, uid: str) -> str:
+    return f"{namespace}/{name}/{uid}"
+
+
+def ownership(info: dict[str, Any], marker: str) -> tuple[Ownership, str | None]:
+    owner = ((info.get("config") or {}).get("metadata") or {}).get(mapping.OWNER_KEY)
+    if owner is None:
+        return Ownership.UNMARKED, None
+    return (Ownership.OURS if owner == marker else Ownership.OTHER), owner
+
+
+def _show(value: Any) -> str:
+    return "absent" if value is None else str(value)
+
+
+def _same(desired: Any, actual: Any) -> bool:
+    if isinstance(desired, float) or isinstance(actual, float):
+        return isinstance(actual, int | float) and math.isclose(desired, actual, rel_tol=1e-6)
+    return bool(desired == actual)
+
+
+def _spec_path(qdrant_path: list[str]) -> str:
+    names = {"hnsw_config": "hnsw", "optimizer_config": "optimizers", "optimizers_config": "optimizers",
+             "quantization_config": "quantization", "multivector_config": "multivector", "params": None}
+    out = ""
+    for i, part in enumerate(qdrant_path):
+        if i > 0 and qdrant_path[i - 1] in ("vectors", "sparse_vectors"):
+            out += f"[{part}]"
+            continue
+        renamed = names.get(part, part)
+        if renamed is not None:
+            out += ("." if out else "") + to_camel(renamed)
+    return out
+
+
+def _leaves(desired: Any, actual: Any, path: list[str]) -> list[tuple[list[str], Any, Any]]:
+    """Every leaf the spec states whose live value differs. A quantization method is one leaf: a
+    scalar config never merges with a binary one."""
+    if isinstance(desired, dict) and path[-1:] != ["quantization_config"]:
+        actual = actual if isinstance(actual, dict) else {}
+        return [d for key, value in desired.items() for d in _leaves(value, actual.get(key), [*path, key])]
+    if path[-1:] == ["quantization_config"]:
+        if desired == "Disabled":
+            return [] if actual is None else [(path, desired, actual)]
+        if not isinstance(actual, dict) or actual.keys() != desired.keys():
+            return [(path, desired, actual)]
+        method = next(iter(desired))
+        return [d for d in _leaves(desired[method], actual[method], [*path, method])]
+    if actual is None:
+        actual = LIVE_DEFAULTS.get(path[-1])
+    return [] if _same(desired, actual) else [(path, desired, actual)]
+
+
+def plan(
+    spec: VectorCollectionSpec,
+    info: dict[str, Any] | None,
+    marker: str,
+    *,
+    live_aliases: dict[str, str],
+    managed_indexes: list[str],
+    managed_aliases: list[str],
+    collection: str,
+    adopt: bool = False,
+) -> Plan:
+    """The minimal steps from `info` (None: the collection does not exist) to `spec`.
+
+    live_aliases maps every alias on the server to its collection; managed_* are what the operator
+    created earlier (status), the only ones it removes when they leave the spec.
+    """
+    spec = mapping.apply_preset(spec)
+    out = Plan()
+    desired_indexes = {i.field: mapping.payload_index_schema(i) for i in spec.payload_indexes}
+    if info is None:
+        out.create = mapping.create_body(spec, marker)
+        out.create_indexes = desired_indexes
+    else:
+        _plan_update(spec, info, out, adopt, marker)
+        _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
+    if spec.drift_policy == DriftPolicy.REPORT and info is not None:
+        # Report: differences found in Qdrant are listed, never written.
+        out.update, out.create_indexes, out.delete_indexes = {}, {}, []
+    if out.immutable:
+        out.update, out.create_indexes, out.delete_indexes = {}, {}, []
+        return out
+    _plan_aliases(spec.aliases, collection, live_aliases, managed_aliases, out)
+    return out
+
+
+def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, adopt: bool, marker: str) -> None:
+    config = info.get("config") or {}
+    params = config.get("params") or {}
+    desired = mapping.desired_config(spec, marker)
+    live_vectors = params.get("vectors") or {}
+    want_vectors = desired.pop("vectors")
+    unnamed = "size" in want_vectors
+    if unnamed != ("size" in live_vectors) or (not unnamed and want_vectors.keys() != live_vectors.keys()):
+        out.immutable.append(Difference("vectors", _vector_names(want_vectors), _vector_names(live_vectors)))
+        return
+    want_sparse = desired.pop("sparse_vectors", {})
+    live_sparse = params.get("sparse_vectors") or {}
+    if want_sparse and want_sparse.keys() != live_sparse.keys():
+        out.immutable.append(Difference("sparseVectors", sorted(want_sparse), sorted(live_sparse)))
+        return
+
+    comparisons: list[tuple[list[str], Any, Any]] = []
+    for name, wanted in ({"": want_vectors} if unnamed else want_vectors).items():
+        live = live_vectors if unnamed else live_vectors.get(name)
+        comparisons += [(["vectors", name, *p[2:]], d, a) for p, d, a in _leaves(wanted, live, ["vectors", name])]
+    comparisons += _leaves(want_sparse, live_sparse, ["sparse_vectors"])
+    for key in ("shard_number", "sharding_method", "replication_factor", "write_consistency_factor", "on_disk_payload"):
+        if key in desired:
+            comparisons += _leaves(desired[key], params.get(key), ["params", key])
+    blocks = {"hnsw_config": "hnsw_config", "optimizers_config": "optimizer_config",
+              "quantization_config": "quantization_config", "wal_config": "wal_config"}
+    for want_key, live_key in blocks.items():
+        if want_key in desired:
+            comparisons += _leaves(desired[want_key], config.get(live_key), [want_key])
+
+    for path, want, live in comparisons:
+        diff = Difference(_spec_path(path), want, live)
+        if path[0] == "wal_config" or IMMUTABLE_LEAVES & set(path):
+            out.immutable.append(diff)
+        else:
+            out.drift.append(diff)
+            _add_to_patch(out.update, path, spec, unnamed, desired)
+    if adopt:
+        out.update["metadata"] = {mapping.OWNER_KEY: marker}
+
+
+def _vector_names(vectors: dict[str, Any]) -> list[str]:
+    return [""] if "size" in vectors else sorted(vectors)
+
+
+def _add_to_patch(patch: dict[str, Any], path: list[str], spec: VectorCollectionSpec, unnamed: bool,
+                  desired: dict[str, Any]) -> None:
+    """Put the whole desired block that contains a drifting leaf into the PATCH body."""
+    head = path[0]
+    if head == "vectors":
+        name, block = path[1], path[2]
+        wanted = mapping.vector(next(v for v in spec.vectors if v.name == name or unnamed))
+        patch.setdefault("vectors", {}).setdefault(name, {})[block] = wanted[block]
+    elif head == "sparse_vectors":
+        patch.setdefault("sparse_vectors", {})[path[1]] = desired["sparse_vectors"][path[1]]
+    elif head == "params":
+        patch.setdefault("params", {})[path[1]] = desired[path[1]]
+    else:
+        patch[head] = desired[head]
+
+
+def _plan_indexes(desired: dict[str, dict[str, Any]], live: dict[str, Any], managed: list[str], out: Plan) -> None:
+    for name, schema in desired.items():
+        have = live.get(name)
+        if have is None:
+            out.create_indexes[name] = schema
+            continue
+        live_params = {"type": have.get("data_type"), **(have.get("params") or {})}
+        changed = [k for k, v in schema.items() if not _same(v, live_params.get(k))]
+        if changed:
+            out.drift.append(Difference(f"payloadIndexes[{name}]", schema, live_params))
+            out.delete_indexes.append(name)  # a payload index is replaced, not patched
+            out.create_indexes[name] = schema
+    out.delete_indexes += [name for name in managed if name not in desired and name in live]
+
+
+def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan) -> None:
+    for alias in wanted:
+        holder = live.get(alias)
+        if holder is None:
+            out.alias_actions.append({"create_alias": {"collection_name": collection, "alias_name": alias}})
+        elif holder != collection:
+            out.alias_conflicts.append(alias)  # never taken from another collection
+    for alias in managed:
+        if alias not in wanted and live.get(alias) == collection:
+            out.alias_actions.append({"delete_alias": {"alias_name": alias}})
+
+
+def observed_status(info: dict[str, Any]) -> dict[str, Any]:
+    """The status fields read from GET /collections/{name}."""
+    params = (info.get("config") or {}).get("params") or {}
+    return {
+        "qdrantStatus": info.get("status"),
+        "pointsCount": info.get("points_count"),
+        "indexedVectorsCount": info.get("indexed_vectors_count"),
+        "segmentsCount": info.get("segments_count"),
+        "shardNumber": params.get("shard_number"),
+        "replicationFactor": params.get("replication_factor"),
+    }

@@ -1,0 +1,206 @@
+"""The VectorCollection plan: pure logic against Qdrant-shaped collection info."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collection_operator.api import VectorCollectionSpec
+from collection_operator.reconcile import mapping
+from collection_operator.reconcile.collection import Ownership, owner_marker, ownership, plan
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MARKER = owner_marker("ns", "docs", "uid-1")
+QDRANT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0, "on_disk": False}
+QDRANT_OPTIMIZERS = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
+                     "max_segment_size": None, "memmap_threshold": None, "indexing_threshold": 10000,
+                     "flush_interval_sec": 5, "max_optimization_threads": None}
+
+
+def spec(**fields: Any) -> VectorCollectionSpec:
+    return VectorCollectionSpec.model_validate({"connectionRef": {"name": "main"}, **fields})
+
+
+def live_from(body: dict[str, Any], indexes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What GET /collections/{name} returns after PUT with `body`: Qdrant's defaults filled in."""
+    body = copy.deepcopy(body)
+    return {
+        "status": "green", "points_count": 0, "indexed_vectors_count": 0, "segments_count": 2,
+        "config": {
+            "params": {
+                "vectors": body["vectors"], "shard_number": body.get("shard_number", 1),
+                "replication_factor": body.get("replication_factor", 1),
+                "write_consistency_factor": body.get("write_consistency_factor", 1),
+                "on_disk_payload": body.get("on_disk_payload", True),
+                **({"sparse_vectors": body["sparse_vectors"]} if "sparse_vectors" in body else {}),
+            },
+            "hnsw_config": QDRANT_HNSW | body.get("hnsw_config", {}),
+            "optimizer_config": QDRANT_OPTIMIZERS | body.get("optimizers_config", {}),
+            "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0} | body.get("wal_config", {}),
+            "quantization_config": body.get("quantization_config"),
+            "metadata": body.get("metadata"),
+        },
+        "payload_schema": indexes or {},
+    }
+
+
+def run(s: VectorCollectionSpec, info: dict[str, Any] | None, **kw: Any):
+    kw = {"live_aliases": {}, "managed_indexes": [], "managed_aliases": [], "collection": "docs"} | kw
+    return plan(s, info, MARKER, **kw)
+
+
+def complete() -> VectorCollectionSpec:
+    example = yaml.safe_load((EXAMPLES / "vectorcollection-complete.yaml").read_text())
+    return VectorCollectionSpec.model_validate(example["spec"])
+
+
+def test_create_maps_every_field_to_qdrant_names():
+    p = run(complete(), None)
+    body = p.create
+    assert body["vectors"]["text"] == {"size": 768, "distance": "Cosine", "datatype": "float32", "on_disk": False,
+                                       "hnsw_config": {"m": 32, "ef_construct": 200}}
+    assert body["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
+    assert body["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
+    assert body["sparse_vectors"] == {"keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000},
+                                                   "modifier": "idf"}}
+    assert body["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+    assert body["optimizers_config"]["default_segment_number"] == 2
+    assert body["wal_config"] == {"wal_capacity_mb": 32, "wal_segments_ahead": 0}
+    assert body["shard_number"] == 2 and body["on_disk_payload"] is True
+    assert body["metadata"] == {mapping.OWNER_KEY: MARKER}
+    assert p.create_indexes == {
+        "tenant": {"type": "keyword", "is_tenant": True},
+        "created": {"type": "datetime"},
+        "body": {"type": "text", "tokenizer": "word", "lowercase": True},
+    }
+    assert p.alias_actions == [{"create_alias": {"collection_name": "docs", "alias_name": "docs-current"}}]
+
+
+def test_unnamed_vector_is_bare_vector_params():
+    body = run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create
+    assert body["vectors"] == {"size": 4, "distance": "Dot"}
+
+
+def test_a_collection_as_created_is_in_sync():
+    s = complete()
+    p = run(s, None)
+    info = live_from(p.create, {name: {"data_type": schema["type"], "params": schema, "points": 0}
+                                for name, schema in p.create_indexes.items()})
+    again = run(s, info, live_aliases={"docs-current": "docs"}, managed_indexes=list(p.create_indexes),
+                managed_aliases=["docs-current"])
+    assert not again.writes and again.drift == [] and again.immutable == []
+
+
+def test_hnsw_change_patches_only_the_hnsw_block():
+    before = spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 16})
+    info = live_from(run(before, None).create)
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 32}), info)
+    assert p.update == {"hnsw_config": {"m": 32}}
+    assert p.reindexes
+    assert [d.as_status() for d in p.drift] == [{"field": "hnsw.m", "desired": "32", "actual": "16"}]
+
+
+def test_replication_change_is_params_only_and_does_not_reindex():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], replicationFactor=2), info)
+    assert p.update == {"params": {"replication_factor": 2}}
+    assert not p.reindexes
+
+
+def test_per_vector_quantization_change_and_disable():
+    named = [{"name": "a", "size": 4, "distance": "Dot", "quantization": {"scalar": {"quantile": 0.99}}}]
+    info = live_from(run(spec(vectors=named), None).create)
+    binary = [{**named[0], "quantization": {"binary": {"alwaysRam": True}}}]
+    assert run(spec(vectors=binary), info).update == {
+        "vectors": {"a": {"quantization_config": {"binary": {"always_ram": True}}}}
+    }
+    disabled = [{**named[0], "quantization": {"disabled": True}}]
+    assert run(spec(vectors=disabled), info).update == {"vectors": {"a": {"quantization_config": "Disabled"}}}
+
+
+def test_disabled_quantization_matches_none_and_is_left_out_on_create():
+    s = spec(vectors=[{"size": 4, "distance": "Dot"}], quantization={"disabled": True})
+    body = run(s, None).create
+    assert "quantization_config" not in body
+    assert not run(s, live_from(body)).writes
+
+
+def test_immutable_change_touches_nothing():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 16}), None).create)
+    p = run(spec(vectors=[{"size": 8, "distance": "Dot"}], hnsw={"m": 32}, aliases=["x"]), info)
+    assert [d.path for d in p.immutable] == ["vectors[].size"]
+    assert not p.writes
+
+
+def test_adding_a_named_vector_is_immutable():
+    info = live_from(run(spec(vectors=[{"name": "a", "size": 4, "distance": "Dot"}]), None).create)
+    two = [{"name": "a", "size": 4, "distance": "Dot"}, {"name": "b", "size": 4, "distance": "Dot"}]
+    p = run(spec(vectors=two), info)
+    assert p.immutable[0].path == "vectors" and not p.writes
+
+
+def test_report_policy_lists_drift_and_writes_nothing():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 16}), None).create)
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 32}, driftPolicy="Report"), info)
+    assert [d.path for d in p.drift] == ["hnsw.m"] and not p.writes
+
+
+def test_fields_left_out_are_qdrants_business():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    info["config"]["hnsw_config"]["m"] = 48  # changed in Qdrant, but the spec states no HNSW
+    assert not run(spec(vectors=[{"size": 4, "distance": "Dot"}]), info).writes
+
+
+def test_payload_indexes_added_changed_and_only_managed_ones_removed():
+    s = spec(vectors=[{"size": 4, "distance": "Dot"}], payloadIndexes=[
+        {"field": "tenant", "type": "Keyword", "params": {"isTenant": True}}, {"field": "n", "type": "Integer"}])
+    info = live_from(run(s, None).create, {
+        "tenant": {"data_type": "keyword", "params": {"type": "keyword", "is_tenant": False}, "points": 0},
+        "old": {"data_type": "keyword", "points": 0},
+        "foreign": {"data_type": "keyword", "points": 0},
+    })
+    p = run(s, info, managed_indexes=["tenant", "old"])
+    assert p.create_indexes == {"tenant": {"type": "keyword", "is_tenant": True}, "n": {"type": "integer"}}
+    assert p.delete_indexes == ["tenant", "old"]
+
+
+def test_aliases_created_removed_and_never_stolen():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new", "taken"]), info,
+            live_aliases={"taken": "other", "gone": "docs", "theirs": "docs"}, managed_aliases=["gone"])
+    assert p.alias_actions == [{"create_alias": {"collection_name": "docs", "alias_name": "new"}},
+                               {"delete_alias": {"alias_name": "gone"}}]
+    assert p.alias_conflicts == ["taken"]
+
+
+def test_embeddings_preset_and_explicit_fields_win():
+    body = run(spec(preset="Embeddings", vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 8}), None).create
+    assert body["hnsw_config"] == {"m": 8, "ef_construct": 1024, "full_scan_threshold": 20000}
+    assert body["optimizers_config"] == {"default_segment_number": 4, "memmap_threshold": 100000}
+    assert body["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+
+
+def test_high_recall_and_low_memory_presets():
+    high = run(spec(preset="HighRecall", vectors=[{"size": 4, "distance": "Dot"}]), None).create
+    assert "quantization_config" not in high and high["hnsw_config"]["m"] == 64
+    low = run(spec(preset="LowMemory", vectors=[{"name": "a", "size": 4, "distance": "Dot"}]), None).create
+    assert low["vectors"]["a"]["on_disk"] is True and low["hnsw_config"] == {"on_disk": True}
+    assert low["on_disk_payload"] is True and low["quantization_config"]["scalar"]["always_ram"] is True
+
+
+def test_ownership_marker():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    assert ownership(info, MARKER) == (Ownership.OURS, MARKER)
+    assert ownership(info, owner_marker("ns", "other", "uid-2"))[0] == Ownership.OTHER
+    info["config"]["metadata"] = None
+    assert ownership(info, MARKER) == (Ownership.UNMARKED, None)
+
+
+def test_adopt_claims_with_the_marker_only():
+    info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    info["config"]["metadata"] = {}
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}]), info, adopt=True)
+    assert p.update == {"metadata": {mapping.OWNER_KEY: MARKER}}
