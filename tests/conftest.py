@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.controlplane"]
+pytest_plugins = ["tests.fixtures.controlplane", "tests.fixtures.qdrant"]
