@@ -58,7 +58,8 @@ def serve(args: argparse.Namespace) -> None:
     scheme = "https" if args.tls_cert else "http"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     print(
-        f"qdrant dev server {QDRANT_VERSION} API on the qdrant-edge {importlib.metadata.version('qdrant-edge-py')} engine -- a DEVELOPMENT AND "
+        f"qdrant dev server: Qdrant {QDRANT_VERSION} REST API on the qdrant-edge "
+        f"{importlib.metadata.version('qdrant-edge-py')} engine -- a DEVELOPMENT AND "
         f"TEST engine, not Qdrant; point production at a real Qdrant. Listening on {scheme}://{host}:{args.port}, "
         f"data in {data_dir}, api key {'on' if args.api_key else 'off'}",
         flush=True,

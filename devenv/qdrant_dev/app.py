@@ -385,10 +385,7 @@ class QdrantDevApp:
         req = await _body(request, m.SnapshotRecover)
         url = urllib.parse.urlparse(req.location)
         if url.scheme == "file":
-            path = Path(urllib.parse.unquote(url.path))
-            if not path.is_file():
-                raise wrong_input(f"Snapshot file {path} does not exist")
-            self.engine.recover(collection_name, path, req.checksum)
+            self.engine.recover(collection_name, Path(urllib.parse.unquote(url.path)), req.checksum)
             return True
         if url.scheme not in ("http", "https"):
             raise wrong_input(f"Unsupported snapshot location scheme: {url.scheme}")
@@ -433,14 +430,13 @@ class QdrantDevApp:
         if isinstance(req, m.PointsBatch):
             b = req.batch
             vectors = b.vectors
+            per_point: list[Any]
+            payloads: list[Any] = b.payloads or [None] * len(b.ids)
             if isinstance(vectors, dict):
                 per_point = [{k: v[i] for k, v in vectors.items()} for i in range(len(b.ids))]
             else:
                 per_point = list(vectors)
-            points = [
-                m.PointStruct(id=pid, vector=per_point[i], payload=(b.payloads or [None] * len(b.ids))[i])
-                for i, pid in enumerate(b.ids)
-            ]
+            points = [m.PointStruct(id=pid, vector=per_point[i], payload=payloads[i]) for i, pid in enumerate(b.ids)]
         else:
             points = req.points
         by_shard: dict[int, list[qe.Point]] = {}

@@ -221,9 +221,11 @@ def _match(match: Any) -> Any:
     if isinstance(match, m.MatchPhrase):
         return qe.MatchPhrase(match.phrase)
     if isinstance(match, m.MatchAny):
-        return qe.MatchAny(list(match.any))
+        values: Any = list(match.any)
+        return qe.MatchAny(values)
     if isinstance(match, m.MatchExcept):
-        return qe.MatchExcept(list(match.except_))
+        excluded: Any = list(match.except_)
+        return qe.MatchExcept(excluded)
     raise Unsupported(f"match {type(match).__name__}")
 
 
@@ -269,15 +271,17 @@ def _condition(cond: Any) -> Any:
     if isinstance(cond, m.HasVectorCondition):
         return qe.HasVectorCondition(cond.has_vector)
     if isinstance(cond, m.NestedCondition):
-        return qe.NestedCondition(cond.nested.key, filter_in(cond.nested.filter))
+        return qe.NestedCondition(cond.nested.key, _filter(cond.nested.filter))
     if isinstance(cond, m.Filter):
-        return filter_in(cond)
+        return _filter(cond)
     raise Unsupported(f"condition {type(cond).__name__}")
 
 
 def filter_in(flt: m.Filter | None) -> qe.Filter | None:
-    if flt is None:
-        return None
+    return None if flt is None else _filter(flt)
+
+
+def _filter(flt: m.Filter) -> qe.Filter:
     min_should = None
     if flt.min_should is not None:
         min_should = qe.MinShould([_condition(c) for c in flt.min_should.conditions], flt.min_should.min_count)

@@ -449,8 +449,8 @@ class Engine:
             work.rename(coll.shards_dir)
             shutil.rmtree(old)
             coll.open_shards()
-            for shard, op in replay:
-                coll.shards[shard].update(op)
+            for index, op in replay:
+                coll.shards[index].update(op)
         finally:
             coll.replay = None
             shutil.rmtree(work, ignore_errors=True)
@@ -565,6 +565,8 @@ class Engine:
 
     def recover(self, name: str, archive: Path, checksum: str | None) -> None:
         """Replace (or create) collection `name` from a snapshot file written by `create_snapshot`."""
+        if not archive.is_file():
+            raise wrong_input(f"Snapshot file {archive} does not exist")
         if checksum is not None and (actual := _sha256(archive)) != checksum:
             raise wrong_input(f"Snapshot checksum mismatch: expected {checksum}, got {actual}")
         staging = self.data_dir / "tmp" / f"recover-{uuid.uuid4().hex}"

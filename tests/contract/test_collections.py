@@ -246,8 +246,9 @@ def test_several_shards(client: QdrantClient, name: str) -> None:
     client.upsert(name, _points(90))
     cluster = client.http.distributed_api.collection_cluster_info(name).result
     assert cluster is not None and cluster.shard_count == 3
-    shards = cluster.local_shards + [m.LocalShardInfo(shard_id=r.shard_id, points_count=0, state=r.state)
-                                     for r in cluster.remote_shards]
+    shards = cluster.local_shards + [
+        m.LocalShardInfo(shard_id=r.shard_id, points_count=0, state=r.state) for r in cluster.remote_shards
+    ]
     assert sorted(s.shard_id for s in shards) == [0, 1, 2]
     if not cluster.remote_shards:
         assert sum(s.points_count for s in cluster.local_shards) == 90

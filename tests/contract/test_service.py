@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 
 from devenv.qdrant_dev.app import DevState, QdrantDevApp
-
-import pytest
 
 # The shared reference files sit next to the repository (../shared), as in TESTING.md.
 OPENAPI = Path(__file__).resolve().parents[3] / "shared/qdrant-reference/openapi-1.19.json"

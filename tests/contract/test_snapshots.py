@@ -22,8 +22,9 @@ def test_snapshot_recover_returns_the_same_points(client: QdrantClient, qdrant_s
         shard_number=2,
         metadata={"owner": "snap-test"},
     )
-    client.upsert(name, [m.PointStruct(id=i, vector=[rng.random() for _ in range(4)], payload={"i": i})
-                         for i in range(60)])
+    client.upsert(
+        name, [m.PointStruct(id=i, vector=[rng.random() for _ in range(4)], payload={"i": i}) for i in range(60)]
+    )
     client.create_payload_index(name, "i", m.PayloadSchemaType.INTEGER, wait=True)
     expected = _all_points(client, name)
 
