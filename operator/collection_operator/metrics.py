@@ -1,0 +1,65 @@
+"""Prometheus metrics of the operator: prefix `qdrant_operator_`, base units, labelled by connection name.
+
+The client layer (collection_operator.qdrant) records requests, retries, pool figures, breaker state and
+health here; latencies and pool figures go to metrics, never to a resource's status.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Enum, Gauge, Histogram
+
+from .api.connection import BreakerState, Health
+
+# Qdrant calls range from sub-millisecond (GET /) to minutes (create with a large WAL, snapshots).
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUEST_DURATION = Histogram(
+    "qdrant_operator_client_request_duration_seconds",
+    "Duration of one client call to Qdrant, retries included, by operation and outcome (ok or error reason).",
+    ["connection", "operation", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+RETRIES = Counter(
+    "qdrant_operator_client_retries_total",
+    "Retries of idempotent calls after a retryable failure, by the failure's reason.",
+    ["connection", "operation", "reason"],
+)
+POOL_CONNECTIONS = Gauge(
+    "qdrant_operator_client_pool_connections", "Open HTTP connections to the target.", ["connection"]
+)
+POOL_IN_USE = Gauge("qdrant_operator_client_pool_in_use", "Pool leases currently held by calls.", ["connection"])
+POOL_WAITING = Gauge("qdrant_operator_client_pool_waiting", "Calls queued for a pool lease.", ["connection"])
+POOL_ACQUIRE_DURATION = Histogram(
+    "qdrant_operator_client_pool_acquire_duration_seconds",
+    "Time a call waited for a pool lease.",
+    ["connection"],
+    buckets=(0.0001, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
+)
+POOL_EXHAUSTED = Counter(
+    "qdrant_operator_client_pool_exhausted_total",
+    "Calls that gave up waiting for a pool lease (acquire timeout).",
+    ["connection"],
+)
+POOL_RECYCLED = Counter(
+    "qdrant_operator_client_pool_recycled_total",
+    "HTTP connections closed by the pool, by why (lifetime, expired).",
+    ["connection", "why"],
+)
+BREAKER_STATE = Enum(
+    "qdrant_operator_circuit_breaker_state",
+    "Circuit breaker state per connection.",
+    ["connection"],
+    states=[state.value for state in BreakerState],
+)
+HEALTH = Enum(
+    "qdrant_operator_connection_health",
+    "Health of the target as the health monitor last judged it.",
+    ["connection"],
+    states=[health.value for health in Health],
+)
+HEALTH_PROBE_DURATION = Histogram(
+    "qdrant_operator_health_probe_duration_seconds",
+    "Duration of one health probe (GET / and GET /cluster).",
+    ["connection", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)

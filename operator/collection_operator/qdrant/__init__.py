@@ -1,0 +1,84 @@
+"""The client layer: one pooled, retried, breaker-guarded, health-monitored Qdrant client per target.
+Knows nothing of Kubernetes; the operator's connection daemon owns one QdrantGateway per QdrantConnection.
+
+Construct and run:
+
+    gateway = QdrantGateway(url, settings, name="qdrant/main", api_key=key, ca_pem=pem, verify=True)
+    gateway.start()                        # health monitor + pool maintenance (warm minimum, recycling)
+    gateway.subscribe(on_report)           # on_report(ConnectionReport), sync or async, on every change
+    ...
+    await gateway.update_credentials(new_key, new_pem)   # Secret rotated: state kept, new HTTP client
+    await gateway.update_settings(new_settings)          # spec or settings file changed
+    await gateway.aclose()
+
+`settings` is a `config.ClientSettings` (from `config.resolve(spec)` or `OperatorSettings.resolve`).
+
+State: `gateway.health` (Health: Unknown before the first probe, then Healthy/Degraded/Unhealthy),
+`gateway.breaker_state` (BreakerState: Closed/Open/HalfOpen), `gateway.server_version`, and
+`gateway.report` (ConnectionReport: all of those plus distributed, peers and the last probe's error
+reason), which is what `subscribe` callbacks receive.
+
+Calls: typed collection methods - `list_collections`, `collection_exists`, `get_collection`,
+`create_collection(name, models.CreateCollection)`, `update_collection(name, models.UpdateCollection)`
+(PATCH), `delete_collection` (False if it was missing), `create_payload_index`, `delete_payload_index`,
+`list_aliases`, `update_aliases`, `create_snapshot`, `list_snapshots`, `delete_snapshot`,
+`recover_snapshot` - and the general `await gateway.call(operation, fn, idempotent=..., timeout_seconds=None)`
+running `fn(AsyncQdrantClient)`. Vector operations: `VectorOperations(gateway, collection)` with
+`upsert`, `upsert_many(batch_size, concurrency)`, `search(Search(...))` (score threshold, filter,
+hnsw_ef), `search_many` (parallel), `update_vectors`, `set_payload`, `delete(ids= | filter=)`, `count`.
+
+Every call: breaker check (CircuitOpen without touching the network), a pool lease (PoolExhausted after
+the acquire timeout), a per-attempt timeout, and for idempotent calls retries with exponential backoff
+and jitter on retryable failures. Errors are the typed QdrantError subclasses in `errors`, each with a
+`reason` that is the condition reason it maps to.
+"""
+
+from .breaker import CircuitBreaker
+from .errors import (
+    AlreadyExists,
+    CircuitOpen,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    OutcomeUnknown,
+    PoolExhausted,
+    QdrantError,
+    TLSError,
+    Transient,
+    Unauthorized,
+    Unreachable,
+    classify,
+)
+from .gateway import ConnectionReport, QdrantGateway
+from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult
+from .pool import ConnectionPool
+from .retry import backoff_delay, retrying
+from .vectors import Search, VectorOperations
+
+__all__ = [
+    "AlreadyExists",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "Conflict",
+    "ConnectionPool",
+    "ConnectionReport",
+    "HealthMonitor",
+    "HealthReport",
+    "HealthTracker",
+    "InvalidRequest",
+    "NotFound",
+    "OutcomeUnknown",
+    "PoolExhausted",
+    "ProbeResult",
+    "QdrantError",
+    "QdrantGateway",
+    "Search",
+    "TLSError",
+    "Transient",
+    "Unauthorized",
+    "Unreachable",
+    "VectorOperations",
+    "backoff_delay",
+    "classify",
+    "retrying",
+]
