@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 from ..api.connection import Environment, QdrantConnectionSpec
@@ -63,6 +63,12 @@ class OperatorSettings(BaseModel):
     @classmethod
     def _environment_names_any_case(cls, value: Any) -> Any:
         return _canonical_profiles(value)
+
+    @model_validator(mode="after")
+    def _profiles_resolve(self) -> OperatorSettings:
+        for environment in Environment:  # reject e.g. a minimum above the profile's maximum at load time
+            self.profile(environment)
+        return self
 
     def profile(self, environment: Environment | str) -> ClientSettings:
         """API.md's profile for `environment` with this file's overrides and extra retry patterns applied."""
