@@ -11,12 +11,30 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--out", type=Path, default=Path("crds"))
+    run = commands.add_parser("run", help="run the operator against the cluster in KUBECONFIG (or in-cluster)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch only these (repeatable)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster (default)")
+    run.add_argument("--bind", default="127.0.0.1", help="address of the metrics and health endpoints")
+    run.add_argument("--settings", type=Path, help="operator settings file (TOML); reloaded when it changes")
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--log-format", choices=["text", "json"], help="default: the settings' log_format")
     args = parser.parse_args(argv)
     if args.command == "crds":
         from . import crdgen
 
         for path in crdgen.write_all(args.out):
             print(path)
+    elif args.command == "run":
+        import kopf
+
+        from .config import load_settings
+        from .handlers import operator
+
+        log_format = args.log_format or load_settings(args.settings).log_format.value
+        kopf_format = kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL
+        kopf.configure(verbose=args.verbose, log_format=kopf_format)
+        operator.main_loop(namespaces=args.namespace, bind=args.bind, settings_path=args.settings)
 
 
 if __name__ == "__main__":

@@ -63,3 +63,23 @@ HEALTH_PROBE_DURATION = Histogram(
     ["connection", "outcome"],
     buckets=_LATENCY_BUCKETS,
 )
+
+# ----- reconcilers (handlers record these) ---------------------------------------------------------------
+
+RECONCILE_DURATION = Histogram(
+    "qdrant_operator_reconcile_duration_seconds",
+    "Duration of one reconcile of a resource, status write included.",
+    ["kind"],
+    buckets=_LATENCY_BUCKETS,
+)
+RECONCILES = Counter(
+    "qdrant_operator_reconciles_total",
+    "Reconciles by kind and the Ready condition's resulting reason.",
+    ["kind", "reason"],
+)
+DRIFT_CORRECTED = Counter(
+    "qdrant_operator_drift_corrected_total", "Settings changed directly in Qdrant and set back to the spec."
+)
+COLLECTIONS_MANAGED = Gauge(
+    "qdrant_operator_collections_managed", "VectorCollections using each connection.", ["connection"]
+)

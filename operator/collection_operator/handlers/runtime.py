@@ -1,0 +1,58 @@
+"""Process-wide state the handlers share: operator settings, the Kubernetes client, and one
+ConnectionRuntime per QdrantConnection (owned by that connection's daemon)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from ..api.connection import BreakerState, Health, QdrantConnectionSpec
+from ..config import OperatorSettings
+from ..k8s.api import KubeApi
+from ..qdrant import QdrantGateway
+from ..reconcile.collection_sync import ReindexGate
+from ..reconcile.gateway import QdrantCollections
+
+
+@dataclass
+class ConnectionRuntime:
+    namespace: str
+    name: str
+    spec: QdrantConnectionSpec
+    gateway: QdrantGateway
+    collections: QdrantCollections
+    operations: asyncio.Semaphore  # collection create/update/delete in flight on this connection
+    gate: ReindexGate = field(default_factory=ReindexGate)
+
+    def allows(self, namespace: str) -> bool:
+        allowed = self.spec.allowed_namespaces
+        return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    def not_ready(self) -> str | None:
+        """Why collections must not call Qdrant now, or None when they may."""
+        report = self.gateway.report
+        if report.circuit_breaker == BreakerState.OPEN:
+            return f"circuit breaker open ({report.error_reason or 'failures'}); calls resume after it half-opens"
+        if report.health in (Health.UNHEALTHY, Health.UNKNOWN):
+            return f"health {report.health.value}" + (f": {report.error_reason}" if report.error_reason else "")
+        return None
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    kube: KubeApi | None = None
+    connections: dict[str, ConnectionRuntime] = field(default_factory=dict)
+    # One reconcile per resource at a time: a spec change and a drift sweep never interleave.
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, key: str) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    @property
+    def api(self) -> KubeApi:
+        assert self.kube is not None, "the operator's startup handler connects to Kubernetes first"
+        return self.kube
+
+
+RUNTIME = Runtime()

@@ -1,0 +1,56 @@
+"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..api import GROUP, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class SecretNotFound(Exception):
+    """A referenced Secret, or the key in it, does not exist (condition reason SecretNotFound)."""
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient):
+        self._api = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> KubeApi:
+        """In a Pod: the service account. Elsewhere: KUBECONFIG or ~/.kube/config, as kubectl does."""
+        cfg = client.Configuration()
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        try:
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFound(f"Secret {namespace}/{name} not found") from None
+            raise
+        data = secret.data or {}
+        if key not in data:
+            raise SecretNotFound(f"Secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key])
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """One merge patch of .status; the caller sends only what changed."""
+        await self._custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH  # type: ignore[call-arg]
+        )

@@ -1,0 +1,241 @@
+"""One level-based reconcile of a VectorCollection against Qdrant: observe, plan, apply, report.
+
+No Kubernetes here: the caller passes the resource's identity and current status and gets back an
+Outcome (verdict, status fields, events, when to look again), which the handler writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec
+from ..k8s.conditions import Verdict
+from ..qdrant.errors import AlreadyExists, InvalidRequest, OutcomeUnknown, QdrantError
+from .collection import Difference, Ownership, Plan, observed_status, owner_marker, ownership, plan
+from .gateway import CollectionGateway
+
+log = logging.getLogger(__name__)
+
+OPTIMIZING_RECHECK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """The resource being reconciled, as Kubernetes has it."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    connection: str  # "namespace/name" of the QdrantConnection
+    status: dict[str, Any]
+
+    @property
+    def marker(self) -> str:
+        return owner_marker(self.namespace, self.name, self.uid)
+
+    @property
+    def ever_reconciled(self) -> bool:
+        return self.status.get("observedGeneration") is not None
+
+
+@dataclass
+class ReindexGate:
+    """At most one re-indexing change in flight per connection: the holder keeps it until its
+    collection is green again; others wait (requeue) instead of piling rebuilds onto one Qdrant."""
+
+    holder: str | None = None
+
+    def admit(self, key: str) -> bool:
+        if self.holder in (None, key):
+            self.holder = key
+            return True
+        return False
+
+    def release(self, key: str) -> None:
+        if self.holder == key:
+            self.holder = None
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    status: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    requeue_after: float | None = None
+    qdrant_writes: int = 0
+    drift_corrected: int = 0
+    reconciled: bool = False  # observedGeneration may advance
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(("Warning" if warning else "Normal", reason, message))
+
+
+def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
+    return spec.collection_name or resource_name
+
+
+async def sync(
+    gateway: CollectionGateway,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ReindexGate,
+    owner_alive: Callable[[str], bool],
+) -> Outcome:
+    name = collection_name(spec, target.name)
+    base = {"collectionName": name, "connection": target.connection}
+    try:
+        outcome = await _sync(gateway, spec, target, gate, owner_alive, name)
+    except InvalidRequest as exc:
+        outcome = Outcome(Verdict("Stalled", "InvalidSpec", f"Qdrant refused the request: {exc}"))
+    except QdrantError as exc:
+        outcome = Outcome(Verdict("Failed", "QdrantUnavailable", f"{exc.reason}: {exc}"))
+    outcome.status = base | outcome.status
+    return outcome
+
+
+async def _sync(
+    gateway: CollectionGateway,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ReindexGate,
+    owner_alive: Callable[[str], bool],
+    name: str,
+) -> Outcome:
+    key = f"{target.namespace}/{target.name}"
+    managed_indexes = list(target.status.get("payloadIndexes") or [])
+    managed_aliases = list(target.status.get("aliases") or [])
+    info = await gateway.get_collection(name)
+    aliases = await gateway.list_aliases()
+
+    if info is None and target.ever_reconciled and spec.drift_policy == DriftPolicy.REPORT:
+        missing = Difference("collection", name, None).as_status()
+        return Outcome(
+            Verdict("Stalled", "CollectionMissing", f"collection {name} was deleted in Qdrant; driftPolicy Report "
+                    "leaves it so: set Enforce to re-create it (empty)"),
+            {"drift": [missing]},
+        )
+
+    outcome = Outcome(Verdict("Ready", "InSync"))
+    adopt = False
+    if info is not None:
+        owned, holder = ownership(info, target.marker)
+        if owned == Ownership.OTHER and holder is not None and owner_alive(holder):
+            return Outcome(Verdict("Stalled", "ResourceConflict",
+                                   f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}"))
+        if owned != Ownership.OURS:
+            if spec.on_existing != OnExisting.ADOPT:
+                return Outcome(Verdict("Stalled", "AlreadyExists",
+                                       f"collection {name} exists in Qdrant and was not created by this resource; "
+                                       "set onExisting: Adopt to manage it"))
+            adopt = True
+
+    p = plan(spec, info, target.marker, live_aliases=aliases, managed_indexes=managed_indexes,
+             managed_aliases=managed_aliases, collection=name, adopt=adopt)
+    if p.immutable:
+        changes = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in p.immutable)
+        return Outcome(
+            Verdict("Stalled", "ImmutableFieldChanged",
+                    f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}"),
+            {"drift": [d.as_status() for d in p.immutable]},
+        )
+    if p.reindexes and info is not None:
+        if info.get("status") != "green":
+            return _optimizing(outcome, info, "waiting for Qdrant to finish optimizing before re-indexing")
+        if not gate.admit(key):
+            return _optimizing(outcome, info, f"another re-index on this connection is in flight ({gate.holder})")
+
+    if p.create is not None:
+        info = await _create(gateway, name, p, target)
+        outcome.qdrant_writes += 1
+        if target.ever_reconciled:
+            outcome.event("Recreated", f"collection {name} was missing in Qdrant and was re-created (empty)", True)
+            outcome.drift_corrected += 1
+        else:
+            outcome.event("Created", f"created collection {name}")
+    outcome.qdrant_writes += await _apply(gateway, name, p)
+    if p.update and info is not None:
+        spec_changed = target.status.get("observedGeneration") != target.generation
+        if spec_changed or adopt:
+            outcome.event("Adopted" if adopt else "Updated", f"updated {', '.join(sorted(p.update))} of {name}")
+        else:
+            outcome.drift_corrected += len(p.drift)
+            drifted = ", ".join(d.path for d in p.drift)
+            outcome.event("DriftCorrected", f"corrected changes made in Qdrant: {drifted}", True)
+    if outcome.qdrant_writes:
+        info = await gateway.get_collection(name)
+    if info is None:
+        return Outcome(Verdict("Failed", "QdrantUnavailable", f"collection {name} vanished while reconciling"))
+
+    outcome.status = _status(info, spec, p, aliases, name)
+    if spec.drift_policy == DriftPolicy.REPORT and p.drift:
+        outcome.verdict = Verdict("Ready", "DriftDetected",
+                                  "driftPolicy Report: differences are listed in status.drift and left alone")
+    if p.alias_conflicts:
+        outcome.verdict = Verdict("Ready", "AliasConflict",
+                                  f"aliases held by other collections were left alone: {', '.join(p.alias_conflicts)}")
+    if info.get("status") != "green":
+        return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
+    gate.release(key)
+    outcome.reconciled = True
+    return outcome
+
+
+def _optimizing(outcome: Outcome, info: dict[str, Any], why: str) -> Outcome:
+    if info.get("status") == "red":
+        outcome.verdict = Verdict("Failed", "QdrantUnavailable", "Qdrant reports the collection red (optimizer failed)")
+    else:
+        outcome.verdict = Verdict("Reconciling", "Optimizing", why)
+    outcome.status = {**observed_status(info), **outcome.status}
+    outcome.requeue_after = OPTIMIZING_RECHECK_SECONDS
+    return outcome
+
+
+async def _create(gateway: CollectionGateway, name: str, p: Plan, target: Target) -> dict[str, Any] | None:
+    assert p.create is not None
+    try:
+        await gateway.create_collection(name, p.create)
+    except (AlreadyExists, OutcomeUnknown):
+        # Lost reply or a race: look again; if the collection bears our marker, it is ours.
+        info = await gateway.get_collection(name)
+        if info is None or ownership(info, target.marker)[0] != Ownership.OURS:
+            raise
+        return info
+    return None
+
+
+async def _apply(gateway: CollectionGateway, name: str, p: Plan) -> int:
+    writes = 0
+    if p.update:
+        await gateway.update_collection(name, p.update)
+        writes += 1
+    for field_name in p.delete_indexes:
+        await gateway.delete_payload_index(name, field_name)
+        writes += 1
+    for field_name, schema in p.create_indexes.items():
+        await gateway.create_payload_index(name, field_name, schema)
+        writes += 1
+    if p.alias_actions:
+        await gateway.update_aliases(p.alias_actions)
+        writes += 1
+    return writes
+
+
+def _status(info: dict[str, Any], spec: VectorCollectionSpec, p: Plan, aliases_before: dict[str, str],
+            name: str) -> dict[str, Any]:
+    aliases = dict(aliases_before)
+    for action in p.alias_actions:
+        if "create_alias" in action:
+            aliases[action["create_alias"]["alias_name"]] = name
+        else:
+            aliases.pop(action["delete_alias"]["alias_name"], None)
+    live_indexes = info.get("payload_schema") or {}
+    return {
+        **observed_status(info),
+        "aliases": sorted(a for a in spec.aliases if aliases.get(a) == name),
+        "payloadIndexes": sorted(i.field for i in spec.payload_indexes if i.field in live_indexes),
+        "drift": [d.as_status() for d in p.drift] if spec.drift_policy == DriftPolicy.REPORT else [],
+    }
