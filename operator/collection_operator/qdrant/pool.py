@@ -7,8 +7,9 @@ after `keepalive_expiry`. This module adds what it lacks:
   give up with PoolExhausted after `acquire_timeout_seconds` instead of piling up inside httpx;
 - max lifetime: an idle connection older than `max_lifetime_seconds` is closed (load balancers and
   rotated certificates behind the URL get picked up);
-- validation before hand-out and after return: idle connections that expired, were closed by the
-  server, or outlived their lifetime are closed, so a call never starts on a stale socket;
+- validation before hand-out and after return: idle connections that outlived their lifetime are
+  closed (httpcore itself skips idle connections that expired or that the server closed when it assigns
+  a request; the background task also sweeps those, since httpcore only looks when a request comes);
 - a warm minimum: a background task keeps `min_connections` open and runs the validation periodically;
 - metrics: open connections, leases in use, waiters, acquire time, recycled connections.
 """
@@ -138,8 +139,9 @@ class ConnectionPool:
         self._in_use += granted
         return granted
 
-    async def validate(self) -> int:
-        """Close idle connections that expired, were dropped by the server, or outlived their lifetime."""
+    async def validate(self, *, sweep: bool = False) -> int:
+        """Close idle connections that outlived their lifetime; with `sweep`, also those that expired or
+        were dropped by the server (a socket poll each, so only in the background task)."""
         now = self._clock()
         doomed: list[tuple[HttpConnection, str]] = []
         for conn in self._connections():
@@ -148,7 +150,7 @@ class ConnectionPool:
                 continue
             if now - born >= self.settings.max_lifetime_seconds:
                 doomed.append((conn, "lifetime"))
-            elif conn.has_expired():
+            elif sweep and conn.has_expired():
                 doomed.append((conn, "expired"))
         for conn, why in doomed:
             metrics.POOL_RECYCLED.labels(self.name, why).inc()
@@ -158,8 +160,8 @@ class ConnectionPool:
         return len(doomed)
 
     async def maintain(self) -> None:
-        """One round of the background task: validate, then top up to the warm minimum."""
-        await self.validate()
+        """One round of the background task: sweep, then top up to the warm minimum."""
+        await self.validate(sweep=True)
         missing = self.settings.min_connections - self.size
         if missing <= 0:
             return

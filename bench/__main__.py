@@ -1,0 +1,18 @@
+"""`python -m bench` (`make bench`): run every benchmark in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import client
+
+BENCHMARKS = [client.main]
+
+
+def main() -> None:
+    for benchmark in BENCHMARKS:
+        asyncio.run(benchmark())
+
+
+if __name__ == "__main__":
+    main()
