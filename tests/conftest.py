@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.controlplane", "tests.fixtures.qdrant"]
+pytest_plugins = ["tests.fixtures.controlplane", "tests.fixtures.qdrant", "tests.fixtures.operator"]

@@ -31,7 +31,9 @@ class KubeApi:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=cfg)
         else:
-            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            # The library reads KUBECONFIG once at import; read it now, as kopf's login does.
+            path = kubeconfig or os.environ.get("KUBECONFIG")
+            await config.load_kube_config(config_file=path, client_configuration=cfg)
         return cls(client.ApiClient(configuration=cfg))
 
     async def close(self) -> None:

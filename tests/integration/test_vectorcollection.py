@@ -1,0 +1,201 @@
+"""VectorCollection end to end: the operator in-process, the real API server, the dev Qdrant, real
+kubectl. Every claim is checked against Qdrant's own GET /collections/{name}."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fixtures.operator import unique, wait_for
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PLURAL = "vectorcollections"
+
+
+def qdrant_collection(qdrant_server: Any, name: str) -> dict[str, Any] | None:
+    with qdrant_server.http(timeout=10) as http:
+        resp = http.get(f"/collections/{name}")
+        return None if resp.status_code == 404 else resp.json()["result"]
+
+
+def aliases_of(qdrant_server: Any, name: str) -> list[str]:
+    with qdrant_server.http(timeout=10) as http:
+        return sorted(a["alias_name"] for a in http.get(f"/collections/{name}/aliases").json()["result"]["aliases"])
+
+
+def example_spec(file: str, collection: str) -> dict[str, Any]:
+    spec = copy.deepcopy(yaml.safe_load((EXAMPLES / file).read_text())["spec"])
+    spec["collectionName"] = collection
+    if "aliases" in spec:
+        spec["aliases"] = [f"{collection}-current"]
+    return spec
+
+
+def test_complete_example_creates_every_setting(cluster, connection, qdrant_server):
+    name = unique("docs")
+    cluster.apply("VectorCollection", "docs", example_spec("vectorcollection-complete.yaml", name))
+    body = cluster.wait_condition(PLURAL, "docs", "InSync")
+    live = qdrant_collection(qdrant_server, name)
+    params = live["config"]["params"]
+    assert params["vectors"]["text"]["size"] == 768 and params["vectors"]["text"]["hnsw_config"]["m"] == 32
+    assert params["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
+    assert params["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
+    assert params["sparse_vectors"]["keywords"]["modifier"] == "idf"
+    assert params["shard_number"] == 2 and params["on_disk_payload"] is True
+    assert live["config"]["hnsw_config"]["m"] == 16 and live["config"]["hnsw_config"]["payload_m"] == 16
+    assert live["config"]["quantization_config"]["scalar"]["quantile"] == pytest.approx(0.99)
+    assert live["config"]["optimizer_config"]["default_segment_number"] == 2
+    assert sorted(live["payload_schema"]) == ["body", "created", "tenant"]
+    assert live["payload_schema"]["tenant"]["params"]["is_tenant"] is True
+    assert aliases_of(qdrant_server, name) == [f"{name}-current"]
+    status = body["status"]
+    assert status["collectionName"] == name and status["qdrantStatus"] == "green"
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["aliases"] == [f"{name}-current"] and status["payloadIndexes"] == ["body", "created", "tenant"]
+    assert {c["type"] for c in status["conditions"]} >= {"Ready", "Reconciling", "Stalled"}
+
+
+@pytest.mark.parametrize("example", ["vectorcollection-minimal.yaml", "vectorcollection-embeddings-preset.yaml"])
+def test_examples_become_ready(cluster, connection, qdrant_server, example):
+    name = unique("ex")
+    cluster.apply("VectorCollection", "ex", example_spec(example, name))
+    cluster.wait_condition(PLURAL, "ex", "InSync")
+    live = qdrant_collection(qdrant_server, name)
+    if "preset" in example:
+        assert live["config"]["hnsw_config"]["m"] == 64 and live["config"]["hnsw_config"]["ef_construct"] == 1024
+        assert live["config"]["quantization_config"]["scalar"]["always_ram"] is True
+        assert live["config"]["optimizer_config"]["default_segment_number"] == 4
+    columns = cluster.kubectl("get", PLURAL, "ex", "--no-headers").split()
+    assert columns[1:6] == [name, "main", "True", "green", "0"]
+
+
+def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_server):
+    name = unique("change")
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name,
+            "vectors": [{"name": "v", "size": 8, "distance": "Cosine"}],
+            "hnsw": {"m": 16}, "optimizers": {"indexingThreshold": 20000},
+            "payloadIndexes": [{"field": "tenant", "type": "Keyword"}], "aliases": [f"{name}-a"]}
+    cluster.apply("VectorCollection", "change", spec)
+    cluster.wait_condition(PLURAL, "change", "InSync")
+    qdrant_server.reset_requests() if qdrant_server.is_dev else None
+
+    changed = {**spec, "hnsw": {"m": 32}, "optimizers": {"indexingThreshold": 30000},
+               "quantization": {"scalar": {"quantile": 0.95}}, "replicationFactor": 2,
+               "payloadIndexes": [{"field": "n", "type": "Integer"}], "aliases": [f"{name}-b"]}
+    cluster.apply("VectorCollection", "change", changed)
+
+    def applied() -> dict[str, Any] | None:
+        body = cluster.get(PLURAL, "change")
+        done = (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+        return body if done and cluster.condition(PLURAL, "change")["reason"] == "InSync" else None
+
+    wait_for(applied, 60, "the change to be applied")
+    live = qdrant_collection(qdrant_server, name)
+    assert live["config"]["hnsw_config"]["m"] == 32
+    assert live["config"]["optimizer_config"]["indexing_threshold"] == 30000
+    assert live["config"]["quantization_config"]["scalar"]["quantile"] == pytest.approx(0.95)
+    assert live["config"]["params"]["replication_factor"] == 2
+    assert sorted(live["payload_schema"]) == ["n"]
+    assert aliases_of(qdrant_server, name) == [f"{name}-b"]
+    if qdrant_server.is_dev:  # one PATCH carried every changed block
+        assert qdrant_server.count("PATCH", "/collections/{collection_name}") == 1
+
+
+def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
+    enforced, reported = unique("enf"), unique("rep")
+    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
+    cluster.apply("VectorCollection", "enforced", {**base, "collectionName": enforced})
+    cluster.apply("VectorCollection", "reported", {**base, "collectionName": reported, "driftPolicy": "Report"})
+    cluster.wait_condition(PLURAL, "enforced", "InSync")
+    cluster.wait_condition(PLURAL, "reported", "InSync")
+    with qdrant_server.http(timeout=10) as http:
+        for name in (enforced, reported):
+            http.patch(f"/collections/{name}", json={"hnsw_config": {"m": 48}}).raise_for_status()
+
+    wait_for(lambda: qdrant_collection(qdrant_server, enforced)["config"]["hnsw_config"]["m"] == 16, 60,
+             "the drift sweep to set m back to 16")
+    body = cluster.wait_condition(PLURAL, "reported", "DriftDetected")
+    assert body["status"]["drift"] == [{"field": "hnsw.m", "desired": "16", "actual": "48"}]
+    assert qdrant_collection(qdrant_server, reported)["config"]["hnsw_config"]["m"] == 48
+    events = cluster.kubectl("get", "events", "--field-selector", "reason=DriftCorrected", "-o", "name")
+    assert events.strip(), "a DriftCorrected event marks the correction"
+
+
+def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_server):
+    name = unique("gone")
+    cluster.apply("VectorCollection", "gone", {"connectionRef": {"name": "main"}, "collectionName": name,
+                                               "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.wait_condition(PLURAL, "gone", "InSync")
+    with qdrant_server.http(timeout=10) as http:
+        http.delete(f"/collections/{name}").raise_for_status()
+    wait_for(lambda: qdrant_collection(qdrant_server, name), 60, "the collection to be re-created")
+
+
+@pytest.mark.parametrize("policy", ["Retain", "Delete"])
+def test_deletion_policy(cluster, connection, qdrant_server, policy):
+    name = unique(policy.lower())
+    cluster.apply("VectorCollection", "del", {"connectionRef": {"name": "main"}, "collectionName": name,
+                                              "vectors": [{"size": 4, "distance": "Dot"}], "deletionPolicy": policy})
+    cluster.wait_condition(PLURAL, "del", "InSync")
+    cluster.kubectl("delete", PLURAL, "del", "--timeout=60s")
+    if policy == "Retain":
+        assert qdrant_collection(qdrant_server, name) is not None
+    else:
+        wait_for(lambda: qdrant_collection(qdrant_server, name) is None, 30, "the collection to be deleted")
+
+
+def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qdrant_server):
+    name = unique("immut")
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"name": "a", "size": 4,
+            "distance": "Dot"}]}
+    cluster.apply("VectorCollection", "immut", spec)
+    cluster.wait_condition(PLURAL, "immut", "InSync")
+    # CEL cannot see that a vector added to an existing collection needs a new one: the operator can.
+    two = {**spec, "vectors": [*spec["vectors"], {"name": "b", "size": 4, "distance": "Dot"}], "hnsw": {"m": 8}}
+    cluster.apply("VectorCollection", "immut", two)
+    body = cluster.wait_condition(PLURAL, "immut", "ImmutableFieldChanged", type_="Stalled")
+    assert "vectors" in cluster.condition(PLURAL, "immut", "Stalled")["message"]
+    live = qdrant_collection(qdrant_server, name)
+    assert list(live["config"]["params"]["vectors"]) == ["a"] and live["config"]["hnsw_config"]["m"] == 16
+    assert body["status"]["observedGeneration"] == 1
+
+
+def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_server):
+    name = unique("foreign")
+    with qdrant_server.http(timeout=10) as http:
+        http.put(f"/collections/{name}", json={"vectors": {"size": 4, "distance": "Dot"}}).raise_for_status()
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    cluster.apply("VectorCollection", "foreign", spec)
+    cluster.wait_condition(PLURAL, "foreign", "AlreadyExists", type_="Stalled")
+    cluster.apply("VectorCollection", "foreign", {**spec, "onExisting": "Adopt"})
+    cluster.wait_condition(PLURAL, "foreign", "InSync")
+    marker = qdrant_collection(qdrant_server, name)["config"]["metadata"]["qdrant-collection-operator.dev/owner"]
+    assert marker.startswith(f"{cluster.namespace}/foreign/")
+
+
+def test_two_resources_one_collection(cluster, connection, qdrant_server):
+    name = unique("shared")
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    cluster.apply("VectorCollection", "first", spec)
+    cluster.wait_condition(PLURAL, "first", "InSync")
+    cluster.apply("VectorCollection", "second", {**spec, "onExisting": "Adopt"})
+    body = cluster.wait_condition(PLURAL, "second", "ResourceConflict", type_="Stalled")
+    assert f"{cluster.namespace}/first" in cluster.condition(PLURAL, "second", "Stalled")["message"]
+    assert cluster.condition(PLURAL, "first")["reason"] == "InSync"
+    assert "observedGeneration" not in body["status"]
+
+
+def test_connection_down_reports_without_calling_qdrant(cluster, operator, qdrant_server):
+    cluster.apply("QdrantConnection", "down", {"url": "http://127.0.0.1:9", "environment": "Testing"})
+    name = unique("down")
+    if qdrant_server.is_dev:
+        qdrant_server.reset_requests()
+    cluster.apply("VectorCollection", "down", {"connectionRef": {"name": "down"}, "collectionName": name,
+                                               "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
+    assert qdrant_collection(qdrant_server, name) is None
