@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 import pytest
 import yaml
 
@@ -190,12 +191,26 @@ def test_two_resources_one_collection(cluster, connection, qdrant_server):
     assert "observedGeneration" not in body["status"]
 
 
-def test_connection_down_reports_without_calling_qdrant(cluster, operator, qdrant_server):
-    cluster.apply("QdrantConnection", "down", {"url": "http://127.0.0.1:9", "environment": "Testing"})
-    name = unique("down")
-    if qdrant_server.is_dev:
-        qdrant_server.reset_requests()
-    cluster.apply("VectorCollection", "down", {"connectionRef": {"name": "down"}, "collectionName": name,
+def qdrant_calls(connection: str) -> float:
+    """Calls the in-process operator's client made for one connection (its Prometheus histogram)."""
+    return sum(
+        sample.value
+        for metric in prometheus_client.REGISTRY.collect()
+        if metric.name == "qdrant_operator_client_request_duration_seconds"
+        for sample in metric.samples
+        if sample.name.endswith("_count") and sample.labels.get("connection") == connection
+    )
+
+
+def test_connection_down_reports_without_calling_qdrant(cluster, operator):
+    cluster.apply("QdrantConnection", "down", {"url": "http://127.0.0.1:9", "environment": "Testing",
+                                               "circuitBreaker": {"failureThreshold": 1, "openSeconds": 300}})
+    cluster.wait_condition("qdrantconnections", "down", "CircuitOpen", status="False")
+    key = f"{cluster.namespace}/down"
+    before = qdrant_calls(key)
+    cluster.apply("VectorCollection", "down", {"connectionRef": {"name": "down"},
                                                "vectors": [{"size": 4, "distance": "Dot"}]})
-    cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
-    assert qdrant_collection(qdrant_server, name) is None
+    body = cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
+    assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
+    assert "observedGeneration" not in body["status"]
+    assert qdrant_calls(key) == before

@@ -13,13 +13,25 @@ from typing import Any
 
 from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec
 from ..k8s.conditions import Verdict
-from ..qdrant.errors import AlreadyExists, InvalidRequest, OutcomeUnknown, QdrantError
+from ..qdrant.errors import (
+    AlreadyExists,
+    CircuitOpen,
+    InvalidRequest,
+    OutcomeUnknown,
+    QdrantError,
+    TLSError,
+    Unauthorized,
+    Unreachable,
+)
 from .collection import Difference, Ownership, Plan, observed_status, owner_marker, ownership, plan
 from .gateway import CollectionGateway
 
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
+RETRY_SECONDS = 10.0
+# Failures of the connection itself rather than of this collection's request.
+CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen)
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,10 @@ async def sync(
         outcome = await _sync(gateway, spec, target, gate, owner_alive, name)
     except InvalidRequest as exc:
         outcome = Outcome(Verdict("Stalled", "InvalidSpec", f"Qdrant refused the request: {exc}"))
+    except CONNECTION_ERRORS as exc:
+        outcome = Outcome(Verdict("Failed", "ConnectionNotReady", f"{exc.reason}: {exc}"), requeue_after=RETRY_SECONDS)
     except QdrantError as exc:
-        outcome = Outcome(Verdict("Failed", "QdrantUnavailable", f"{exc.reason}: {exc}"))
+        outcome = Outcome(Verdict("Failed", "QdrantUnavailable", f"{exc.reason}: {exc}"), requeue_after=RETRY_SECONDS)
     outcome.status = base | outcome.status
     return outcome
 
