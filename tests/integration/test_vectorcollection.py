@@ -214,3 +214,75 @@ def test_connection_down_reports_without_calling_qdrant(cluster, operator):
     assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
     assert "observedGeneration" not in body["status"]
     assert qdrant_calls(key) == before
+
+
+def writes_to(qdrant_server: Any, collection: str) -> list[str]:
+    """The dev server's log of write requests that touched one collection."""
+    return [f"{r['method']} {r['template']}" for r in qdrant_server.requests()["requests"]
+            if r["method"] != "GET" and f"/collections/{collection}" in r["path"]]
+
+
+def test_operator_restart_converges_without_duplicate_work(cluster, connection, qdrant_server, operator):
+    qdrant_server.require_dev()
+    changed, created = unique("restart-a"), unique("restart-b")
+    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
+    cluster.apply("VectorCollection", "changed", {**base, "collectionName": changed})
+    cluster.wait_condition(PLURAL, "changed", "InSync")
+    qdrant_server.reset_requests()
+    operator.stop()
+    try:  # while the operator is down: one spec change and one new resource
+        cluster.apply("VectorCollection", "changed", {**base, "collectionName": changed, "hnsw": {"m": 24}})
+        cluster.apply("VectorCollection", "created", {**base, "collectionName": created,
+                                                      "payloadIndexes": [{"field": "k", "type": "Keyword"}]})
+    finally:
+        operator.start()
+    for name in ("changed", "created"):
+        wait_for(lambda n=name: cluster.get(PLURAL, n).get("status", {}).get("observedGeneration")
+                 == cluster.get(PLURAL, n)["metadata"]["generation"], 60, f"{name} to converge")
+    cluster.wait_condition(PLURAL, "created", "InSync")
+    assert qdrant_collection(qdrant_server, changed)["config"]["hnsw_config"]["m"] == 24
+    assert writes_to(qdrant_server, changed) == ["PATCH /collections/{collection_name}"]
+    assert writes_to(qdrant_server, created) == [
+        "PUT /collections/{collection_name}", "PUT /collections/{collection_name}/index",
+    ]
+
+
+def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_server):
+    qdrant_server.require_dev()
+    cluster.apply("QdrantConnection", "slow", {"url": qdrant_server.url, "environment": "Testing",
+                                               "timeouts": {"requestSeconds": 1}})
+    cluster.wait_condition("qdrantconnections", "slow", "Connected")
+    name = unique("lost")
+    qdrant_server.reset_requests()
+    qdrant_server.set_faults(create_timeout_but_applies=3)
+    try:
+        cluster.apply("VectorCollection", "lost", {"connectionRef": {"name": "slow"}, "collectionName": name,
+                                                   "vectors": [{"size": 4, "distance": "Dot"}]})
+        cluster.wait_condition(PLURAL, "lost", "InSync")
+    finally:
+        qdrant_server.clear_faults()
+    assert writes_to(qdrant_server, name) == ["PUT /collections/{collection_name}"]
+
+
+def test_paused_and_unmanaged_annotations(cluster, connection, qdrant_server):
+    name = unique("paused")
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}],
+            "hnsw": {"m": 16}}
+    cluster.apply("VectorCollection", "paused", spec)
+    cluster.wait_condition(PLURAL, "paused", "InSync")
+    cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused=true")
+    cluster.wait_condition(PLURAL, "paused", "Paused", type_="Paused")
+    cluster.apply("VectorCollection", "paused", {**spec, "hnsw": {"m": 20}},
+                  annotations={"qdrant.collection-operator.dev/paused": "true"})
+    cluster.wait_condition(PLURAL, "paused", "Paused", status="False")
+    assert qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 16
+    cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused-")
+    wait_for(lambda: qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 20, 60,
+             "the change held back by the pause to be applied")
+    cluster.wait_condition(PLURAL, "paused", "InSync")
+
+    cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/managed=false")
+    cluster.wait_condition(PLURAL, "paused", "Unmanaged", status="False")
+    cluster.kubectl("patch", PLURAL, "paused", "--type=merge", "-p", '{"spec":{"deletionPolicy":"Delete"}}')
+    cluster.kubectl("delete", PLURAL, "paused", "--timeout=60s")
+    assert qdrant_collection(qdrant_server, name) is not None, "managed=false never touches Qdrant, even on delete"
