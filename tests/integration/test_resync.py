@@ -1,0 +1,44 @@
+"""A no-op resync of a Ready VectorCollection writes nothing: not to Kubernetes, not to Qdrant."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from collection_operator.api import GROUP
+from tests.fixtures.operator import RESYNC_SECONDS, wait_for
+from tests.integration.audit import AuditWindow
+
+pytestmark = pytest.mark.integration
+WRITE_METHODS = ("PUT", "POST", "PATCH", "DELETE")
+WINDOW_RESYNCS = 4
+
+
+def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_server_factory):
+    server = qdrant_server_factory()  # its own dev server: only this test's operator work reaches it
+    cluster.apply("QdrantConnection", "quiet", {"url": server.url, "environment": "Testing"})
+    cluster.wait_condition("qdrantconnections", "quiet", "Connected")
+    name = f"quiet-{uuid.uuid4().hex[:6]}"
+    cluster.apply("VectorCollection", "quiet", {
+        "connectionRef": {"name": "quiet"}, "collectionName": name, "vectors": [{"size": 8, "distance": "Cosine"}],
+        "hnsw": {"m": 16}, "payloadIndexes": [{"field": "tenant", "type": "Keyword"}], "aliases": [f"{name}-a"],
+    })
+    cluster.wait_condition("vectorcollections", "quiet", "InSync")
+    # kopf records the handled spec in an annotation after the handler: the last write of the creation.
+    wait_for(lambda: f"{GROUP}/last-handled-configuration" in (
+        cluster.get("vectorcollections", "quiet")["metadata"].get("annotations") or {}), 10, "kopf to finish")
+
+    server.reset_requests()
+    window = AuditWindow.open(control_plane.audit_log)
+    time.sleep(WINDOW_RESYNCS * RESYNC_SECONDS + 1)  # deliberately idle: several drift sweeps find nothing to do
+
+    k8s_writes = window.writes("vectorcollections", cluster.namespace, "quiet")
+    assert k8s_writes == [], [(w["verb"], w["objectRef"].get("subresource"), w["userAgent"]) for w in k8s_writes]
+    counts: dict[str, int] = server.requests()["counts"]
+    qdrant_writes = {k: n for k, n in counts.items() if k.split()[0] in WRITE_METHODS and "/__dev" not in k}
+    assert qdrant_writes == {}
+    # The sweeps did run: each one read the collection.
+    reads = counts.get("GET /collections/{collection_name}", 0)
+    assert reads >= WINDOW_RESYNCS - 1, counts
