@@ -6,7 +6,10 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 
-from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel
+from .base import PREFIX, DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel
+
+# On a VectorCollection: `<snapshotResource>/<snapshotName>` asks for one in-place restore.
+RESTORE_FROM = f"{PREFIX}restore-from"
 
 # Five cron fields, or a macro such as @daily. Full validation happens in the operator (Stalled).
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
@@ -49,10 +52,15 @@ class SnapshotRecord(StatusModel):
     created_at: str | None = None
     size_bytes: int | None = None
     checksum: str | None = None
+    points_count: int | None = Field(
+        None, description="Points in the collection when it was taken (absent if writes raced); restores verify it."
+    )
 
 
 class CollectionSnapshotStatus(StatusBase):
     phase: Phase | None = None
+    collection_name: str | None = Field(None, description="The Qdrant collection the snapshots were taken of.")
+    connection: str | None = Field(None, description="namespace/name of the QdrantConnection they live on.")
     snapshots: list[SnapshotRecord] = Field(default_factory=list)
     last_snapshot_time: str | None = None
     next_schedule_time: str | None = None

@@ -13,12 +13,14 @@ import pydantic
 from .. import metrics
 from ..api import GROUP, PREFIX, VERSION
 from ..api.collection import VectorCollectionSpec
+from ..api.snapshot import RESTORE_FROM
 from ..k8s.conditions import Verdict
 from ..qdrant import QdrantError
 from ..reconcile.collection import Ownership, owner_marker, ownership
 from ..reconcile.collection_sync import Outcome, Target, collection_name, sync
 from .common import post_event, write_status
 from .runtime import RUNTIME
+from .snapshot import restore_step
 
 log = logging.getLogger(__name__)
 PLURAL = "vectorcollections"
@@ -94,9 +96,14 @@ async def _reconcile(body: Mapping[str, Any]) -> Outcome:
         return Outcome(Verdict("Failed", "ConnectionNotReady", f"QdrantConnection {connection_key}: {why}"),
                        base, requeue_after=NOT_READY_RECHECK_SECONDS)
     target = Target(meta["namespace"], meta["name"], meta["uid"], meta.get("generation", 0), connection_key, status)
+    restoring, restored = await restore_step(body, spec, runtime)  # spec.source or the restore-from annotation
+    if restoring is not None:
+        return restoring
     async with runtime.operations:
-        return await sync(runtime.collections, spec, target, runtime.gate,
-                          owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in _UIDS)
+        outcome = await sync(runtime.collections, spec, target, runtime.gate,
+                             owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in _UIDS)
+    outcome.status.update(restored)
+    return outcome
 
 
 def _kept(status: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +121,7 @@ async def sweep(bodies: list[dict[str, Any]]) -> None:
 
 def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
     old, new = old or {}, new or {}
-    return any(old.get(k) != new.get(k) for k in (PAUSED, MANAGED))
+    return any(old.get(k) != new.get(k) for k in (PAUSED, MANAGED, RESTORE_FROM))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

@@ -14,7 +14,7 @@ import prometheus_client
 from ..api import FINALIZER, GROUP
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
-from . import collection, connection  # noqa: F401 - importing registers their handlers
+from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
 from .runtime import RUNTIME
 
 log = logging.getLogger(__name__)

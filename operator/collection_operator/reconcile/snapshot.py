@@ -1,0 +1,246 @@
+"""CollectionSnapshot logic without Kubernetes: when a snapshot is due, what retention drops, taking one
+snapshot, and recovering a collection from one. The handler supplies the clock, the resource's state and
+a SnapshotGateway, and writes what comes back.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from croniter import croniter
+from croniter.croniter import CroniterError
+from qdrant_client import models
+
+from ..api.snapshot import Phase, Retention, SnapshotRecord
+from ..qdrant.gateway import QdrantGateway
+from ..qdrant.vectors import VectorOperations
+from . import mapping
+
+# Snapshots and recoveries copy whole collections: far longer than an ordinary request's budget.
+TRANSFER_TIMEOUT_SECONDS = 3600.0
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class InvalidSchedule(ValueError):
+    """The cron expression passed the schema's shape check but croniter cannot evaluate it."""
+
+
+class RestoreFailed(Exception):
+    """A restore that must not be retried as it is (condition reason in `reason`)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+# ----- schedule and retention (pure) --------------------------------------------------------------
+
+
+def next_run(schedule: str, after: datetime) -> datetime:
+    """The first cron slot strictly after `after` (UTC)."""
+    try:
+        return croniter(schedule, after.astimezone(UTC)).get_next(datetime).astimezone(UTC)
+    except (CroniterError, ValueError, KeyError) as exc:
+        raise InvalidSchedule(f"schedule {schedule!r} is not a valid cron expression: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the snapshot's loop does now: take one, or wait until `due` (None: nothing more to do)."""
+
+    take: bool
+    due: datetime | None = None
+
+
+def plan(schedule: str | None, phase: str | None, last: str | None, created: datetime, now: datetime) -> Step:
+    """A one-off snapshot is taken until it completes. A scheduled one is due at the first slot after the
+    last snapshot (or after creation): after downtime that slot is in the past, so exactly one run
+    catches up, however many slots were missed."""
+    if schedule is None:
+        return Step(take=phase != Phase.COMPLETED)
+    due = next_run(schedule, parse_time(last) if last else created)
+    if now >= due:
+        return Step(take=True)
+    return Step(take=False, due=due)
+
+
+def expired(records: Sequence[SnapshotRecord], retention: Retention | None, now: datetime) -> list[SnapshotRecord]:
+    """Records retention drops: beyond keepLast newest, or older than maxAgeHours. The newest snapshot
+    is always kept, so a schedule that has been failing for a while never leaves no backup at all."""
+    if retention is None or len(records) <= 1:
+        return []
+    newest_first = sorted(records, key=lambda r: r.created_at or "", reverse=True)
+    keep = newest_first[: retention.keep_last] if retention.keep_last else newest_first
+    if retention.max_age_hours is not None:
+        cutoff = now - timedelta(hours=retention.max_age_hours)
+        keep = [r for r in keep if r.created_at and parse_time(r.created_at) >= cutoff] or newest_first[:1]
+    kept = {r.name for r in keep}
+    return [r for r in records if r.name not in kept]
+
+
+# ----- restore sources (pure) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSnapshot:
+    """One snapshot file a restore reads: where it lives and what it held."""
+
+    resource: str  # the CollectionSnapshot's name
+    record: SnapshotRecord
+    collection: str
+    connection: str  # namespace/name of the QdrantConnection it lives on
+
+    @property
+    def ref(self) -> str:
+        """The value status.restoredFrom records: `<snapshotResource>/<snapshotName>`."""
+        return f"{self.resource}/{self.record.name}"
+
+    def location(self, url: str) -> str:
+        quote = urllib.parse.quote
+        return f"{url.rstrip('/')}/collections/{quote(self.collection)}/snapshots/{quote(self.record.name)}"
+
+
+class SourceNotReady(Exception):
+    """The referenced snapshot cannot be used yet (condition reason in `reason`)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def parse_restore_annotation(value: str) -> tuple[str, str]:
+    resource, sep, name = value.strip().partition("/")
+    if not sep or not resource or not name or "/" in name:
+        raise ValueError(f"restore-from must be <snapshotResource>/<snapshotName>, got {value!r}")
+    return resource, name
+
+
+def source_snapshot(resource: str, body: dict[str, Any] | None, snapshot_name: str | None) -> SourceSnapshot:
+    """The snapshot record a restore uses: the named one, or the newest the CollectionSnapshot holds."""
+    if body is None:
+        raise SourceNotReady("SnapshotNotFound", f"CollectionSnapshot {resource} not found in this namespace")
+    status = body.get("status") or {}
+    records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
+    if not records or not status.get("collectionName") or not status.get("connection"):
+        raise SourceNotReady("SnapshotNotReady", f"CollectionSnapshot {resource} holds no snapshot yet")
+    if snapshot_name is None:
+        record = max(records, key=lambda r: r.created_at or "")
+    else:
+        found = [r for r in records if r.name == snapshot_name]
+        if not found:
+            raise SourceNotReady("SnapshotNotFound", f"CollectionSnapshot {resource} holds no snapshot "
+                                 f"{snapshot_name} (it has {', '.join(r.name for r in records)})")
+        record = found[0]
+    return SourceSnapshot(resource, record, status["collectionName"], status["connection"])
+
+
+# ----- Qdrant work --------------------------------------------------------------------------------
+
+
+class SnapshotGateway(Protocol):
+    async def count(self, collection: str) -> int | None:
+        """Exact point count, or None when the collection does not exist."""
+
+    async def create_snapshot(self, collection: str) -> dict[str, Any]:
+        """Qdrant's SnapshotDescription: name, creation_time, size, checksum."""
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        """Succeeds when the snapshot is already gone."""
+
+    async def owner(self, collection: str) -> tuple[bool, str | None]:
+        """(exists, owner marker in its metadata)."""
+
+    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None: ...
+
+    async def set_owner(self, collection: str, marker: str) -> None: ...
+
+
+class QdrantSnapshots:
+    """SnapshotGateway on the qdrant layer's QdrantGateway."""
+
+    def __init__(self, gateway: QdrantGateway):
+        self.gateway = gateway
+
+    async def count(self, collection: str) -> int | None:
+        if not await self.gateway.collection_exists(collection):
+            return None
+        return await VectorOperations(self.gateway, collection).count(exact=True)
+
+    async def create_snapshot(self, collection: str) -> dict[str, Any]:
+        # Not retried: a lost reply would otherwise leave a second, untracked file behind.
+        result = await self.gateway.call("create_snapshot", lambda c: c.create_snapshot(collection, wait=True),
+                                         idempotent=False, timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
+        if result is None:
+            raise RuntimeError(f"Qdrant returned no description for the snapshot of {collection}")
+        return result.model_dump(mode="json")
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        await self.gateway.delete_snapshot(collection, snapshot)
+
+    async def owner(self, collection: str) -> tuple[bool, str | None]:
+        if not await self.gateway.collection_exists(collection):
+            return False, None
+        info = await self.gateway.get_collection(collection)
+        return True, (info.config.metadata or {}).get(mapping.OWNER_KEY)
+
+    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
+        # The gateway's recover_snapshot cannot pass the source server's API key; Qdrant needs it to
+        # download from a protected URL.
+        await self.gateway.call(
+            "recover_snapshot",
+            lambda c: c.recover_snapshot(collection, location, api_key=api_key, checksum=checksum, wait=True),
+            idempotent=False, timeout_seconds=TRANSFER_TIMEOUT_SECONDS,
+        )
+
+    async def set_owner(self, collection: str, marker: str) -> None:
+        await self.gateway.update_collection(
+            collection, models.UpdateCollection(metadata={mapping.OWNER_KEY: marker}))
+
+
+async def take(gateway: SnapshotGateway, collection: str, now: datetime) -> SnapshotRecord:
+    """One snapshot, with the exact point count it holds when no write raced it (restores verify it)."""
+    before = await gateway.count(collection)
+    if before is None:
+        raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
+    description = await gateway.create_snapshot(collection)
+    after = await gateway.count(collection)
+    return SnapshotRecord(name=description["name"], created_at=format_time(now), size_bytes=description.get("size"),
+                          checksum=description.get("checksum"), points_count=before if before == after else None)
+
+
+@dataclass(frozen=True)
+class RestoreTarget:
+    collection: str
+    marker: str  # the restoring VectorCollection's owner marker
+    in_place: bool
+    source_owner: str  # "<namespace>/<name>" of the VectorCollection the snapshot was taken of
+
+
+async def restore(gateway: SnapshotGateway, target: RestoreTarget, source: SourceSnapshot, location: str,
+                  api_key: str | None) -> None:
+    """Recover, claim, verify. The snapshot carries its source's owner marker, so the restored collection
+    is marked as this resource's before anything else looks at it."""
+    exists, owner = await gateway.owner(target.collection)
+    # Never overwrite data that is not ours; a collection still bearing the source's marker is a
+    # restore that was interrupted after Qdrant created it, and is recovered again.
+    if exists and owner != target.marker and not (owner and owner.rsplit("/", 1)[0] == target.source_owner):
+        why = "is not managed by this resource" if target.in_place else "already exists"
+        raise RestoreFailed("AlreadyExists", f"collection {target.collection} {why}; nothing was restored")
+    await gateway.recover(target.collection, location, source.record.checksum, api_key)
+    await gateway.set_owner(target.collection, target.marker)
+    expected = source.record.points_count
+    if expected is not None and (count := await gateway.count(target.collection)) != expected:
+        raise RestoreFailed("RestoreVerificationFailed", f"collection {target.collection} holds {count} points after "
+                            f"recovering {source.ref}, which held {expected}")
