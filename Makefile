@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean
+        qdrant-up qdrant-down run bench clean down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,19 @@ unit: $(STAMP)
 test: $(STAMP) cluster-build lint
 	$(PY) -m pytest -q -ra
 
-run: $(STAMP) cluster-up
-	KUBECONFIG=$${KUBECONFIG:-.devenv/admin.kubeconfig} $(PY) -m collection_operator.cli run
+# The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
+run: $(STAMP)
+	@if [ -z "$$KUBECONFIG" ]; then $(PYTHON) devenv/controlplane.py up; fi
+	KUBECONFIG=$${KUBECONFIG:-.devenv/admin.kubeconfig} $(PY) -m collection_operator.cli run --verbose
 
-demo: $(STAMP) cluster-up
+demo: $(STAMP) cluster-build
 	$(PY) -m devenv.demo
+
+# Stop everything `make demo` started: operator, dev Qdrant, control plane.
+down: $(STAMP)
+	$(PY) -m devenv.demo down
+	$(PY) -m devenv.qdrant_dev down
+	$(PYTHON) devenv/controlplane.py down
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -49,8 +49,8 @@ def _connection_key(body: Mapping[str, Any]) -> str:
     return f"{ref.get('namespace') or body['metadata']['namespace']}/{ref['name']}"
 
 
-async def reconcile(body: Mapping[str, Any]) -> float | None:
-    """Reconcile one VectorCollection and write its status if it changed. Returns when to look again."""
+async def reconcile(body: Mapping[str, Any]) -> Outcome:
+    """Reconcile one VectorCollection and write its status if it changed."""
     meta = body["metadata"]
     key = f"{meta['namespace']}/{meta['name']}"
     async with RUNTIME.lock(key):
@@ -66,7 +66,7 @@ async def reconcile(body: Mapping[str, Any]) -> float | None:
                "message": f"{PAUSED} is true: nothing is reconciled"}] if annotations.get(PAUSED) == "true" else []
     await write_status(PLURAL, body, outcome.verdict, outcome.status, reconciled=outcome.reconciled,
                        extra_conditions=paused)
-    return outcome.requeue_after
+    return outcome
 
 
 async def _reconcile(body: Mapping[str, Any]) -> Outcome:
@@ -129,9 +129,11 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations", when=_annotations_toggled)
 async def vectorcollection(body: kopf.Body, **_: Any) -> None:
-    requeue = await reconcile(body)
-    if requeue is not None:
-        raise kopf.TemporaryError("not settled yet; looking again", delay=requeue)
+    outcome = await reconcile(body)
+    if outcome.requeue_after is not None:
+        verdict = outcome.verdict
+        raise kopf.TemporaryError(f"{verdict.reason}: {verdict.message}; looking again in {outcome.requeue_after:.0f}s",
+                                  delay=outcome.requeue_after)
 
 
 def _deletes_collection(spec: kopf.Spec, annotations: kopf.Annotations, status: kopf.Status, **_: Any) -> bool:
