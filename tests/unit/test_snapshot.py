@@ -1,0 +1,206 @@
+"""CollectionSnapshot logic: schedule evaluation with an injected clock, retention, restore sources, and
+taking / restoring through a fake gateway. No sleeps, no network."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from collection_operator.api.snapshot import Retention, SnapshotRecord
+from collection_operator.reconcile import snapshot as logic
+
+CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
+
+
+def at(text: str) -> datetime:
+    return logic.parse_time(text)
+
+
+# ----- schedule -----------------------------------------------------------------------------------
+
+
+def test_one_off_is_taken_until_completed():
+    assert logic.plan(None, None, None, CREATED, CREATED) == logic.Step(take=True)
+    assert logic.plan(None, "Failed", None, CREATED, CREATED) == logic.Step(take=True)
+    assert logic.plan(None, "Completed", "2030-05-01T12:00:31Z", CREATED, CREATED) == logic.Step(take=False)
+
+
+def test_first_scheduled_run_is_the_first_slot_after_creation():
+    step = logic.plan("0 3 * * *", None, None, CREATED, CREATED + timedelta(minutes=1))
+    assert step == logic.Step(take=False, due=at("2030-05-02T03:00:00Z"))
+    assert logic.plan("0 3 * * *", None, None, CREATED, at("2030-05-02T03:00:00Z")).take
+
+
+def test_missed_slots_after_downtime_are_caught_up_once():
+    last = "2030-05-01T12:01:00Z"
+    down_for_an_hour = at("2030-05-01T13:01:05Z")
+    assert logic.plan("* * * * *", "Completed", last, CREATED, down_for_an_hour).take
+    # The run records lastSnapshotTime = now; the next slot is then in the future, not the 59 missed ones.
+    after_catch_up = logic.plan("* * * * *", "Completed", "2030-05-01T13:01:05Z", CREATED, down_for_an_hour)
+    assert after_catch_up == logic.Step(take=False, due=at("2030-05-01T13:02:00Z"))
+
+
+def test_macros_and_invalid_expressions():
+    assert logic.next_run("@daily", CREATED) == at("2030-05-02T00:00:00Z")
+    with pytest.raises(logic.InvalidSchedule, match="not a valid cron expression"):
+        logic.next_run("61 * * * *", CREATED)
+    with pytest.raises(logic.InvalidSchedule):
+        logic.plan("* * * * mon-xyz", None, None, CREATED, CREATED)
+
+
+# ----- retention ----------------------------------------------------------------------------------
+
+
+def records(*hours_ago: int, now: datetime = CREATED) -> list[SnapshotRecord]:
+    return [SnapshotRecord(name=f"s{h}", created_at=logic.format_time(now - timedelta(hours=h))) for h in hours_ago]
+
+
+def names(rs: list[SnapshotRecord]) -> list[str]:
+    return [r.name for r in rs]
+
+
+def test_keep_last_drops_the_oldest():
+    rs = records(1, 5, 3, 2)
+    assert names(logic.expired(rs, Retention(keep_last=2), CREATED)) == ["s5", "s3"]
+    assert logic.expired(rs, Retention(keep_last=10), CREATED) == []
+    assert logic.expired(rs, None, CREATED) == []
+
+
+def test_max_age_and_both_together():
+    rs = records(1, 30, 50, 2)
+    assert names(logic.expired(rs, Retention(max_age_hours=24), CREATED)) == ["s30", "s50"]
+    assert names(logic.expired(rs, Retention(keep_last=3, max_age_hours=40), CREATED)) == ["s50"]
+
+
+def test_the_newest_snapshot_is_always_kept():
+    rs = records(100, 200)
+    assert names(logic.expired(rs, Retention(max_age_hours=1), CREATED)) == ["s200"]
+
+
+# ----- restore sources ----------------------------------------------------------------------------
+
+
+def snapshot_body(*recs: dict[str, Any]) -> dict[str, Any]:
+    return {"spec": {"collectionRef": {"name": "docs"}},
+            "status": {"collectionName": "src", "connection": "qdrant/main", "snapshots": list(recs)}}
+
+
+def test_restore_annotation_format():
+    assert logic.parse_restore_annotation("nightly/src-1.snapshot") == ("nightly", "src-1.snapshot")
+    for bad in ("nightly", "/x", "nightly/", "a/b/c"):
+        with pytest.raises(ValueError, match="snapshotResource"):
+            logic.parse_restore_annotation(bad)
+
+
+def test_source_is_the_named_or_the_newest_snapshot():
+    body = snapshot_body({"name": "a", "createdAt": "2030-05-01T00:00:00Z", "pointsCount": 3},
+                         {"name": "b", "createdAt": "2030-05-02T00:00:00Z", "checksum": "c"})
+    newest = logic.source_snapshot("nightly", body, None)
+    assert (newest.record.name, newest.ref, newest.collection, newest.connection) == \
+        ("b", "nightly/b", "src", "qdrant/main")
+    assert logic.source_snapshot("nightly", body, "a").record.points_count == 3
+    assert newest.location("http://q:6333/") == "http://q:6333/collections/src/snapshots/b"
+
+
+@pytest.mark.parametrize(("body", "name", "reason"), [
+    (None, None, "SnapshotNotFound"),
+    ({"status": {}}, None, "SnapshotNotReady"),
+    (snapshot_body({"name": "a"}), "zzz", "SnapshotNotFound"),
+])
+def test_unusable_sources(body, name, reason):
+    with pytest.raises(logic.SourceNotReady) as err:
+        logic.source_snapshot("nightly", body, name)
+    assert err.value.reason == reason
+
+
+# ----- Qdrant work through a fake gateway ---------------------------------------------------------
+
+
+class FakeQdrant:
+    def __init__(self) -> None:
+        self.points: dict[str, int] = {}
+        self.owners: dict[str, str | None] = {}
+        self.snapshots: dict[str, int] = {}  # snapshot name -> points it holds
+        self.calls: list[str] = []
+        self.write_during_snapshot = 0
+
+    async def count(self, collection: str) -> int | None:
+        return self.points.get(collection)
+
+    async def create_snapshot(self, collection: str) -> dict[str, Any]:
+        name = f"{collection}-{len(self.snapshots)}.snapshot"
+        self.snapshots[name] = self.points[collection]
+        self.points[collection] += self.write_during_snapshot
+        return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": 1024, "checksum": "abc"}
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        self.snapshots.pop(snapshot, None)
+
+    async def owner(self, collection: str) -> tuple[bool, str | None]:
+        return collection in self.points, self.owners.get(collection)
+
+    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
+        self.calls.append(f"recover {collection} {location.rsplit('/', 1)[-1]} {checksum} {api_key}")
+        self.points[collection] = self.snapshots[location.rsplit("/", 1)[-1]]
+        self.owners[collection] = "ns/docs/uid-src"  # the snapshot carries the source's marker
+
+    async def set_owner(self, collection: str, marker: str) -> None:
+        self.calls.append(f"owner {collection} {marker}")
+        self.owners[collection] = marker
+
+
+async def test_take_records_points_and_time():
+    q = FakeQdrant()
+    q.points["src"] = 7
+    record = await logic.take(q, "src", CREATED)
+    assert record == SnapshotRecord(name="src-0.snapshot", created_at="2030-05-01T12:00:30Z", size_bytes=1024,
+                                    checksum="abc", points_count=7)
+    q.write_during_snapshot = 1
+    assert (await logic.take(q, "src", CREATED)).points_count is None, "a racing write makes the count unknown"
+    with pytest.raises(logic.SourceNotReady, match="does not exist"):
+        await logic.take(q, "missing", CREATED)
+
+
+async def restore_case(q: FakeQdrant, *, in_place: bool = False, points_count: int | None = 7) -> None:
+    q.snapshots["s.snapshot"] = 7
+    source = logic.SourceSnapshot("nightly", SnapshotRecord(name="s.snapshot", checksum="abc",
+                                                            points_count=points_count), "src", "ns/main")
+    target = logic.RestoreTarget("copy", "ns/copy/uid-copy", in_place, "ns/docs")
+    await logic.restore(q, target, source, source.location("http://q:6333"), "key")
+
+
+async def test_restore_recovers_claims_and_verifies():
+    q = FakeQdrant()
+    await restore_case(q)
+    assert q.calls == ["recover copy s.snapshot abc key", "owner copy ns/copy/uid-copy"]
+    assert q.points["copy"] == 7
+
+
+async def test_restore_refuses_a_collection_that_is_not_ours():
+    q = FakeQdrant()
+    q.points["copy"], q.owners["copy"] = 3, "other/thing/uid"
+    with pytest.raises(logic.RestoreFailed) as err:
+        await restore_case(q)
+    assert err.value.reason == "AlreadyExists" and q.calls == []
+    q.owners["copy"] = None  # unmarked: made by hand, not ours either
+    with pytest.raises(logic.RestoreFailed, match="is not managed by this resource"):
+        await restore_case(q, in_place=True)
+
+
+async def test_restore_over_ours_or_an_interrupted_restore():
+    q = FakeQdrant()
+    q.points["copy"], q.owners["copy"] = 3, "ns/copy/uid-copy"
+    await restore_case(q, in_place=True)
+    q.owners["copy"] = "ns/docs/uid-src"  # recovered, then the operator stopped before claiming it
+    await restore_case(q)
+    assert q.owners["copy"] == "ns/copy/uid-copy"
+
+
+async def test_restore_verification_mismatch_is_reported():
+    q = FakeQdrant()
+    with pytest.raises(logic.RestoreFailed) as err:
+        await restore_case(q, points_count=8)
+    assert err.value.reason == "RestoreVerificationFailed" and "holds 7 points" in str(err.value)
+    await restore_case(FakeQdrant(), points_count=None)  # count unknown when taken: nothing to verify
