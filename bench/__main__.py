@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import client
+from bench import client, operator
 
-BENCHMARKS = [client.main]
+BENCHMARKS = [client.main, operator.main]
 
 
 def main() -> None:
