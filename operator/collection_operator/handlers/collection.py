@@ -29,19 +29,13 @@ MANAGED = f"{PREFIX}managed"
 NOT_READY_RECHECK_SECONDS = 10.0
 DELETE_ATTEMPTS = 5  # then the resource is released with a Warning; Qdrant is left as it is
 
-# Every live VectorCollection's uid: a marker naming a uid not in here belongs to a deleted resource.
-_UIDS: set[str] = set()
+Uids = kopf.Index[str, bool]
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def vectorcollection_uids(uid: str, **_: Any) -> dict[str, bool]:
-    _UIDS.add(uid)
+    """Every live VectorCollection's uid: an ownership marker naming another uid is a deleted resource's."""
     return {uid: True}
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def forget_uid(uid: str, **_: Any) -> None:
-    _UIDS.discard(uid)
 
 
 def _connection_key(body: Mapping[str, Any]) -> str:
@@ -49,13 +43,13 @@ def _connection_key(body: Mapping[str, Any]) -> str:
     return f"{ref.get('namespace') or body['metadata']['namespace']}/{ref['name']}"
 
 
-async def reconcile(body: Mapping[str, Any]) -> Outcome:
+async def reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     """Reconcile one VectorCollection and write its status if it changed."""
     meta = body["metadata"]
     key = f"{meta['namespace']}/{meta['name']}"
     async with RUNTIME.lock(key):
         with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
-            outcome = await _reconcile(body)
+            outcome = await _reconcile(body, uids)
     metrics.RECONCILES.labels("VectorCollection", outcome.verdict.reason).inc()
     if outcome.drift_corrected:
         metrics.DRIFT_CORRECTED.inc(outcome.drift_corrected)
@@ -69,7 +63,7 @@ async def reconcile(body: Mapping[str, Any]) -> Outcome:
     return outcome
 
 
-async def _reconcile(body: Mapping[str, Any]) -> Outcome:
+async def _reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     meta = body["metadata"]
     annotations = meta.get("annotations") or {}
     status = dict(body.get("status") or {})
@@ -101,7 +95,7 @@ async def _reconcile(body: Mapping[str, Any]) -> Outcome:
         return restoring
     async with runtime.operations:
         outcome = await sync(runtime.collections, spec, target, runtime.gate,
-                             owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in _UIDS)
+                             owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids)
     outcome.status.update(restored)
     return outcome
 
@@ -110,11 +104,11 @@ def _kept(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k not in ("conditions", "observedGeneration")}
 
 
-async def sweep(bodies: list[dict[str, Any]]) -> None:
+async def sweep(bodies: list[dict[str, Any]], uids: Uids) -> None:
     """The connection daemon's periodic pass: same reconcile, one collection at a time."""
     for body in bodies:
         try:
-            await reconcile(body)
+            await reconcile(body, uids)
         except Exception:  # one broken resource must not stop the sweep of the others
             log.exception("drift sweep of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
 
@@ -128,8 +122,8 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations", when=_annotations_toggled)
-async def vectorcollection(body: kopf.Body, **_: Any) -> None:
-    outcome = await reconcile(body)
+async def vectorcollection(body: kopf.Body, vectorcollection_uids: Uids, **_: Any) -> None:
+    outcome = await reconcile(body, vectorcollection_uids)
     if outcome.requeue_after is not None:
         verdict = outcome.verdict
         raise kopf.TemporaryError(f"{verdict.reason}: {verdict.message}; looking again in {outcome.requeue_after:.0f}s",
