@@ -122,8 +122,8 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.update(GROUP, VERSION, PLURAL, field="metadata.annotations", when=_annotations_toggled)
-async def vectorcollection(body: kopf.Body, vectorcollection_uids: Uids, **_: Any) -> None:
-    outcome = await reconcile(body, vectorcollection_uids)
+async def vectorcollection(body: kopf.Body, **kwargs: Any) -> None:
+    outcome = await reconcile(body, kwargs["vectorcollection_uids"])
     if outcome.requeue_after is not None:
         verdict = outcome.verdict
         raise kopf.TemporaryError(f"{verdict.reason}: {verdict.message}; looking again in {outcome.requeue_after:.0f}s",
