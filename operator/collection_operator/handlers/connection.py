@@ -114,7 +114,8 @@ async def connection_daemon(
             if now >= next_sweep and runtime.not_ready() is None and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
                 next_sweep = now + RUNTIME.settings.resync_interval_seconds
-                sweeping = asyncio.create_task(collection.sweep(list(bodies)), name=f"sweep:{key}")
+                sweep = collection.sweep(list(bodies), kwargs["vectorcollection_uids"])
+                sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         if sweeping is not None:
