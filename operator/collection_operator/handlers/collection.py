@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from .. import metrics
+from .. import logs, metrics
 from ..api import GROUP, PREFIX, VERSION
 from ..api.collection import VectorCollectionSpec
 from ..api.snapshot import RESTORE_FROM
@@ -47,6 +47,7 @@ async def reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     """Reconcile one VectorCollection and write its status if it changed."""
     meta = body["metadata"]
     key = f"{meta['namespace']}/{meta['name']}"
+    logs.new_correlation_id()
     async with RUNTIME.lock(key):
         with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
             outcome = await _reconcile(body, uids)
