@@ -196,6 +196,7 @@ def _audit_phases(namespace: str, names: list[str], since: int) -> dict[str, flo
     """Server-side timeline per collection: create received -> operator's first status write received."""
     created: dict[str, datetime] = {}
     status: dict[str, datetime] = {}
+    status_writes: dict[str, int] = {}
     kopf_patches: dict[str, int] = {}
     with cp.AUDIT_LOG.open("rb") as handle:
         handle.seek(since)
@@ -213,12 +214,15 @@ def _audit_phases(namespace: str, names: list[str], since: int) -> dict[str, flo
                 created[name] = at
             elif ref.get("subresource") == "status":
                 status.setdefault(name, at)
+                status_writes[name] = status_writes.get(name, 0) + 1
             elif event["verb"] == "patch":
                 kopf_patches[name] = kopf_patches.get(name, 0) + 1
     to_status = [(status[n] - created[n]).total_seconds() for n in names if n in status and n in created]
     return {
         "create_to_status_write_p50_ms": _ms(statistics.median(to_status)) if to_status else -1.0,
         "kopf_metadata_patches_per_collection": statistics.mean(kopf_patches.values()) if kopf_patches else 0.0,
+        # More than one means another operator (e.g. a test session's, watching all namespaces) handled them too.
+        "status_writes_per_collection": statistics.mean(status_writes.values()) if status_writes else 0.0,
     }
 
 
@@ -345,6 +349,9 @@ def _print(results: dict[str, Any]) -> None:
           f"({seq['ratio_operator_over_bare_p95']}x at p95); operator overhead p50 "
           f"{seq['operator_overhead_p50_ms']} ms (target < {seq['overhead_target_ms']} ms)")
     print(f"    where the time goes: {seq['where_the_time_goes']}")
+    if seq["where_the_time_goes"]["status_writes_per_collection"] > 1:
+        print("    WARNING: more than one status write per collection: another operator watching all namespaces "
+              "(a test session?) reconciled them too; figures are disturbed")
     print(f"  {bulk['collections']} at once: operator {bulk['operator_all_ready_s']} s to all Ready "
           f"({bulk['operator_collections_per_s']}/s); bare client at concurrency {bulk['concurrency']} "
           f"{bulk['bare_client_all_created_s']} s ({bulk['bare_client_collections_per_s']}/s)")
