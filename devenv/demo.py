@@ -69,13 +69,21 @@ def stop_operator() -> None:
 
 def reset() -> None:
     """Start from scratch: a demo namespace and demo collections left by an earlier run are removed
-    (the dev Qdrant is the demo's own; the operator would rightly refuse collections it did not create)."""
-    stop_operator()
+    (the dev Qdrant is the demo's own; the operator would rightly refuse collections it did not create).
+    The operator runs meanwhile: it removes its finalizers from the connection and snapshots it watches."""
     subprocess.run([*KUBECTL, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=90s"],
                    check=True, capture_output=True)
-    for collection in ("minimal", "docs", "embeddings"):
+    for collection in ("minimal", "docs", "embeddings", "minimal-restored"):
         request = urllib.request.Request(f"{QDRANT}/collections/{collection}", method="DELETE")
         urllib.request.urlopen(request, timeout=30).close()  # an absent one answers "false", not 404
+
+
+def add_points(collection: str) -> None:
+    points = [{"id": i, "vector": [float(i == j) for j in range(384)], "payload": {"n": i}} for i in range(3)]
+    request = urllib.request.Request(f"{QDRANT}/collections/{collection}/points?wait=true", method="PUT",
+                                     data=json.dumps({"points": points}).encode(),
+                                     headers={"content-type": "application/json"})
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def wait_ready(timeout: float = 120) -> None:
@@ -100,14 +108,22 @@ def main() -> None:
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{k.plural}.{GROUP}" for k in KINDS))
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/base/namespace.yaml"),
             "-f", str(REPO / "manifests/base/rbac.yaml"))
+    start_operator()
     reset()
     kubectl("create", "namespace", NAMESPACE)
-    start_operator()
     for example in EXAMPLES:
         kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / example))
     started = time.monotonic()
     wait_ready()
     print(f"\nall Ready {time.monotonic() - started:.1f}s after apply\n")
+    kubectl("get", "qdrant", "-n", NAMESPACE)
+    print("\nA snapshot of 'minimal' with three points, restored into a new collection:")
+    add_points("minimal")
+    kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/collectionsnapshot-once.yaml"))
+    kubectl("wait", "-n", NAMESPACE, "--for=jsonpath={.status.phase}=Completed", "--timeout=60s",
+            "collectionsnapshot/minimal-backup")
+    kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/vectorcollection-restore.yaml"))
+    kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=90s", "vectorcollection/minimal-restored")
     kubectl("get", "qdrant", "-n", NAMESPACE)
     print(f"\n$ curl {QDRANT}/collections/docs   # what Qdrant itself reports for the complete example")
     with urllib.request.urlopen(f"{QDRANT}/collections/docs", timeout=10) as resp:

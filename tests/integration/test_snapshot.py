@@ -65,7 +65,7 @@ def take_once(cluster: Any, name: str, collection_ref: str = "docs", **spec: Any
 
 
 def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdrant_server):
-    collection = source_collection(cluster, qdrant_server)
+    collection = source_collection(cluster, qdrant_server, name="minimal")  # the example's collectionRef
     name, spec = example("collectionsnapshot-once.yaml")
     cluster.apply("CollectionSnapshot", name, spec)
     status = cluster.wait_condition(PLURAL, name, "Completed", timeout=60)["status"]
@@ -78,9 +78,9 @@ def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdra
     assert hashlib.sha256(served.content).hexdigest() == record["checksum"]
     assert len(served.content) == record["sizeBytes"]
     columns = cluster.kubectl("get", PLURAL, name, "--no-headers").split()
-    assert columns[1] == "docs" and columns[-2] == "Completed"
+    assert columns[1] == "minimal" and columns[-2] == "Completed"
 
-    deleted = take_once(cluster, "deleted", deletionPolicy="Delete")["snapshots"][0]["name"]
+    deleted = take_once(cluster, "deleted", "minimal", deletionPolicy="Delete")["snapshots"][0]["name"]
     cluster.kubectl("delete", PLURAL, name, "deleted", "--timeout=60s")
     assert qdrant_snapshots(qdrant_server, collection) == [record["name"]], \
         "Retain keeps its file, Delete removes its own and nothing else"
@@ -88,7 +88,7 @@ def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdra
 
 
 def test_restore_example_into_new_collection(cluster, connection, qdrant_server):
-    source = source_collection(cluster, qdrant_server)
+    source = source_collection(cluster, qdrant_server, name="minimal")
     snapshot, spec = example("collectionsnapshot-once.yaml")
     cluster.apply("CollectionSnapshot", snapshot, spec)
     taken = cluster.wait_condition(PLURAL, snapshot, "Completed", timeout=60)["status"]["snapshots"][0]["name"]
@@ -105,7 +105,7 @@ def test_restore_example_into_new_collection(cluster, connection, qdrant_server)
         marker = client.get_collection(restored).config.metadata["qdrant-collection-operator.dev/owner"]
     assert hits[0].id == 3 and hits[0].payload["doc"] == {"title": "doc 3"}
     assert marker == f"{cluster.namespace}/{name}/{body['metadata']['uid']}", "the restored copy is its own"
-    assert cluster.condition(VC, "docs")["reason"] == "InSync", "the source keeps its collection"
+    assert cluster.condition(VC, "minimal")["reason"] == "InSync", "the source keeps its collection"
     events = cluster.kubectl("get", "events", "--field-selector", f"reason=Restored,involvedObject.name={name}",
                              "-o", "name")
     assert events.strip()
