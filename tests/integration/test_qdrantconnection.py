@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from collection_operator.handlers.runtime import RUNTIME
+from tests.fixtures.controlplane import namespace_name
 from tests.fixtures.operator import wait_for
 from tests.integration.audit import AuditWindow
 
@@ -164,7 +165,7 @@ def test_steady_connection_writes_no_status_and_counts_its_collections(cluster, 
 
 @pytest.fixture
 def other_namespace(control_plane: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = namespace_name()  # watched by this session's operator
     control_plane.admin("create", "namespace", name)
     yield name
     control_plane.admin("delete", "namespace", name, "--wait=false", check=False)
