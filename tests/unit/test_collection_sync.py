@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from collection_operator.api import VectorCollectionSpec
-from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
+from collection_operator.qdrant.errors import AlreadyExists, OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.collection_sync import ReindexGate, Target, sync
 
@@ -24,6 +24,8 @@ class FakeQdrant:
         return copy.deepcopy(self.collections.get(name))
 
     async def create_collection(self, name: str, body: dict[str, Any]) -> None:
+        if name in self.collections:  # as Qdrant: never overwritten
+            raise AlreadyExists(f"Collection `{name}` already exists!")
         self.writes.append(f"create {name}")
         self.collections[name] = {
             "status": "green", "points_count": 0, "segments_count": 1,
@@ -97,6 +99,24 @@ async def test_lost_create_reply_is_resolved_by_the_marker():
     outcome = await run(q, spec(), target())
     assert outcome.verdict.reason == "InSync"
     assert q.writes == ["create docs"]
+
+
+async def test_a_new_resource_creates_without_looking_first_and_never_overwrites():
+    q = FakeQdrant()
+    await run(q, spec(hnsw={"m": 8}), target("first", uid="u1"))
+    reads: list[str] = []
+    original = q.get_collection
+
+    async def counted(name: str) -> dict[str, Any] | None:
+        reads.append(name)
+        return await original(name)
+
+    q.get_collection = counted  # type: ignore[method-assign]
+    await run(q, spec(collectionName="new"), target("new", uid="u2"))
+    assert reads == ["new"]  # once, after the create, for status
+    refused = await run(q, spec(collectionName="first", hnsw={"m": 32}), target("other", uid="u3"))
+    assert refused.verdict.reason == "AlreadyExists"
+    assert q.collections["first"]["config"]["hnsw_config"]["m"] == 8
 
 
 async def test_reindexing_changes_go_one_at_a_time_per_connection():

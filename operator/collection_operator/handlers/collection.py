@@ -94,9 +94,8 @@ async def _reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     restoring, restored = await restore_step(body, spec, runtime)  # spec.source or the restore-from annotation
     if restoring is not None:
         return restoring
-    async with runtime.operations:
-        outcome = await sync(runtime.collections, spec, target, runtime.gate,
-                             owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids)
+    outcome = await sync(runtime.collections, spec, target, runtime.gate,
+                         owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids, write_slot=runtime.operations)
     outcome.status.update(restored)
     return outcome
 

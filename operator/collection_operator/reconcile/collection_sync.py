@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +97,19 @@ async def sync(
     target: Target,
     gate: ReindexGate,
     owner_alive: Callable[[str], bool],
+    write_slot: AbstractAsyncContextManager[Any] | None = None,
 ) -> Outcome:
+    """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded)."""
     name = collection_name(spec, target.name)
     base = {"collectionName": name, "connection": target.connection}
+    slot = write_slot or nullcontext()
     try:
-        outcome = await _sync(gateway, spec, target, gate, owner_alive, name)
+        try:
+            # A resource never reconciled most likely has no collection yet: create before looking, and
+            # observe only when Qdrant answers that one exists (it never overwrites), saving a read.
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.ever_reconciled)
+        except AlreadyExists:
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
     except InvalidRequest as exc:
         outcome = Outcome(Verdict("Stalled", "InvalidSpec", f"Qdrant refused the request: {exc}"))
     except CONNECTION_ERRORS as exc:
@@ -118,12 +127,15 @@ async def _sync(
     gate: ReindexGate,
     owner_alive: Callable[[str], bool],
     name: str,
+    write_slot: AbstractAsyncContextManager[Any],
+    observe: bool,
 ) -> Outcome:
     key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
-    info = await gateway.get_collection(name)
-    aliases = await gateway.list_aliases()
+    info = await gateway.get_collection(name) if observe else None
+    # Aliases are read only when this resource has any to create or remove.
+    aliases = await gateway.list_aliases() if spec.aliases or managed_aliases else {}
 
     if info is None and target.ever_reconciled and spec.drift_policy == DriftPolicy.REPORT:
         missing = Difference("collection", name, None).as_status()
@@ -162,15 +174,18 @@ async def _sync(
         if not gate.admit(key):
             return _optimizing(outcome, info, f"another re-index on this connection is in flight ({gate.holder})")
 
+    if p.writes:
+        async with write_slot:
+            if p.create is not None:
+                info = await _create(gateway, name, p, target)
+                outcome.qdrant_writes += 1
+            outcome.qdrant_writes += await _apply(gateway, name, p)
     if p.create is not None:
-        info = await _create(gateway, name, p, target)
-        outcome.qdrant_writes += 1
         if target.ever_reconciled:
             outcome.event("Recreated", f"collection {name} was missing in Qdrant and was re-created (empty)", True)
             outcome.drift_corrected += 1
         else:
             outcome.event("Created", f"created collection {name}")
-    outcome.qdrant_writes += await _apply(gateway, name, p)
     if p.update and info is not None:
         spec_changed = target.status.get("observedGeneration") != target.generation
         if spec_changed or adopt:
