@@ -3,6 +3,8 @@ sweep of its connection's daemon. Deletion honours deletionPolicy and never trap
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +29,7 @@ PLURAL = "vectorcollections"
 PAUSED = f"{PREFIX}paused"
 MANAGED = f"{PREFIX}managed"
 NOT_READY_RECHECK_SECONDS = 10.0
+CONNECTION_SETTLE_SECONDS = 5.0  # how long a reconcile waits for its connection's first health probe
 DELETE_ATTEMPTS = 5  # then the resource is released with a Warning; Qdrant is left as it is
 
 Uids = kopf.Index[str, bool]
@@ -67,7 +70,7 @@ async def reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
 async def _reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     meta = body["metadata"]
     annotations = meta.get("annotations") or {}
-    status = dict(body.get("status") or {})
+    status = RUNTIME.status_of(PLURAL, body)
     if annotations.get(PAUSED) == "true":
         return Outcome(Verdict("Failed", "Paused", "reconciling is paused by annotation"), _kept(status))
     if annotations.get(MANAGED) == "false":
@@ -78,6 +81,8 @@ async def _reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
     except pydantic.ValidationError as exc:
         return Outcome(Verdict("Stalled", "InvalidSpec", str(exc)))
     connection_key = _connection_key(body)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(RUNTIME.first_probe(connection_key).wait(), CONNECTION_SETTLE_SECONDS)
     runtime = RUNTIME.connections.get(connection_key)
     base = {"collectionName": collection_name(spec, meta["name"]), "connection": connection_key}
     if runtime is None:
@@ -106,6 +111,7 @@ def _kept(status: dict[str, Any]) -> dict[str, Any]:
 
 async def sweep(bodies: list[dict[str, Any]], uids: Uids) -> None:
     """The connection daemon's periodic pass: same reconcile, one collection at a time."""
+    RUNTIME.forget_statuses(PLURAL, uids)
     for body in bodies:
         try:
             await reconcile(body, uids)

@@ -26,7 +26,7 @@ async def write_status(
     """Merge-patch only the status keys that differ; post an Event when Ready's reason changes.
     Returns whether anything was written."""
     meta = body["metadata"]
-    current = dict(body.get("status") or {})
+    current = RUNTIME.status_of(plural, body)
     generation = meta.get("generation")
     observed = generation if reconciled else current.get("observedGeneration")
     conditions = merge_conditions(current.get("conditions") or [],
@@ -38,6 +38,7 @@ async def write_status(
     if not patch:
         return False
     await RUNTIME.api.patch_status(plural, meta["namespace"], meta["name"], patch)
+    RUNTIME.statuses[(plural, meta["uid"])] = {**current, **patch}
     before: dict[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
     if (before.get("reason"), before.get("status")) != (verdict.reason, "True" if verdict.ready else "False"):
         if not verdict.ready and verdict.state != "Reconciling":

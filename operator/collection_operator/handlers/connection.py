@@ -111,6 +111,8 @@ async def connection_daemon(
             metrics.COLLECTIONS_MANAGED.labels(key).set(users)
             await _write(body, logic.verdict(report), logic.status_fields(report, users),
                          reconciled=report.health.value != "Unknown")
+            if report.health.value != "Unknown":
+                RUNTIME.first_probe(key).set()
             if now >= next_sweep and runtime.not_ready() is None and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
                 next_sweep = now + RUNTIME.settings.resync_interval_seconds
@@ -123,6 +125,8 @@ async def connection_daemon(
             await asyncio.gather(sweeping, return_exceptions=True)
         if runtime is not None:
             RUNTIME.connections.pop(key, None)
+            RUNTIME.probed.pop(key, None)
+            RUNTIME.statuses.pop((PLURAL, body["metadata"]["uid"]), None)
             await runtime.gateway.aclose()
 
 

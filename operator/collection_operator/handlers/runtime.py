@@ -4,7 +4,9 @@ ConnectionRuntime per QdrantConnection (owned by that connection's daemon)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..api.connection import BreakerState, Health, QdrantConnectionSpec
 from ..config import OperatorSettings
@@ -48,6 +50,25 @@ class Runtime:
 
     def lock(self, key: str) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
+
+    # The status the operator last wrote, per (plural, uid). A body handed to a reconcile can predate
+    # our own latest write (a drift sweep reads kopf's index); deciding on it would repeat work.
+    statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def status_of(self, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        known = self.statuses.get((plural, body["metadata"]["uid"]))
+        return dict(known if known is not None else body.get("status") or {})
+
+    def forget_statuses(self, plural: str, alive: Container[str]) -> None:
+        for key in [k for k in self.statuses if k[0] == plural and k[1] not in alive]:
+            del self.statuses[key]
+
+    # Set once a connection's client has its first health verdict, so that collections reconciled at
+    # operator start wait for it briefly instead of flapping to ConnectionNotReady.
+    probed: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def first_probe(self, key: str) -> asyncio.Event:
+        return self.probed.setdefault(key, asyncio.Event())
 
     @property
     def api(self) -> KubeApi:

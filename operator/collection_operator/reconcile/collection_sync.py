@@ -227,8 +227,9 @@ async def _create(gateway: CollectionGateway, name: str, p: Plan, target: Target
     assert p.create is not None
     try:
         await gateway.create_collection(name, p.create)
-    except (AlreadyExists, OutcomeUnknown):
-        # Lost reply or a race: look again; if the collection bears our marker, it is ours.
+    except OutcomeUnknown:
+        # The reply was lost: look again; if the collection bears our marker, this create made it.
+        # (AlreadyExists propagates: the caller observes the existing collection and plans afresh.)
         info = await gateway.get_collection(name)
         if info is None or ownership(info, target.marker)[0] != Ownership.OURS:
             raise
