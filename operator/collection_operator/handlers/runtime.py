@@ -8,11 +8,12 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.connection import BreakerState, Health, QdrantConnectionSpec
+from ..api.connection import QdrantConnectionSpec
 from ..config import OperatorSettings
 from ..k8s.api import KubeApi
 from ..qdrant import QdrantGateway
 from ..reconcile.collection_sync import ReindexGate
+from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.gateway import QdrantCollections
 
 
@@ -31,13 +32,9 @@ class ConnectionRuntime:
         return namespace == self.namespace or "*" in allowed or namespace in allowed
 
     def not_ready(self) -> str | None:
-        """Why collections must not call Qdrant now, or None when they may."""
-        report = self.gateway.report
-        if report.circuit_breaker == BreakerState.OPEN:
-            return f"circuit breaker open ({report.error_reason or 'failures'}); calls resume after it half-opens"
-        if report.health in (Health.UNHEALTHY, Health.UNKNOWN):
-            return f"health {report.health.value}" + (f": {report.error_reason}" if report.error_reason else "")
-        return None
+        """Why collections must not call Qdrant now, or None when they may: the connection's own verdict."""
+        verdict = connection_verdict(self.gateway.report)
+        return None if verdict.ready else f"{verdict.reason}: {verdict.message}"
 
 
 @dataclass
