@@ -1,0 +1,55 @@
+"""The operator as users run it: the `qdrant-collection-operator run` command in its own process,
+with its metrics endpoint and kopf's liveness probe, scoped to one namespace."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.operator import wait_for
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent / "qdrant-collection-operator"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_run_command_serves_metrics_and_liveness(control_plane, cluster, qdrant_server, tmp_path):
+    metrics_port, health_port = free_port(), free_port()
+    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
+           "QDRANT_OPERATOR_METRICS_PORT": str(metrics_port), "QDRANT_OPERATOR_HEALTH_PORT": str(health_port)}
+    log = (tmp_path / "operator.log").open("wb")
+    proc = subprocess.Popen([str(BIN), "run", "-n", cluster.namespace, "--log-format", "json"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
+        cluster.wait_condition("qdrantconnections", "main", "Connected")
+        assert wait_for(lambda: get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200, 30, "liveness")
+        key = f'connection="{cluster.namespace}/main"'
+        _, metrics = get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert f'qdrant_operator_connection_health{{{key},qdrant_operator_connection_health="Healthy"}} 1.0' in metrics
+        assert f"qdrant_operator_health_probe_duration_seconds_count{{{key}" in metrics
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    assert '"correlation_id"' in (tmp_path / "operator.log").read_text()  # JSON logs carry it
