@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import random
+import re
 import shutil
 import time
 import urllib.parse
@@ -158,6 +159,12 @@ class QdrantDevApp:
             r("POST", "/collections/{collection_name}/points", self.retrieve),
             r("GET", "/collections/{collection_name}/points/{id}", self.get_point),
             r("POST", "/collections/{collection_name}/points/delete", self.delete_points, write=True),
+            r("PUT", "/collections/{collection_name}/points/vectors", self.update_vectors, write=True),
+            r("POST", "/collections/{collection_name}/points/vectors/delete", self.delete_vectors, write=True),
+            r("POST", "/collections/{collection_name}/points/payload", self.set_payload, write=True),
+            r("PUT", "/collections/{collection_name}/points/payload", self.overwrite_payload, write=True),
+            r("POST", "/collections/{collection_name}/points/payload/delete", self.delete_payload, write=True),
+            r("POST", "/collections/{collection_name}/points/payload/clear", self.clear_payload, write=True),
             r("POST", "/collections/{collection_name}/points/count", self.count),
             r("POST", "/collections/{collection_name}/points/scroll", self.scroll),
             r("POST", "/collections/{collection_name}/points/query", self.query),
@@ -471,6 +478,123 @@ class QdrantDevApp:
             _engine_call(coll.apply_all, lambda: qe.UpdateOperation.delete_points_by_filter(flt))
         return self._update_result(request)
 
+    # Updates of existing points: the engine's own operations, split by shard like Qdrant splits them. Ids go
+    # to the shard that holds them; a filter goes to every shard. As in Qdrant, an update by ids changes the
+    # points that exist and then answers 404 for the first missing one.
+
+    def _apply_by_ids(self, coll: Collection, ids: list[Any], make_op: Callable[[list[Any]], Any]) -> None:
+        by_shard: dict[int, list[Any]] = {}
+        for raw in ids:
+            pid = _wrap(convert.point_id, raw)
+            by_shard.setdefault(coll.shard_of(pid), []).append(pid)
+        failure: ApiError | None = None
+        for shard, shard_ids in by_shard.items():  # every shard applies its part, as Qdrant's shards do
+            try:
+                _engine_call(coll.apply, shard, make_op(shard_ids))
+            except ApiError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _apply_selected(
+        self,
+        coll: Collection,
+        ids: list[Any] | None,
+        flt: m.Filter | None,
+        by_ids: Callable[[list[Any]], Any],
+        by_filter: Callable[[Any], Any],
+    ) -> None:
+        """Points given by ids take precedence over a filter, as in Qdrant's payload operations."""
+        if ids is not None:
+            self._apply_by_ids(coll, ids, by_ids)
+        elif flt is not None:
+            engine_filter = _wrap(convert.filter_in, flt)
+            _engine_call(coll.apply_all, lambda: by_filter(engine_filter))
+        else:
+            raise ApiError(400, "Json deserialize error: Either list of point ids or filter must be provided")
+
+    async def update_vectors(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        req = await _body(request, m.UpdateVectors)
+        if not req.points:
+            raise ApiError(422, "Validation error in JSON body: [points: must not be empty]")
+        vectors: dict[Any, Any] = {}
+        for p in req.points:  # several entries for one id merge, later vectors winning
+            pid = _wrap(convert.point_id, p.id)
+            given = _wrap(convert.vector_in, p.vector)
+            if isinstance(given, dict) and isinstance(vectors.get(pid), dict):
+                given = {**vectors[pid], **given}
+            vectors[pid] = given
+        condition = _wrap(convert.filter_in, req.update_filter)
+        self._apply_by_ids(
+            coll,
+            list(vectors),
+            lambda ids: qe.UpdateOperation.update_vectors([qe.PointVectors(i, vectors[i]) for i in ids], condition),
+        )
+        self.engine.after_write(coll)
+        return self._update_result(request)
+
+    async def delete_vectors(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        req = await _body(request, m.DeleteVectors)
+        if not req.vector:
+            raise ApiError(422, "Validation error in JSON body: [vector: must not be empty]")
+        names = list(dict.fromkeys(req.vector))
+        self._apply_selected(
+            coll,
+            req.points,
+            req.filter,
+            lambda ids: qe.UpdateOperation.delete_vectors(ids, names),
+            lambda flt: qe.UpdateOperation.delete_vectors_by_filter(flt, names),
+        )
+        return self._update_result(request)
+
+    async def set_payload(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        req = await _body(request, m.SetPayload)
+        self._apply_selected(
+            coll,
+            req.points,
+            req.filter,
+            lambda ids: qe.UpdateOperation.set_payload(ids, req.payload, req.key),
+            lambda flt: qe.UpdateOperation.set_payload_by_filter(flt, req.payload, req.key),
+        )
+        return self._update_result(request)
+
+    async def overwrite_payload(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        req = await _body(request, m.SetPayload)
+        self._apply_selected(
+            coll,
+            req.points,
+            req.filter,
+            lambda ids: qe.UpdateOperation.overwrite_payload(ids, req.payload, req.key),
+            lambda flt: qe.UpdateOperation.overwrite_payload_by_filter(flt, req.payload, req.key),
+        )
+        return self._update_result(request)
+
+    async def delete_payload(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        req = await _body(request, m.DeletePayload)
+        self._apply_selected(
+            coll,
+            req.points,
+            req.filter,
+            lambda ids: qe.UpdateOperation.delete_payload(ids, list(req.keys)),
+            lambda flt: qe.UpdateOperation.delete_payload_by_filter(flt, list(req.keys)),
+        )
+        return self._update_result(request)
+
+    async def clear_payload(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        selector = await _body(request, _selector_adapter)
+        if isinstance(selector, m.PointIdsList):
+            self._apply_by_ids(coll, selector.points, qe.UpdateOperation.clear_payload)
+        else:
+            flt = _wrap(convert.filter_in, selector.filter)
+            _engine_call(coll.apply_all, lambda: qe.UpdateOperation.clear_payload_by_filter(flt))
+        return self._update_result(request)
+
     def _retrieve(self, coll: Collection, ids: list[Any], with_payload: Any, with_vector: Any) -> list[dict[str, Any]]:
         found: dict[Any, dict[str, Any]] = {}
         parsed = [_wrap(convert.point_id, i) for i in ids]
@@ -574,12 +698,18 @@ def _wrap(fn: Callable[..., Any], *args: Any) -> Any:
         raise wrong_input(str(exc)) from exc
 
 
+_MISSING_POINT = re.compile(r"^No point with id (\S+?)(?: found)?$")
+
+
 def _engine_call(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except ApiError:
         raise
     except Exception as exc:  # qdrant-edge raises plain Exception with Qdrant's own messages
+        missing = _MISSING_POINT.match(str(exc))
+        if missing:
+            raise ApiError(404, f"Not found: No point with id {missing.group(1)} found") from exc
         raise wrong_input(str(exc)) from exc
 
 

@@ -225,9 +225,13 @@ class Collection:
         return (pid if isinstance(pid, int) else uuid.UUID(pid).int) % self.shard_count
 
     def apply(self, shard: int, op: qe.UpdateOperation) -> None:
-        self.shards[shard].update(op)
-        if self.replay is not None:
-            self.replay.append((shard, op))
+        try:
+            self.shards[shard].update(op)
+        finally:
+            # Recorded even when it fails: like Qdrant, an update by ids applies to the points that exist
+            # before it reports a missing one, so the optimised copy needs the same partial change.
+            if self.replay is not None:
+                self.replay.append((shard, op))
 
     def apply_all(self, make_op: Any) -> None:
         for i in range(self.shard_count):
@@ -450,7 +454,8 @@ class Engine:
             shutil.rmtree(old)
             coll.open_shards()
             for index, op in replay:
-                coll.shards[index].update(op)
+                with contextlib.suppress(Exception):  # it failed the same way on the live shard
+                    coll.shards[index].update(op)
         finally:
             coll.replay = None
             shutil.rmtree(work, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import AsyncIterator
 
@@ -71,11 +70,6 @@ async def test_insert_search_count_delete(vectors: VectorOperations) -> None:
     assert await vectors.count() == 123
 
 
-@pytest.mark.xfail(
-    not os.environ.get("QDRANT_URL"),
-    reason="the dev server does not serve PUT /points/vectors and POST /points/payload yet",
-    strict=True,
-)
 async def test_update_vectors_and_payload(vectors: VectorOperations) -> None:
     await vectors.upsert_many(points(4))
     await vectors.update_vectors([models.PointVectors(id=3, vector=[0.0] * (DIM - 1) + [1.0])])
