@@ -29,7 +29,7 @@ def report(health: Health, version: str | None = "1.19.0", breaker: BreakerState
     (report(Health.UNHEALTHY, breaker=BreakerState.OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
     # Half-open while still unhealthy: the same outage, so the reason does not flap (no new Event).
     (report(Health.UNHEALTHY, breaker=BreakerState.HALF_OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
-    (report(Health.HEALTHY, breaker=BreakerState.HALF_OPEN), "Ready", "Connected"),
+    (report(Health.HEALTHY, breaker=BreakerState.HALF_OPEN), "Reconciling", "Recovering"),
 ])
 def test_verdict(given: ConnectionReport, state: str, reason: str) -> None:
     v = verdict(given)

@@ -21,6 +21,10 @@ def verdict(report: ConnectionReport) -> Verdict:
         # HalfOpen while still unhealthy is the same outage waiting for its trial call, not a new transition.
         cause = f" after {report.error_reason}" if report.error_reason else ""
         return Verdict("Failed", "CircuitOpen", f"circuit breaker open{cause}: {report.error_message or ''}".strip())
+    if report.circuit_breaker == BreakerState.HALF_OPEN:
+        # The probe that half-opened it decides within one call; until then collections hold back too,
+        # since the breaker lets only that one trial through.
+        return Verdict("Reconciling", "Recovering", "circuit breaker half-open: a trial call decides")
     if report.health == Health.UNKNOWN:
         return Verdict("Reconciling", "Connecting", "waiting for the first health probe")
     if failing and (report.error_reason in REFUSED or report.server_version is None):
