@@ -4,6 +4,7 @@ kubectl. Every claim is checked against Qdrant's own GET /collections/{name}."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,10 @@ def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_se
     assert aliases_of(qdrant_server, name) == [f"{name}-b"]
     if qdrant_server.is_dev:  # one PATCH carried every changed block
         assert qdrant_server.count("PATCH", "/collections/{collection_name}") == 1
+    # Requeues while Qdrant re-indexes are not events: only transitions are (kopf's log lines are not posted).
+    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=change", "-o", "json")
+    reasons = [e["reason"] for e in json.loads(events)["items"]]
+    assert "Logging" not in reasons and reasons.count("Updated") == 1, reasons
 
 
 def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
@@ -214,6 +219,11 @@ def test_connection_down_reports_without_calling_qdrant(cluster, operator):
     assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
     assert "observedGeneration" not in body["status"]
     assert qdrant_calls(key) == before
+    # The handler requeues (kopf logs that at ERROR); one Warning marks the transition, and no log line
+    # becomes an Event.
+    events = json.loads(cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=down,"
+                                        "involvedObject.kind=VectorCollection", "-o", "json"))["items"]
+    assert [e["reason"] for e in events] == ["ConnectionNotReady"], [(e["reason"], e["message"]) for e in events]
 
 
 def writes_to(qdrant_server: Any, collection: str) -> list[str]:
