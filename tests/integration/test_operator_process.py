@@ -1,5 +1,5 @@
 """The operator as users run it: the `qdrant-collection-operator run` command in its own process,
-with its metrics endpoint and kopf's liveness probe, scoped to one namespace."""
+with its metrics endpoint, kopf's liveness probe and a hot-reloaded settings file, scoped to one namespace."""
 
 from __future__ import annotations
 
@@ -32,13 +32,15 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_run_command_serves_metrics_and_liveness(control_plane, cluster, qdrant_server, tmp_path):
+def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane, cluster, qdrant_server, tmp_path):
     metrics_port, health_port = free_port(), free_port()
     env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
            "QDRANT_OPERATOR_METRICS_PORT": str(metrics_port), "QDRANT_OPERATOR_HEALTH_PORT": str(health_port)}
+    settings = tmp_path / "settings.toml"
+    settings.write_text("settings_poll_seconds = 0.5\nresync_interval_seconds = 300\n")
     log = (tmp_path / "operator.log").open("wb")
-    proc = subprocess.Popen([str(BIN), "run", "-n", cluster.namespace, "--log-format", "json"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(BIN), "run", "-n", cluster.namespace, "--log-format", "json", "--settings",
+                             str(settings)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         cluster.wait_condition("qdrantconnections", "main", "Connected")
@@ -48,6 +50,8 @@ def test_run_command_serves_metrics_and_liveness(control_plane, cluster, qdrant_
         assert f'qdrant_operator_connection_health{{{key},qdrant_operator_connection_health="Healthy"}} 1.0' in metrics
         assert f"qdrant_operator_health_probe_duration_seconds_count{{{key}" in metrics
         assert proc.poll() is None
+        settings.write_text("settings_poll_seconds = 0.5\nresync_interval_seconds = 60\n")  # hot reload
+        wait_for(lambda: "reloaded" in (tmp_path / "operator.log").read_text(), 30, "the settings file reloaded")
     finally:
         proc.terminate()
         proc.wait(30)

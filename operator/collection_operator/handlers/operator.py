@@ -38,7 +38,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     RUNTIME.kube = await KubeApi.connect()
-    if (path := settings_file()) is not None:
+    if (path := settings_file(RUNTIME.settings_path)) is not None:
         global _watcher
         _watcher = SettingsWatcher(path, on_change=_settings_changed)
         _watcher.start()
@@ -78,6 +78,7 @@ async def run(
     ready_flag: threading.Event | None = None,
 ) -> None:
     """Run the operator until stopped. `namespaces` empty or None watches the whole cluster."""
+    RUNTIME.settings_path = settings_path
     RUNTIME.settings = load_settings(settings_path)
     settings = RUNTIME.settings
     serve_metrics(bind, settings.metrics_port)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..api.connection import QdrantConnectionSpec
@@ -40,6 +41,7 @@ class ConnectionRuntime:
 @dataclass
 class Runtime:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
+    settings_path: Path | None = None  # `run --settings`, else QDRANT_OPERATOR_SETTINGS_FILE; watched for changes
     kube: KubeApi | None = None
     connections: dict[str, ConnectionRuntime] = field(default_factory=dict)
     # One reconcile per resource at a time: a spec change and a drift sweep never interleave.
