@@ -19,16 +19,19 @@ class FakeQdrant:
         self.aliases: dict[str, str] = {}
         self.writes: list[str] = []
         self.fail_create: Exception | None = None
+        self.create_attempts = 0
+        self.created_status = "green"
 
     async def get_collection(self, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.collections.get(name))
 
     async def create_collection(self, name: str, body: dict[str, Any]) -> None:
+        self.create_attempts += 1
         if name in self.collections:  # as Qdrant: never overwritten
             raise AlreadyExists(f"Collection `{name}` already exists!")
         self.writes.append(f"create {name}")
         self.collections[name] = {
-            "status": "green", "points_count": 0, "segments_count": 1,
+            "status": self.created_status, "points_count": 0, "segments_count": 1,
             "config": {"params": {"vectors": body["vectors"]}, "hnsw_config": body.get("hnsw_config", {"m": 16}),
                        "metadata": body.get("metadata")},
             "payload_schema": {},
@@ -170,3 +173,14 @@ async def test_unreachable_is_connection_not_ready_and_requeued():
     outcome = await run(Down(), spec(), target())
     assert (outcome.verdict.reason, outcome.requeue_after) == ("ConnectionNotReady", 10.0)
     assert not outcome.reconciled
+
+
+async def test_a_collection_still_optimizing_after_create_is_not_created_again():
+    q = FakeQdrant()
+    q.created_status = "yellow"  # Qdrant still building what the create asked for
+    first = await run(q, spec(), target())
+    assert first.verdict.reason == "Optimizing" and not first.reconciled
+    q.collections["docs"]["status"] = "green"
+    second = await run(q, spec(), target(status=first.status))
+    assert second.verdict.reason == "InSync"
+    assert q.create_attempts == 1

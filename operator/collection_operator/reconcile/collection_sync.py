@@ -54,6 +54,11 @@ class Target:
     def ever_reconciled(self) -> bool:
         return self.status.get("observedGeneration") is not None
 
+    @property
+    def seen_in_qdrant(self) -> bool:
+        """The operator has observed or created this collection before (e.g. it was still optimizing)."""
+        return self.ever_reconciled or self.status.get("qdrantStatus") is not None
+
 
 @dataclass
 class ReindexGate:
@@ -105,9 +110,9 @@ async def sync(
     slot = write_slot or nullcontext()
     try:
         try:
-            # A resource never reconciled most likely has no collection yet: create before looking, and
-            # observe only when Qdrant answers that one exists (it never overwrites), saving a read.
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.ever_reconciled)
+            # A resource whose collection was never seen most likely has none yet: create before looking,
+            # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.seen_in_qdrant)
         except AlreadyExists:
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
     except InvalidRequest as exc:
