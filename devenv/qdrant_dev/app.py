@@ -550,26 +550,25 @@ class QdrantDevApp:
         return self._update_result(request)
 
     async def set_payload(self, request: Request, collection_name: str) -> Any:
-        coll = self.engine.resolve(collection_name)
-        req = await _body(request, m.SetPayload)
-        self._apply_selected(
-            coll,
-            req.points,
-            req.filter,
-            lambda ids: qe.UpdateOperation.set_payload(ids, req.payload, req.key),
-            lambda flt: qe.UpdateOperation.set_payload_by_filter(flt, req.payload, req.key),
-        )
-        return self._update_result(request)
+        ops = qe.UpdateOperation
+        return await self._write_payload(request, collection_name, ops.set_payload, ops.set_payload_by_filter)
 
     async def overwrite_payload(self, request: Request, collection_name: str) -> Any:
+        ops = qe.UpdateOperation
+        return await self._write_payload(
+            request, collection_name, ops.overwrite_payload, ops.overwrite_payload_by_filter
+        )
+
+    async def _write_payload(self, request: Request, collection_name: str, by_ids: Any, by_filter: Any) -> Any:
+        """set (merge) and overwrite share their request shape; only the engine operation differs."""
         coll = self.engine.resolve(collection_name)
         req = await _body(request, m.SetPayload)
         self._apply_selected(
             coll,
             req.points,
             req.filter,
-            lambda ids: qe.UpdateOperation.overwrite_payload(ids, req.payload, req.key),
-            lambda flt: qe.UpdateOperation.overwrite_payload_by_filter(flt, req.payload, req.key),
+            lambda ids: by_ids(ids, req.payload, req.key),
+            lambda flt: by_filter(flt, req.payload, req.key),
         )
         return self._update_result(request)
 
