@@ -85,16 +85,13 @@ async def _reconcile(body: Mapping[str, Any], uids: Uids) -> Outcome:
         await asyncio.wait_for(RUNTIME.first_probe(connection_key).wait(), CONNECTION_SETTLE_SECONDS)
     runtime = RUNTIME.connections.get(connection_key)
     base = {"collectionName": collection_name(spec, meta["name"]), "connection": connection_key}
-    if runtime is None:
-        return Outcome(Verdict("Failed", "ConnectionNotReady", f"QdrantConnection {connection_key} is not connected"),
-                       base, requeue_after=NOT_READY_RECHECK_SECONDS)
-    if not runtime.allows(meta["namespace"]):
+    if runtime is not None and not runtime.allows(meta["namespace"]):
         return Outcome(Verdict("Stalled", "ConnectionNotAllowed",
                                f"QdrantConnection {connection_key} does not list namespace {meta['namespace']} "
                                "in allowedNamespaces"), base)
-    if (why := runtime.not_ready()) is not None:
-        return Outcome(Verdict("Failed", "ConnectionNotReady", f"QdrantConnection {connection_key}: {why}"),
-                       base, requeue_after=NOT_READY_RECHECK_SECONDS)
+    if (problem := RUNTIME.connection_problem(connection_key)) is not None:
+        return Outcome(Verdict("Failed", "ConnectionNotReady", problem), base, requeue_after=NOT_READY_RECHECK_SECONDS)
+    assert runtime is not None  # connection_problem() found it connected
     target = Target(meta["namespace"], meta["name"], meta["uid"], meta.get("generation", 0), connection_key, status)
     restoring, restored = await restore_step(body, spec, runtime)  # spec.source or the restore-from annotation
     if restoring is not None:
@@ -147,10 +144,11 @@ async def delete_collection(body: kopf.Body, retry: int, **_: Any) -> None:
     only there for such resources (the `when` filter), and it is released after DELETE_ATTEMPTS."""
     meta = body["metadata"]
     name = collection_name(VectorCollectionSpec.model_validate(dict(body["spec"])), meta["name"])
-    runtime = RUNTIME.connections.get(_connection_key(body))
+    key = _connection_key(body)
     try:
-        if runtime is None or (why := runtime.not_ready()) is not None:
-            raise kopf.TemporaryError(f"connection not ready: {why if runtime else 'not connected'}", delay=10)
+        if (problem := RUNTIME.connection_problem(key)) is not None:
+            raise kopf.TemporaryError(problem, delay=10)
+        runtime = RUNTIME.connections[key]
         info = await runtime.collections.get_collection(name)
         if info is None:
             return

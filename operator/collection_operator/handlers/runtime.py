@@ -50,6 +50,14 @@ class Runtime:
     def lock(self, key: str) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
+    def connection_problem(self, key: str) -> str | None:
+        """Why resources using connection `key` must not call Qdrant now, or None when they may."""
+        runtime = self.connections.get(key)
+        if runtime is None:
+            return f"QdrantConnection {key} is not connected"
+        why = runtime.not_ready()
+        return None if why is None else f"QdrantConnection {key}: {why}"
+
     # The status the operator last wrote, per (plural, uid). A body handed to a reconcile can predate
     # our own latest write (a drift sweep reads kopf's index); deciding on it would repeat work.
     statuses: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)

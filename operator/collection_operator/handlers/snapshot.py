@@ -24,7 +24,7 @@ from ..k8s.conditions import Verdict
 from ..qdrant import QdrantError
 from ..reconcile import snapshot as logic
 from ..reconcile.collection import owner_marker
-from ..reconcile.collection_sync import CONNECTION_ERRORS, Outcome, collection_name
+from ..reconcile.collection_sync import Outcome, collection_name, failure_verdict
 from .common import post_event, write_status
 from .runtime import RUNTIME, ConnectionRuntime
 
@@ -176,7 +176,7 @@ class _SnapshotRun:
         except logic.SourceNotReady as exc:
             raise _Failure(Verdict("Failed", exc.reason, str(exc))) from exc
         except QdrantError as exc:
-            raise _Failure(_qdrant_verdict(exc, f"snapshot of {collection} failed")) from exc
+            raise _Failure(failure_verdict(exc, f"snapshot of {collection} failed: ")) from exc
         self.records.append(record)
         self.last = record.created_at
         post_event(self.body, "Normal", "SnapshotTaken", f"snapshot {record.name} of {collection}")
@@ -190,17 +190,9 @@ class _SnapshotRun:
 
 
 def _ready(connection: str) -> ConnectionRuntime:
-    runtime = RUNTIME.connections.get(connection)
-    if runtime is None:
-        raise _Failure(Verdict("Failed", "ConnectionNotReady", f"QdrantConnection {connection} is not connected"))
-    if (why := runtime.not_ready()) is not None:
-        raise _Failure(Verdict("Failed", "ConnectionNotReady", f"QdrantConnection {connection}: {why}"))
-    return runtime
-
-
-def _qdrant_verdict(exc: QdrantError, what: str) -> Verdict:
-    reason = "ConnectionNotReady" if isinstance(exc, CONNECTION_ERRORS) else "QdrantUnavailable"
-    return Verdict("Failed", reason, f"{what}: {exc.reason}: {exc}")
+    if (problem := RUNTIME.connection_problem(connection)) is not None:
+        raise _Failure(Verdict("Failed", "ConnectionNotReady", problem))
+    return RUNTIME.connections[connection]
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
@@ -331,7 +323,7 @@ def _finished(body: Mapping[str, Any], key: str, done: _Restore, base: dict[str,
     if isinstance(exc, logic.RestoreFailed):
         verdict, retry_at = Verdict("Stalled", exc.reason, str(exc)), math.inf
     elif isinstance(exc, QdrantError):
-        verdict = _qdrant_verdict(exc, f"recovering from {done.ref} failed")
+        verdict = failure_verdict(exc, f"recovering from {done.ref} failed: ")
     else:
         log.error("restore of %s failed", key, exc_info=exc)
         verdict = Verdict("Failed", "RestoreFailed", f"recovering from {done.ref} failed: {exc}")

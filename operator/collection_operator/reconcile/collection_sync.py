@@ -92,6 +92,12 @@ class Outcome:
         self.events.append(("Warning" if warning else "Normal", reason, message))
 
 
+def failure_verdict(exc: QdrantError, context: str = "") -> Verdict:
+    """A failed Qdrant call as a verdict: the connection's fault (ConnectionNotReady) or Qdrant's."""
+    reason = "ConnectionNotReady" if isinstance(exc, CONNECTION_ERRORS) else "QdrantUnavailable"
+    return Verdict("Failed", reason, f"{context}{exc.reason}: {exc}")
+
+
 def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
     return spec.collection_name or resource_name
 
@@ -117,10 +123,8 @@ async def sync(
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
     except InvalidRequest as exc:
         outcome = Outcome(Verdict("Stalled", "InvalidSpec", f"Qdrant refused the request: {exc}"))
-    except CONNECTION_ERRORS as exc:
-        outcome = Outcome(Verdict("Failed", "ConnectionNotReady", f"{exc.reason}: {exc}"), requeue_after=RETRY_SECONDS)
     except QdrantError as exc:
-        outcome = Outcome(Verdict("Failed", "QdrantUnavailable", f"{exc.reason}: {exc}"), requeue_after=RETRY_SECONDS)
+        outcome = Outcome(failure_verdict(exc), requeue_after=RETRY_SECONDS)
     outcome.status = base | outcome.status
     return outcome
 
