@@ -1,4 +1,5 @@
-"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status."""
+"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status.
+KubeApi is the reconcilers' SecretsPort."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from ..api import GROUP, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class SecretNotFound(Exception):
-    """A referenced Secret, or the key in it, does not exist (condition reason SecretNotFound)."""
+class SecretNotFound(LookupError):
+    """A referenced Secret, or the key in it, does not exist (condition reason SecretNotFound). A LookupError,
+    as reconcile/ports.py's SecretsPort promises."""
 
 
 class KubeApi:

@@ -336,9 +336,13 @@ class QdrantGateway:
         """Atomic alias changes. Not retried: replaying a partly applied delete would fail."""
         await self.call("update_aliases", lambda c: c.update_collection_aliases(list(actions)), idempotent=False)
 
-    async def create_snapshot(self, collection: str) -> models.SnapshotDescription:
+    async def create_snapshot(
+        self, collection: str, *, timeout_seconds: float | None = None
+    ) -> models.SnapshotDescription:
+        """Not retried: a lost reply would otherwise leave a second, untracked file behind."""
         result = await self.call(
-            "create_snapshot", lambda c: c.create_snapshot(collection, wait=True), idempotent=False
+            "create_snapshot", lambda c: c.create_snapshot(collection, wait=True), idempotent=False,
+            timeout_seconds=timeout_seconds,
         )
         if result is None:  # only with wait=False
             raise QdrantError(f"snapshot of {collection} returned no description")
@@ -357,12 +361,14 @@ class QdrantGateway:
         return True
 
     async def recover_snapshot(
-        self, collection: str, location: str, *, checksum: str | None = None, timeout_seconds: float | None = None
+        self, collection: str, location: str, *, checksum: str | None = None, api_key: str | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
-        """Recover `collection` from a snapshot URL or file:// path. Long and not retried."""
+        """Recover `collection` from a snapshot URL or file:// path. Long and not retried. `api_key` is what
+        Qdrant sends to the server holding the file (a protected URL needs it)."""
         await self.call(
             "recover_snapshot",
-            lambda c: c.recover_snapshot(collection, location, checksum=checksum, wait=True),
+            lambda c: c.recover_snapshot(collection, location, api_key=api_key, checksum=checksum, wait=True),
             idempotent=False,
             timeout_seconds=timeout_seconds,
         )

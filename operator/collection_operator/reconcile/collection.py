@@ -238,13 +238,13 @@ def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], mana
 
 
 def observed_status(info: dict[str, Any]) -> dict[str, Any]:
-    """The status fields read from GET /collections/{name}."""
+    """The status fields (snake_case) read from GET /collections/{name}."""
     params = (info.get("config") or {}).get("params") or {}
     return {
-        "qdrantStatus": info.get("status"),
-        "pointsCount": info.get("points_count"),
-        "indexedVectorsCount": info.get("indexed_vectors_count"),
-        "segmentsCount": info.get("segments_count"),
-        "shardNumber": params.get("shard_number"),
-        "replicationFactor": params.get("replication_factor"),
+        "qdrant_status": info.get("status"),
+        "points_count": info.get("points_count"),
+        "indexed_vectors_count": info.get("indexed_vectors_count"),
+        "segments_count": info.get("segments_count"),
+        "shard_number": params.get("shard_number"),
+        "replication_factor": params.get("replication_factor"),
     }
