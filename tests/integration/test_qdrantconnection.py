@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from collection_operator.handlers.runtime import RUNTIME
 from tests.fixtures.controlplane import namespace_name
 from tests.fixtures.operator import wait_for
 from tests.integration.audit import AuditWindow
@@ -79,7 +78,7 @@ def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_
         "message"]
     # No crash: the daemon keeps its client and keeps reporting.
     assert operator._thread is not None and operator._thread.is_alive()
-    assert f"{cluster.namespace}/wrong" in RUNTIME.connections
+    assert f"{cluster.namespace}/wrong" in operator.context.connections.running
 
 
 def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
@@ -125,12 +124,12 @@ def test_secret_rotation_recovers_without_restart(cluster, operator, keyed_serve
                                               "apiKeySecretRef": {"name": "rotating"},
                                               "healthCheck": {"intervalSeconds": 1}})
     cluster.wait_condition(PLURAL, "rot", "Unauthorized", status="False", timeout=30)
-    thread, gateway = operator._thread, RUNTIME.connections[f"{cluster.namespace}/rot"].gateway
+    thread, gateway = operator._thread, operator.context.connections.running[f"{cluster.namespace}/rot"].gateway
     secret(cluster, "rotating", KEY)
     cluster.wait_condition(PLURAL, "rot", "Connected", timeout=15)
     # Same operator, same client object (breaker and metrics carried over): only its credentials changed.
     assert operator._thread is thread
-    assert RUNTIME.connections[f"{cluster.namespace}/rot"].gateway is gateway
+    assert operator.context.connections.running[f"{cluster.namespace}/rot"].gateway is gateway
 
 
 def _collection(cluster: Any, name: str, connection: dict[str, str]) -> None:

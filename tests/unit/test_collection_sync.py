@@ -1,72 +1,14 @@
-"""The reconcile loop of a VectorCollection against an in-memory gateway (pure logic, no network)."""
+"""The sync of a VectorCollection against the in-memory Qdrant of tests/fakes.py (pure logic, no network)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from collection_operator.api import VectorCollectionSpec
-from collection_operator.qdrant.errors import AlreadyExists, OutcomeUnknown, Unreachable
+from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.collection_sync import ReindexGate, Target, sync
-
-
-class FakeQdrant:
-    """Keeps collections as Qdrant would report them; records every write."""
-
-    def __init__(self) -> None:
-        self.collections: dict[str, dict[str, Any]] = {}
-        self.aliases: dict[str, str] = {}
-        self.writes: list[str] = []
-        self.fail_create: Exception | None = None
-        self.create_attempts = 0
-        self.created_status = "green"
-
-    async def get_collection(self, name: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.collections.get(name))
-
-    async def create_collection(self, name: str, body: dict[str, Any]) -> None:
-        self.create_attempts += 1
-        if name in self.collections:  # as Qdrant: never overwritten
-            raise AlreadyExists(f"Collection `{name}` already exists!")
-        self.writes.append(f"create {name}")
-        self.collections[name] = {
-            "status": self.created_status, "points_count": 0, "segments_count": 1,
-            "config": {"params": {"vectors": body["vectors"]}, "hnsw_config": body.get("hnsw_config", {"m": 16}),
-                       "metadata": body.get("metadata")},
-            "payload_schema": {},
-        }
-        if self.fail_create:
-            raise self.fail_create
-
-    async def update_collection(self, name: str, body: dict[str, Any]) -> None:
-        self.writes.append(f"update {name} {sorted(body)}")
-        config = self.collections[name]["config"]
-        config["hnsw_config"] = {**config["hnsw_config"], **body.get("hnsw_config", {})}
-        if "hnsw_config" in body:
-            self.collections[name]["status"] = "yellow"  # re-indexing
-        if "metadata" in body:
-            config["metadata"] = {**(config.get("metadata") or {}), **body["metadata"]}
-
-    async def delete_collection(self, name: str) -> None:
-        self.collections.pop(name, None)
-
-    async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
-        self.writes.append(f"index {name} {field}")
-        self.collections[name]["payload_schema"][field] = {"data_type": schema["type"], "params": schema}
-
-    async def delete_payload_index(self, name: str, field: str) -> None:
-        self.writes.append(f"unindex {name} {field}")
-        self.collections[name]["payload_schema"].pop(field, None)
-
-    async def list_aliases(self) -> dict[str, str]:
-        return dict(self.aliases)
-
-    async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        self.writes.append("aliases")
-        for action in actions:
-            if "create_alias" in action:
-                self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
+from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
@@ -90,7 +32,7 @@ async def test_create_then_nothing_to_do():
     assert first.verdict.reason == "InSync" and first.reconciled
     assert q.writes == ["create docs", "index docs k", "aliases"]
     assert [e[1] for e in first.events] == ["Created"]
-    status = {"observedGeneration": 1, **first.status}
+    status = {"observedGeneration": 1, **first.status.to_patch()}
     q.writes.clear()
     again = await run(q, spec(payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["a"]), target(status=status))
     assert q.writes == [] and again.events == [] and again.qdrant_writes == 0
@@ -181,6 +123,6 @@ async def test_a_collection_still_optimizing_after_create_is_not_created_again()
     first = await run(q, spec(), target())
     assert first.verdict.reason == "Optimizing" and not first.reconciled
     q.collections["docs"]["status"] = "green"
-    second = await run(q, spec(), target(status=first.status))
+    second = await run(q, spec(), target(status=first.status.to_patch()))
     assert second.verdict.reason == "InSync"
     assert q.create_attempts == 1

@@ -46,6 +46,10 @@ class StatusModel(WireModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True)
 
+    def to_patch(self) -> dict[str, Any]:
+        """The fields that were set, camelCase; an explicit None stays (a merge patch removes that key)."""
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
 
 class ConditionStatus(StrEnum):
     TRUE = "True"

@@ -58,7 +58,7 @@ def desired_wire(status: StatusModel, verdict: Verdict, current: Mapping[str, An
     the conditions, and observedGeneration advanced only when the verdict is about this generation."""
     observed = generation if reconciled else current.get("observedGeneration")
     conditions = merge_conditions(current.get("conditions") or [], conditions_for(verdict, generation))
-    out = status.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    out = status.to_patch()
     out["conditions"] = [c.to_wire() for c in conditions]
     if observed is not None:
         out["observedGeneration"] = observed
