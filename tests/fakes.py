@@ -20,11 +20,13 @@ class FakeQdrant:
         self.collections: dict[str, dict[str, Any]] = {}
         self.aliases: dict[str, str] = {}
         self.writes: list[str] = []
+        self.reads: list[str] = []
         self.fail_create: Exception | None = None
         self.create_attempts = 0
         self.created_status = "green"
 
     async def get_collection(self, name: str) -> dict[str, Any] | None:
+        self.reads.append(f"get {name}")
         return copy.deepcopy(self.collections.get(name))
 
     async def create_collection(self, name: str, body: dict[str, Any]) -> None:
@@ -53,6 +55,10 @@ class FakeQdrant:
     async def delete_collection(self, name: str) -> None:
         self.collections.pop(name, None)
 
+    async def list_collections(self) -> list[str]:
+        self.reads.append("list_collections")
+        return list(self.collections)
+
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
         self.writes.append(f"index {name} {field}")
         self.collections[name]["payload_schema"][field] = {"data_type": schema["type"], "params": schema}
@@ -62,6 +68,7 @@ class FakeQdrant:
         self.collections[name]["payload_schema"].pop(field, None)
 
     async def list_aliases(self) -> dict[str, str]:
+        self.reads.append("list_aliases")
         return dict(self.aliases)
 
     async def update_aliases(self, actions: list[dict[str, Any]]) -> None:

@@ -126,3 +126,37 @@ async def test_a_collection_still_optimizing_after_create_is_not_created_again()
     second = await run(q, spec(), target(status=first.status.to_patch()))
     assert second.verdict.reason == "InSync"
     assert q.create_attempts == 1
+
+
+async def test_an_alias_that_is_a_collection_name_stalls_before_any_write():
+    q = FakeQdrant()
+    await run(q, spec(), target("other", uid="u0"))  # a collection named "other"
+    q.writes.clear()
+    for alias in ("other", "docs"):  # another collection's name, and the collection's own
+        outcome = await run(q, spec(aliases=[alias]), target())
+        assert (outcome.verdict.state, outcome.verdict.reason) == ("Stalled", "AliasConflict")
+        assert alias in outcome.verdict.message and not outcome.requeue_after
+    assert q.writes == []
+
+
+async def test_an_alias_held_by_another_collection_stalls_and_nothing_is_written():
+    q = FakeQdrant()
+    await run(q, spec(), target(status={"observedGeneration": 1}))
+    q.aliases["taken"] = "elsewhere"
+    q.writes.clear()
+    outcome = await run(q, spec(aliases=["taken"], hnsw={"m": 32}), target(generation=2,
+                                                                          status={"observedGeneration": 1}))
+    assert outcome.verdict.reason == "AliasConflict" and "alias of elsewhere" in outcome.verdict.message
+    assert q.writes == [], "not even the in-place change: nothing until the conflict is resolved"
+
+
+async def test_a_conflicting_resource_looks_instead_of_creating_on_every_resync():
+    q = FakeQdrant()
+    await run(q, spec(), target("first", uid="u1"))
+    conflict = await run(q, spec(collectionName="first"), target("second", uid="u2"), alive=("u1",))
+    assert conflict.verdict.reason == "ResourceConflict"
+    status = {"conditions": [{"type": "Ready", "status": "False", "reason": "ResourceConflict"}]}
+    q.create_attempts, q.reads = 0, []
+    again = await run(q, spec(collectionName="first"), target("second", uid="u2", status=status), alive=("u1",))
+    assert again.verdict.reason == "ResourceConflict"
+    assert q.create_attempts == 0 and q.reads == ["get first"], "one read per resync while stalled, no create"

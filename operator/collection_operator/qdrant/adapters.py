@@ -40,6 +40,9 @@ class QdrantCollections:
     async def delete_collection(self, name: str) -> None:
         await self.gateway.delete_collection(name)
 
+    async def list_collections(self) -> list[str]:
+        return await self.gateway.list_collections()
+
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
         params = TypeAdapter(models.PayloadSchemaParams).validate_python(schema)
         await self.gateway.create_payload_index(name, field, params)

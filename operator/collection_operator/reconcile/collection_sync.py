@@ -21,6 +21,7 @@ from .ports import CollectionsPort
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
+EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
 
@@ -45,8 +46,11 @@ class Target:
 
     @property
     def seen_in_qdrant(self) -> bool:
-        """The operator has observed or created this collection before (e.g. it was still optimizing)."""
-        return self.ever_reconciled or self.status.get("qdrantStatus") is not None
+        """The operator has observed or created this collection before (e.g. it was still optimizing), or
+        found it held by someone else: then it looks before any create, so a conflict costs one read."""
+        ready: dict[str, Any] = next((c for c in self.status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        return (self.ever_reconciled or self.status.get("qdrantStatus") is not None
+                or ready.get("reason") in EXISTS_ELSEWHERE)
 
 
 @dataclass
@@ -119,8 +123,10 @@ async def _sync(
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
     info = await gateway.get_collection(name) if observe else None
-    # Aliases are read only when this resource has any to create or remove.
+    # Aliases are read only when this resource has any to create or remove; collection names only when an
+    # alias is still to be created (it must not be a collection's name).
     aliases = await gateway.list_aliases() if spec.aliases or managed_aliases else {}
+    names = await gateway.list_collections() if any(a not in aliases for a in spec.aliases) else []
 
     if info is None and target.ever_reconciled and spec.drift_policy == DriftPolicy.REPORT:
         missing = Difference("collection", name, None).as_status()
@@ -146,7 +152,13 @@ async def _sync(
             adopt = True
 
     p = plan(spec, info, target.marker, live_aliases=aliases, managed_indexes=managed_indexes,
-             managed_aliases=managed_aliases, collection=name, adopt=adopt)
+             managed_aliases=managed_aliases, collection=name, adopt=adopt, collections=names)
+    if p.alias_conflicts:
+        held = ", ".join(f"{a} ({'a collection' if a in names or a == name else 'alias of ' + aliases[a]})"
+                         for a in p.alias_conflicts)
+        conflict = Outcome(Verdict(State.STALLED, "AliasConflict", f"aliases taken in Qdrant, nothing was written: "
+                                   f"{held}; rename them or free them in Qdrant"), status())
+        return with_fields(conflict, **observed_status(info)) if info is not None else conflict
     if p.immutable:
         changes = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in p.immutable)
         return Outcome(
@@ -190,9 +202,6 @@ async def _sync(
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
         outcome.verdict = Verdict(State.READY, "DriftDetected",
                                   "driftPolicy Report: differences are listed in status.drift and left alone")
-    if p.alias_conflicts:
-        outcome.verdict = Verdict(State.READY, "AliasConflict",
-                                  f"aliases held by other collections were left alone: {', '.join(p.alias_conflicts)}")
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
     gate.release(key)

@@ -23,6 +23,9 @@ class CollectionsPort(Protocol):
     async def delete_collection(self, name: str) -> None:
         """Succeeds when the collection is already gone."""
 
+    async def list_collections(self) -> list[str]:
+        """Every collection name on the server."""
+
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None: ...
 
     async def delete_payload_index(self, name: str, field: str) -> None: ...
