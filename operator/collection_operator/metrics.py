@@ -83,3 +83,8 @@ DRIFT_CORRECTED = Counter(
 COLLECTIONS_MANAGED = Gauge(
     "qdrant_operator_collections_managed", "VectorCollections using each connection.", ["connection"]
 )
+DELETES_ABANDONED = Counter(
+    "qdrant_operator_deletes_abandoned_total",
+    "Deleted resources released after their delete attempts ran out; their data was left in Qdrant.",
+    ["kind"],
+)

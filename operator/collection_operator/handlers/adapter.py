@@ -87,16 +87,26 @@ def lookup(index: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any] | None
 
 async def delete_with_budget(ctx: Context, body: Mapping[str, Any], retry: int, what: str, left: str,
                              attempt: Callable[[], Awaitable[tuple[str, str, str]]],
-                             retry_on: tuple[type[Exception], ...]) -> None:
+                             retry_on: tuple[type[Exception], ...], connection: str | None = None) -> None:
     """Run one delete attempt; on a failure in `retry_on`, retry with backoff until the budget is spent,
-    then release the resource with a Warning naming what was left behind."""
+    then release the resource with a Warning naming what was left behind: in a log line, a metric, an
+    Event on the resource and one on its QdrantConnection `connection` ("namespace/name"), which may
+    outlive a namespace being deleted."""
     try:
         type_, reason, message = await attempt()
     except retry_on as exc:
         decision = after_failed_delete(retry, what, left, exc)
         if decision.release:
-            log.warning("%s/%s: %s", body["metadata"]["namespace"], body["metadata"]["name"], decision.warning)
+            meta = body["metadata"]
+            log.warning("%s %s/%s: %s", body.get("kind"), meta["namespace"], meta["name"], decision.warning)
+            metrics.DELETES_ABANDONED.labels(body.get("kind", "")).inc()
             ctx.post_event(body, "Warning", "DeleteAbandoned", decision.warning)
+            if connection is not None:
+                ns, name = connection.split("/", 1)
+                ref = {"apiVersion": body.get("apiVersion"), "kind": "QdrantConnection",
+                       "metadata": {"namespace": ns, "name": name}}
+                ctx.post_event(ref, "Warning", "DeleteAbandoned", f"{body.get('kind')} {meta['namespace']}/"
+                               f"{meta['name']}: {decision.warning}")
             return
         raise kopf.TemporaryError(str(exc), delay=decision.delay) from exc
     ctx.post_event(body, type_, reason, message)

@@ -49,7 +49,8 @@ async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: A
     ctx = memo.context
     observed = collection_step.Observed.of(body, body.get("status") or {})
     await delete_with_budget(ctx, body, retry, f"collection of {observed.key}", "the collection is left in Qdrant",
-                             lambda: collection_step.delete(observed, ctx.connections), (ReconcileError, QdrantError))
+                             lambda: collection_step.delete(observed, ctx.connections), (ReconcileError, QdrantError),
+                             connection=observed.connection)
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)

@@ -16,6 +16,7 @@ from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
 from ..reconcile import connection as logic
+from ..reconcile.dependents import dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
 from .adapter import COLLECTIONS, reconcile_collection, write
 from .context import Context
@@ -68,6 +69,8 @@ async def connection_daemon(namespace: str | None, name: str, body: kopf.Body, m
     read_refs: tuple[Any, ...] | None = None
     next_credentials_check = next_sweep = 0.0
     sweeping: asyncio.Task[None] | None = None
+    was_ready: bool | None = None  # the connection's readiness at the last probed tick
+    resweep = False  # readiness changed: every collection re-checks now, not at the next resync
     try:
         while not stopped:
             now = time.monotonic()
@@ -109,16 +112,58 @@ async def connection_daemon(namespace: str | None, name: str, body: kopf.Body, m
             metrics.COLLECTIONS_MANAGED.labels(key).set(users)
             probed = report.health.value != "Unknown"
             await _write(ctx, body, Outcome(logic.verdict(report), logic.status(report, users), reconciled=probed))
+            ready = runtime.not_ready() is None
             if probed:
                 ctx.connections.first_probe(key).set()
-            if now >= next_sweep and runtime.not_ready() is None and (sweeping is None or sweeping.done()):
+                # An outage or a recovery reaches the collections' status within a tick, not at the next resync:
+                # while the connection is down their reconcile stops before any Qdrant call.
+                resweep = resweep or (was_ready is not None and ready != was_ready)
+                was_ready = ready
+            if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
-                next_sweep = now + ctx.settings.resync_interval_seconds
+                next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
                 sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs), name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         if sweeping is not None:
             sweeping.cancel()
             await asyncio.gather(sweeping, return_exceptions=True)
-        await ctx.connections.close(key)
-        ctx.statuses.forget(PLURAL, body["metadata"]["uid"])
+        if not (stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+            await ctx.connections.close(key)
+        # else: the delete handler below owns the client until the resources that need it are gone.
+
+
+WAIT_FOR_DEPENDENTS_SECONDS = 5.0
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str,
+                             **kwargs: Any) -> None:
+    """Keep a deleted connection (and its client) while resources still need it to delete their data in
+    Qdrant, as a namespace deletion removes everything at once; then close the client."""
+    ctx: Context = memo.context
+    key = f"{namespace}/{name}"
+    snapshots = [b for values in kwargs["snapshot_bodies"].values() for b in values]
+    waiting = dependents(key, kwargs["collections_by_connection"].get(key, ()), snapshots)
+    if waiting and ctx.connections.get(key) is None:
+        await _client_for_deletion(ctx, body, key)
+    if waiting:
+        await _write(ctx, body, Outcome(waiting_for(waiting), QdrantConnectionStatus()))
+        raise kopf.TemporaryError(f"waiting for {len(waiting)} dependent resource(s)",
+                                  delay=WAIT_FOR_DEPENDENTS_SECONDS)
+    await ctx.connections.close(key)
+    ctx.statuses.forget(PLURAL, body["metadata"]["uid"])
+
+
+async def _client_for_deletion(ctx: Context, body: kopf.Body, key: str) -> None:
+    """The operator restarted while the connection was being deleted (kopf starts no daemon for it): build
+    the client its dependents need. Without its Secrets they fail and are released as for an outage."""
+    namespace, name = key.split("/", 1)
+    try:
+        spec = QdrantConnectionSpec.model_validate(dict(body["spec"]))
+        credentials = await logic.credentials(ctx.kube, namespace, spec)
+    except (pydantic.ValidationError, LookupError) as exc:
+        log.warning("connection %s: no client for its dependents' deletion: %s", key, exc)
+        return
+    ctx.connections.daemons.add(key)
+    await ctx.connections.apply(key, namespace, name, spec, ctx.settings.resolve(spec), credentials)

@@ -12,7 +12,7 @@ import kopf
 from ..api import GROUP, VERSION
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
-from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, backoff, delete_files
+from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, backoff, delete_files, deletes_files
 from .adapter import delete_with_budget, lookup, report
 from .context import Context
 
@@ -52,7 +52,7 @@ async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
 
 
 def _deletes_files(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
+    return deletes_files(spec, status)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_files)
@@ -65,4 +65,5 @@ async def delete_snapshot_files(body: kopf.Body, status: kopf.Status, memo: kopf
         return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}"
 
     await delete_with_budget(memo.context, body, retry, f"snapshot files of {status.get('collectionName')}",
-                             f"the files are left in Qdrant: {names}", attempt, (ReconcileError, QdrantError))
+                             f"the files are left in Qdrant: {names}", attempt, (ReconcileError, QdrantError),
+                             connection=status.get("connection"))

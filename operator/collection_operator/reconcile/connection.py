@@ -75,3 +75,4 @@ def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus
         circuit_breaker=report.circuit_breaker,
         collections=collections,
     )
+

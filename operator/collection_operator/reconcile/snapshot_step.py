@@ -73,6 +73,11 @@ class SnapshotRun:
             self.phase = Phase.FAILED
             return Next(self.outcome(Verdict(State.STALLED, "InvalidSpec", str(exc))), TICK_SECONDS)
         if not plan.take:
+            if self.connection is not None:  # an outage shows at once, not at the next snapshot
+                try:
+                    usable(connections, self.connection)
+                except ReconcileError as exc:
+                    return Next(self.outcome(exc.verdict), TICK_SECONDS)
             if plan.due is None:
                 done = self.records[-1].name if self.records else "?"
                 return Next(self.outcome(Verdict(State.READY, "Completed", f"snapshot {done} taken"), reconciled=True),
@@ -136,6 +141,11 @@ class SnapshotRun:
                 log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
                 continue
             self.records.remove(old)
+
+
+def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Only a Delete-policy resource that holds files has anything to delete in Qdrant."""
+    return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
 
 
 async def delete_files(status: Mapping[str, Any], connections: ConnectionsPort) -> tuple[str, list[str]]:

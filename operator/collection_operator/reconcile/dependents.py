@@ -1,0 +1,32 @@
+"""What keeps a deleted QdrantConnection: the resources that still need it to delete their data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .collection_step import deletes_collection
+from .outcome import State, Verdict
+from .snapshot_step import deletes_files
+
+
+def dependents(key: str, collections: Iterable[Mapping[str, Any]], snapshots: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Resources that still need connection `key` to delete their data in Qdrant: Delete-policy
+    VectorCollections using it and Delete-policy CollectionSnapshots holding files on it. The connection
+    is not released before they are gone (a namespace deletion removes them all at once)."""
+
+    def name(body: Mapping[str, Any]) -> str:
+        return f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+
+    out = [f"VectorCollection {name(b)}" for b in collections
+           if deletes_collection(b.get("spec") or {}, b["metadata"].get("annotations") or {}, b.get("status") or {})]
+    out += [f"CollectionSnapshot {name(b)}" for b in snapshots
+            if (b.get("status") or {}).get("connection") == key and deletes_files(b.get("spec") or {}, b["status"])]
+    return sorted(out)
+
+
+def waiting_for(names: list[str]) -> Verdict:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return Verdict(State.RECONCILING, "WaitingForDependents",
+                   f"deletion waits until {len(names)} resource(s) that delete data in Qdrant through this "
+                   f"connection are gone: {shown}")
