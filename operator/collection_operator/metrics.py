@@ -88,3 +88,8 @@ DELETES_ABANDONED = Counter(
     "Deleted resources released after their delete attempts ran out; their data was left in Qdrant.",
     ["kind"],
 )
+CREATE_CONFLICTS = Counter(
+    "qdrant_operator_create_conflicts_total",
+    "Collection creates Qdrant answered with 'already exists' (a retry after a lost reply, or a collection made "
+    "elsewhere); the operator then observes it and never overwrites.",
+)

@@ -60,7 +60,7 @@ async def test_a_new_resource_creates_without_looking_first_and_never_overwrites
     await run(q, spec(collectionName="new"), target("new", uid="u2"))
     assert reads == ["new"]  # once, after the create, for status
     refused = await run(q, spec(collectionName="first", hnsw={"m": 32}), target("other", uid="u3"))
-    assert refused.verdict.reason == "AlreadyExists"
+    assert refused.verdict.reason == "AlreadyExists" and refused.create_conflicts == 1
     assert q.collections["first"]["config"]["hnsw_config"]["m"] == 8
 
 

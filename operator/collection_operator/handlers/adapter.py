@@ -77,6 +77,8 @@ async def reconcile_collection(ctx: Context, body: Mapping[str, Any], uids: Mapp
     metrics.RECONCILES.labels("VectorCollection", outcome.verdict.reason).inc()
     if outcome.drift_corrected:
         metrics.DRIFT_CORRECTED.inc(outcome.drift_corrected)
+    if outcome.create_conflicts:
+        metrics.CREATE_CONFLICTS.inc(outcome.create_conflicts)
     return outcome
 
 

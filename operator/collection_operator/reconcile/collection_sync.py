@@ -104,6 +104,7 @@ async def sync(
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.seen_in_qdrant)
         except AlreadyExists:
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
+            outcome.create_conflicts += 1
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)

@@ -55,6 +55,7 @@ class Outcome(Generic[S]):
     requeue_after: float | None = None
     qdrant_writes: int = 0
     drift_corrected: int = 0
+    create_conflicts: int = 0  # creates Qdrant answered "already exists" (then observed, never overwritten)
     reconciled: bool = False  # the verdict is about the current generation: observedGeneration advances
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
