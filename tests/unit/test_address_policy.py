@@ -137,5 +137,5 @@ def test_operator_settings_carry_the_policy_to_every_profile():
     assert settings.address_policy == AddressPolicy(allowed_hosts=("127.0.0.2/32",), allow_link_local=True)
     assert settings.profile("Production").address_policy == settings.address_policy
     assert OperatorSettings().address_policy == DEFAULT
-    with pytest.raises(ValueError, match="10.0.0.0/33"):
+    with pytest.raises(ValueError, match=r"10\.0\.0\.0/33"):
         SettingsBuilder().set(allowed_hosts=["10.0.0.0/33"]).build()
