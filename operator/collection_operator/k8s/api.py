@@ -9,6 +9,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .. import redact
 from ..api import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -49,7 +50,9 @@ class KubeApi:
         data = secret.data or {}
         if key not in data:
             raise SecretNotFound(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key])
+        value = base64.b64decode(data[key])
+        redact.register_secret(value)  # never in a log line from now on, in clear or base64
+        return value
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""

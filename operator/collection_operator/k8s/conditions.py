@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..redact import scrub
+
 Condition = dict[str, Any]
 
 
@@ -21,6 +23,10 @@ class Verdict:
     state: str  # "Ready" | "Reconciling" | "Stalled" | "Failed" (transient, will retry)
     reason: str
     message: str = ""
+
+    def __post_init__(self) -> None:
+        # Status conditions and Events are built from verdicts: no secret material past this point.
+        object.__setattr__(self, "message", scrub(self.message))
 
     @property
     def ready(self) -> bool:
