@@ -34,7 +34,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Match, Route
 
 from devenv.qdrant_dev import convert
-from devenv.qdrant_dev.engine import ApiError, Collection, Engine, wrong_input
+from devenv.qdrant_dev.engine import MAX_SHARDS, ApiError, Collection, Engine, wrong_input
 
 log = logging.getLogger("qdrant_dev")
 QDRANT_VERSION = "1.19.0"
@@ -126,8 +126,8 @@ def _id_key(pid: Any) -> tuple[int, Any]:
 
 
 class QdrantDevApp:
-    def __init__(self, data_dir: Path, state: DevState) -> None:
-        self.engine = Engine(data_dir)
+    def __init__(self, data_dir: Path, state: DevState, *, max_shards: int = MAX_SHARDS) -> None:
+        self.engine = Engine(data_dir, max_shards=max_shards)
         self.state = state
         self.operation_id = 0
         r = self._route

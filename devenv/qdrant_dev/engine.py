@@ -52,6 +52,11 @@ def not_found(name: str) -> ApiError:
     return ApiError(404, f"Not found: Collection `{name}` doesn't exist!")
 
 
+# Each shard is a local qdrant-edge engine (about 0.1 s and a set of files to create, and every read visits
+# all of them): 1024 froze the server. More than this is refused with Qdrant's 400 instead.
+MAX_SHARDS = 64
+
+
 def wrong_input(message: str) -> ApiError:
     return ApiError(400, f"Wrong input: {message}")
 
@@ -284,8 +289,9 @@ class Collection:
 
 
 class Engine:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, max_shards: int = MAX_SHARDS) -> None:
         self.data_dir = data_dir
+        self.max_shards = max_shards
         self.collections: dict[str, Collection] = {}
         self.aliases: dict[str, str] = {}
         self._workers: set[asyncio.subprocess.Process] = set()
@@ -345,6 +351,11 @@ class Engine:
             raise ApiError(409, f"Wrong input: Collection `{name}` already exists!")
         if req.sharding_method == m.ShardingMethod.CUSTOM:
             raise wrong_input("custom sharding (shard keys) is not supported by the dev server")
+        if (req.shard_number or 1) > self.max_shards:
+            raise wrong_input(
+                f"shard_number {req.shard_number} exceeds the dev server's limit of {self.max_shards} "
+                "(each shard is a local engine; start it with --max-shards to raise the limit)"
+            )
         config = default_config(req)
         try:
             edge_cfg = convert.edge_config(config)

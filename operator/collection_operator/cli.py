@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> None:
         from . import logs
         from .config import load_settings
         from .handlers import operator
+        from .redact import SecretValues
 
         log_format = args.log_format or load_settings(args.settings).log_format.value
         kopf_format = kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL
         kopf.configure(verbose=args.verbose, log_format=kopf_format)
-        logs.install(json=log_format == "json")
-        operator.main_loop(namespaces=args.namespace, bind=args.bind, settings_path=args.settings)
+        secrets = SecretValues()  # what the operator reads from Secrets never reaches a log line
+        logs.install(json=log_format == "json", secrets=secrets)
+        operator.main_loop(namespaces=args.namespace, bind=args.bind, settings_path=args.settings, secrets=secrets)
 
 
 if __name__ == "__main__":

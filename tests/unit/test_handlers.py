@@ -3,6 +3,7 @@ on change, Events only on transitions, the delete budget, and the pre-checks bef
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
 from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
 from collection_operator.reconcile.restore import RestoreTracker
+from collection_operator.redact import SecretValues
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
 
 PLURAL = "vectorcollections"
@@ -31,7 +33,8 @@ def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec:
 @pytest.fixture
 def ctx() -> Context:
     events: list[tuple[str, str, str]] = []
-    context = Context(OperatorSettings(), FakeSecrets(), post_event=lambda _b, t, r, m: events.append((t, r, m)))  # type: ignore[arg-type]
+    context = Context(OperatorSettings(), FakeSecrets(), SecretValues(),  # type: ignore[arg-type]
+                      poster=lambda _b, t, r, m: events.append((t, r, m)))
     context.events = events  # type: ignore[attr-defined]
     return context
 
@@ -74,6 +77,17 @@ async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
     assert ctx.events == [("Normal", "Paused", "Paused message")]
     paused = next(c for c in ctx.kube.patches[-1][2]["conditions"] if c["type"] == "Paused")
     assert paused["status"] == "True"
+
+
+async def test_secret_values_never_reach_status_or_events(ctx):
+    secret = "s3cr3t-api-key-value"
+    ctx.secrets.add(secret.encode())
+    leaky = Outcome(Verdict(State.FAILED, "Unauthorized", f"key {secret} refused by http://u:pw@127.0.0.1:6333/"),
+                    VectorCollectionStatus())
+    await write(ctx, PLURAL, body(), leaky)
+    ctx.post_event(body(), "Warning", "Leak", f"again {secret}")
+    written = json.dumps(ctx.kube.patches) + json.dumps(ctx.events)
+    assert secret not in written and "pw@" not in written and "***" in written
 
 
 def test_requeue_only_when_asked():

@@ -150,6 +150,12 @@ class SparseVector(WireModel):
     index: SparseIndex | None = None
 
 
+# Qdrant's OpenAPI (1.19) gives shard_number only a minimum (1, uint32). Each shard is a complete storage
+# engine with its own WAL, segments and optimizer on every replica, and Qdrant's guidance is a small multiple
+# of the node count; 256 allows two shards per node on a 128-node cluster. 1024 froze the dev server.
+MAX_SHARD_NUMBER = 256
+
+
 class ShardingMethod(StrEnum):
     AUTO = "Auto"
     CUSTOM = "Custom"
@@ -284,7 +290,13 @@ class VectorCollectionSpec(WireModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    shard_number: int | None = Field(None, ge=1, le=1024, description="Immutable.")
+    shard_number: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SHARD_NUMBER,
+        description=f"Immutable. At most {MAX_SHARD_NUMBER}: Qdrant documents no maximum (uint32), and every shard "
+        "is a full engine (WAL, segments, optimizer) on each replica.",
+    )
     sharding_method: ShardingMethod | None = Field(None, description="Immutable.")
     shard_keys: list[str] = Field(
         default_factory=list, max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"}

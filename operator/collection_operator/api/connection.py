@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import SecretKeyRef, StatusBase, WireModel, cel
 
@@ -78,11 +79,30 @@ class CircuitBreaker(WireModel):
     open_seconds: float | None = Field(None, gt=0, description="How long it stays open before one trial call.")
 
 
+# Credentials never go in the URL: the URL is logged, shown by `kubectl get` and readable by anyone who may
+# read the resource. Both rules are CEL (RE2) and Python regexes alike.
+URL_USERINFO = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
+URL_CREDENTIAL_PARAM = r"(?i)[?&;](api[-_]?key|apikey|access[-_]?token|token|secret|password|passwd|pwd)="
+URL_CREDENTIALS_MESSAGE = (
+    "spec.url must not contain credentials (user:password@ or an api-key/token query parameter): "
+    "put the API key in a Secret and reference it with spec.apiKeySecretRef"
+)
+
+
 class QdrantConnectionSpec(WireModel):
+    # A rejected value is never echoed in an error (it may hold a password): the errors name the field only.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     url: str = Field(
         pattern=r"^https?://[^\s/]+(/.*)?$",
         max_length=2048,
-        description="Qdrant's REST endpoint, http:// or https://.",
+        description="Qdrant's REST endpoint, http:// or https://, without credentials (see apiKeySecretRef).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')",
+                    URL_CREDENTIALS_MESSAGE, reason="FieldValueInvalid"),
+            ]
+        },
     )
     api_key_secret_ref: ApiKeySecretRef | None = None
     tls: Tls | None = None
@@ -101,6 +121,13 @@ class QdrantConnectionSpec(WireModel):
         description='Namespaces whose collections may use this connection; "*" = all. Its own is always allowed.',
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if re.search(URL_USERINFO, url) or re.search(URL_CREDENTIAL_PARAM, url):
+            raise ValueError(URL_CREDENTIALS_MESSAGE)
+        return url
 
 
 class Health(StrEnum):

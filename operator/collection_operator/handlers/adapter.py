@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -31,13 +32,13 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     meta = body["metadata"]
     current = ctx.statuses.current(plural, body)
     status: StatusModel = outcome.status
-    desired = desired_wire(status, outcome.verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
+    verdict = replace(outcome.verdict, message=ctx.secrets.scrub(outcome.verdict.message))
+    desired = desired_wire(status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
     patch = await write_status(ctx.kube, plural, meta["namespace"], meta["name"], current, desired)
     if not patch:
         return False
     ctx.statuses.remember(plural, meta["uid"], {**current, **patch})
     before: dict[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
-    verdict = outcome.verdict
     if before.get("reason") != verdict.reason or before.get("status") != ("True" if verdict.ready else "False"):
         if verdict.state in WARN_STATES:
             ctx.post_event(body, "Warning", verdict.reason, verdict.message)

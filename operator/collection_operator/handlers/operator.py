@@ -14,6 +14,7 @@ import prometheus_client
 from ..api import FINALIZER, GROUP
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
+from ..redact import SecretValues
 from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
 from .context import Context
 
@@ -36,7 +37,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    ctx = Context(memo.operator_settings, await KubeApi.connect(), memo.settings_path)
+    ctx = Context(memo.operator_settings, await KubeApi.connect(memo.secrets), memo.secrets, memo.settings_path)
     if (path := settings_file(ctx.settings_path)) is not None:
 
         def changed(new: OperatorSettings) -> None:
@@ -72,15 +73,18 @@ async def run(
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
     memo: kopf.Memo | None = None,
+    secrets: SecretValues | None = None,
 ) -> None:
     """Run the operator until stopped. `namespaces` empty or None watches the whole cluster. `memo.context`
-    is the running operator's Context once it has started (tests read it)."""
+    is the running operator's Context once it has started (tests read it). `secrets` collects the Secret
+    values read, for the log filter that masks them (`logs.install`)."""
     operator_settings = load_settings(settings_path)
     serve_metrics(bind, operator_settings.metrics_port)
     watch = list(namespaces or operator_settings.namespaces)
     health = f"http://{bind}:{operator_settings.health_port}/healthz" if operator_settings.health_port else None
     memo = memo if memo is not None else kopf.Memo()
-    memo.update(operator_settings=operator_settings, settings_path=settings_path)
+    memo.update(operator_settings=operator_settings, settings_path=settings_path,
+                secrets=secrets if secrets is not None else SecretValues())
     await kopf.operator(
         standalone=True,  # one replica (Deployment strategy Recreate); no peering objects needed
         clusterwide=not watch,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import ipaddress
 import logging
 import re
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,8 +20,9 @@ from qdrant_client import AsyncQdrantClient, models
 from .. import metrics
 from ..api.connection import BreakerState, Health
 from ..config import ClientSettings
+from ..config.address_policy import AddressPolicy, Refusal, check, host_of
 from .breaker import CircuitBreaker
-from .errors import NotFound, QdrantError, classify
+from .errors import AddressNotAllowed, NotFound, QdrantError, Unreachable, classify
 from .health import HealthMonitor, HealthReport, ProbeResult
 from .pool import ConnectionPool
 from .retry import retrying
@@ -27,6 +30,8 @@ from .retry import retrying
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# How long a resolved, allowed address stays trusted before the URL's host is resolved and checked again.
+ADDRESS_CHECK_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +109,7 @@ class QdrantGateway:
         self._last_report: ConnectionReport | None = None
         self._retired: set[_Session] = set()
         self._callback_tasks: set[asyncio.Task[None]] = set()
+        self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -112,7 +118,7 @@ class QdrantGateway:
             on_change=self._breaker_changed,
         )
         metrics.BREAKER_STATE.labels(name).state(BreakerState.CLOSED.value)
-        self.pool = ConnectionPool(name, settings.pool, self._session.connections, self._session.open, clock=clock)
+        self.pool = ConnectionPool(name, settings.pool, self._session.connections, self._open, clock=clock)
         self.monitor = HealthMonitor(
             name,
             self._probe,
@@ -228,9 +234,33 @@ class QdrantGateway:
         finally:
             metrics.REQUEST_DURATION.labels(self.name, operation, outcome).observe(time.perf_counter() - started)
 
+    async def check_address(self) -> None:
+        """Raise AddressNotAllowed unless the operator's address policy allows this URL, checked on every
+        address its host resolves to now (resolved again after ADDRESS_CHECK_SECONDS). Runs before every
+        call, health probe and pool warm-up, so a refused URL is never sent a request."""
+        policy = self.settings.address_policy
+        now = time.monotonic()
+        if self._address_checked is not None and self._address_checked[0] == policy and now < self._address_checked[1]:
+            return
+        try:
+            host, port = host_of(self.url)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+            check(host, addresses, policy)
+        except Refusal as refusal:
+            raise AddressNotAllowed(f"URL refused by the operator's address policy: {refusal}") from None
+        except (socket.gaierror, UnicodeError) as exc:
+            raise Unreachable(f"cannot resolve the URL's host: {exc}") from None
+        self._address_checked = (policy, now + ADDRESS_CHECK_SECONDS)
+
+    async def _open(self, count: int) -> None:
+        await self.check_address()
+        await self._session.open(count)
+
     async def _attempt(
         self, fn: Callable[[AsyncQdrantClient], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
+        await self.check_address()
         self.breaker.before_call()
         session = self._session
         session.inflight += 1
@@ -399,7 +429,7 @@ class QdrantGateway:
 
     async def _replace_session(self) -> None:
         old, self._session = self._session, self._new_session()
-        self.pool.attach(self._session.connections, self._session.open)
+        self.pool.attach(self._session.connections, self._open)
         if old.inflight:
             old.retired = True
             self._retired.add(old)
@@ -408,6 +438,7 @@ class QdrantGateway:
         log.info("connection %s: new client (credentials or limits changed)", self.name)
 
     async def _probe(self) -> ProbeResult:
+        await self.check_address()
         http = self._session.client.http
         version = await http.service_api.root()
         cluster = (await http.distributed_api.cluster_status()).result

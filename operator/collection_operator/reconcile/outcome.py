@@ -9,12 +9,20 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from ..api.base import StatusModel
-from ..qdrant.errors import CircuitOpen, InvalidRequest, QdrantError, TLSError, Unauthorized, Unreachable
+from ..qdrant.errors import (
+    AddressNotAllowed,
+    CircuitOpen,
+    InvalidRequest,
+    QdrantError,
+    TLSError,
+    Unauthorized,
+    Unreachable,
+)
 
 S = TypeVar("S", bound=StatusModel)
 
 # Failures of the connection itself rather than of one resource's request.
-CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen)
+CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen, AddressNotAllowed)
 RETRY_SECONDS = 10.0
 DELETE_ATTEMPTS = 5  # then a deleted resource is released with a Warning; Qdrant is left as it is
 
