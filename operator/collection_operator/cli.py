@@ -1,4 +1,4 @@
-"""The command line: `qdrant-collection-operator run | crds`."""
+"""The command line: `qdrant-collection-operator run | crds | --version`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="qdrant-collection-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--out", type=Path, default=Path("crds"))
