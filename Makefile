@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down
+        qdrant-up qdrant-down run bench clean down image image-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,23 @@ qdrant-down: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build lint
+# The control plane and the image are built (or taken from the cache) before pytest starts so their
+# progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
+test: $(STAMP) cluster-build image-tools lint
+	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
 	$(PY) -m pytest -q -ra
+
+# The operator image from Debian packages with buildah: README "Image". Cached under ~/.cache.
+image: $(STAMP) image-tools
+	$(PY) devenv/image.py build
+
+# buildah and mmdebstrap from apt when missing and we may install them (CI: a fresh machine, as root).
+image-tools:
+	@if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah mmdebstrap; \
+	  else echo "buildah/mmdebstrap missing and not root with apt: image tests will be skipped"; fi; \
+	fi
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
 run: $(STAMP)
