@@ -18,15 +18,18 @@ at `.devenv/image/oci` (tag `<version>`). Standard library only; needs root, bui
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +45,7 @@ VENV = "/opt/venv"
 ENTRYPOINT = f"{VENV}/bin/{NAME}"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")  # the suite and mirrors the machine's apt serves
 PACKAGES = ["python3"]
+TRIM = ["find", VENV, "-depth", "-type", "d", "-path", "*/site-packages/*/tests", "-exec", "rm", "-rf", "{}", "+"]
 DROP = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*"]
 
 
@@ -60,6 +64,17 @@ def buildah(*args: str, capture: bool = True) -> str:
 
 def key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def working_container(base: str) -> Iterator[str]:
+    """A container from base, to be committed with --rm; removed if the build fails."""
+    name = buildah("from", base)
+    try:
+        yield name
+    except BaseException:
+        buildah("rm", name)
+        raise
 
 
 def cached(ref: str) -> bool:
@@ -91,9 +106,9 @@ def rootfs() -> str:
         run("mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(PACKAGES)}",
             "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", *dpkg,
             *[f"--customize-hook={h}" for h in hooks], suite(), tar, str(SOURCES))
-        container = buildah("from", "scratch")
-        buildah("add", container, tar, "/")
-        buildah("commit", "--rm", "--quiet", container, ref)
+        with working_container("scratch") as container:
+            buildah("add", container, tar, "/")
+            buildah("commit", "--rm", "--quiet", container, ref)
     return ref
 
 
@@ -107,30 +122,38 @@ def pip_wheel() -> Path:
 
 
 def in_image(container: str, wheels: Path, *cmd: str) -> str:
-    return buildah("run", "--isolation=chroot", "--network=none", f"--volume={wheels}:/wheels:ro",
+    return buildah("run", "--isolation=chroot", "--network=host", f"--volume={wheels}:/wheels:ro",
                    f"--volume={pip_wheel()}:/pip.whl:ro", container, "--", *cmd)
+
+
+def manylinux(glibc: str, machine: str) -> list[str]:
+    """The wheel platforms a glibc of that version runs (pip does not widen --platform by itself)."""
+    major, minor = map(int, glibc.split("_"))
+    legacy = [f"manylinux{name}_{machine}" for name in ("1", "2010", "2014")]
+    return [f"manylinux_{major}_{m}_{machine}" for m in range(5, minor + 1)] + legacy
 
 
 def deps(base: str) -> str:
     """Layer 2: /opt/venv with the dependencies (cached per dependency list and base)."""
-    probe = buildah("from", base)
-    python, glibc, machine = buildah("run", "--isolation=chroot", probe, "--", "python3", "-c",
-                                     "import platform, sys; print(f'{sys.version_info[0]}{sys.version_info[1]}',"
-                                     " platform.libc_ver()[1].replace('.', '_'), platform.machine())").split()
-    buildah("rm", probe)
-    ref = f"localhost/{NAME}-deps:{key(base, PROJECT['dependencies'], pip_wheel().name)}"
+    with working_container(base) as probe:
+        python, glibc, machine = buildah("run", "--isolation=chroot", probe, "--", "python3", "-c",
+                                         "import platform, sys; print(f'{sys.version_info[0]}{sys.version_info[1]}',"
+                                         " platform.libc_ver()[1].replace('.', '_'), platform.machine())").split()
+        buildah("rm", probe)
+    ref = f"localhost/{NAME}-deps:{key(base, PROJECT['dependencies'], pip_wheel().name, TRIM)}"
     if cached(ref):
         return ref
     log(f"downloading the dependencies for cp{python} manylinux_{glibc}_{machine} and installing them ...")
     with tempfile.TemporaryDirectory(dir=CACHE) as wheels:
         run(sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", wheels,
-            f"--platform=manylinux_{glibc}_{machine}", f"--python-version={python}", "--implementation=cp",
-            f"--abi=cp{python}", *PROJECT["dependencies"])
-        container = buildah("from", base)
-        in_image(container, Path(wheels), "python3", "-m", "venv", "--without-pip", VENV)
-        in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet",
-                 "--no-index", "--no-cache-dir", "--find-links=/wheels", *PROJECT["dependencies"])
-        buildah("commit", "--rm", "--quiet", container, ref)
+            *[f"--platform={p}" for p in manylinux(glibc, machine)], f"--python-version={python}",
+            "--implementation=cp", f"--abi=cp{python}", *PROJECT["dependencies"])
+        with working_container(base) as container:
+            in_image(container, Path(wheels), "python3", "-m", "venv", "--without-pip", VENV)
+            in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet",
+                     "--no-index", "--no-cache-dir", "--find-links=/wheels", *PROJECT["dependencies"])
+            in_image(container, Path(wheels), *TRIM)  # the packages' own test suites (17 MB)
+            buildah("commit", "--rm", "--quiet", container, ref)
     return ref
 
 
@@ -145,38 +168,61 @@ def labels() -> dict[str, str]:
     return {f"org.opencontainers.image.{k}": v for k, v in oci.items()}
 
 
+def sources() -> str:
+    """A hash of what goes into the operator's wheel."""
+    package = [p for p in (REPO / "operator").rglob("*") if p.is_file() and "__pycache__" not in str(p)]
+    files = sorted([p for p in package if ".egg-info" not in str(p)] + [REPO / "pyproject.toml", REPO / "README.md"])
+    return key([(str(p.relative_to(REPO)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+
+
 def app(base: str) -> str:
-    """Layer 3: the operator's wheel, and the image's configuration."""
-    with tempfile.TemporaryDirectory(dir=CACHE) as wheels:
-        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, str(REPO))
-        wheel = next(Path(wheels).glob("*.whl")).name
-        container = buildah("from", base)
-        in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet", "--no-index",
-                 "--no-deps", "--no-cache-dir", f"/wheels/{wheel}")
+    """Layer 3: the operator's wheel, and the image's configuration (cached per source tree and labels)."""
     config = [f"--label={k}={v}" for k, v in labels().items()]
     config += ["--env=PATH=/opt/venv/bin:/usr/bin:/bin", "--env=PYTHONDONTWRITEBYTECODE=1",
                "--env=PYTHONUNBUFFERED=1", f"--user={UID}:{UID}", "--workingdir=/home/nonroot",
                "--port=8080", "--port=8081", f"--entrypoint={json.dumps([ENTRYPOINT])}",
                '--cmd=["run", "--all-namespaces"]']
-    buildah("config", *config, container)
-    buildah("commit", "--rm", "--quiet", container, f"localhost/{IMAGE}")
-    return f"localhost/{IMAGE}"
+    ref = f"localhost/{NAME}-app:{key(base, sources(), config)}"
+    if not cached(ref):
+        with tempfile.TemporaryDirectory(dir=CACHE) as wheels, working_container(base) as container:
+            run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, str(REPO))
+            wheel = next(Path(wheels).glob("*.whl")).name
+            in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet",
+                     "--no-index", "--no-deps", "--no-cache-dir", f"/wheels/{wheel}")
+            buildah("config", *config, container)
+            buildah("commit", "--rm", "--quiet", container, ref)
+    buildah("tag", ref, f"localhost/{IMAGE}")
+    return ref
 
 
 def prune(keep: list[str]) -> None:
-    """Drop cached layers of earlier inputs."""
+    """Drop cached layers of earlier inputs, and images no tag names any more."""
     for line in buildah("images", "--format={{.Name}}:{{.Tag}}").splitlines():
         if line.startswith(f"localhost/{NAME}-") and line not in keep:
-            buildah("rmi", line)
+            buildah("rmi", line)  # only the tag, while another name holds the image
+    buildah("rmi", "--prune")
 
 
-def compressed_size(layout: Path, tag: str) -> int:
-    """Bytes of the image's layers as stored in the OCI layout (gzip), what a pull transfers."""
-    index = json.loads((layout / "index.json").read_text())
-    digest = next(m["digest"] for m in index["manifests"]
-                  if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
-    manifest = json.loads((layout / "blobs" / "sha256" / digest.split(":")[1]).read_text())
-    return sum(layer["size"] for layer in manifest["layers"])
+def layout_manifest(tag: str) -> dict | None:
+    """The manifest of tag in the OCI layout, if there is one."""
+    index = OCI_LAYOUT / "index.json"
+    for entry in json.loads(index.read_text())["manifests"] if index.exists() else []:
+        if entry.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
+            return json.loads((OCI_LAYOUT / "blobs/sha256" / entry["digest"].split(":")[1]).read_text())
+    return None
+
+
+def export(image: str) -> dict:
+    """The OCI layout holds exactly this image (compressing the layers takes a while: skipped when it does)."""
+    image_id = "sha256:" + buildah("inspect", "--type=image", "--format={{.FromImageID}}", image)
+    manifest = layout_manifest(VERSION)
+    if manifest is None or manifest["config"]["digest"] != image_id:
+        shutil.rmtree(OCI_LAYOUT, ignore_errors=True)  # no blobs of earlier builds left behind
+        OCI_LAYOUT.parent.mkdir(parents=True, exist_ok=True)
+        buildah("push", "--quiet", image, f"oci:{OCI_LAYOUT}:{VERSION}")
+        manifest = layout_manifest(VERSION)
+    assert manifest is not None
+    return manifest
 
 
 def build() -> str:
@@ -184,13 +230,14 @@ def build() -> str:
     start = time.monotonic()
     base = rootfs()
     with_deps = deps(base)
-    image = app(with_deps)
-    OCI_LAYOUT.parent.mkdir(parents=True, exist_ok=True)
-    buildah("push", "--quiet", image, f"oci:{OCI_LAYOUT}:{VERSION}")
-    prune([base, with_deps])
-    unpacked = buildah("images", "--format={{.Size}}", image)
-    log(f"{image} in {time.monotonic() - start:.0f} s: {compressed_size(OCI_LAYOUT, VERSION) / 1e6:.0f} MB compressed, "
-        f"{unpacked} unpacked; OCI layout {OCI_LAYOUT}:{VERSION}")
+    built = app(with_deps)
+    image = f"localhost/{IMAGE}"
+    manifest = export(image)
+    prune([base, with_deps, built])
+    compressed = sum(layer["size"] for layer in manifest["layers"])
+    unpacked = buildah("images", "--format={{.Size}}", image).splitlines()[0]
+    log(f"{image} in {time.monotonic() - start:.0f} s: {compressed / 1e6:.0f} MB compressed, {unpacked} unpacked; "
+        f"OCI layout {OCI_LAYOUT}:{VERSION}")
     return image
 
 
