@@ -44,7 +44,7 @@ UID = 65532
 VENV = "/opt/venv"
 ENTRYPOINT = f"{VENV}/bin/{NAME}"
 SOURCES = Path("/etc/apt/sources.list.d/debian.sources")  # the suite and mirrors the machine's apt serves
-PACKAGES = ["python3"]
+PACKAGES = ["python3", "libstdc++6"]  # libstdc++: manylinux wheels (numpy, grpcio) link it
 TRIM = ["find", VENV, "-depth", "-type", "d", "-path", "*/site-packages/*/tests", "-exec", "rm", "-rf", "{}", "+"]
 DROP = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*"]
 
