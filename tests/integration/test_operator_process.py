@@ -76,7 +76,8 @@ def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_se
     env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig), "QDRANT_OPERATOR_METRICS_PORT": "0",
            "QDRANT_OPERATOR_HEALTH_PORT": "0", "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "600"}
     log = (tmp_path / "operator.log").open("wb")
-    proc = subprocess.Popen([str(BIN), "run", "-n", namespace], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(BIN), "run", "-n", namespace, "--verbose"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
     try:
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         cluster.apply("VectorCollection", "docs", {"connectionRef": {"name": "main"}, "collectionName": unique("solo"),
