@@ -53,7 +53,7 @@ class Pool(WireModel):
 
     min_connections: int | None = Field(None, ge=0, le=1000, description="Connections kept open (warm).")
     max_connections: int | None = Field(None, ge=1, le=1000, description="Connections open at most.")
-    idle_timeout_seconds: float | None = Field(None, gt=0, description="An idle keep-alive connection is closed after.")
+    idle_timeout_seconds: float | None = Field(None, gt=0, description="Seconds until an idle connection is closed.")
     max_lifetime_seconds: float | None = Field(None, gt=0, description="A connection is replaced after this long.")
     acquire_timeout_seconds: float | None = Field(
         None, gt=0, description="How long a call waits for a free connection before it fails (PoolExhausted)."
