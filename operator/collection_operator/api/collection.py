@@ -435,3 +435,6 @@ class VectorCollectionStatus(StatusBase):
         default_factory=list, description="Changes found in Qdrant that differ from the spec (driftPolicy Report)."
     )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
+    applied_generation: int | None = Field(
+        None, description="The generation last applied to Qdrant in full (observedGeneration also advances "
+        "when a generation is refused, e.g. Stalled).")
