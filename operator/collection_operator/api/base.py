@@ -79,7 +79,7 @@ CONDITIONS_SCHEMA_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-k
 class StatusBase(StatusModel):
     observed_generation: int | None = Field(
         None,
-        description="The metadata.generation last reconciled; equal to metadata.generation when the conditions "
+        description="The metadata.generation the conditions are about; when it equals metadata.generation, they "
         "describe the current spec.",
     )
     conditions: list[Condition] = Field(
