@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build \
         qdrant-up qdrant-down run bench clean down image image-tools
 
 $(STAMP): pyproject.toml
@@ -23,6 +23,9 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+
+docs: $(STAMP)
+	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
