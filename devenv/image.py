@@ -2,8 +2,8 @@
 
     python3 devenv/image.py build | name
 
-Three layers, each committed with buildah into a storage of our own under the user cache and reused
-while its inputs are unchanged (the key is a hash of them, in the cached image's tag):
+Three layers, each committed with buildah (its default storage) and reused while its inputs are
+unchanged (the key is a hash of them, in the tag of localhost/qdrant-collection-operator-<layer>):
 
 1. rootfs: Debian (the host's suite and apt sources) with python3 and a non-root user, by mmdebstrap;
    no apt lists or caches, no docs except copyright files;
@@ -11,8 +11,9 @@ while its inputs are unchanged (the key is a hash of them, in the cached image's
    rootfs' Python and glibc and installed offline (pip runs from its wheel and is not installed);
 3. app:    the operator's wheel, entrypoint, user 65532, OCI labels. Rebuilt every time.
 
-The result is `localhost/qdrant-collection-operator:<version>` in that storage and an OCI layout
-at `.devenv/image/oci` (tag `<version>`). Standard library only; needs root, buildah and mmdebstrap.
+The result is `localhost/qdrant-collection-operator:<version>` (`buildah push` it to a registry) and an
+OCI layout at `.devenv/image/oci` (tag `<version>`). Standard library only; needs root, buildah and
+mmdebstrap. Temporary files and pip's wheel go to ~/.cache/collection-operator/image.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def run(*cmd: str, capture: bool = False) -> str:
 
 
 def buildah(*args: str, capture: bool = True) -> str:
-    return run("buildah", f"--root={CACHE / 'storage'}", f"--runroot={CACHE / 'run'}", *args, capture=capture)
+    return run("buildah", *args, capture=capture)
 
 
 def key(*parts: object) -> str:
@@ -78,8 +79,7 @@ def working_container(base: str) -> Iterator[str]:
 
 
 def cached(ref: str) -> bool:
-    return subprocess.run(["buildah", f"--root={CACHE / 'storage'}", f"--runroot={CACHE / 'run'}", "inspect",
-                           "--type=image", ref], capture_output=True).returncode == 0
+    return subprocess.run(["buildah", "inspect", "--type=image", ref], capture_output=True).returncode == 0
 
 
 def suite() -> str:
