@@ -44,7 +44,9 @@ IMAGE = f"{NAME}:{VERSION}"  # manifests/base/deployment.yaml names exactly this
 UID = 65532
 VENV = "/opt/venv"
 ENTRYPOINT = f"{VENV}/bin/{NAME}"
-SOURCES = Path("/etc/apt/sources.list.d/debian.sources")  # the suite and mirrors the machine's apt serves
+# The suite and mirrors the machine's apt serves (deb822, or the one-line format of older installs).
+SOURCES = next((p for p in map(Path, ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"])
+                if p.exists()), Path("/etc/apt/sources.list"))
 PACKAGES = ["python3", "libstdc++6"]  # libstdc++: manylinux wheels (numpy, grpcio) link it
 TRIM = ["find", VENV, "-depth", "-type", "d", "-path", "*/site-packages/*/tests", "-exec", "rm", "-rf", "{}", "+"]
 DROP = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*"]
@@ -83,7 +85,9 @@ def cached(ref: str) -> bool:
 
 
 def suite() -> str:
-    return re.search(r"^Suites:\s*(\S+)", SOURCES.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    found = re.search(r"^Suites:\s*(\S+)|^deb\s+(?:\[[^]]*\]\s+)?\S+\s+(\S+)", SOURCES.read_text(), re.M)
+    assert found, f"no suite in {SOURCES}"
+    return found.group(1) or found.group(2)
 
 
 def rootfs() -> str:
