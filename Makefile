@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
+.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build gohelpers \
         qdrant-up qdrant-down run bench clean down
 
 $(STAMP): pyproject.toml
@@ -27,6 +27,10 @@ crds: $(STAMP)
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
 
+# The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
+gohelpers:
+	$(PYTHON) devenv/gohelpers.py build
+
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
 
@@ -42,8 +46,8 @@ qdrant-down: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build lint
+# The control plane and Go helpers are built (or taken from the cache) before pytest starts so progress shows.
+test: $(STAMP) cluster-build gohelpers lint
 	$(PY) -m pytest -q -ra
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
