@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build gohelpers \
+.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
         qdrant-up qdrant-down run bench clean down
 
 $(STAMP): pyproject.toml
@@ -30,6 +30,10 @@ cluster-build:
 # The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
 gohelpers:
 	$(PYTHON) devenv/gohelpers.py build
+
+# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+argocd-cm:
+	$(PYTHON) devenv/argocd_cm.py
 
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
