@@ -182,7 +182,9 @@ def test_allowed_namespaces(cluster, operator, keyed_server, other_namespace):
     _collection(other, "outsider", ref)
     cond = other.wait_condition("vectorcollections", "outsider", "ConnectionNotAllowed", type_="Stalled")
     assert other_namespace in other.condition("vectorcollections", "outsider", "Stalled")["message"]
-    assert "observedGeneration" not in cond["status"]
+    # Stalled is the final verdict on this generation (kstatus reads Failed); nothing was applied.
+    assert cond["status"]["observedGeneration"] == cond["metadata"]["generation"]
+    assert "appliedGeneration" not in cond["status"]
     # It does not use the connection, so the connection does not count it.
     assert status(cluster, "shared").get("collections") == 0
 

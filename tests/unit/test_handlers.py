@@ -57,17 +57,21 @@ async def test_status_is_written_only_when_it_changes(ctx):
     assert len(ctx.kube.patches) == 2
 
 
-async def test_stalled_keeps_observed_generation_and_warns_once(ctx):
+async def test_observed_generation_is_the_generation_the_verdict_is_about(ctx):
     await write(ctx, PLURAL, body(), outcome(State.READY, "InSync", True))
     b2 = body(generation=2)
+    await write(ctx, PLURAL, b2, outcome(State.FAILED, "ConnectionNotReady"))
+    assert ctx.statuses.current(PLURAL, b2)["observedGeneration"] == 1, "a transient failure is no verdict on 2"
     for _ in range(3):
         await write(ctx, PLURAL, b2, outcome(State.STALLED, "ImmutableFieldChanged"))
     warnings = [e for e in ctx.events if e[0] == "Warning"]
-    assert warnings == [("Warning", "ImmutableFieldChanged", "ImmutableFieldChanged message")]
+    assert [w[1] for w in warnings] == ["ConnectionNotReady", "ImmutableFieldChanged"], "one per transition"
     status = ctx.statuses.current(PLURAL, b2)
-    assert status["observedGeneration"] == 1
+    assert status["observedGeneration"] == 2, "Stalled is the final verdict on generation 2 (kstatus: Failed)"
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["observedGeneration"] == 2
+    await write(ctx, PLURAL, body(generation=3), outcome(State.PAUSED, "Paused"))
+    assert ctx.statuses.current(PLURAL, body(generation=3))["observedGeneration"] == 3
 
 
 async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):

@@ -352,3 +352,6 @@ class VectorCollectionStatus(StatusBase):
     payload_indexes: list[str] = Field(default_factory=list)
     drift: list[Drift] = Field(default_factory=list)
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
+    applied_generation: int | None = Field(
+        None, description="The generation last applied to Qdrant in full (observedGeneration also advances "
+        "when a generation is refused, e.g. Stalled).")

@@ -19,6 +19,7 @@ from . import collection, connection, snapshot  # noqa: F401 - importing registe
 from .context import Context
 
 log = logging.getLogger(__name__)
+KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations
 
 
 @kopf.on.login()
@@ -31,9 +32,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf's own bookkeeping lives under the operator's prefix, and routine success posts no Event.
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # Not GROUP itself: kopf leaves annotations under its storage prefix out of the diff, so the users'
+    # paused / managed / restore-from annotations would never trigger their handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
