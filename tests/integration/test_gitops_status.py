@@ -31,6 +31,7 @@ MANAGED = "qdrant.collection-operator.dev/managed"
 EXPECTED = {
     "no status": ("InProgress", "Progressing"),  # just applied: the operator has not looked yet
     "generation not observed": ("InProgress", "Progressing"),  # a change not applied yet
+    "paused, generation not observed": ("InProgress", "Suspended"),  # changed while paused, not looked at yet
     # VectorCollection
     "InSync": ("Current", "Healthy"),
     "Optimizing": ("InProgress", "Progressing"),
@@ -40,6 +41,7 @@ EXPECTED = {
     "Unmanaged": ("Current", "Suspended"),
     # QdrantConnection
     "Connecting": ("InProgress", "Progressing"),
+    "Recovering": ("InProgress", "Progressing"),  # circuit breaker half-open: a trial call decides
     "Connected": ("Current", "Healthy"),
     "Unauthorized": ("InProgress", "Degraded"),  # retried: a rotated Secret is picked up without a change
     "Unreachable": ("InProgress", "Degraded"),
@@ -52,14 +54,26 @@ EXPECTED = {
 }
 
 
+# Where kstatus disagrees with EXPECTED today (reported, not bent): these versions' kstatus verdicts are
+# checked by the strict xfail tests at the end, which fail as soon as the operator gets them right.
+FLUX_GAPS = {
+    # kstatus takes a custom resource without status for Current: Flux would pass its health check before the
+    # operator has looked. A CRD default `status: {observedGeneration: 0}` makes it InProgress from creation.
+    "no status": "kstatus reads a resource without status as Current",
+    # Ready=False with neither Reconciling nor Stalled is InProgress for kstatus, forever while paused.
+    "Paused": "Paused sets Ready=False, which kstatus reads as InProgress",
+    "Unmanaged": "Unmanaged sets Ready=False, which kstatus reads as InProgress",
+}
+
+
 def version_name(obj: dict[str, Any]) -> str:
     status = obj.get("status") or {}
     ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
     if ready is None:
         return "no status"
-    stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in status["conditions"])
-    if status.get("observedGeneration") != obj["metadata"]["generation"] and not stalled:
-        return "generation not observed"
+    if status.get("observedGeneration") != obj["metadata"]["generation"]:
+        paused = any(c["type"] == "Paused" and c["status"] == "True" for c in status["conditions"])
+        return "paused, generation not observed" if paused else "generation not observed"
     return str(ready["reason"])
 
 
@@ -89,7 +103,8 @@ def verdicts(plural: str, versions: list[dict[str, Any]]) -> list[tuple[str, str
     unique = list({v["metadata"]["resourceVersion"]: v for v in versions}.values())
     flux = kstatus(unique)
     argo = argo_health(KINDS[plural], unique)
-    return [(version_name(v), f["status"], a["status"], a["message"]) for v, f, a in zip(unique, flux, argo, strict=True)]
+    return [(version_name(v), f["status"], a["status"], a["message"])
+            for v, f, a in zip(unique, flux, argo, strict=True)]
 
 
 def check(plural: str, versions: list[dict[str, Any]], *must_see: str) -> None:
@@ -97,7 +112,8 @@ def check(plural: str, versions: list[dict[str, Any]], *must_see: str) -> None:
     seen = {name for name, *_ in got}
     assert seen >= set(must_see), f"versions seen: {seen}"
     wrong = [(name, f"kstatus {flux}, Argo CD {argo} ({message})", f"expected {EXPECTED.get(name)}")
-             for name, flux, argo, message in got if (flux, argo) != EXPECTED.get(name)]
+             for name, flux, argo, message in got
+             if name not in EXPECTED or ((flux, argo) != EXPECTED[name] and not flux_gap(name, flux, argo))]
     assert not wrong, "\n".join(map(str, wrong))
 
 
@@ -109,28 +125,35 @@ def observed(cluster: Any, plural: str, name: str) -> None:
     wait_for(current, 60, f"{plural}/{name} to observe its generation")
 
 
-def spec(connection: str = "main", **more: Any) -> dict[str, Any]:
-    return {"connectionRef": {"name": connection}, "vectors": [{"name": "a", "size": 4, "distance": "Dot"}], **more}
+def flux_gap(name: str, flux: str, argo: str) -> bool:
+    """Only kstatus differs from EXPECTED, for a version named in FLUX_GAPS."""
+    return name in FLUX_GAPS and argo == EXPECTED[name][1] and flux != EXPECTED[name][0]
+
+
+def spec(collection: str, connection: str = "main", **more: Any) -> dict[str, Any]:
+    """Named after the test namespace: the session's Qdrant is shared by every test."""
+    return {"connectionRef": {"name": connection}, "collectionName": collection,
+            "vectors": [{"name": "a", "size": 4, "distance": "Dot"}], **more}
 
 
 def test_collection_lifecycle(cluster, connection):
     """Applied, Ready, an in-place change while Qdrant re-indexes, a vector added (Stalled), reverted,
     paused (and changed while paused), resumed, unmanaged."""
     with recording(cluster, VC, "docs") as versions:
-        cluster.apply("VectorCollection", "docs", spec())
+        cluster.apply("VectorCollection", "docs", spec(cluster.namespace))
         cluster.wait_condition(VC, "docs", "InSync")
-        cluster.apply("VectorCollection", "docs", spec(hnsw={"m": 32}))
+        cluster.apply("VectorCollection", "docs", spec(cluster.namespace, hnsw={"m": 32}))
         cluster.wait_condition(VC, "docs", "Optimizing", status="True", type_="Reconciling")
         cluster.wait_condition(VC, "docs", "InSync")
-        added = spec(hnsw={"m": 32})
+        added = spec(cluster.namespace, hnsw={"m": 32})
         added["vectors"].append({"name": "b", "size": 4, "distance": "Dot"})
         cluster.apply("VectorCollection", "docs", added)
         cluster.wait_condition(VC, "docs", "ImmutableFieldChanged", type_="Stalled")
-        cluster.apply("VectorCollection", "docs", spec(hnsw={"m": 32}))
+        cluster.apply("VectorCollection", "docs", spec(cluster.namespace, hnsw={"m": 32}))
         cluster.wait_condition(VC, "docs", "InSync")
         cluster.kubectl("annotate", VC, "docs", f"{PAUSED}=true")
         cluster.wait_condition(VC, "docs", "Paused", type_="Paused")
-        cluster.apply("VectorCollection", "docs", spec(hnsw={"m": 24}), annotations={PAUSED: "true"})
+        cluster.apply("VectorCollection", "docs", spec(cluster.namespace, hnsw={"m": 24}), annotations={PAUSED: "true"})
         observed(cluster, VC, "docs")
         cluster.kubectl("annotate", VC, "docs", f"{PAUSED}-")
         cluster.wait_condition(VC, "docs", "InSync")
@@ -149,7 +172,7 @@ def test_connection_and_collection_when_qdrant_goes_away(cluster, operator, qdra
         cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing",
                                                     "circuitBreaker": {"failureThreshold": 1, "openSeconds": 2}})
         cluster.wait_condition(QC, "flaky", "Connected")
-        cluster.apply("VectorCollection", "docs", spec("flaky"))
+        cluster.apply("VectorCollection", "docs", spec(cluster.namespace, "flaky"))
         cluster.wait_condition(VC, "docs", "InSync")
         server.stop()
         try:
@@ -175,7 +198,7 @@ def test_connection_with_a_wrong_api_key(cluster, operator, qdrant_server_factor
 
 
 def test_snapshots(cluster, connection):
-    cluster.apply("VectorCollection", "docs", spec())
+    cluster.apply("VectorCollection", "docs", spec(cluster.namespace))
     cluster.wait_condition(VC, "docs", "InSync")
     with recording(cluster, CS, "once") as once, recording(cluster, CS, "badcron") as badcron, \
             recording(cluster, CS, "nothing") as nothing:
@@ -188,3 +211,25 @@ def test_snapshots(cluster, connection):
     check(CS, once, "Completed")
     check(CS, badcron, "InvalidSpec")
     check(CS, nothing, "CollectionNotFound")
+
+
+def flux_verdicts(versions: list[dict[str, Any]], name: str) -> set[str]:
+    return {flux for version, flux, _, _ in verdicts(VC, versions) if version == name}
+
+
+@pytest.mark.xfail(strict=True, reason=FLUX_GAPS["no status"])
+def test_flux_just_applied_is_in_progress(cluster, connection):
+    with recording(cluster, VC, "new") as versions:
+        cluster.apply("VectorCollection", "new", spec(cluster.namespace))
+        cluster.wait_condition(VC, "new", "InSync")
+    assert flux_verdicts(versions, "no status") == {"InProgress"}
+
+
+@pytest.mark.xfail(strict=True, reason=FLUX_GAPS["Paused"] + "; " + FLUX_GAPS["Unmanaged"])
+def test_flux_paused_and_unmanaged_are_current(cluster, connection):
+    cluster.apply("VectorCollection", "held", spec(cluster.namespace), annotations={PAUSED: "true"})
+    with recording(cluster, VC, "held") as versions:
+        cluster.wait_condition(VC, "held", "Paused", type_="Paused")
+        cluster.kubectl("annotate", VC, "held", f"{PAUSED}-", f"{MANAGED}=false")
+        cluster.wait_condition(VC, "held", "Unmanaged", status="False")
+    assert (flux_verdicts(versions, "Paused"), flux_verdicts(versions, "Unmanaged")) == ({"Current"}, {"Current"})

@@ -25,7 +25,8 @@ def test_health_check_cases(kind: str) -> None:
         [(c["inputPath"], w) for c, w in zip(cases, want, strict=True)]
     # Every status a check can return is exercised, except Suspended where the kind cannot be paused.
     assert {w["status"] for w in want} >= {"Healthy", "Progressing", "Degraded"}
-    assert all(p.name in {Path(c["inputPath"]).name for c in cases} for p in (HEALTH_CHECKS / kind / "testdata").iterdir())
+    tested = {Path(c["inputPath"]).name for c in cases}
+    assert all(p.name in tested for p in (HEALTH_CHECKS / kind / "testdata").iterdir())
 
 
 def test_sandbox_has_no_string_or_math_library(tmp_path: Path) -> None:
