@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
         qdrant-up qdrant-down run bench clean down
 
 $(STAMP): pyproject.toml
@@ -24,6 +24,9 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+
+docs: $(STAMP)
+	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build

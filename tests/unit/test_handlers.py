@@ -140,10 +140,10 @@ async def test_paused_and_unmanaged_touch_nothing(annotation, state):
 async def test_connection_checks_before_any_qdrant_call():
     missing = await step(body(), FakeConnections())
     assert missing.verdict.reason == "ConnectionNotReady"
-    assert missing.verdict.message == "QdrantConnection ns/main not found"
+    assert missing.verdict.message == "QdrantConnection ns/main not found (or not seen by the operator yet)"
     assert missing.requeue_after
     known = await step(body(), FakeConnections(known={"ns/main"}))
-    assert known.verdict.message == "QdrantConnection ns/main is not connected"
+    assert known.verdict.message == "QdrantConnection ns/main is not connected yet"
     down = FakeConnection(problem="CircuitOpen: circuit breaker open")
     out = await step(body(), FakeConnections({"ns/main": down}))
     assert out.verdict.reason == "ConnectionNotReady" and down.collections.writes == []
@@ -170,3 +170,15 @@ async def test_delete_removes_only_an_owned_collection():
     observed = collection_step.Observed.of(body(), {})
     assert (await collection_step.delete(observed, connections))[1] == "Deleted"
     assert "docs" not in conn.collections.collections
+
+
+def test_annotation_toggles_are_read_from_kopfs_essences():
+    from collection_operator.handlers.collection import _annotations_toggled
+
+    def essence(**annotations: str) -> dict[str, Any]:
+        return {"spec": {}, "metadata": {"annotations": annotations}} if annotations else {"spec": {}}
+
+    paused = {collection_step.PAUSED: "true"}
+    assert _annotations_toggled(essence(), essence(**paused))
+    assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
+    assert not _annotations_toggled(essence(other="x"), essence(other="y"))
