@@ -54,21 +54,13 @@ EXPECTED = {
 }
 
 
-# Where kstatus disagrees with EXPECTED today (reported, not bent): these versions' kstatus verdicts are
-# checked by the strict xfail tests at the end, which fail as soon as the operator gets them right.
-FLUX_GAPS = {
-    # kstatus takes a custom resource without status for Current: Flux would pass its health check before the
-    # operator has looked. A CRD default `status: {observedGeneration: 0}` makes it InProgress from creation.
-    "no status": "kstatus reads a resource without status as Current",
-    # Ready=False with neither Reconciling nor Stalled is InProgress for kstatus, forever while paused.
-    "Paused": "Paused sets Ready=False, which kstatus reads as InProgress",
-    "Unmanaged": "Unmanaged sets Ready=False, which kstatus reads as InProgress",
-}
-
-
 def version_name(obj: dict[str, Any]) -> str:
     status = obj.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    hands_off = [t for t in ("Paused", "Unmanaged") if (conditions.get(t) or {}).get("status") == "True"]
+    if hands_off and status.get("observedGeneration") == obj["metadata"]["generation"]:
+        return hands_off[0]
+    ready = conditions.get("Ready")
     if ready is None:
         return "no status"
     if status.get("observedGeneration") != obj["metadata"]["generation"]:
@@ -113,7 +105,7 @@ def check(plural: str, versions: list[dict[str, Any]], *must_see: str) -> None:
     assert seen >= set(must_see), f"versions seen: {seen}"
     wrong = [(name, f"kstatus {flux}, Argo CD {argo} ({message})", f"expected {EXPECTED.get(name)}")
              for name, flux, argo, message in got
-             if name not in EXPECTED or ((flux, argo) != EXPECTED[name] and not flux_gap(name, flux, argo))]
+             if name not in EXPECTED or (flux, argo) != EXPECTED[name]]
     assert not wrong, "\n".join(map(str, wrong))
 
 
@@ -123,11 +115,6 @@ def observed(cluster: Any, plural: str, name: str) -> None:
         return (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
 
     wait_for(current, 60, f"{plural}/{name} to observe its generation")
-
-
-def flux_gap(name: str, flux: str, argo: str) -> bool:
-    """Only kstatus differs from EXPECTED, for a version named in FLUX_GAPS."""
-    return name in FLUX_GAPS and argo == EXPECTED[name][1] and flux != EXPECTED[name][0]
 
 
 def spec(collection: str, connection: str = "main", **more: Any) -> dict[str, Any]:
@@ -217,7 +204,6 @@ def flux_verdicts(versions: list[dict[str, Any]], name: str) -> set[str]:
     return {flux for version, flux, _, _ in verdicts(VC, versions) if version == name}
 
 
-@pytest.mark.xfail(strict=True, reason=FLUX_GAPS["no status"])
 def test_flux_just_applied_is_in_progress(cluster, connection):
     with recording(cluster, VC, "new") as versions:
         cluster.apply("VectorCollection", "new", spec(cluster.namespace))
@@ -225,11 +211,10 @@ def test_flux_just_applied_is_in_progress(cluster, connection):
     assert flux_verdicts(versions, "no status") == {"InProgress"}
 
 
-@pytest.mark.xfail(strict=True, reason=FLUX_GAPS["Paused"] + "; " + FLUX_GAPS["Unmanaged"])
 def test_flux_paused_and_unmanaged_are_current(cluster, connection):
     cluster.apply("VectorCollection", "held", spec(cluster.namespace), annotations={PAUSED: "true"})
     with recording(cluster, VC, "held") as versions:
         cluster.wait_condition(VC, "held", "Paused", type_="Paused")
         cluster.kubectl("annotate", VC, "held", f"{PAUSED}-", f"{MANAGED}=false")
-        cluster.wait_condition(VC, "held", "Unmanaged", status="False")
+        cluster.wait_condition(VC, "held", "Unmanaged", type_="Unmanaged")
     assert (flux_verdicts(versions, "Paused"), flux_verdicts(versions, "Unmanaged")) == ({"Current"}, {"Current"})

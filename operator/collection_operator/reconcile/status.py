@@ -31,9 +31,8 @@ def conditions_for(verdict: Verdict, generation: int | None, current: Sequence[M
     v = verdict
     reconciling, stalled = v.state == State.RECONCILING, v.state == State.STALLED
     if v.state in HANDS_OFF:
+        # A resource paused from birth has no verdict to keep: no Ready at all (kstatus: Current, nothing moves).
         kept = [Condition.model_validate(c) for c in current if c.get("type") in ("Ready", "Stalled")]
-        if not any(c.type == "Ready" for c in kept):
-            kept.insert(0, _condition("Ready", False, v.reason, v.message, generation))
         return [*kept, _condition("Reconciling", False, "Idle", "", generation),
                 _condition(v.state.value, True, v.reason, v.message, generation)]
     return [

@@ -1,7 +1,7 @@
 -- Argo CD health of a qdrant.collection-operator.dev resource, read from the operator's kstatus
 -- conditions (Ready, Reconciling, Stalled, Paused) and status.observedGeneration.
 -- Runs in Argo CD's argocd-cm sandbox: base and table only (no string or math library).
---   Suspended    paused (condition Paused=True) or unmanaged (Ready reason Unmanaged)
+--   Suspended    paused or unmanaged (condition Paused=True or Unmanaged=True)
 --   Degraded     Stalled=True about this generation: a person must act (invalid spec, immutable change,
 --                conflict)
 --   Progressing  no status yet, observedGeneration behind metadata.generation (a change not yet applied,
@@ -28,8 +28,8 @@ if paused ~= nil and paused.status == "True" then
   hs.status, hs.message = "Suspended", says(paused)
   return hs
 end
-if ready ~= nil and ready.reason == "Unmanaged" then
-  hs.status, hs.message = "Suspended", says(ready)
+if conditions.Unmanaged ~= nil and conditions.Unmanaged.status == "True" then
+  hs.status, hs.message = "Suspended", says(conditions.Unmanaged)
   return hs
 end
 local generation, observed = obj.metadata.generation, obj.status.observedGeneration
