@@ -73,7 +73,9 @@ def test_examples_become_ready(cluster, connection, qdrant_server, example):
         assert live["config"]["quantization_config"]["scalar"]["always_ram"] is True
         assert live["config"]["optimizer_config"]["default_segment_number"] == 4
     columns = cluster.kubectl("get", PLURAL, "ex", "--no-headers").split()
-    assert columns[1:6] == [name, "main", "True", "green", "0"]
+    assert columns[1:6] == [name, "main", "True", "InSync", "0"]
+    wide = cluster.kubectl("get", PLURAL, "ex", "--no-headers", "-o", "wide").split()
+    assert "green" in wide[6:], "Qdrant's own status is in the wide view"
 
 
 def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_server):
