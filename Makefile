@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down
+        qdrant-up qdrant-down run bench clean down chart-sync go-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+	$(MAKE) chart-sync
+
+# The chart carries copies of crds/ and of the monitoring bundle's rules and dashboard (a chart cannot read
+# files outside itself); tests/unit/test_chart.py fails when they differ.
+CHART := charts/qdrant-collection-operator
+chart-sync:
+	rm -f $(CHART)/crds/*.yaml
+	cp $$(ls crds/*.yaml | grep -v kustomization.yaml) $(CHART)/crds/
+	cp manifests/monitoring/prometheusrule.yaml manifests/monitoring/qdrant-collection-operator.json $(CHART)/files/
+
+# helm and promtool from the Go module proxy, cached like the control plane.
+go-tools:
+	$(PYTHON) devenv/gotools.py build
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
@@ -43,7 +56,7 @@ unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
 # The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build lint
+test: $(STAMP) cluster-build go-tools lint
 	$(PY) -m pytest -q -ra
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
