@@ -27,7 +27,7 @@ TOOLS = {
 
 
 def path(name: str) -> Path:
-    module, version, _, _ = TOOLS[name]
+    _, version, _, _ = TOOLS[name]
     return cp.CACHE / "bin" / f"{name}-{version}" / name
 
 
