@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build \
         qdrant-up qdrant-down run bench clean down chart-sync go-tools
 
 $(STAMP): pyproject.toml
@@ -36,6 +36,9 @@ chart-sync:
 # helm and promtool from the Go module proxy, cached like the control plane.
 go-tools:
 	$(PYTHON) devenv/gotools.py build
+
+docs: $(STAMP)
+	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build

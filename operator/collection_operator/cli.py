@@ -1,4 +1,4 @@
-"""The command line: `qdrant-collection-operator run | crds`."""
+"""The command line: `qdrant-collection-operator run | crds | docs`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the models")
     crds.add_argument("--out", type=Path, default=Path("crds"))
+    docs = commands.add_parser("docs", help="write the API reference (Markdown) generated from the models")
+    docs.add_argument("--out", type=Path, default=Path("docs/api-reference.md"))
     run = commands.add_parser("run", help="run the operator against the cluster in KUBECONFIG (or in-cluster)")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch only these (repeatable)")
@@ -25,6 +27,10 @@ def main(argv: list[str] | None = None) -> None:
 
         for path in crdgen.write_all(args.out):
             print(path)
+    elif args.command == "docs":
+        from . import docsgen
+
+        print(docsgen.write(args.out))
     elif args.command == "run":
         import kopf
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KINDS, VERSION, Kind
+from .api import API_VERSION, GROUP, KINDS, VERSION, Kind
 
 _DROP = {"title", "additionalProperties", "$defs"}
 
@@ -105,9 +105,9 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "type": "object",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": f"Always {API_VERSION}."},
+                                "kind": {"type": "string", "description": f"Always {kind.kind}."},
+                                "metadata": {"type": "object"},  # the API server allows nothing else here
                                 "spec": spec,
                                 "status": status,
                             },

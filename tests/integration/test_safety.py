@@ -222,17 +222,23 @@ RULE_USES = {
     ("qdrant.collection-operator.dev", "vectorcollections/status", "patch"): "k8s/api.py KubeApi.patch_status",
     ("qdrant.collection-operator.dev", "collectionsnapshots/status", "patch"): "k8s/api.py KubeApi.patch_status",
     ("", "secrets", "get"): "k8s/api.py KubeApi.read_secret_key (API key, CA bundle)",
-    ("", "events", "create"): "handlers/common.py post_event -> kopf.event (core v1 events)",
+    ("", "events", "create"): "handlers/context.py kopf_event -> kopf.event (core v1 events)",
     ("events.k8s.io", "events", "create"): "kopf.event: selector v1/events may resolve to events.k8s.io",
     ("", "namespaces", "list"): "kopf: namespace observation (cluster-wide or pattern scope)",
     ("", "namespaces", "watch"): "kopf: namespace observation (cluster-wide or pattern scope)",
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"): "kopf: resource observation",
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"): "kopf: resource observation",
+    ("kopf.dev", "clusterkopfpeerings", "list"): "kopf peering (HA): the cluster-wide peering object",
+    ("kopf.dev", "clusterkopfpeerings", "watch"): "kopf peering (HA): other replicas' keep-alives",
+    ("kopf.dev", "clusterkopfpeerings", "patch"): "kopf peering (HA): this replica's keep-alive",
+    ("kopf.dev", "kopfpeerings", "list"): "kopf peering (HA) of an operator restricted to namespaces",
+    ("kopf.dev", "kopfpeerings", "watch"): "kopf peering (HA) of an operator restricted to namespaces",
+    ("kopf.dev", "kopfpeerings", "patch"): "kopf peering (HA) of an operator restricted to namespaces",
 }
 # Code references above that must exist (so the table cannot name code that is gone).
 CODE_REFERENCES = {
     "operator/collection_operator/k8s/api.py": ("def patch_status", "def read_secret_key", "read_namespaced_secret"),
-    "operator/collection_operator/handlers/common.py": ("kopf.event(",),
+    "operator/collection_operator/handlers/context.py": ("kopf.event(",),
 }
 
 

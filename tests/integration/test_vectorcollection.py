@@ -168,7 +168,7 @@ def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qd
     assert "vectors" in cluster.condition(PLURAL, "immut", "Stalled")["message"]
     live = qdrant_collection(qdrant_server, name)
     assert list(live["config"]["params"]["vectors"]) == ["a"] and live["config"]["hnsw_config"]["m"] == 16
-    assert body["status"]["observedGeneration"] == 1
+    assert (body["status"]["observedGeneration"], body["status"]["appliedGeneration"]) == (2, 1)
 
 
 def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_server):
@@ -193,7 +193,7 @@ def test_two_resources_one_collection(cluster, connection, qdrant_server):
     body = cluster.wait_condition(PLURAL, "second", "ResourceConflict", type_="Stalled")
     assert f"{cluster.namespace}/first" in cluster.condition(PLURAL, "second", "Stalled")["message"]
     assert cluster.condition(PLURAL, "first")["reason"] == "InSync"
-    assert "observedGeneration" not in body["status"]
+    assert body["status"]["observedGeneration"] == 1 and "appliedGeneration" not in body["status"]
 
 
 def qdrant_calls(connection: str) -> float:

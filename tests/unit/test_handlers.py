@@ -57,17 +57,21 @@ async def test_status_is_written_only_when_it_changes(ctx):
     assert len(ctx.kube.patches) == 2
 
 
-async def test_stalled_keeps_observed_generation_and_warns_once(ctx):
+async def test_observed_generation_is_the_generation_the_verdict_is_about(ctx):
     await write(ctx, PLURAL, body(), outcome(State.READY, "InSync", True))
     b2 = body(generation=2)
+    await write(ctx, PLURAL, b2, outcome(State.FAILED, "ConnectionNotReady"))
+    assert ctx.statuses.current(PLURAL, b2)["observedGeneration"] == 1, "a transient failure is no verdict on 2"
     for _ in range(3):
         await write(ctx, PLURAL, b2, outcome(State.STALLED, "ImmutableFieldChanged"))
     warnings = [e for e in ctx.events if e[0] == "Warning"]
-    assert warnings == [("Warning", "ImmutableFieldChanged", "ImmutableFieldChanged message")]
+    assert [w[1] for w in warnings] == ["ConnectionNotReady", "ImmutableFieldChanged"], "one per transition"
     status = ctx.statuses.current(PLURAL, b2)
-    assert status["observedGeneration"] == 1
+    assert status["observedGeneration"] == 2, "Stalled is the final verdict on generation 2 (kstatus: Failed)"
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["observedGeneration"] == 2
+    await write(ctx, PLURAL, body(generation=3), outcome(State.PAUSED, "Paused"))
+    assert ctx.statuses.current(PLURAL, body(generation=3))["observedGeneration"] == 3
 
 
 async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
@@ -136,10 +140,10 @@ async def test_paused_and_unmanaged_touch_nothing(annotation, state):
 async def test_connection_checks_before_any_qdrant_call():
     missing = await step(body(), FakeConnections())
     assert missing.verdict.reason == "ConnectionNotReady"
-    assert missing.verdict.message == "QdrantConnection ns/main not found"
+    assert missing.verdict.message == "QdrantConnection ns/main not found (or not seen by the operator yet)"
     assert missing.requeue_after
     known = await step(body(), FakeConnections(known={"ns/main"}))
-    assert known.verdict.message == "QdrantConnection ns/main is not connected"
+    assert known.verdict.message == "QdrantConnection ns/main is not connected yet"
     down = FakeConnection(problem="CircuitOpen: circuit breaker open")
     out = await step(body(), FakeConnections({"ns/main": down}))
     assert out.verdict.reason == "ConnectionNotReady" and down.collections.writes == []
@@ -166,3 +170,15 @@ async def test_delete_removes_only_an_owned_collection():
     observed = collection_step.Observed.of(body(), {})
     assert (await collection_step.delete(observed, connections))[1] == "Deleted"
     assert "docs" not in conn.collections.collections
+
+
+def test_annotation_toggles_are_read_from_kopfs_essences():
+    from collection_operator.handlers.collection import _annotations_toggled
+
+    def essence(**annotations: str) -> dict[str, Any]:
+        return {"spec": {}, "metadata": {"annotations": annotations}} if annotations else {"spec": {}}
+
+    paused = {collection_step.PAUSED: "true"}
+    assert _annotations_toggled(essence(), essence(**paused))
+    assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
+    assert not _annotations_toggled(essence(other="x"), essence(other="y"))

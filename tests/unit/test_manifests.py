@@ -27,7 +27,12 @@ def test_base_includes_crds_rbac_and_a_hardened_deployment():
     container = pod["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # HA: two replicas in one kopf peering, handed over one at a time.
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert ("ClusterKopfPeering", env["QDRANT_OPERATOR_PEERING_NAME"]) in docs
+    pdb = docs[("PodDisruptionBudget", "qdrant-collection-operator")]
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"] and pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_dev_overlay_adds_verbose_logging():

@@ -66,6 +66,16 @@ class OperatorSettings(BaseModel):
         (), description="Host names, .suffixes or CIDRs Qdrant URLs may name (config.address_policy); empty: any."
     )
     allow_link_local: bool = Field(False, description="Let Qdrant URLs reach link-local and metadata addresses.")
+    peering_name: str | None = Field(
+        None, description="kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace) shared "
+        "by the replicas: exactly one is active, the others stand by. None: standalone (one replica)."
+    )
+    peering_priority: int | None = Field(
+        None, ge=0, description="This replica's priority in the peering (highest is active); None: random per start."
+    )
+    peering_lifetime_seconds: int = Field(
+        15, ge=5, le=300, description="How long a silent replica counts as alive: the failover time after a crash."
+    )
 
     @property
     def address_policy(self) -> AddressPolicy:

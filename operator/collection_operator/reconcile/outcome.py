@@ -64,7 +64,7 @@ class Outcome(Generic[S]):
     qdrant_writes: int = 0
     drift_corrected: int = 0
     create_conflicts: int = 0  # creates Qdrant answered "already exists" (then observed, never overwritten)
-    reconciled: bool = False  # the verdict is about the current generation: observedGeneration advances
+    reconciled: bool = False  # the current generation is in effect (Ready); Stalled/Paused verdicts are final too
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(("Warning" if warning else "Normal", reason, message))

@@ -55,8 +55,11 @@ def merge_conditions(old: Sequence[Mapping[str, Any]], new: list[Condition], tim
 def desired_wire(status: StatusModel, verdict: Verdict, current: Mapping[str, Any], generation: int | None,
                  *, reconciled: bool) -> dict[str, Any]:
     """The status the resource should have: the fields the step set (explicit None removes one),
-    the conditions, and observedGeneration advanced only when the verdict is about this generation."""
-    observed = generation if reconciled else current.get("observedGeneration")
+    the conditions, and observedGeneration: the generation the verdict is about (kstatus, Flux), so it advances
+    with every final verdict, Ready or Stalled or Paused, and not while work or a transient failure is
+    still in progress."""
+    final = reconciled or verdict.state in (State.STALLED, State.PAUSED, State.UNMANAGED)
+    observed = generation if final else current.get("observedGeneration")
     conditions = merge_conditions(current.get("conditions") or [], conditions_for(verdict, generation))
     out = status.to_patch()
     out["conditions"] = [c.to_wire() for c in conditions]
