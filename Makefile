@@ -25,13 +25,10 @@ crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
 	$(MAKE) chart-sync
 
-# The chart carries copies of crds/ and of the monitoring bundle's rules and dashboard (a chart cannot read
-# files outside itself); tests/unit/test_chart.py fails when they differ.
-CHART := charts/qdrant-collection-operator
-chart-sync:
-	rm -f $(CHART)/crds/*.yaml
-	cp $$(ls crds/*.yaml | grep -v kustomization.yaml) $(CHART)/crds/
-	cp manifests/monitoring/prometheusrule.yaml manifests/monitoring/qdrant-collection-operator.json $(CHART)/files/
+# The chart's copies of the CRDs and of the monitoring bundle's rules and dashboard (a chart cannot read files
+# outside itself); tests/unit/test_chart.py fails while one is stale.
+chart-sync: $(STAMP)
+	$(PY) -m devenv.chart_sync
 
 # helm and promtool from the Go module proxy, cached like the control plane.
 go-tools:

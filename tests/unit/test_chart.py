@@ -12,11 +12,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from collection_operator.config import SettingsBuilder
-from devenv import gotools
+from devenv import chart_sync, gotools
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts/qdrant-collection-operator"
@@ -32,7 +31,8 @@ OTHER_VALUES = {
               "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "pull"}],
     "replicas": 3,
-    "namespaces": ["search", "team-*"],
+    "namespaces": ["search", "ml"],
+    "peering": {"name": "qco"},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
     "settings": 'resync_interval_seconds = 120\nlog_format = "json"\nallowed_hosts = [".qdrant.svc.cluster.local"]\n'
                 "[profiles.Production.pool]\nmax_connections = 40\n",
@@ -123,7 +123,11 @@ def test_monitoring_objects_are_off_by_default():
 
 
 def test_other_values_reach_the_deployment(tmp_path):
-    objects = {obj["kind"]: obj for obj in template_values(OTHER_VALUES, tmp_path)}
+    rendered = template_values(OTHER_VALUES, tmp_path)
+    peerings = [(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]) for obj in rendered
+                if obj["apiVersion"] == "kopf.dev/v1"]
+    assert peerings == [("KopfPeering", "search", "qco"), ("KopfPeering", "ml", "qco")]  # one per namespace
+    objects = {obj["kind"]: obj for obj in rendered}
     assert "Service" not in objects
     deployment = objects["Deployment"]
     assert deployment["spec"]["replicas"] == 3
@@ -133,10 +137,11 @@ def test_other_values_reach_the_deployment(tmp_path):
     assert container["imagePullPolicy"] == "Always"
     assert pod["imagePullSecrets"] == [{"name": "pull"}]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert container["args"] == ["run", "--namespace=search", "--namespace=team-*", "--bind", "0.0.0.0",
+    assert container["args"] == ["run", "--namespace=search", "--namespace=ml", "--bind", "0.0.0.0",
                                  "--settings=/etc/qdrant-collection-operator/settings.toml", "--verbose"]
     assert container["resources"] == OTHER_VALUES["resources"]
-    assert container["env"] == [{"name": "QDRANT_OPERATOR_METRICS_PORT", "value": "9090"}]
+    assert container["env"] == [{"name": "QDRANT_OPERATOR_PEERING_NAME", "value": "qco"},
+                                {"name": "QDRANT_OPERATOR_METRICS_PORT", "value": "9090"}]
     assert {"name": "metrics", "containerPort": 9090} in container["ports"]
     assert objects["NetworkPolicy"]["spec"]["ingress"] == [{"ports": [{"port": 9090, "protocol": "TCP"}]}]
     monitor = objects["PodMonitor"]
@@ -159,16 +164,10 @@ def test_settings_toml_is_mounted_where_the_args_point_and_is_valid(tmp_path):
     assert f"--settings={mount['mountPath']}/settings.toml" in pod["containers"][0]["args"]
 
 
-@pytest.mark.parametrize(("copy_dir", "source", "names"), [
-    ("crds", "crds", None),
-    ("files", "manifests/monitoring", ["prometheusrule.yaml", "qdrant-collection-operator.json"]),
-])
-def test_the_charts_copies_are_identical_to_the_sources(copy_dir, source, names):
-    """`make chart-sync` copies them; the chart cannot read files outside itself."""
-    if names is None:  # every CRD the kustomization of crds/ lists
-        names = yaml.safe_load((REPO / source / "kustomization.yaml").read_text())["resources"]
-    copies = sorted(path.name for path in (CHART / copy_dir).iterdir())
-    assert copies == sorted(names), "run `make chart-sync`"
-    for name in names:
-        assert (CHART / copy_dir / name).read_bytes() == (REPO / source / name).read_bytes(), (
-            f"{copy_dir}/{name} differs: run `make chart-sync`")
+def test_the_charts_copies_are_up_to_date():
+    """`make chart-sync` copies the CRDs and the monitoring files; the chart cannot read files outside itself."""
+    expected = chart_sync.expected()
+    copies = {path for directory in ("crds", "files") for path in (CHART / directory).iterdir()}
+    assert copies == set(expected), "run `make chart-sync`"
+    for path, content in expected.items():
+        assert path.read_bytes() == content, f"{path.relative_to(REPO)} is stale: run `make chart-sync`"

@@ -31,3 +31,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ .Values.image.repository }}:{{ $tag }}
 {{- end }}
 {{- end }}
+
+{{- define "qco.peeringName" -}}
+{{- .Values.peering.name | default (include "qco.fullname" .) }}
+{{- end }}
