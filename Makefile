@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build \
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
         qdrant-up qdrant-down run bench clean down chart-sync go-tools
 
 $(STAMP): pyproject.toml
@@ -20,6 +20,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@unformatted=$$(gofmt -l tests/gohelpers); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
@@ -40,6 +41,14 @@ docs: $(STAMP)
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
 
+# The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
+gohelpers:
+	$(PYTHON) devenv/gohelpers.py build
+
+# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+argocd-cm:
+	$(PYTHON) devenv/argocd_cm.py
+
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
 
@@ -55,8 +64,8 @@ qdrant-down: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build go-tools lint
+# The control plane, Go helpers and tools are built (or taken from the cache) before pytest starts so progress shows.
+test: $(STAMP) cluster-build gohelpers go-tools lint
 	$(PY) -m pytest -q -ra
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
