@@ -1,7 +1,9 @@
 """manifests/monitoring: the PrometheusRule passes a real `promtool check rules` and its unit tests
 (`promtool test rules`, tests/monitoring/alerts_test.yaml); the rules and the dashboard name only metrics
 the operator declares (tests/integration/test_monitoring_metrics.py checks them against a running operator's
-/metrics); the ServiceMonitor and PodMonitor select the operator's Service and Pods by its metrics port."""
+/metrics); the ServiceMonitor and PodMonitor select the operator's Service and Pods by its metrics port, and
+every monitoring.coreos.com object decodes into prometheus-operator's own Go types with no unknown field (the
+local API server has no such CRDs for a dry-run)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import prometheus_client
 import yaml
 
 import collection_operator.metrics  # noqa: F401  (registers the operator's metrics)
-from devenv import gotools
+from devenv import gohelpers, gotools
 from tests.unit.test_manifests import render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,3 +117,32 @@ def test_monitors_select_the_operators_metrics_port():
     for monitor_endpoint in (service_monitor["spec"]["endpoints"][0], endpoint):
         assert set(monitor_endpoint) == {"port", "path", "interval"}
         assert monitor_endpoint["path"] == "/metrics" and re.fullmatch(r"\d+[smh]", monitor_endpoint["interval"])
+
+
+def monitorcheck(objects: list[dict]) -> list[dict]:
+    proc = subprocess.run([str(gohelpers.build("monitorcheck"))], input="".join(json.dumps(o) + "\n" for o in objects),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_monitoring_objects_decode_into_prometheus_operator_types(tmp_path):
+    from tests.unit.test_chart import MONITORING, OTHER_VALUES, template, template_values
+
+    bundle = [yaml.safe_load((BUNDLE / name).read_text())
+              for name in ("servicemonitor.yaml", "podmonitor.yaml", "prometheusrule.yaml")]
+    charted = [obj for obj in template(*MONITORING) + template_values(OTHER_VALUES, tmp_path)
+               if obj["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert len(charted) == 4
+    results = monitorcheck(bundle + charted)
+    assert [r["kind"] for r in results] == [o["kind"] for o in bundle + charted]
+    assert [r for r in results if r["error"]] == []
+
+
+def test_monitorcheck_refuses_unknown_fields_and_wrong_types():
+    monitor = yaml.safe_load((BUNDLE / "servicemonitor.yaml").read_text())
+    typo = {**monitor, "spec": {**monitor["spec"], "endpoint": monitor["spec"]["endpoints"]}}
+    wrong = {**monitor, "spec": {**monitor["spec"], "endpoints": {"port": "metrics"}}}
+    errors = [r["error"] for r in monitorcheck([typo, wrong])]
+    assert 'unknown field "endpoint"' in errors[0]
+    assert "cannot unmarshal object" in errors[1]
