@@ -171,3 +171,13 @@ def test_the_charts_copies_are_up_to_date():
     assert copies == set(expected), "run `make chart-sync`"
     for path, content in expected.items():
         assert path.read_bytes() == content, f"{path.relative_to(REPO)} is stale: run `make chart-sync`"
+
+
+def test_peering_with_a_namespace_pattern_fails_with_a_clear_message():
+    proc = subprocess.run([str(gotools.build("helm")), "template", RELEASE, str(CHART), "--set", "namespaces={team-*}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'list names, not the pattern "team-*"' in proc.stderr
+    single = template("--set", "namespaces={team-*}", "--set", "peering.enabled=false", "--set", "replicas=1")
+    assert not [obj for obj in single if obj["apiVersion"] == "kopf.dev/v1"]
+    container = next(o for o in single if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=team-*" in container["args"] and "env" not in container
