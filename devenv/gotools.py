@@ -28,6 +28,8 @@ TOOLS = {
     "promtool": ("github.com/prometheus/prometheus", "v0.316.0", "github.com/prometheus/prometheus/cmd/promtool",
                  "-X github.com/prometheus/common/version.Version=3.16.0"),
 }
+# Prometheus's own build tag: no service-discovery plugins (cloud SDKs), which checking rules never needs.
+TAGS = {"promtool": "remove_all_sd"}
 
 
 def path(name: str) -> Path:
@@ -47,7 +49,8 @@ def build(name: str) -> Path:
     (src / "tools.go").write_text(f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n')
     cp.log(f"building {name} {version} from the Go module proxy (once; cached in {target.parent})")
     cp._go(["mod", "tidy"], src)
-    cp._go(["build", "-v", "-trimpath", "-ldflags", f"-s -w {stamp}", "-o", str(target), package], src)
+    tags = ["-tags", TAGS[name]] if name in TAGS else []
+    cp._go(["build", "-v", "-trimpath", *tags, "-ldflags", f"-s -w {stamp}", "-o", str(target), package], src)
     return target
 
 
