@@ -1,6 +1,6 @@
 """The Go test helpers in tests/gohelpers/ (kstatus: Flux's status library; argohealth: Argo CD's Lua
-VM), built with the local Go toolchain from the Go module proxy into the user cache, keyed by the
-module they wrap, its version and a hash of the helper's sources.
+VM; monitorcheck: prometheus-operator's API types), built with the local Go toolchain from the Go module
+proxy into the user cache, keyed by the module they wrap, its version and a hash of the helper's sources.
 
 Standard library only, like controlplane.py:
 
@@ -21,7 +21,8 @@ else:  # run as a script, before any virtual environment exists
 
 SOURCES = REPO / "tests" / "gohelpers"
 # Each helper and the module (in its go.mod) that names its cache key.
-HELPERS = {"kstatus": "sigs.k8s.io/cli-utils", "argohealth": "github.com/yuin/gopher-lua"}
+HELPERS = {"kstatus": "sigs.k8s.io/cli-utils", "argohealth": "github.com/yuin/gopher-lua",
+           "monitorcheck": "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"}
 
 
 def binary(name: str) -> Path:
