@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down image image-tools
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
+        qdrant-up qdrant-down run bench clean down chart-sync go-tools image image-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,34 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@unformatted=$$(gofmt -l tests/gohelpers); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+	$(MAKE) chart-sync
+
+# The chart's copies of the CRDs and of the monitoring bundle's rules and dashboard (a chart cannot read files
+# outside itself); tests/unit/test_chart.py fails while one is stale.
+chart-sync: $(STAMP)
+	$(PY) -m devenv.chart_sync
+
+# helm and promtool from the Go module proxy, cached like the control plane.
+go-tools:
+	$(PYTHON) devenv/gotools.py build
 
 docs: $(STAMP)
 	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
+
+# The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
+gohelpers:
+	$(PYTHON) devenv/gohelpers.py build
+
+# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+argocd-cm:
+	$(PYTHON) devenv/argocd_cm.py
 
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
@@ -45,9 +64,9 @@ qdrant-down: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane and the image are built (or taken from the cache) before pytest starts so their
+# The control plane, Go helpers, tools and the image are built (or taken from the cache) before pytest starts so
 # progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
-test: $(STAMP) cluster-build image-tools lint
+test: $(STAMP) cluster-build gohelpers go-tools image-tools lint
 	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
 	$(PY) -m pytest -q -ra
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import uvicorn
 
-from devenv.qdrant_dev.app import QDRANT_VERSION, DevState, Faults, QdrantDevApp
-from devenv.qdrant_dev.engine import MAX_SHARDS, REPO_ROOT
+from devenv.qdrant_dev import REPO_ROOT
+from devenv.qdrant_dev.app import DevState, Faults, QdrantDevApp
+from devenv.qdrant_dev.engine import MAX_SHARDS
+from devenv.qdrant_dev.routes_service import QDRANT_VERSION
 
 DEVENV = REPO_ROOT / ".devenv"
 DEFAULT_DATA = DEVENV / "qdrant-data"

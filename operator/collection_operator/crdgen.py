@@ -73,6 +73,9 @@ def crd(kind: Kind) -> dict[str, Any]:
     spec = _schema(kind.spec)
     status = _schema(kind.status)
     status.setdefault("description", f"Observed state of the {kind.kind}, written by the operator.")
+    # Present from creation on, so kstatus (Flux) reads a resource the operator has not looked at yet as
+    # InProgress ("latest observed generation is 0"), not Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

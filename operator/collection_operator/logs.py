@@ -18,6 +18,7 @@ from . import redact
 CORRELATION_ID: ContextVar[str] = ContextVar("correlation_id", default="-")
 TEXT_FORMAT = "[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] [%(correlation_id)s] %(message)s"
 # Loggers of libraries that log HTTP bodies or headers at DEBUG/INFO: never below WARNING.
+REQUEUE_MARK = " failed temporarily: "  # kopf's wording for a TemporaryError (kopf/_core/actions/execution.py)
 QUIET_LOGGERS = (
     "kubernetes_asyncio", "kubernetes", "client", "urllib3", "aiohttp", "httpx", "httpcore", "h11", "h2", "hpack",
     "qdrant_client",
@@ -50,6 +51,25 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _RequeueLevelFilter(logging.Filter):
+    """kopf logs every `kopf.TemporaryError` ("Handler ... failed temporarily: ...") at ERROR. Ours are expected
+    requeues (ConnectionNotReady, Optimizing, a delete retry within its budget), so they go out at INFO:
+    below `settings.posting.level` (WARNING), which also spares an Event every 10 s. kopf's "failed
+    temporarily but will time out / exceed N retries" stay at ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and REQUEUE_MARK in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
+def downgrade_requeues() -> None:
+    """On kopf's object logger itself, so its Event poster and every handler see the lower level."""
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _RequeueLevelFilter) for f in objects.filters):
+        objects.addFilter(_RequeueLevelFilter())
+
+
 def quiet_libraries() -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -64,6 +84,7 @@ def new_correlation_id() -> str:
 def install(json: bool, secrets: redact.SecretValues) -> None:
     """Add the correlation id and the scrubbing of `secrets` to the handlers kopf.configure() installed."""
     quiet_libraries()
+    downgrade_requeues()
     for handler in logging.getLogger().handlers:
         handler.addFilter(_CorrelationFilter())
         handler.addFilter(_RedactingFilter(secrets))

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "qdrant-collection-operator"
 PEERING = "qdrant-collection-operator"
 LIFETIME_SECONDS = 6
+RESUMED = "Resuming operations"  # kopf's peering log line when a replica becomes the active one
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "failover.json"
 
 
@@ -46,8 +47,8 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
     active = start(control_plane, namespace, 200, active_log)
     standby = start(control_plane, namespace, 100, standby_log)
     try:
-        wait_for(lambda: "Pausing operations in favour of" in standby_log.read_text(errors="replace"), 60,
-                 "the standby to pause in favour of the active replica")
+        # Both start paused until the peering is read; only the higher priority resumes.
+        wait_for(lambda: RESUMED in active_log.read_text(errors="replace"), 60, "the active replica to resume")
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         for i in range(3):
             cluster.apply("VectorCollection", f"c{i}", {"connectionRef": {"name": "main"},
@@ -56,6 +57,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         for i in range(3):
             cluster.wait_condition("vectorcollections", f"c{i}", "InSync", timeout=60)
         assert reconciled(active_log) >= 3 and reconciled(standby_log) == 0, "only the active replica works"
+        assert RESUMED not in standby_log.read_text(errors="replace")
 
         active.send_signal(signal.SIGKILL)
         active.wait(10)
@@ -65,7 +67,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
                                                     "vectors": [{"size": 4, "distance": "Dot"}]})
         cluster.wait_condition("vectorcollections", "after", "InSync", timeout=120)
         failover = time.monotonic() - killed
-        assert "Resuming operations" in standby_log.read_text(errors="replace")
+        assert RESUMED in standby_log.read_text(errors="replace")
         assert reconciled(standby_log) >= 1
         RESULTS.write_text(json.dumps({"peering_lifetime_seconds": LIFETIME_SECONDS,
                                        "kill_to_ready_seconds": round(failover, 1)}, indent=2) + "\n")

@@ -86,7 +86,7 @@ def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
                                                    "apiKeySecretRef": {"name": "later"}})
     cond = cluster.wait_condition(PLURAL, "nosecret", "SecretNotFound", status="False")
     assert "later" in cluster.condition(PLURAL, "nosecret")["message"]
-    assert "observedGeneration" not in cond["status"]
+    assert cond["status"]["observedGeneration"] == 0  # the CRD's default: no verdict on generation 1 yet
     secret(cluster, "later", KEY)
     body = cluster.wait_condition(PLURAL, "nosecret", "Connected", timeout=30)
     assert body["status"]["serverVersion"] == server_version(keyed_server)

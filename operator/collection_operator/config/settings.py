@@ -135,6 +135,9 @@ class _EnvSchema(BaseSettings):
     profiles: dict[str, ProfileOverride] | None = None
     allowed_hosts: list[str] | None = None
     allow_link_local: bool | None = None
+    peering_name: str | None = None
+    peering_priority: int | None = None
+    peering_lifetime_seconds: int | None = None
 
 
 def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

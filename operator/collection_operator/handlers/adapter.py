@@ -17,12 +17,13 @@ from ..k8s.status import write_status
 from ..reconcile import collection_step
 from ..reconcile.collection_sync import CollectionOutcome
 from ..reconcile.outcome import Outcome, State, after_failed_delete
-from ..reconcile.status import desired_wire
+from ..reconcile.status import HANDS_OFF, desired_wire
 from .context import Context
 
 log = logging.getLogger(__name__)
 COLLECTIONS = "vectorcollections"
-# A transition into these states is news a person should see as a Warning; Paused/Unmanaged were asked for.
+# A transition into these states is news a person should see as a Warning; Paused/Unmanaged (HANDS_OFF) were
+# asked for and get a Normal Event.
 WARN_STATES = (State.FAILED, State.STALLED)
 
 
@@ -38,12 +39,14 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     if not patch:
         return False
     ctx.statuses.remember(plural, meta["uid"], {**current, **patch})
-    before: dict[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if before.get("reason") != verdict.reason or before.get("status") != ("True" if verdict.ready else "False"):
+    conditions = {c.get("type"): c for c in current.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    if verdict.state in HANDS_OFF:
+        if (conditions.get(verdict.state.value) or {}).get("status") != "True":
+            ctx.post_event(body, "Normal", verdict.reason, verdict.message)
+    elif ready.get("reason") != verdict.reason or ready.get("status") != ("True" if verdict.ready else "False"):
         if verdict.state in WARN_STATES:
             ctx.post_event(body, "Warning", verdict.reason, verdict.message)
-        elif verdict.state in (State.PAUSED, State.UNMANAGED):
-            ctx.post_event(body, "Normal", verdict.reason, verdict.message)
     return True
 
 

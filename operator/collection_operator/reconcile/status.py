@@ -20,20 +20,27 @@ def _condition(type_: str, status: bool, reason: str, message: str, generation: 
                      message=message, last_transition_time="", observed_generation=generation)
 
 
-def conditions_for(verdict: Verdict, generation: int | None) -> list[Condition]:
-    """Ready is the summary; Reconciling says work is in progress; Stalled says a person must act;
-    Paused is present while the user holds reconciling back."""
+HANDS_OFF = (State.PAUSED, State.UNMANAGED)
+
+
+def conditions_for(verdict: Verdict, generation: int | None, current: Sequence[Mapping[str, Any]] = ()
+                   ) -> list[Condition]:
+    """Ready is the summary; Reconciling says work is in progress; Stalled says a person must act.
+    Paused and Unmanaged keep the last verdict's Ready and Stalled (as suspended Flux objects do, so kstatus
+    reads what was last true) and add a condition of their own type saying why nothing moves."""
     v = verdict
     reconciling, stalled = v.state == State.RECONCILING, v.state == State.STALLED
-    out = [
+    if v.state in HANDS_OFF:
+        # A resource paused from birth has no verdict to keep: no Ready at all (kstatus: Current, nothing moves).
+        kept = [Condition.model_validate(c) for c in current if c.get("type") in ("Ready", "Stalled")]
+        return [*kept, _condition("Reconciling", False, "Idle", "", generation),
+                _condition(v.state.value, True, v.reason, v.message, generation)]
+    return [
         _condition("Ready", v.ready, v.reason, v.message, generation),
         _condition("Reconciling", reconciling, v.reason if reconciling else "Idle", v.message if reconciling else "",
                    generation),
         _condition("Stalled", stalled, v.reason if stalled else "NotStalled", v.message if stalled else "", generation),
     ]
-    if v.state == State.PAUSED:
-        out.append(_condition("Paused", True, "Paused", v.message, generation))
-    return out
 
 
 def merge_conditions(old: Sequence[Mapping[str, Any]], new: list[Condition], timestamp: str | None = None
@@ -60,7 +67,8 @@ def desired_wire(status: StatusModel, verdict: Verdict, current: Mapping[str, An
     still in progress."""
     final = reconciled or verdict.state in (State.STALLED, State.PAUSED, State.UNMANAGED)
     observed = generation if final else current.get("observedGeneration")
-    conditions = merge_conditions(current.get("conditions") or [], conditions_for(verdict, generation))
+    before = current.get("conditions") or []
+    conditions = merge_conditions(before, conditions_for(verdict, generation, before))
     out = status.to_patch()
     out["conditions"] = [c.to_wire() for c in conditions]
     if observed is not None:
