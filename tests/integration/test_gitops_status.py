@@ -146,7 +146,7 @@ def test_collection_lifecycle(cluster, connection):
         cluster.wait_condition(VC, "docs", "InSync")
         observed(cluster, VC, "docs")
         cluster.kubectl("annotate", VC, "docs", f"{MANAGED}=false")
-        cluster.wait_condition(VC, "docs", "Unmanaged", status="False")
+        cluster.wait_condition(VC, "docs", "Unmanaged", type_="Unmanaged")
     check(VC, versions, "no status", "generation not observed", "InSync", "Optimizing", "ImmutableFieldChanged",
           "Paused", "Unmanaged")
 

@@ -4,7 +4,6 @@ peering object. Only the active one reconciles; when it is killed, the standby t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.operator import Cluster, unique, wait_for
+from tests.integration.test_operator_process import operator_env
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "qdrant-collection-operator"
@@ -24,10 +24,10 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "failover.
 
 
 def start(control_plane, namespace: str, priority: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig), "QDRANT_OPERATOR_METRICS_PORT": "0",
-           "QDRANT_OPERATOR_HEALTH_PORT": "0", "QDRANT_OPERATOR_PEERING_NAME": PEERING,
-           "QDRANT_OPERATOR_PEERING_PRIORITY": str(priority),
-           "QDRANT_OPERATOR_PEERING_LIFETIME_SECONDS": str(LIFETIME_SECONDS)}
+    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig), QDRANT_OPERATOR_METRICS_PORT="0",
+                       QDRANT_OPERATOR_HEALTH_PORT="0", QDRANT_OPERATOR_PEERING_NAME=PEERING,
+                       QDRANT_OPERATOR_PEERING_PRIORITY=str(priority),
+                       QDRANT_OPERATOR_PEERING_LIFETIME_SECONDS=str(LIFETIME_SECONDS))
     return subprocess.Popen([str(BIN), "run", "-n", namespace], env=env, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)
 

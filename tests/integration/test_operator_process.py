@@ -25,6 +25,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def operator_env(**settings: str) -> dict[str, str]:
+    """The process environment without the in-process operator fixture's QDRANT_OPERATOR_* variables, which
+    would otherwise override what the test sets (environment beats the settings file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_OPERATOR_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **settings}
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -45,8 +52,8 @@ def solo(control_plane) -> Iterator[Cluster]:
 def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane, solo, qdrant_server, tmp_path):
     cluster = solo
     metrics_port, health_port = free_port(), free_port()
-    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
-           "QDRANT_OPERATOR_METRICS_PORT": str(metrics_port), "QDRANT_OPERATOR_HEALTH_PORT": str(health_port)}
+    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig),
+                       QDRANT_OPERATOR_METRICS_PORT=str(metrics_port), QDRANT_OPERATOR_HEALTH_PORT=str(health_port))
     settings = tmp_path / "settings.toml"
     settings.write_text("settings_poll_seconds = 0.5\nresync_interval_seconds = 300\n")
     log = (tmp_path / "operator.log").open("wb")
@@ -73,8 +80,8 @@ def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane,
 def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_server, tmp_path):
     """Pause and unpause reach status through their own handler, not the drift sweep (resync 600 s here)."""
     cluster, namespace = solo, solo.namespace
-    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig), "QDRANT_OPERATOR_METRICS_PORT": "0",
-           "QDRANT_OPERATOR_HEALTH_PORT": "0", "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "600"}
+    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig), QDRANT_OPERATOR_METRICS_PORT="0",
+                       QDRANT_OPERATOR_HEALTH_PORT="0", QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS="600")
     log = (tmp_path / "operator.log").open("wb")
     proc = subprocess.Popen([str(BIN), "run", "-n", namespace, "--verbose"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
