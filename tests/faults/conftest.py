@@ -1,0 +1,81 @@
+"""Fixtures of the fault-injection tier and its results table (RESULTS.json, RESULTS.md, written at session end;
+`make faults-table` copies the table into the README)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults import harness, table
+from tests.fixtures.controlplane import ControlPlane
+from tests.fixtures.operator import wait_for
+from tests.fixtures.qdrant import QdrantServer
+
+OUTCOME = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        item.stash[OUTCOME] = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+    return report
+
+
+@pytest.fixture(scope="session")
+def faults_results() -> Iterator[dict[str, dict[str, Any]]]:
+    rows: dict[str, dict[str, Any]] = {}
+    yield rows
+    if rows:
+        table.save(rows)
+
+
+@pytest.fixture(scope="session")
+def faults_qdrant(qdrant_server_factory: Callable[..., QdrantServer]) -> QdrantServer:
+    """A dev Qdrant of the tier's own (its knobs and kills disturb no other test) whose API key is the marker."""
+    return qdrant_server_factory(api_key=harness.SECRET)
+
+
+@pytest.fixture(scope="session")
+def faults_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every operator log of the tier: the secrets scenario reads them all."""
+    return tmp_path_factory.mktemp("faults-logs")
+
+
+@pytest.fixture
+def scenario(request: pytest.FixtureRequest, control_plane: ControlPlane, faults_qdrant: QdrantServer,
+             faults_logs: Path, faults_results: dict[str, dict[str, Any]]) -> Iterator[harness.Scenario]:
+    """A namespace with the connection "main" and the operator process (--verbose) watching only it. At the
+    end the namespace is deleted while the operator still runs, so no finalizer is left behind."""
+    namespace = harness.namespace_name()
+    control_plane.admin("create", "namespace", namespace)
+    op = harness.OperatorProcess(control_plane, [namespace], faults_logs / f"{request.node.name}.log")
+    sc = harness.Scenario(control_plane, faults_qdrant, namespace, op)
+    sc.row["scenario"] = request.node.name.removeprefix("test_").replace("_", " ")
+    started = dt.datetime.now(dt.UTC)
+    try:
+        if not faults_qdrant.running:
+            faults_qdrant.start()
+        faults_qdrant.clear_faults()
+        op.start()
+        sc.connect()
+        yield sc
+    finally:
+        if not faults_qdrant.running:
+            faults_qdrant.start()
+        faults_qdrant.clear_faults()
+        if not op.alive:
+            op.start()
+        control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
+        gone = lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False)  # noqa: E731
+        try:
+            wait_for(gone, 90, f"namespace {namespace} to be deleted")
+        finally:
+            op.stop()
+        sc.row.update(outcome=request.node.stash.get(OUTCOME, "error"), date=started.strftime("%Y-%m-%d %H:%M"))
+        faults_results[request.node.name] = sc.row
+
