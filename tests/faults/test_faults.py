@@ -56,17 +56,21 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
     names = scenario.create(50)
     phases = [
         ("create", lambda: None, lambda: len(scenario.in_qdrant(names))),
-        ("update", lambda: scenario.update(names, hnsw={"m": 24}), lambda: scenario.count_converged(names)),
+        ("update", lambda: scenario.update(names, payloadIndexes=[{"field": "tenant", "type": "Keyword"}]),
+         lambda: scenario.count_converged(names)),
         ("delete", lambda: scenario.delete(names), lambda: len(names) - len(set(scenario.live()) & set(names))),
     ]
     for phase, act, progress in phases:
         started = time.monotonic()
         act()
         for k in range(1, kills + 1):
-            wait_for(lambda k=k: progress() >= k * len(names) // (kills + 1), 90, f"{phase} progress {k}")
+            share = k * len(names) // (kills + 1)
+            wait_for(lambda share=share, progress=progress: progress() >= share, 90, f"{phase}: {share} done")
             scenario.operator.kill()
             scenario.operator.start()
-        total += scenario.converge(120, since=started)
+        took = scenario.converge(120, since=started)
+        print(f"{phase}: converged in {took:.1f}s")
+        total += took
         if phase == "create":
             scenario.fill(names)
     scenario.record(f"operator SIGKILL x{kills} in each of create, update, delete (50 ms Qdrant latency)", total)
