@@ -10,7 +10,7 @@ import pytest
 
 from collection_operator.api.collection import VectorCollectionStatus
 from collection_operator.config import OperatorSettings
-from collection_operator.handlers.adapter import delete_with_budget, requeue, write
+from collection_operator.handlers.adapter import delete_with_budget, requeue, sweep_collection, write
 from collection_operator.handlers.context import Context
 from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
@@ -152,3 +152,15 @@ async def test_delete_removes_only_an_owned_collection():
     observed = collection_step.Observed.of(body(), {})
     assert (await collection_step.delete(observed, connections))[1] == "Deleted"
     assert "docs" not in conn.collections.collections
+
+
+async def test_drift_sweep_skips_a_resource_gone_or_being_deleted_since_its_list(ctx):
+    """The sweep's list is seconds old: it acts only on the body the live index holds once the lock is taken
+    (a stale body re-created a Delete-policy collection its delete handler had just removed)."""
+    listed = body()
+    deleting = {**listed, "metadata": {**listed["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    for latest in (None, deleting):
+        await sweep_collection(ctx, listed, {"u1": True}, {}, lambda latest=latest: latest)
+    assert ctx.kube.patches == []
+    await sweep_collection(ctx, listed, {"u1": True}, {}, lambda: listed)
+    assert ctx.kube.patches, "a live resource is reconciled (here: its connection is not ready)"
