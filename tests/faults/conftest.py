@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.faults import harness, table
-from tests.fixtures.controlplane import ControlPlane
+from tests.fixtures.controlplane import REPO, ControlPlane
 from tests.fixtures.operator import wait_for
 from tests.fixtures.qdrant import QdrantServer
 
@@ -41,41 +41,45 @@ def faults_qdrant(qdrant_server_factory: Callable[..., QdrantServer]) -> QdrantS
 
 
 @pytest.fixture(scope="session")
-def faults_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every operator log of the tier: the secrets scenario reads them all."""
-    return tmp_path_factory.mktemp("faults-logs")
+def faults_logs() -> Path:
+    """Every operator log of the tier (the secrets scenario reads them all), kept after the run in the
+    git-ignored .devenv/ (pytest's own temporary directories are pruned by any later pytest run)."""
+    path = REPO / ".devenv" / "faults-logs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def faults_operator(control_plane: ControlPlane, faults_logs: Path) -> Iterator[harness.OperatorProcess]:
+    """The operator process (--verbose) of the whole tier, watching only its namespaces; scenarios kill it."""
+    op = harness.OperatorProcess(control_plane, [harness.NAMESPACES], faults_logs / "operator.log")
+    op.start()
+    yield op
+    op.stop()
 
 
 @pytest.fixture
 def scenario(request: pytest.FixtureRequest, control_plane: ControlPlane, faults_qdrant: QdrantServer,
-             faults_logs: Path, faults_results: dict[str, dict[str, Any]]) -> Iterator[harness.Scenario]:
-    """A namespace with the connection "main" and the operator process (--verbose) watching only it. At the
-    end the namespace is deleted while the operator still runs, so no finalizer is left behind."""
+             faults_operator: harness.OperatorProcess,
+             faults_results: dict[str, dict[str, Any]]) -> Iterator[harness.Scenario]:
+    """A namespace with the connection "main". At the end everything is running again and the namespace is
+    deleted and waited for, so no finalizer is left behind and the next scenario starts quiet."""
     namespace = harness.namespace_name()
     control_plane.admin("create", "namespace", namespace)
-    op = harness.OperatorProcess(control_plane, [namespace], faults_logs / f"{request.node.name}.log")
-    sc = harness.Scenario(control_plane, faults_qdrant, namespace, op)
+    sc = harness.Scenario(control_plane, faults_qdrant, namespace, faults_operator)
     sc.row["scenario"] = request.node.name.removeprefix("test_").replace("_", " ")
     started = dt.datetime.now(dt.UTC)
     try:
-        if not faults_qdrant.running:
-            faults_qdrant.start()
-        faults_qdrant.clear_faults()
-        op.start()
         sc.connect()
         yield sc
     finally:
         if not faults_qdrant.running:
             faults_qdrant.start()
         faults_qdrant.clear_faults()
-        if not op.alive:
-            op.start()
+        if not faults_operator.alive:
+            faults_operator.start()
         control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
-        gone = lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False)  # noqa: E731
-        try:
-            wait_for(gone, 90, f"namespace {namespace} to be deleted")
-        finally:
-            op.stop()
+        wait_for(lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False), 90,
+                 f"namespace {namespace} to be deleted")
         sc.row.update(outcome=request.node.stash.get(OUTCOME, "error"), date=started.strftime("%Y-%m-%d %H:%M"))
         faults_results[request.node.name] = sc.row
-

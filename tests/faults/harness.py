@@ -37,8 +37,11 @@ CONNECTION_SPEC = {"environment": "Testing", "apiKeySecretRef": {"name": "qdrant
                    "circuitBreaker": {"openSeconds": 5}, "healthCheck": {"intervalSeconds": 2}}
 
 
+# Not under the in-process operator's pattern (t-xxxx-*): only the tier's own operator process reconciles them.
+NAMESPACES = f"f{SESSION_PREFIX}*"
+
+
 def namespace_name() -> str:
-    """Not under the in-process operator's pattern (t-xxxx-*): only the scenario's own process reconciles it."""
     return f"f{SESSION_PREFIX}{uuid.uuid4().hex[:6]}"
 
 
@@ -55,7 +58,7 @@ def _free_port() -> int:
 
 @dataclass
 class OperatorProcess:
-    """`qdrant-collection-operator run --verbose -n NS...`: DEBUG logs appended to one file across restarts."""
+    """`qdrant-collection-operator run --verbose -n NS...`: DEBUG logs, appended to one file across restarts."""
 
     plane: ControlPlane
     namespaces: list[str]
@@ -128,6 +131,7 @@ class Scenario:
     namespace: str
     operator: OperatorProcess
     policies: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # Qdrant names other than <namespace>-<name>
     points: dict[str, int] = field(default_factory=dict)
     row: dict[str, Any] = field(default_factory=dict)
 
@@ -141,12 +145,14 @@ class Scenario:
         self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 
     def connect(self, **spec: Any) -> None:
-        self.kubectl("create", "secret", "generic", "qdrant-key", f"--from-literal=api-key={self.qdrant.api_key}")
+        """The API key Secret and the connection "main" (again with `spec` on top of CONNECTION_SPEC)."""
+        if not spec:
+            self.kubectl("create", "secret", "generic", "qdrant-key", f"--from-literal=api-key={self.qdrant.api_key}")
         self.apply([{"kind": "QdrantConnection", "metadata": {"name": "main"},
                      "spec": {"url": self.qdrant.url, **CONNECTION_SPEC, **spec}}])
 
     def collection_name(self, name: str) -> str:
-        return f"{self.namespace}-{name}"
+        return self.names.get(name) or f"{self.namespace}-{name}"
 
     def create(self, count: int, policy: str | None = None, start: int = 0, **spec: Any) -> list[str]:
         """count collections c-<start>...; policy None alternates Delete and Retain."""
