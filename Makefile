@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down
+        qdrant-up qdrant-down run bench clean down faults-table
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ down: $(STAMP)
 	$(PY) -m devenv.demo down
 	$(PY) -m devenv.qdrant_dev down
 	$(PYTHON) devenv/controlplane.py down
+
+# The results table of the last tests/faults run (tests/faults/RESULTS.json) into the README.
+faults-table: $(STAMP)
+	$(PY) -m tests.faults.table
 
 bench: $(STAMP)
 	$(PY) -m bench
