@@ -188,8 +188,9 @@ class Scenario:
     # ------------------------------------------------------------------ Qdrant side
 
     def qdrant_get(self, path: str) -> dict[str, Any] | None:
+        """The result, or None for 404; the test's own reads retry the dev server's injected 503s."""
         with self.qdrant.http(timeout=10) as http:
-            resp = http.get(path)
+            resp = wait_for(lambda: (r := http.get(path)).status_code != 503 and r, 30, f"GET {path} without a 503")
             return resp.json()["result"] if resp.status_code == 200 else None
 
     def in_qdrant(self, names: Iterable[str]) -> set[str]:

@@ -56,7 +56,7 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
     """Two SIGKILLs in each phase, each once a further share of the phase's work is done."""
     kills, took = 2, dict[str, float]()
     scenario.qdrant.set_faults(latency_ms=20)
-    names = scenario.create(30)
+    names = scenario.create(24)
     phases = [
         ("create", lambda: None, lambda: len(scenario.in_qdrant(names))),
         ("update", lambda: scenario.update(names, payloadIndexes=[{"field": "tenant", "type": "Keyword"}]),
