@@ -80,8 +80,12 @@ def scenario(request: pytest.FixtureRequest, control_plane: ControlPlane, faults
             faults_operator.start()
         # Waited for here: kopf does not serve a namespace that was already terminating when it started (glob
         # scopes), so a later scenario's operator restart would strand this one's finalizers.
-        control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
-        wait_for(lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False), 120,
-                 f"namespace {namespace} to be deleted")
         sc.row.update(outcome=request.node.stash.get(OUTCOME, "error"), date=started.strftime("%Y-%m-%d %H:%M"))
         faults_results[request.node.name] = sc.row
+        control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
+        try:
+            wait_for(lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False), 120,
+                     f"namespace {namespace} to be deleted")
+        except AssertionError:
+            sc.row["outcome"] += ", namespace not deleted in 120 s"
+            raise
