@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down faults-table
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
+        qdrant-up qdrant-down run bench clean down chart-sync go-tools image image-tools faults-table
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,34 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@unformatted=$$(gofmt -l tests/gohelpers); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+	$(MAKE) chart-sync
+
+# The chart's copies of the CRDs and of the monitoring bundle's rules and dashboard (a chart cannot read files
+# outside itself); tests/unit/test_chart.py fails while one is stale.
+chart-sync: $(STAMP)
+	$(PY) -m devenv.chart_sync
+
+# helm and promtool from the Go module proxy, cached like the control plane.
+go-tools:
+	$(PYTHON) devenv/gotools.py build
+
+docs: $(STAMP)
+	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
+
+# The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
+gohelpers:
+	$(PYTHON) devenv/gohelpers.py build
+
+# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+argocd-cm:
+	$(PYTHON) devenv/argocd_cm.py
 
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
@@ -42,9 +64,23 @@ qdrant-down: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build lint
+# The control plane, Go helpers, tools and the image are built (or taken from the cache) before pytest starts so
+# progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
+test: $(STAMP) cluster-build gohelpers go-tools image-tools lint
+	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
 	$(PY) -m pytest -q -ra
+
+# The operator image from Debian packages with buildah: README "Image". Cached under ~/.cache.
+image: $(STAMP) image-tools
+	$(PY) devenv/image.py build
+
+# buildah and mmdebstrap from apt when missing and we may install them (CI: a fresh machine, as root).
+image-tools:
+	@if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah mmdebstrap; \
+	  else echo "buildah/mmdebstrap missing and not root with apt: image tests will be skipped"; fi; \
+	fi
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
 run: $(STAMP)

@@ -32,7 +32,7 @@ async def test_create_then_nothing_to_do():
     assert first.verdict.reason == "InSync" and first.reconciled
     assert q.writes == ["create docs", "index docs k", "aliases"]
     assert [e[1] for e in first.events] == ["Created"]
-    status = {"observedGeneration": 1, **first.status.to_patch()}
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
     q.writes.clear()
     again = await run(q, spec(payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["a"]), target(status=status))
     assert q.writes == [] and again.events == [] and again.qdrant_writes == 0
@@ -68,7 +68,7 @@ async def test_reindexing_changes_go_one_at_a_time_per_connection():
     q, gate = FakeQdrant(), ReindexGate()
     for name in ("a", "b"):
         await run(q, spec(collectionName=name), target(name, uid=name), gate)
-    status = {"observedGeneration": 1}
+    status = {"appliedGeneration": 1}
     first = await run(q, spec(collectionName="a", hnsw={"m": 32}), target("a", "a", 2, status), gate)
     assert first.verdict.reason == "Optimizing" and first.requeue_after  # Qdrant is yellow now
     second = await run(q, spec(collectionName="b", hnsw={"m": 32}), target("b", "b", 2, status), gate)
@@ -83,14 +83,14 @@ async def test_reindexing_changes_go_one_at_a_time_per_connection():
 
 async def test_report_policy_does_not_recreate_a_deleted_collection():
     q = FakeQdrant()
-    outcome = await run(q, spec(driftPolicy="Report"), target(status={"observedGeneration": 1}))
+    outcome = await run(q, spec(driftPolicy="Report"), target(status={"appliedGeneration": 1}))
     assert outcome.verdict.state == "Stalled" and outcome.verdict.reason == "CollectionMissing"
     assert q.writes == []
 
 
 async def test_recreated_under_enforce_with_a_warning():
     q = FakeQdrant()
-    outcome = await run(q, spec(), target(status={"observedGeneration": 1}))
+    outcome = await run(q, spec(), target(status={"appliedGeneration": 1}))
     assert q.writes == ["create docs"]
     assert outcome.events[0][:2] == ("Warning", "Recreated")
 
@@ -141,11 +141,11 @@ async def test_an_alias_that_is_a_collection_name_stalls_before_any_write():
 
 async def test_an_alias_held_by_another_collection_stalls_and_nothing_is_written():
     q = FakeQdrant()
-    await run(q, spec(), target(status={"observedGeneration": 1}))
+    await run(q, spec(), target(status={"appliedGeneration": 1}))
     q.aliases["taken"] = "elsewhere"
     q.writes.clear()
     outcome = await run(q, spec(aliases=["taken"], hnsw={"m": 32}), target(generation=2,
-                                                                          status={"observedGeneration": 1}))
+                                                                          status={"appliedGeneration": 1}))
     assert outcome.verdict.reason == "AliasConflict" and "alias of elsewhere" in outcome.verdict.message
     assert q.writes == [], "not even the in-place change: nothing until the conflict is resolved"
 

@@ -3,6 +3,7 @@ on change, Events only on transitions, the delete budget, and the pre-checks bef
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
 from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
 from collection_operator.reconcile.restore import RestoreTracker
+from collection_operator.redact import SecretValues
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
 
 PLURAL = "vectorcollections"
@@ -31,7 +33,8 @@ def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec:
 @pytest.fixture
 def ctx() -> Context:
     events: list[tuple[str, str, str]] = []
-    context = Context(OperatorSettings(), FakeSecrets(), post_event=lambda _b, t, r, m: events.append((t, r, m)))  # type: ignore[arg-type]
+    context = Context(OperatorSettings(), FakeSecrets(), SecretValues(),  # type: ignore[arg-type]
+                      poster=lambda _b, t, r, m: events.append((t, r, m)))
     context.events = events  # type: ignore[attr-defined]
     return context
 
@@ -54,17 +57,21 @@ async def test_status_is_written_only_when_it_changes(ctx):
     assert len(ctx.kube.patches) == 2
 
 
-async def test_stalled_keeps_observed_generation_and_warns_once(ctx):
+async def test_observed_generation_is_the_generation_the_verdict_is_about(ctx):
     await write(ctx, PLURAL, body(), outcome(State.READY, "InSync", True))
     b2 = body(generation=2)
+    await write(ctx, PLURAL, b2, outcome(State.FAILED, "ConnectionNotReady"))
+    assert ctx.statuses.current(PLURAL, b2)["observedGeneration"] == 1, "a transient failure is no verdict on 2"
     for _ in range(3):
         await write(ctx, PLURAL, b2, outcome(State.STALLED, "ImmutableFieldChanged"))
     warnings = [e for e in ctx.events if e[0] == "Warning"]
-    assert warnings == [("Warning", "ImmutableFieldChanged", "ImmutableFieldChanged message")]
+    assert [w[1] for w in warnings] == ["ConnectionNotReady", "ImmutableFieldChanged"], "one per transition"
     status = ctx.statuses.current(PLURAL, b2)
-    assert status["observedGeneration"] == 1
+    assert status["observedGeneration"] == 2, "Stalled is the final verdict on generation 2 (kstatus: Failed)"
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and stalled["observedGeneration"] == 2
+    await write(ctx, PLURAL, body(generation=3), outcome(State.PAUSED, "Paused"))
+    assert ctx.statuses.current(PLURAL, body(generation=3))["observedGeneration"] == 3
 
 
 async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
@@ -74,6 +81,17 @@ async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
     assert ctx.events == [("Normal", "Paused", "Paused message")]
     paused = next(c for c in ctx.kube.patches[-1][2]["conditions"] if c["type"] == "Paused")
     assert paused["status"] == "True"
+
+
+async def test_secret_values_never_reach_status_or_events(ctx):
+    secret = "s3cr3t-api-key-value"
+    ctx.secrets.add(secret.encode())
+    leaky = Outcome(Verdict(State.FAILED, "Unauthorized", f"key {secret} refused by http://u:pw@127.0.0.1:6333/"),
+                    VectorCollectionStatus())
+    await write(ctx, PLURAL, body(), leaky)
+    ctx.post_event(body(), "Warning", "Leak", f"again {secret}")
+    written = json.dumps(ctx.kube.patches) + json.dumps(ctx.events)
+    assert secret not in written and "pw@" not in written and "***" in written
 
 
 def test_requeue_only_when_asked():
@@ -122,10 +140,10 @@ async def test_paused_and_unmanaged_touch_nothing(annotation, state):
 async def test_connection_checks_before_any_qdrant_call():
     missing = await step(body(), FakeConnections())
     assert missing.verdict.reason == "ConnectionNotReady"
-    assert missing.verdict.message == "QdrantConnection ns/main not found"
+    assert missing.verdict.message == "QdrantConnection ns/main not found (or not seen by the operator yet)"
     assert missing.requeue_after
     known = await step(body(), FakeConnections(known={"ns/main"}))
-    assert known.verdict.message == "QdrantConnection ns/main is not connected"
+    assert known.verdict.message == "QdrantConnection ns/main is not connected yet"
     down = FakeConnection(problem="CircuitOpen: circuit breaker open")
     out = await step(body(), FakeConnections({"ns/main": down}))
     assert out.verdict.reason == "ConnectionNotReady" and down.collections.writes == []
@@ -164,3 +182,15 @@ async def test_drift_sweep_skips_a_resource_gone_or_being_deleted_since_its_list
     assert ctx.kube.patches == []
     await sweep_collection(ctx, listed, {"u1": True}, {}, lambda: listed)
     assert ctx.kube.patches, "a live resource is reconciled (here: its connection is not ready)"
+
+
+def test_annotation_toggles_are_read_from_kopfs_essences():
+    from collection_operator.handlers.collection import _annotations_toggled
+
+    def essence(**annotations: str) -> dict[str, Any]:
+        return {"spec": {}, "metadata": {"annotations": annotations}} if annotations else {"spec": {}}
+
+    paused = {collection_step.PAUSED: "true"}
+    assert _annotations_toggled(essence(), essence(**paused))
+    assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
+    assert not _annotations_toggled(essence(other="x"), essence(other="y"))

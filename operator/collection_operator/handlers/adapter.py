@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -17,12 +18,13 @@ from ..k8s.status import write_status
 from ..reconcile import collection_step
 from ..reconcile.collection_sync import CollectionOutcome
 from ..reconcile.outcome import Outcome, State, after_failed_delete
-from ..reconcile.status import desired_wire
+from ..reconcile.status import HANDS_OFF, desired_wire
 from .context import Context
 
 log = logging.getLogger(__name__)
 COLLECTIONS = "vectorcollections"
-# A transition into these states is news a person should see as a Warning; Paused/Unmanaged were asked for.
+# A transition into these states is news a person should see as a Warning; Paused/Unmanaged (HANDS_OFF) were
+# asked for and get a Normal Event.
 WARN_STATES = (State.FAILED, State.STALLED)
 
 
@@ -32,18 +34,20 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     meta = body["metadata"]
     current = ctx.statuses.current(plural, body)
     status: StatusModel = outcome.status
-    desired = desired_wire(status, outcome.verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
+    verdict = replace(outcome.verdict, message=ctx.secrets.scrub(outcome.verdict.message))
+    desired = desired_wire(status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
     patch = await write_status(ctx.kube, plural, meta["namespace"], meta["name"], current, desired)
     if not patch:
         return False
     ctx.statuses.remember(plural, meta["uid"], {**current, **patch})
-    before: dict[str, Any] = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
-    verdict = outcome.verdict
-    if before.get("reason") != verdict.reason or before.get("status") != ("True" if verdict.ready else "False"):
+    conditions = {c.get("type"): c for c in current.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    if verdict.state in HANDS_OFF:
+        if (conditions.get(verdict.state.value) or {}).get("status") != "True":
+            ctx.post_event(body, "Normal", verdict.reason, verdict.message)
+    elif ready.get("reason") != verdict.reason or ready.get("status") != ("True" if verdict.ready else "False"):
         if verdict.state in WARN_STATES:
             ctx.post_event(body, "Warning", verdict.reason, verdict.message)
-        elif verdict.state in (State.PAUSED, State.UNMANAGED):
-            ctx.post_event(body, "Normal", verdict.reason, verdict.message)
     return True
 
 

@@ -25,8 +25,11 @@ def vectorcollection_uids(uid: str, **_: Any) -> dict[str, bool]:
 
 
 def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
-    old, new = old or {}, new or {}
-    return any(old.get(k) != new.get(k) for k in TOGGLES)
+    # kopf hands `when` filters the whole old and new essences, even on a field handler.
+    def annotations(essence: Any) -> dict[str, Any]:
+        return ((essence or {}).get("metadata") or {}).get("annotations") or {}
+
+    return any(annotations(old).get(k) != annotations(new).get(k) for k in TOGGLES)
 
 
 @kopf.on.resume(GROUP, VERSION, COLLECTIONS)

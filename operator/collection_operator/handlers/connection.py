@@ -18,7 +18,7 @@ from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
 from ..reconcile import connection as logic
 from ..reconcile.dependents import dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
-from .adapter import COLLECTIONS, sweep_collection, write
+from .adapter import COLLECTIONS, lookup, sweep_collection, write
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -46,15 +46,17 @@ def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnection
     return Outcome(Verdict(state, reason, message), QdrantConnectionStatus())
 
 
-async def _sweep(ctx: Context, key: str, bodies: list[dict[str, Any]], kwargs: dict[str, Any]) -> None:
+async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, Any]) -> None:
     """Drift sweep: the same reconcile as the handlers', one collection at a time."""
     uids = kwargs["vectorcollection_uids"]
     ctx.statuses.keep_only(COLLECTIONS, uids)
-    index = kwargs["collections_by_connection"]
+    by_name = lookup(kwargs["vectorcollection_bodies"])
     for body in bodies:
+        meta = body["metadata"]
 
-        def latest(uid: str = body["metadata"]["uid"]) -> dict[str, Any] | None:
-            return next((b for b in index.get(key, ()) if b["metadata"]["uid"] == uid), None)
+        def latest(uid: str = meta["uid"], name: str = f"{meta['namespace']}/{meta['name']}") -> Any:
+            current = by_name(name)
+            return current if current is not None and current["metadata"]["uid"] == uid else None
 
         try:
             await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
@@ -127,7 +129,7 @@ async def connection_daemon(namespace: str | None, name: str, body: kopf.Body, m
             if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
                 next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
-                sweeping = asyncio.create_task(_sweep(ctx, key, list(bodies), kwargs), name=f"sweep:{key}")
+                sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs), name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         if sweeping is not None:

@@ -24,6 +24,7 @@ from ..reconcile.collection_sync import ReindexGate
 from ..reconcile.connection import Credentials
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.restore import RestoreTracker
+from ..redact import SecretValues
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +141,20 @@ def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
 class Context:
     settings: OperatorSettings
     kube: KubeApi
+    secrets: SecretValues  # masked in every status message and Event (and log line, by logs.install)
     settings_path: Path | None = None  # `run --settings`, else QDRANT_OPERATOR_SETTINGS_FILE; watched for changes
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     statuses: StatusCache = field(default_factory=StatusCache)
     restores: RestoreTracker = field(default_factory=RestoreTracker)
     gates: dict[str, ReindexGate] = field(default_factory=dict)  # one re-index at a time per connection
     watcher: SettingsWatcher | None = None
-    post_event: EventPoster = kopf_event
+    poster: EventPoster = kopf_event
     # One reconcile per resource at a time: a spec change and a drift sweep never interleave. Weak values:
     # a lock lives while someone holds or waits for it, so the map never outgrows the work in flight.
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.poster(body, type_, reason, self.secrets.scrub(message))
 
     def lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)

@@ -11,6 +11,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..api import GROUP, VERSION
+from ..redact import SecretValues
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -21,13 +22,14 @@ class SecretNotFound(LookupError):
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient):
+    def __init__(self, api_client: client.ApiClient, secrets: SecretValues):
         self._api = api_client
+        self.secrets = secrets
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> KubeApi:
+    async def connect(cls, secrets: SecretValues, kubeconfig: str | None = None) -> KubeApi:
         """In a Pod: the service account. Elsewhere: KUBECONFIG or ~/.kube/config, as kubectl does."""
         cfg = client.Configuration()
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -36,7 +38,7 @@ class KubeApi:
             # The library reads KUBECONFIG once at import; read it now, as kopf's login does.
             path = kubeconfig or os.environ.get("KUBECONFIG")
             await config.load_kube_config(config_file=path, client_configuration=cfg)
-        return cls(client.ApiClient(configuration=cfg))
+        return cls(client.ApiClient(configuration=cfg), secrets)
 
     async def close(self) -> None:
         await self._api.close()
@@ -51,7 +53,9 @@ class KubeApi:
         data = secret.data or {}
         if key not in data:
             raise SecretNotFound(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key])
+        value = base64.b64decode(data[key])
+        self.secrets.add(value)  # never in a log line, status or Event from now on, in clear or base64
+        return value
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""

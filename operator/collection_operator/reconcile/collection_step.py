@@ -70,6 +70,7 @@ def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
         {k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")})
 
 
+
 async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     if observed.annotations.get(PAUSED) == "true":
         return Outcome(Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"),
@@ -103,9 +104,9 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
 
 
 def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:
-    """Only a Delete-policy, managed resource that reconciled once may delete anything."""
+    """Only a Delete-policy, managed resource that was applied to Qdrant once may delete anything."""
     return (spec.get("deletionPolicy") == "Delete" and annotations.get(MANAGED) != "false"
-            and status.get("observedGeneration") is not None)
+            and status.get("appliedGeneration") is not None)
 
 
 async def delete(observed: Observed, connections: ConnectionsPort) -> tuple[str, str, str]:

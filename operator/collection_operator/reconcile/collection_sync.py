@@ -42,7 +42,8 @@ class Target:
 
     @property
     def ever_reconciled(self) -> bool:
-        return self.status.get("observedGeneration") is not None
+        """A generation of this resource was applied to Qdrant in full once (status.appliedGeneration)."""
+        return self.status.get("appliedGeneration") is not None
 
     @property
     def seen_in_qdrant(self) -> bool:
@@ -186,7 +187,7 @@ async def _sync(
         else:
             outcome.event("Created", f"created collection {name}")
     if p.update and info is not None:
-        spec_changed = target.status.get("observedGeneration") != target.generation
+        spec_changed = target.status.get("appliedGeneration") != target.generation
         if spec_changed or adopt:
             outcome.event("Adopted" if adopt else "Updated", f"updated {', '.join(sorted(p.update))} of {name}")
         else:
@@ -207,7 +208,7 @@ async def _sync(
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
     gate.release(key)
     outcome.reconciled = True
-    return outcome
+    return with_fields(outcome, applied_generation=target.generation)
 
 
 def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:

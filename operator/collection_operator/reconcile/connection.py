@@ -10,9 +10,10 @@ from ..qdrant import ConnectionReport
 from .outcome import State, Verdict
 from .ports import SecretsPort
 
-# The server answered and refused us, or we cannot speak TLS to it: a configuration problem that no
+# The server answered and refused us, we cannot speak TLS to it, or the operator's address policy forbids
+# calling it: a configuration problem that no
 # number of further probes will cure, so it is reported at once rather than after the failure threshold.
-REFUSED = ("Unauthorized", "TLSError")
+REFUSED = ("Unauthorized", "TLSError", "AddressNotAllowed")
 
 
 @dataclass(frozen=True)

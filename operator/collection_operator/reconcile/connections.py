@@ -17,7 +17,7 @@ def usable(connections: ConnectionsPort, key: str, namespace: str | None = None)
                                      f"QdrantConnection {key} does not list namespace {namespace} in "
                                      "allowedNamespaces"))
     if runtime is None:
-        why = "is not connected" if connections.exists(key) else "not found"
+        why = "is not connected yet" if connections.exists(key) else "not found (or not seen by the operator yet)"
         problem = f"QdrantConnection {key} {why}"
     elif (not_ready := runtime.not_ready()) is not None:
         problem = f"QdrantConnection {key}: {not_ready}"

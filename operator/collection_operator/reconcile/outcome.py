@@ -9,12 +9,20 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from ..api.base import StatusModel
-from ..qdrant.errors import CircuitOpen, InvalidRequest, QdrantError, TLSError, Unauthorized, Unreachable
+from ..qdrant.errors import (
+    AddressNotAllowed,
+    CircuitOpen,
+    InvalidRequest,
+    QdrantError,
+    TLSError,
+    Unauthorized,
+    Unreachable,
+)
 
 S = TypeVar("S", bound=StatusModel)
 
 # Failures of the connection itself rather than of one resource's request.
-CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen)
+CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen, AddressNotAllowed)
 RETRY_SECONDS = 10.0
 DELETE_ATTEMPTS = 5  # then a deleted resource is released with a Warning; Qdrant is left as it is
 
@@ -56,7 +64,7 @@ class Outcome(Generic[S]):
     qdrant_writes: int = 0
     drift_corrected: int = 0
     create_conflicts: int = 0  # creates Qdrant answered "already exists" (then observed, never overwritten)
-    reconciled: bool = False  # the verdict is about the current generation: observedGeneration advances
+    reconciled: bool = False  # the current generation is in effect (Ready); Stalled/Paused verdicts are final too
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(("Warning" if warning else "Normal", reason, message))

@@ -70,7 +70,7 @@ def _requested(req: Request, spec: VectorCollectionSpec) -> tuple[str, str, str 
         resource, name = logic.parse_restore_annotation(annotation)
         return annotation, resource, name, True
     source = spec.source.snapshot if spec.source else None
-    if source and req.status.get("restoredFrom") is None and req.status.get("observedGeneration") is None:
+    if source and req.status.get("restoredFrom") is None and req.status.get("appliedGeneration") is None:
         return f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}", source.snapshot_ref.name, \
             source.snapshot_name, False
     return None

@@ -123,7 +123,7 @@ class SnapshotRun:
         if not collection or not connection:
             raise not_reconciled
         runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
-        if vc_status.get("observedGeneration") is None:
+        if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.phase, self.collection, self.connection = Phase.IN_PROGRESS, collection, connection
         await report(self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress",
