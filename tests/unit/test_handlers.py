@@ -194,3 +194,20 @@ def test_annotation_toggles_are_read_from_kopfs_essences():
     assert _annotations_toggled(essence(), essence(**paused))
     assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
     assert not _annotations_toggled(essence(other="x"), essence(other="y"))
+
+
+def test_a_connection_waits_only_for_resources_that_delete_data_through_it():
+    from collection_operator.reconcile.dependents import dependents, waiting_for
+
+    applied = {"appliedGeneration": 1}
+    collections = [
+        {**body(deletionPolicy="Delete"), "status": applied},
+        {**body(deletionPolicy="Retain"), "status": applied},
+        {**body(deletionPolicy="Delete"), "status": {}},  # never applied: deletes nothing
+    ]
+    snapshot = {"metadata": {"namespace": "ns", "name": "nightly"}, "spec": {"deletionPolicy": "Delete"},
+                "status": {"connection": "ns/main", "snapshots": [{"name": "s1"}]}}
+    found = dependents("ns/main", collections, [snapshot, {**snapshot, "status": {"connection": "ns/other",
+                                                                                   "snapshots": [{"name": "x"}]}}])
+    assert found == [("collectionsnapshots", "ns", "nightly"), ("vectorcollections", "ns", "docs")]
+    assert "CollectionSnapshot ns/nightly, VectorCollection ns/docs" in waiting_for(found).message
