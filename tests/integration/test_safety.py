@@ -216,7 +216,7 @@ RULE_USES = {
     "(a deleted connection re-checks that its dependents still exist)",
     ("qdrant.collection-operator.dev", "vectorcollections", "watch"): "kopf: watch stream per kind",
     ("qdrant.collection-operator.dev", "vectorcollections", "patch"): "kopf: finalizer and progress annotations",
-    ("qdrant.collection-operator.dev", "collectionsnapshots", "list"): "kopf: initial listing; k8s/api.py KubeApi.names",
+    ("qdrant.collection-operator.dev", "collectionsnapshots", "list"): "kopf: listing; k8s/api.py KubeApi.names",
     ("qdrant.collection-operator.dev", "collectionsnapshots", "watch"): "kopf: watch stream per kind",
     ("qdrant.collection-operator.dev", "collectionsnapshots", "patch"): "kopf: finalizer and progress annotations",
     ("qdrant.collection-operator.dev", "qdrantconnections/status", "patch"): "k8s/api.py KubeApi.patch_status",
