@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
-        qdrant-up qdrant-down run bench clean down chart-sync go-tools image image-tools
+        qdrant-up qdrant-down run bench clean down chart-sync go-tools image image-tools faults-table
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,10 @@ down: $(STAMP)
 	$(PY) -m devenv.demo down
 	$(PY) -m devenv.qdrant_dev down
 	$(PYTHON) devenv/controlplane.py down
+
+# The results table of the last tests/faults run (tests/faults/RESULTS.json) into the README.
+faults-table: $(STAMP)
+	$(PY) -m tests.faults.table
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -212,10 +212,11 @@ RULE_USES = {
     ("qdrant.collection-operator.dev", "qdrantconnections", "list"): "kopf: initial listing of watched kinds",
     ("qdrant.collection-operator.dev", "qdrantconnections", "watch"): "kopf: watch stream per kind",
     ("qdrant.collection-operator.dev", "qdrantconnections", "patch"): "kopf: finalizer and progress annotations",
-    ("qdrant.collection-operator.dev", "vectorcollections", "list"): "kopf: initial listing of watched kinds",
+    ("qdrant.collection-operator.dev", "vectorcollections", "list"): "kopf: initial listing; k8s/api.py KubeApi.names "
+    "(a deleted connection re-checks that its dependents still exist)",
     ("qdrant.collection-operator.dev", "vectorcollections", "watch"): "kopf: watch stream per kind",
     ("qdrant.collection-operator.dev", "vectorcollections", "patch"): "kopf: finalizer and progress annotations",
-    ("qdrant.collection-operator.dev", "collectionsnapshots", "list"): "kopf: initial listing of watched kinds",
+    ("qdrant.collection-operator.dev", "collectionsnapshots", "list"): "kopf: listing; k8s/api.py KubeApi.names",
     ("qdrant.collection-operator.dev", "collectionsnapshots", "watch"): "kopf: watch stream per kind",
     ("qdrant.collection-operator.dev", "collectionsnapshots", "patch"): "kopf: finalizer and progress annotations",
     ("qdrant.collection-operator.dev", "qdrantconnections/status", "patch"): "k8s/api.py KubeApi.patch_status",
@@ -254,12 +255,13 @@ def test_every_rule_of_the_role_names_the_code_that_uses_it():
     for path, needles in CODE_REFERENCES.items():
         text = (REPO / path).read_text()
         assert all(n in text for n in needles), (path, needles)
-    # The operator's own Kubernetes calls are exactly these two (kopf does the rest).
+    # The operator's own Kubernetes calls are exactly these three (kopf does the rest).
     calls = {m for m in ("read_namespaced_secret", "list_namespaced_secret", "list_secret_for_all_namespaces",
                          "patch_namespaced_custom_object_status", "get_namespaced_custom_object",
-                         "replace_namespaced_custom_object", "create_namespaced_custom_object")
+                         "replace_namespaced_custom_object", "create_namespaced_custom_object",
+                         "list_namespaced_custom_object")
              if m in (REPO / "operator/collection_operator/k8s/api.py").read_text()}
-    assert calls == {"read_namespaced_secret", "patch_namespaced_custom_object_status"}
+    assert calls == {"read_namespaced_secret", "patch_namespaced_custom_object_status", "list_namespaced_custom_object"}
 
 
 def can_i(control_plane: Any, *args: str) -> bool:

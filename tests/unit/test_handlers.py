@@ -11,7 +11,7 @@ import pytest
 
 from collection_operator.api.collection import VectorCollectionStatus
 from collection_operator.config import OperatorSettings
-from collection_operator.handlers.adapter import delete_with_budget, requeue, write
+from collection_operator.handlers.adapter import delete_with_budget, requeue, sweep_collection, write
 from collection_operator.handlers.context import Context
 from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
@@ -172,6 +172,18 @@ async def test_delete_removes_only_an_owned_collection():
     assert "docs" not in conn.collections.collections
 
 
+async def test_drift_sweep_skips_a_resource_gone_or_being_deleted_since_its_list(ctx):
+    """The sweep's list is seconds old: it acts only on the body the live index holds once the lock is taken
+    (a stale body re-created a Delete-policy collection its delete handler had just removed)."""
+    listed = body()
+    deleting = {**listed, "metadata": {**listed["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    for latest in (None, deleting):
+        await sweep_collection(ctx, listed, {"u1": True}, {}, lambda latest=latest: latest)
+    assert ctx.kube.patches == []
+    await sweep_collection(ctx, listed, {"u1": True}, {}, lambda: listed)
+    assert ctx.kube.patches, "a live resource is reconciled (here: its connection is not ready)"
+
+
 def test_annotation_toggles_are_read_from_kopfs_essences():
     from collection_operator.handlers.collection import _annotations_toggled
 
@@ -182,3 +194,20 @@ def test_annotation_toggles_are_read_from_kopfs_essences():
     assert _annotations_toggled(essence(), essence(**paused))
     assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
     assert not _annotations_toggled(essence(other="x"), essence(other="y"))
+
+
+def test_a_connection_waits_only_for_resources_that_delete_data_through_it():
+    from collection_operator.reconcile.dependents import dependents, waiting_for
+
+    applied = {"appliedGeneration": 1}
+    collections = [
+        {**body(deletionPolicy="Delete"), "status": applied},
+        {**body(deletionPolicy="Retain"), "status": applied},
+        {**body(deletionPolicy="Delete"), "status": {}},  # never applied: deletes nothing
+    ]
+    snapshot = {"metadata": {"namespace": "ns", "name": "nightly"}, "spec": {"deletionPolicy": "Delete"},
+                "status": {"connection": "ns/main", "snapshots": [{"name": "s1"}]}}
+    found = dependents("ns/main", collections, [snapshot, {**snapshot, "status": {"connection": "ns/other",
+                                                                                   "snapshots": [{"name": "x"}]}}])
+    assert found == [("collectionsnapshots", "ns", "nightly"), ("vectorcollections", "ns", "docs")]
+    assert "CollectionSnapshot ns/nightly, VectorCollection ns/docs" in waiting_for(found).message

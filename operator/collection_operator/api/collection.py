@@ -5,14 +5,23 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel, immutable
 
 # Qdrant accepts nearly any collection name but the ones below break URLs or file names.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
 VECTOR_NAME_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
+def _no_double_dot(name: str) -> str:
+    if ".." in name:
+        raise ValueError("must not contain '..' (Qdrant refuses it)")
+    return name
+
+
+# RE2 patterns (the API server's) have no lookahead: '..' is refused by a CEL rule and by the model.
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, json_schema_extra={
+    "x-kubernetes-validations": [cel("!self.contains('..')", "must not contain '..' (Qdrant refuses it)")]}),
+    AfterValidator(_no_double_dot)]
 
 
 class Preset(StrEnum):

@@ -4,6 +4,7 @@ reconcile, shared by its own handlers and by its connection's drift sweep, and t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
@@ -65,19 +66,40 @@ def requeue(outcome: Outcome[Any]) -> None:
                                   delay=outcome.requeue_after)
 
 
+def collection_lock(ctx: Context, body: Mapping[str, Any]) -> asyncio.Lock:
+    """One VectorCollection's reconciles, drift sweeps and deletion run one at a time."""
+    return ctx.lock(f"{COLLECTIONS}/{body['metadata']['namespace']}/{body['metadata']['name']}")
+
+
 async def reconcile_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
                                snapshots: Mapping[str, Any]) -> CollectionOutcome:
     """One VectorCollection reconcile under its lock: step, metrics, Events, status."""
-    meta = body["metadata"]
+    async with collection_lock(ctx, body):
+        return await _reconcile_collection(ctx, body, uids, snapshots)
+
+
+async def sweep_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
+                           snapshots: Mapping[str, Any], latest: Callable[[], Mapping[str, Any] | None]) -> None:
+    """The drift sweep's reconcile, on the resource as it is once its lock is held (`latest()`, from the live
+    index; the sweep's list can be seconds old) and never on one that is gone or being deleted: acting on a
+    stale body re-created a Delete-policy collection just removed by its delete handler."""
+    async with collection_lock(ctx, body):
+        current = latest()
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return
+        await _reconcile_collection(ctx, current, uids, snapshots)
+
+
+async def _reconcile_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
+                                snapshots: Mapping[str, Any]) -> CollectionOutcome:
     logs.new_correlation_id()
     env = collection_step.Environment(ctx.connections, ctx.kube, ctx.gates, ctx.restores,
                                       owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids,
                                       snapshots=lookup(snapshots))
-    async with ctx.lock(f"{COLLECTIONS}/{meta['namespace']}/{meta['name']}"):
-        with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
-            observed = collection_step.Observed.of(body, ctx.statuses.current(COLLECTIONS, body))
-            outcome = await collection_step.step(observed, env)
-            await report(ctx, COLLECTIONS, body, outcome)
+    with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
+        observed = collection_step.Observed.of(body, ctx.statuses.current(COLLECTIONS, body))
+        outcome = await collection_step.step(observed, env)
+        await report(ctx, COLLECTIONS, body, outcome)
     metrics.RECONCILES.labels("VectorCollection", outcome.verdict.reason).inc()
     if outcome.drift_corrected:
         metrics.DRIFT_CORRECTED.inc(outcome.drift_corrected)

@@ -13,7 +13,7 @@ from ..api.snapshot import RESTORE_FROM
 from ..qdrant import QdrantError
 from ..reconcile import collection_step
 from ..reconcile.outcome import ReconcileError
-from .adapter import COLLECTIONS, delete_with_budget, reconcile_collection, requeue
+from .adapter import COLLECTIONS, collection_lock, delete_with_budget, reconcile_collection, requeue
 
 TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM)
 
@@ -51,9 +51,11 @@ async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: A
     """The finalizer is only there for Delete-policy resources (the `when` filter)."""
     ctx = memo.context
     observed = collection_step.Observed.of(body, body.get("status") or {})
-    await delete_with_budget(ctx, body, retry, f"collection of {observed.key}", "the collection is left in Qdrant",
-                             lambda: collection_step.delete(observed, ctx.connections), (ReconcileError, QdrantError),
-                             connection=observed.connection)
+    async with collection_lock(ctx, body):  # never beside a drift sweep of the same resource
+        await delete_with_budget(ctx, body, retry, f"collection of {observed.key}",
+                                 "the collection is left in Qdrant", lambda: collection_step.delete(
+                                     observed, ctx.connections), (ReconcileError, QdrantError),
+                                 connection=observed.connection)
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)

@@ -16,9 +16,9 @@ from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
 from ..reconcile import connection as logic
-from ..reconcile.dependents import dependents, waiting_for
+from ..reconcile.dependents import Dependent, dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
-from .adapter import COLLECTIONS, reconcile_collection, write
+from .adapter import COLLECTIONS, lookup, sweep_collection, write
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,16 @@ async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, A
     """Drift sweep: the same reconcile as the handlers', one collection at a time."""
     uids = kwargs["vectorcollection_uids"]
     ctx.statuses.keep_only(COLLECTIONS, uids)
+    by_name = lookup(kwargs["vectorcollection_bodies"])
     for body in bodies:
+        meta = body["metadata"]
+
+        def latest(uid: str = meta["uid"], name: str = f"{meta['namespace']}/{meta['name']}") -> Any:
+            current = by_name(name)
+            return current if current is not None and current["metadata"]["uid"] == uid else None
+
         try:
-            await reconcile_collection(ctx, body, uids, kwargs["snapshot_bodies"])
+            await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
         except Exception:  # one broken resource must not stop the sweep of the others
             log.exception("drift sweep of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
 
@@ -144,7 +151,7 @@ async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | 
     ctx: Context = memo.context
     key = f"{namespace}/{name}"
     snapshots = [b for values in kwargs["snapshot_bodies"].values() for b in values]
-    waiting = dependents(key, kwargs["collections_by_connection"].get(key, ()), snapshots)
+    waiting = await _still_there(ctx, dependents(key, kwargs["collections_by_connection"].get(key, ()), snapshots))
     if waiting and ctx.connections.get(key) is None:
         await _client_for_deletion(ctx, body, key)
     if waiting:
@@ -167,3 +174,16 @@ async def _client_for_deletion(ctx: Context, body: kopf.Body, key: str) -> None:
         return
     ctx.connections.daemons.add(key)
     await ctx.connections.apply(key, namespace, name, spec, ctx.settings.resolve(spec), credentials)
+
+
+async def _still_there(ctx: Context, waiting: list[Dependent]) -> list[Dependent]:
+    """The dependents that exist now: kopf's indexes can keep an object whose DELETED event fell into a watch
+    gap (API server restarted), and the connection must not wait for it forever."""
+    listed: dict[tuple[str, str], set[str]] = {}
+    out = []
+    for plural, namespace, name in waiting:
+        if (plural, namespace) not in listed:
+            listed[(plural, namespace)] = await ctx.kube.names(plural, namespace)
+        if name in listed[(plural, namespace)]:
+            out.append((plural, namespace, name))
+    return out

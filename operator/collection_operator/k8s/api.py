@@ -57,6 +57,11 @@ class KubeApi:
         self.secrets.add(value)  # never in a log line, status or Event from now on, in clear or base64
         return value
 
+    async def names(self, plural: str, namespace: str) -> set[str]:
+        """The names of one kind's resources in a namespace, read now (list: what kopf's role already has)."""
+        listed = await self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        return {item["metadata"]["name"] for item in listed.get("items", [])}
+
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""
         await self._custom.patch_namespaced_custom_object_status(
