@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import random
 import os
 import re
 import secrets
@@ -263,13 +264,22 @@ def _wait(what: str, check, timeout: float, name: str) -> None:
     raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
 
 
+def _bindable(port: int) -> bool:
+    """Nothing listens on it and no connection holds it (a connect test misses a client's local port)."""
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_pair() -> int:
-    """A port p such that p and p + 1 are both free on the loopback address."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            port = s.getsockname()[1]
-        if port < 65535 and not _port_open(port) and not _port_open(port + 1):
+    """A port p such that p and p + 1 are both free, below the kernel's ephemeral range (32768 and up), where
+    client connections would otherwise take them between this check and the servers' start."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000, 2)
+        if _bindable(port) and _bindable(port + 1):
             return port
     raise SystemExit("no two adjacent free ports found on the loopback address")
 
@@ -278,7 +288,7 @@ def _choose_ports() -> None:
     """Keep the configured ports when they are free; else (another checkout's control plane or demo holds
     them) pick free ones and remember them for this checkout. Ports set in the environment are never moved."""
     global API_PORT, ETCD_PORT, ETCD_PEER_PORT, KCM_PORT
-    taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if _port_open(p)]
+    taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if not _bindable(p)]
     if taken and PORTS_FROM_ENV:
         raise SystemExit(f"port {HOST}:{taken[0]} is taken by another process; choose other DEVENV_API_PORT/"
                          "DEVENV_ETCD_PORT")
