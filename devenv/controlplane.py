@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import random
 import os
+import random
 import re
 import secrets
 import signal
