@@ -19,7 +19,7 @@ def _no_double_dot(name: str) -> str:
 
 
 # RE2 patterns (the API server's) have no lookahead: '..' is refused by a CEL rule and by the model.
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, json_schema_extra={
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, max_length=255, json_schema_extra={
     "x-kubernetes-validations": [cel("!self.contains('..')", "must not contain '..' (Qdrant refuses it)")]}),
     AfterValidator(_no_double_dot)]
 
