@@ -6,7 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down run bench clean down
+        qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down
+
+# The real Qdrant is built from ../shared/vendor/qdrant when that exists; elsewhere QDRANT_BIN / QDRANT_URL
+# point at one, or the real tier of the tests skips with a message saying how to get one.
+QDRANT_VENDOR := $(wildcard ../shared/vendor/qdrant/qdrant-v*-src.tar.gz)
+PORT ?= 6333
+NODES ?= 3
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +45,28 @@ qdrant-up: $(STAMP)
 qdrant-down: $(STAMP)
 	$(PY) -m devenv.qdrant_dev down
 
+qdrant-real-build:
+ifneq ($(QDRANT_VENDOR),)
+	$(PYTHON) devenv/qdrant_real.py build
+else
+	@echo "qdrant-real-build: ../shared/vendor/qdrant is absent; set QDRANT_BIN or QDRANT_URL for the real tier"
+endif
+
+qdrant-real-up:
+	$(PYTHON) devenv/qdrant_real.py up --port $(PORT)
+
+qdrant-cluster-up:
+	$(PYTHON) devenv/qdrant_real.py cluster-up --nodes $(NODES) --port $(PORT)
+
+qdrant-real-down:
+	$(PYTHON) devenv/qdrant_real.py down
+
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane is built (or taken from the cache) before pytest starts so its progress shows.
-test: $(STAMP) cluster-build lint
+# The control plane and the real Qdrant are built (or taken from the cache) before pytest starts so their
+# progress shows.
+test: $(STAMP) cluster-build qdrant-real-build lint
 	$(PY) -m pytest -q -ra
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
@@ -58,6 +81,7 @@ demo: $(STAMP) cluster-build
 down: $(STAMP)
 	$(PY) -m devenv.demo down
 	$(PY) -m devenv.qdrant_dev down
+	$(PYTHON) devenv/qdrant_real.py down
 	$(PYTHON) devenv/controlplane.py down
 
 bench: $(STAMP)

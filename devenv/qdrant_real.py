@@ -58,6 +58,8 @@ def binary() -> Path | None:
 
 
 def how_to_get_one() -> str:
+    if VENDOR.is_dir():
+        return f"no real Qdrant built yet: run `make qdrant-real-build` (from {VENDOR}, ~25 min once)"
     return (f"no real Qdrant: {VENDOR} (the vendored source) is absent and QDRANT_BIN is unset; "
             "set QDRANT_BIN to a qdrant 1.19 binary or QDRANT_URL to a running server")
 
@@ -276,6 +278,10 @@ class Node:
         return f"http://{HOST}:{self.http_port}"
 
     @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
     def p2p_url(self) -> str:
         return f"http://{HOST}:{self.p2p_port}"
 
@@ -394,10 +400,10 @@ def _require_binary() -> Path:
 def _record(nodes: list[Node], root: Path) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     RUN_FILE.write_text(json.dumps({"root": str(root), "nodes": [
-        {"pid": n.proc.pid if n.proc else None, "url": n.url, "grpc_port": n.grpc_port, "p2p_port": n.p2p_port}
+        {"pid": n.pid, "url": n.url, "grpc_port": n.grpc_port, "p2p_port": n.p2p_port}
         for n in nodes]}, indent=2) + "\n")
     for i, node in enumerate(nodes):
-        (STATE / f"qdrant-real-node{i + 1}.pid").write_text(str(node.proc.pid if node.proc else ""))
+        (STATE / f"qdrant-real-node{i + 1}.pid").write_text(str(node.pid or ""))
 
 
 def up(port: int, api_key: str | None) -> None:
@@ -416,7 +422,7 @@ def up(port: int, api_key: str | None) -> None:
         down(quiet=True)
         raise SystemExit(str(exc)) from None
     version = (node.get("/") or {}).get("version", "?")
-    log(f"Qdrant {version} (pid {node.proc.pid if node.proc else '?'}) at {node.url}, gRPC {HOST}:{grpc}, "
+    log(f"Qdrant {version} (pid {node.pid}) at {node.url}, gRPC {HOST}:{grpc}, "
         f"storage {root}, log {node.log}")
     print(node.url)
 
@@ -432,7 +438,7 @@ def cluster_up(nodes: int, port: int, api_key: str | None) -> None:
         raise SystemExit(str(exc)) from None
     _record(started, root)
     for i, node in enumerate(started, 1):
-        log(f"node {i}: {node.url} (gRPC {node.grpc_port}, p2p {node.p2p_port}, pid {node.proc.pid if node.proc else '?'})")
+        log(f"node {i}: {node.url} (gRPC {node.grpc_port}, p2p {node.p2p_port}, pid {node.pid})")
         print(node.url)
     log(f"{nodes}-node cluster ready; storage and logs under {root}")
 
@@ -479,8 +485,8 @@ def status() -> None:
         print("stopped")
         return
     for node in json.loads(RUN_FILE.read_text())["nodes"]:
-        print(f"{node['url']}: " + ("running, pid %d" % node["pid"] if node["pid"] and _alive(node["pid"])
-                                    else "stopped"))
+        running = node["pid"] and _alive(node["pid"])
+        print(f"{node['url']}: " + (f"running, pid {node['pid']}" if running else "stopped"))
 
 
 def main() -> None:
