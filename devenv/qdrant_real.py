@@ -4,7 +4,7 @@ outside the repository, and started as a single node or an N-node cluster on loo
 Standard library only, so it runs before any virtual environment exists:
 
     python3 devenv/qdrant_real.py build | up [--port P] [--api-key K] | cluster-up [--nodes N] [--port P]
-                                  | down | status | url
+                                  | down | status
 
 Every process listens on loopback and is stopped by the PID recorded when it started.
 """
@@ -39,7 +39,6 @@ VENDOR = Path(os.environ.get("QDRANT_VENDOR_DIR", REPO.parent / "shared" / "vend
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "collection-operator"
 STATE = Path(os.environ.get("DEVENV_STATE_DIR", REPO / ".devenv"))
 HOST = "127.0.0.1"
-APT_PACKAGES = ("protobuf-compiler", "libprotobuf-dev")
 
 
 def log(msg: str) -> None:
@@ -68,24 +67,31 @@ def how_to_get_one() -> str:
 
 
 def _apt() -> None:
-    """protoc and the well-known protos (google/protobuf/empty.proto); lld if it can be had."""
-    have = shutil.which("protoc") and Path("/usr/include/google/protobuf/empty.proto").exists()
-    if have and shutil.which("ld.lld"):
+    """Debian packages the build needs (protoc, the well-known protos, patch), installed only when missing;
+    lld too if it can be had (it links the 120 MB binary in seconds instead of a minute)."""
+    if not shutil.which("cargo"):
+        raise SystemExit("cargo is not on PATH: install Rust 1.95 or newer (rustup) and run again")
+    needed = [pkg for pkg, present in (
+        ("protobuf-compiler", shutil.which("protoc")),
+        ("libprotobuf-dev", Path("/usr/include/google/protobuf/empty.proto").exists()),
+        ("patch", shutil.which("patch")),
+    ) if not present]
+    optional = [] if shutil.which("ld.lld") else ["lld"]
+    if not needed and not optional:
         return
     sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
-    if sudo is None:
-        if have:
-            return
-        raise SystemExit(f"install {' '.join(APT_PACKAGES)} (Debian packages) and run again")
+    if sudo is None or not shutil.which("apt-get"):
+        if needed:
+            raise SystemExit(f"install the Debian packages {' '.join(needed)} and run again")
+        return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    log(f"$ apt-get install {' '.join(APT_PACKAGES)} lld")
+    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends"]
+    log(f"$ apt-get install {' '.join(needed + optional)}")
     subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
-    if not have:
-        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
-    # lld links the 120 MB binary in seconds instead of a minute; optional.
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", "lld"],
-                   env=env, stdout=subprocess.DEVNULL, check=False)
+    if needed:
+        subprocess.run([*install, *needed], check=True, env=env, stdout=subprocess.DEVNULL)
+    if optional:
+        subprocess.run([*install, *optional], check=False, env=env, stdout=subprocess.DEVNULL)
 
 
 def _tonic_crate(scratch: Path) -> Path:
