@@ -45,8 +45,11 @@ def test_replicas_on_distinct_peers_all_active(qdrant_cluster: list[Node]) -> No
 
         client.upsert(name, [m.PointStruct(id=i, vector=[1.0, 0.0, 0.0, float(i)]) for i in range(30)], wait=True)
         for node in qdrant_cluster:
-            with QdrantClient(url=node.url, prefer_grpc=False, timeout=30) as other:
+            other = QdrantClient(url=node.url, prefer_grpc=False, timeout=30)
+            try:
                 assert other.count(name, exact=True).count == 30
+            finally:
+                other.close()
     finally:
         client.delete_collection(name)
         client.close()
