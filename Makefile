@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration crds crds-check cluster-up cluster-down cluster-build \
-        qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down
+.PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
+        qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down \
+        chart-sync go-tools image image-tools faults-table
 
 # The real Qdrant is built from ../shared/vendor/qdrant when that exists; elsewhere QDRANT_BIN / QDRANT_URL
 # point at one, or the real tier of the tests skips with a message saying how to get one.
@@ -26,12 +27,34 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@unformatted=$$(gofmt -l tests/gohelpers); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 crds: $(STAMP)
 	$(PY) -m collection_operator.cli crds --out crds
+	$(MAKE) chart-sync
+
+# The chart's copies of the CRDs and of the monitoring bundle's rules and dashboard (a chart cannot read files
+# outside itself); tests/unit/test_chart.py fails while one is stale.
+chart-sync: $(STAMP)
+	$(PY) -m devenv.chart_sync
+
+# helm and promtool from the Go module proxy, cached like the control plane.
+go-tools:
+	$(PYTHON) devenv/gotools.py build
+
+docs: $(STAMP)
+	$(PY) -m collection_operator.cli docs --out docs/api-reference.md
 
 cluster-build:
 	$(PYTHON) devenv/controlplane.py build
+
+# The Go test helpers (kstatus, Argo CD's Lua VM), cached by version like the control plane.
+gohelpers:
+	$(PYTHON) devenv/gohelpers.py build
+
+# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+argocd-cm:
+	$(PYTHON) devenv/argocd_cm.py
 
 cluster-up: $(STAMP)
 	$(PYTHON) devenv/controlplane.py up
@@ -64,10 +87,29 @@ qdrant-real-down:
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane and the real Qdrant are built (or taken from the cache) before pytest starts so their
-# progress shows.
-test: $(STAMP) cluster-build qdrant-real-build lint
-	$(PY) -m pytest -q -ra
+# The control plane, real Qdrant, Go helpers, tools and the image are built (or taken from the cache) before
+# pytest starts so progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
+# Everything runs against the dev server; the contract suite runs against real Qdrant too (the operator's
+# suites on real Qdrant: `QDRANT_TIERS=real make integration`).
+test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools lint
+	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
+	QDRANT_TIERS=dev $(PY) -m pytest -q -ra
+	QDRANT_TIERS=real $(PY) -m pytest -q -ra tests/contract; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+integration: $(STAMP) cluster-build
+	$(PY) -m pytest -q -ra tests/integration
+
+# The operator image from Debian packages with buildah: README "Image". Cached under ~/.cache.
+image: $(STAMP) image-tools
+	$(PY) devenv/image.py build
+
+# buildah and mmdebstrap from apt when missing and we may install them (CI: a fresh machine, as root).
+image-tools:
+	@if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah mmdebstrap; \
+	  else echo "buildah/mmdebstrap missing and not root with apt: image tests will be skipped"; fi; \
+	fi
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
 run: $(STAMP)
@@ -83,6 +125,10 @@ down: $(STAMP)
 	$(PY) -m devenv.qdrant_dev down
 	$(PYTHON) devenv/qdrant_real.py down
 	$(PYTHON) devenv/controlplane.py down
+
+# The results table of the last tests/faults run (tests/faults/RESULTS.json) into the README.
+faults-table: $(STAMP)
+	$(PY) -m tests.faults.table
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -33,8 +34,20 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "collection-operator"
 STATE = Path(os.environ.get("DEVENV_STATE_DIR", REPO / ".devenv"))
 HOST = "127.0.0.1"
-API_PORT = int(os.environ.get("DEVENV_API_PORT", "16443"))
-ETCD_PORT = int(os.environ.get("DEVENV_ETCD_PORT", "12379"))
+PORTS_FILE = STATE / "ports.json"  # the ports this checkout's control plane runs on, when not the defaults
+PORTS_FROM_ENV = "DEVENV_API_PORT" in os.environ or "DEVENV_ETCD_PORT" in os.environ
+
+
+def _configured_ports() -> tuple[int, int]:
+    """(API server, etcd client) ports: the environment's, else those of this checkout's running control
+    plane, else the defaults. Each also uses the next port (controller manager, etcd peer)."""
+    if not PORTS_FROM_ENV and PORTS_FILE.exists():
+        saved = json.loads(PORTS_FILE.read_text())
+        return saved["api"], saved["etcd"]
+    return int(os.environ.get("DEVENV_API_PORT", "16443")), int(os.environ.get("DEVENV_ETCD_PORT", "12379"))
+
+
+API_PORT, ETCD_PORT = _configured_ports()
 ETCD_PEER_PORT = ETCD_PORT + 1
 KCM_PORT = API_PORT + 1
 
@@ -251,6 +264,42 @@ def _wait(what: str, check, timeout: float, name: str) -> None:
     raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
 
 
+def _bindable(port: int) -> bool:
+    """Nothing listens on it and no connection holds it (a connect test misses a client's local port)."""
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_pair() -> int:
+    """A port p such that p and p + 1 are both free, below the kernel's ephemeral range (32768 and up), where
+    client connections would otherwise take them between this check and the servers' start."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000, 2)
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise SystemExit("no two adjacent free ports found on the loopback address")
+
+
+def _choose_ports() -> None:
+    """Keep the configured ports when they are free; else (another checkout's control plane or demo holds
+    them) pick free ones and remember them for this checkout. Ports set in the environment are never moved."""
+    global API_PORT, ETCD_PORT, ETCD_PEER_PORT, KCM_PORT
+    taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if not _bindable(p)]
+    if taken and PORTS_FROM_ENV:
+        raise SystemExit(f"port {HOST}:{taken[0]} is taken by another process; choose other DEVENV_API_PORT/"
+                         "DEVENV_ETCD_PORT")
+    if taken:
+        API_PORT, ETCD_PORT = _free_pair(), _free_pair()
+        ETCD_PEER_PORT, KCM_PORT = ETCD_PORT + 1, API_PORT + 1
+        log(f"ports {', '.join(map(str, taken))} are taken: using API server port {API_PORT}, etcd port {ETCD_PORT}")
+    STATE.mkdir(parents=True, exist_ok=True)
+    PORTS_FILE.write_text(json.dumps({"api": API_PORT, "etcd": ETCD_PORT}))
+
+
 def _apiserver_ready(token: str, path: str = "/readyz") -> bool:
     ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
     req = urllib.request.Request(f"https://{HOST}:{API_PORT}{path}", headers={"Authorization": f"Bearer {token}"})
@@ -284,9 +333,7 @@ def up() -> None:
         return
     down(quiet=True)
     started = time.monotonic()
-    for port in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT):
-        if _port_open(port):
-            raise SystemExit(f"port {HOST}:{port} is taken by another process; set DEVENV_API_PORT/DEVENV_ETCD_PORT")
+    _choose_ports()
     etcd_url, peer_url = f"http://{HOST}:{ETCD_PORT}", f"http://{HOST}:{ETCD_PEER_PORT}"
     _spawn("etcd", [
         str(bins["etcd"]), "--name=devenv", f"--data-dir={RUN / 'etcd-data'}",

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import uvicorn
 
-from devenv.qdrant_dev.app import QDRANT_VERSION, DevState, Faults, QdrantDevApp
-from devenv.qdrant_dev.engine import REPO_ROOT
+from devenv.qdrant_dev import REPO_ROOT
+from devenv.qdrant_dev.app import DevState, Faults, QdrantDevApp
+from devenv.qdrant_dev.engine import MAX_SHARDS
+from devenv.qdrant_dev.routes_service import QDRANT_VERSION
 
 DEVENV = REPO_ROOT / ".devenv"
 DEFAULT_DATA = DEVENV / "qdrant-data"
@@ -38,7 +40,7 @@ def serve(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir).resolve()
     state = DevState(api_key=args.api_key, read_only_api_key=args.read_only_api_key)
     state.faults = Faults(latency_ms=args.latency_ms, error_rate=args.error_rate)
-    app = QdrantDevApp(data_dir, state).build()
+    app = QdrantDevApp(data_dir, state, max_shards=args.max_shards).build()
     config = uvicorn.Config(
         app,
         host=host,
@@ -151,6 +153,8 @@ def main() -> None:
             p.add_argument("--tls-key", default=None)
             p.add_argument("--latency-ms", type=int, default=0)
             p.add_argument("--error-rate", type=float, default=0.0)
+            p.add_argument("--max-shards", type=int, default=MAX_SHARDS,
+                           help="refuse (400) collections with more shards than this; each is a local engine")
     sub.add_parser("down")
     args = parser.parse_args()
     {"serve": serve, "up": up, "down": down}[args.command](args)

@@ -1,3 +1,5 @@
 """qdrant-collection-operator: Qdrant collections managed declaratively from Kubernetes."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("qdrant-collection-operator")  # one source: pyproject.toml, through the installed metadata

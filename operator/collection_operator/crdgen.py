@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KINDS, VERSION, Kind
+from .api import API_VERSION, GROUP, KINDS, VERSION, Kind
 
 _DROP = {"title", "additionalProperties", "$defs"}
 
@@ -73,6 +73,9 @@ def crd(kind: Kind) -> dict[str, Any]:
     spec = _schema(kind.spec)
     status = _schema(kind.status)
     status.setdefault("description", f"Observed state of the {kind.kind}, written by the operator.")
+    # Present from creation on, so kstatus (Flux) reads a resource the operator has not looked at yet as
+    # InProgress ("latest observed generation is 0"), not Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -105,9 +108,9 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "type": "object",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": f"Always {API_VERSION}."},
+                                "kind": {"type": "string", "description": f"Always {kind.kind}."},
+                                "metadata": {"type": "object"},  # the API server allows nothing else here
                                 "spec": spec,
                                 "status": status,
                             },

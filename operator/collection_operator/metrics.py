@@ -83,3 +83,13 @@ DRIFT_CORRECTED = Counter(
 COLLECTIONS_MANAGED = Gauge(
     "qdrant_operator_collections_managed", "VectorCollections using each connection.", ["connection"]
 )
+DELETES_ABANDONED = Counter(
+    "qdrant_operator_deletes_abandoned_total",
+    "Deleted resources released after their delete attempts ran out; their data was left in Qdrant.",
+    ["kind"],
+)
+CREATE_CONFLICTS = Counter(
+    "qdrant_operator_create_conflicts_total",
+    "Collection creates Qdrant answered with 'already exists' (a retry after a lost reply, or a collection made "
+    "elsewhere); the operator then observes it and never overwrites.",
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 
 import pytest
@@ -322,6 +323,19 @@ def test_alias_actions_apply_in_order(client: QdrantClient, name: str) -> None:
         assert not {a1, a2} & {a.alias_name for a in client.get_aliases().aliases}
     finally:
         client.delete_collection(other)
+
+
+def test_too_many_shards_is_a_400_in_qdrants_error_shape_and_creates_nothing(client: QdrantClient, qdrant_server,
+                                                                            name: str) -> None:  # type: ignore[no-untyped-def]
+    qdrant_server.require_dev()  # a real Qdrant documents no maximum (uint32); the dev server serves up to 64
+    body = {"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 1024}
+    started = time.monotonic()
+    with qdrant_server.http(timeout=30) as http:
+        response = http.put(f"/collections/{name}", json=body)
+    assert time.monotonic() - started < 5  # refused up front, not after building 1024 engines
+    assert response.status_code == 400
+    assert "shard_number 1024 exceeds" in response.json()["status"]["error"]
+    assert not client.collection_exists(name)
 
 
 @dev_gap("custom sharding with shard keys is not emulated")

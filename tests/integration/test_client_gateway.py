@@ -253,3 +253,50 @@ async def test_tls_with_and_without_the_ca(qdrant_server_factory: Callable[..., 
     finally:
         await untrusted.aclose()
         await trusted.aclose()
+
+
+async def test_address_policy_refuses_before_any_request_and_a_foreign_reply_never_reaches_a_message(
+    own_server: QdrantServer,
+) -> None:
+    """The client layer alone: a URL outside allowed_hosts is sent nothing (calls, probes, warm-up)."""
+    import http.server
+    import threading
+
+    from collection_operator.config.address_policy import AddressPolicy
+    from collection_operator.qdrant import AddressNotAllowed
+
+    own_server.reset_requests()
+    policy = AddressPolicy(allowed_hosts=("127.0.0.2/32",))
+    refused = settings(environment="Testing").model_copy(update={"address_policy": policy})
+    async with QdrantGateway(own_server.url, refused, name="refused", api_key=own_server.api_key) as gateway:
+        with pytest.raises(AddressNotAllowed, match="allowed_hosts"):
+            await gateway.list_collections()
+        report = await gateway.monitor.probe_once()
+        assert report.error_reason == "AddressNotAllowed"
+        assert gateway.breaker_state == BreakerState.CLOSED  # our refusal says nothing about the server
+    assert sum(own_server.requests()["counts"].values()) == 0
+
+    marker = "foreign-body-7f3a"
+
+    class NotQdrant(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"<html>{marker}</html>".encode()
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotQdrant)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        async with QdrantGateway(url, settings(environment="Testing"), name="not-qdrant") as gateway:
+            report = await gateway.monitor.probe_once()
+            assert report.error is not None and marker not in report.error.message
+            assert "not a Qdrant error response" in report.error.message
+    finally:
+        server.shutdown()
+        server.server_close()

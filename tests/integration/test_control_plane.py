@@ -95,12 +95,72 @@ def test_immutable_fields_are_rejected_by_cel(control_plane, namespace):
     assert spec["connectionRef"] == {"name": "main"} and spec["vectors"][0]["size"] == 4 and spec["hnsw"] == {"m": 32}
 
 
+def _row(kubectl, *args: str) -> dict[str, str]:
+    """The one row of a `kubectl get`, by column (cut at the header's column starts: cells may be empty)."""
+    header, row = kubectl("get", *args).splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return dict(zip(header.split(), cells, strict=True))
+
+
 def test_printer_columns_through_kubectl(control_plane, namespace):
     control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("cols", **MINIMAL))
     header = control_plane.admin("get", "vectorcollections", "-n", namespace).splitlines()[0]
-    assert re.split(r"\s+", header.strip()) == ["NAME", "COLLECTION", "CONNECTION", "READY", "STATUS", "POINTS", "AGE"]
+    assert re.split(r"\s+", header.strip()) == ["NAME", "COLLECTION", "CONNECTION", "READY", "REASON", "POINTS", "AGE"]
+    wide = control_plane.admin("get", "vectorcollections", "-n", namespace, "-o", "wide").splitlines()[0]
+    assert re.split(r"\s+", wide.strip())[7:] == ["QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION"]
     assert "cols" in control_plane.admin("get", "qdrant", "-n", namespace)
     assert "cols" in control_plane.admin("get", "vc", "-n", namespace)
+
+
+def test_a_stalled_collection_does_not_read_as_fine(control_plane, namespace):
+    """The status the operator writes for a vector added to an existing collection, as kubectl shows it."""
+    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("stuck", **MINIMAL))
+    stamp = "2026-01-01T00:00:00Z"
+    status = {
+        "collectionName": "stuck", "qdrantStatus": "green", "pointsCount": 12, "indexedVectorsCount": 10,
+        "segmentsCount": 3, "shardNumber": 2, "replicationFactor": 1, "observedGeneration": 1,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ImmutableFieldChanged", "message": "vectors added",
+             "lastTransitionTime": stamp},
+            {"type": "Reconciling", "status": "False", "reason": "Idle", "message": "", "lastTransitionTime": stamp},
+            {"type": "Stalled", "status": "True", "reason": "ImmutableFieldChanged", "message": "vectors added",
+             "lastTransitionTime": stamp},
+        ],
+    }
+    control_plane.admin("patch", "-n", namespace, "vc", "stuck", "--subresource=status", "--type=merge",
+                        "-p", json.dumps({"status": status}))
+    assert _row(control_plane.admin, "vc", "stuck", "-n", namespace) | {"AGE": ""} == {
+        "NAME": "stuck", "COLLECTION": "stuck", "CONNECTION": "main", "READY": "False",
+        "REASON": "ImmutableFieldChanged", "POINTS": "12", "AGE": "",
+    }
+    wide = _row(control_plane.admin, "vc", "stuck", "-n", namespace, "-o", "wide")
+    assert [wide[c] for c in ("QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION")] == [
+        "green", "10", "3", "2", "1"]
+
+
+def test_connection_and_snapshot_columns_through_kubectl(control_plane, namespace):
+    conn = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "QdrantConnection", "metadata": {"name": "main"},
+            "spec": {"url": "http://qdrant.example:6333", "environment": "Testing"}}
+    snap = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "CollectionSnapshot", "metadata": {"name": "nightly"},
+            "spec": {"collectionRef": {"name": "docs"}, "schedule": "0 3 * * *"}}
+    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1",
+                                                                              "items": [conn, snap]}))
+    stamp = "2026-01-01T00:00:00Z"
+    ready = [{"type": "Ready", "status": "False", "reason": "CircuitOpen", "message": "", "lastTransitionTime": stamp}]
+    control_plane.admin("patch", "-n", namespace, "qconn", "main", "--subresource=status", "--type=merge", "-p",
+                        json.dumps({"status": {"health": "Unhealthy", "circuitBreaker": "Open", "peers": 1,
+                                               "collections": 3, "conditions": ready}}))
+    got = _row(control_plane.admin, "qconn", "main", "-n", namespace, "-o", "wide")
+    assert [got[c] for c in ("HEALTH", "READY", "REASON", "BREAKER", "PEERS", "COLLECTIONS")] == [
+        "Unhealthy", "False", "CircuitOpen", "Open", "1", "3"]
+    stalled = [{**ready[0], "reason": "CollectionNotFound"}]
+    control_plane.admin("patch", "-n", namespace, "vsnap", "nightly", "--subresource=status", "--type=merge", "-p",
+                        json.dumps({"status": {"phase": "Failed", "connection": f"{namespace}/main",
+                                               "conditions": stalled}}))
+    got = _row(control_plane.admin, "vsnap", "nightly", "-n", namespace, "-o", "wide")
+    assert [got[c] for c in ("PHASE", "READY", "REASON", "CONNECTION")] == [
+        "Failed", "False", "CollectionNotFound", f"{namespace}/main"]
 
 
 def test_operator_identity_has_exactly_its_cluster_role(control_plane, namespace):

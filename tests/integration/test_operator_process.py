@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.operator import wait_for
+from tests.fixtures.operator import Cluster, unique, wait_for
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "qdrant-collection-operator"
@@ -24,6 +25,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def operator_env(**settings: str) -> dict[str, str]:
+    """The process environment without the in-process operator fixture's QDRANT_OPERATOR_* variables, which
+    would otherwise override what the test sets (environment beats the settings file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_OPERATOR_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **settings}
+
+
 def get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
@@ -32,10 +40,20 @@ def get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
-def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane, cluster, qdrant_server, tmp_path):
+@pytest.fixture
+def solo(control_plane) -> Iterator[Cluster]:
+    """A namespace outside the session operator's glob: only the process a test starts reconciles it."""
+    namespace = unique("solo")
+    control_plane.admin("create", "namespace", namespace)
+    yield Cluster(control_plane, namespace)
+    control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane, solo, qdrant_server, tmp_path):
+    cluster = solo
     metrics_port, health_port = free_port(), free_port()
-    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
-           "QDRANT_OPERATOR_METRICS_PORT": str(metrics_port), "QDRANT_OPERATOR_HEALTH_PORT": str(health_port)}
+    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig),
+                       QDRANT_OPERATOR_METRICS_PORT=str(metrics_port), QDRANT_OPERATOR_HEALTH_PORT=str(health_port))
     settings = tmp_path / "settings.toml"
     settings.write_text("settings_poll_seconds = 0.5\nresync_interval_seconds = 300\n")
     log = (tmp_path / "operator.log").open("wb")
@@ -57,3 +75,27 @@ def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane,
         proc.wait(30)
         log.close()
     assert '"correlation_id"' in (tmp_path / "operator.log").read_text()  # JSON logs carry it
+
+
+def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_server, tmp_path):
+    """Pause and unpause reach status through their own handler, not the drift sweep (resync 600 s here)."""
+    cluster, namespace = solo, solo.namespace
+    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig), QDRANT_OPERATOR_METRICS_PORT="0",
+                       QDRANT_OPERATOR_HEALTH_PORT="0", QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS="600")
+    log = (tmp_path / "operator.log").open("wb")
+    proc = subprocess.Popen([str(BIN), "run", "-n", namespace, "--verbose"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
+        cluster.apply("VectorCollection", "docs", {"connectionRef": {"name": "main"}, "collectionName": unique("solo"),
+                                                   "vectors": [{"size": 4, "distance": "Dot"}]})
+        cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=60)
+        cluster.kubectl("annotate", "vectorcollections", "docs", "qdrant.collection-operator.dev/paused=true")
+        body = cluster.wait_condition("vectorcollections", "docs", "Paused", type_="Paused", timeout=20)
+        assert body["status"]["observedGeneration"] == body["metadata"]["generation"]  # kstatus: Current
+        cluster.kubectl("annotate", "vectorcollections", "docs", "qdrant.collection-operator.dev/paused-")
+        cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=20)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()

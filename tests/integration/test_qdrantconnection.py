@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from collection_operator.handlers.runtime import RUNTIME
 from tests.fixtures.controlplane import namespace_name
 from tests.fixtures.operator import wait_for
 from tests.integration.audit import AuditWindow
@@ -57,8 +56,8 @@ def test_ready_with_server_version_and_printer_columns(cluster, operator, keyed_
     assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Reconciling": "False",
                                                                   "Stalled": "False"}
     header, row = cluster.kubectl("get", PLURAL, "main").splitlines()
-    assert header.split() == ["NAME", "URL", "ENVIRONMENT", "HEALTH", "VERSION", "READY", "AGE"]
-    assert row.split()[:6] == ["main", keyed_server.url, "Testing", "Healthy", st["serverVersion"], "True"]
+    assert header.split() == ["NAME", "URL", "ENVIRONMENT", "HEALTH", "VERSION", "READY", "REASON", "AGE"]
+    assert row.split()[:7] == ["main", keyed_server.url, "Testing", "Healthy", st["serverVersion"], "True", "Connected"]
 
 
 def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_server):
@@ -79,7 +78,7 @@ def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_
         "message"]
     # No crash: the daemon keeps its client and keeps reporting.
     assert operator._thread is not None and operator._thread.is_alive()
-    assert f"{cluster.namespace}/wrong" in RUNTIME.connections
+    assert f"{cluster.namespace}/wrong" in operator.context.connections.running
 
 
 def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
@@ -87,7 +86,7 @@ def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
                                                    "apiKeySecretRef": {"name": "later"}})
     cond = cluster.wait_condition(PLURAL, "nosecret", "SecretNotFound", status="False")
     assert "later" in cluster.condition(PLURAL, "nosecret")["message"]
-    assert "observedGeneration" not in cond["status"]
+    assert cond["status"]["observedGeneration"] == 0  # the CRD's default: no verdict on generation 1 yet
     secret(cluster, "later", KEY)
     body = cluster.wait_condition(PLURAL, "nosecret", "Connected", timeout=30)
     assert body["status"]["serverVersion"] == server_version(keyed_server)
@@ -125,12 +124,12 @@ def test_secret_rotation_recovers_without_restart(cluster, operator, keyed_serve
                                               "apiKeySecretRef": {"name": "rotating"},
                                               "healthCheck": {"intervalSeconds": 1}})
     cluster.wait_condition(PLURAL, "rot", "Unauthorized", status="False", timeout=30)
-    thread, gateway = operator._thread, RUNTIME.connections[f"{cluster.namespace}/rot"].gateway
+    thread, gateway = operator._thread, operator.context.connections.running[f"{cluster.namespace}/rot"].gateway
     secret(cluster, "rotating", KEY)
     cluster.wait_condition(PLURAL, "rot", "Connected", timeout=15)
     # Same operator, same client object (breaker and metrics carried over): only its credentials changed.
     assert operator._thread is thread
-    assert RUNTIME.connections[f"{cluster.namespace}/rot"].gateway is gateway
+    assert operator.context.connections.running[f"{cluster.namespace}/rot"].gateway is gateway
 
 
 def _collection(cluster: Any, name: str, connection: dict[str, str]) -> None:
@@ -183,7 +182,9 @@ def test_allowed_namespaces(cluster, operator, keyed_server, other_namespace):
     _collection(other, "outsider", ref)
     cond = other.wait_condition("vectorcollections", "outsider", "ConnectionNotAllowed", type_="Stalled")
     assert other_namespace in other.condition("vectorcollections", "outsider", "Stalled")["message"]
-    assert "observedGeneration" not in cond["status"]
+    # Stalled is the final verdict on this generation (kstatus reads Failed); nothing was applied.
+    assert cond["status"]["observedGeneration"] == cond["metadata"]["generation"]
+    assert "appliedGeneration" not in cond["status"]
     # It does not use the connection, so the connection does not count it.
     assert status(cluster, "shared").get("collections") == 0
 

@@ -27,7 +27,7 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_fac
     })
     cluster.wait_condition("vectorcollections", "quiet", "InSync")
     # kopf records the handled spec in an annotation after the handler: the last write of the creation.
-    wait_for(lambda: f"{GROUP}/last-handled-configuration" in (
+    wait_for(lambda: f"kopf.{GROUP}/last-handled-configuration" in (
         cluster.get("vectorcollections", "quiet")["metadata"].get("annotations") or {}), 10, "kopf to finish")
 
     server.reset_requests()

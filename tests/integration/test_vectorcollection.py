@@ -73,7 +73,9 @@ def test_examples_become_ready(cluster, connection, qdrant_server, example):
         assert live["config"]["quantization_config"]["scalar"]["always_ram"] is True
         assert live["config"]["optimizer_config"]["default_segment_number"] == 4
     columns = cluster.kubectl("get", PLURAL, "ex", "--no-headers").split()
-    assert columns[1:6] == [name, "main", "True", "green", "0"]
+    assert columns[1:6] == [name, "main", "True", "InSync", "0"]
+    wide = cluster.kubectl("get", PLURAL, "ex", "--no-headers", "-o", "wide").split()
+    assert "green" in wide[6:], "Qdrant's own status is in the wide view"
 
 
 def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_server):
@@ -167,7 +169,7 @@ def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qd
     assert "vectors" in cluster.condition(PLURAL, "immut", "Stalled")["message"]
     live = qdrant_collection(qdrant_server, name)
     assert list(live["config"]["params"]["vectors"]) == ["a"] and live["config"]["hnsw_config"]["m"] == 16
-    assert body["status"]["observedGeneration"] == 1
+    assert (body["status"]["observedGeneration"], body["status"]["appliedGeneration"]) == (2, 1)
 
 
 def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_server):
@@ -192,7 +194,7 @@ def test_two_resources_one_collection(cluster, connection, qdrant_server):
     body = cluster.wait_condition(PLURAL, "second", "ResourceConflict", type_="Stalled")
     assert f"{cluster.namespace}/first" in cluster.condition(PLURAL, "second", "Stalled")["message"]
     assert cluster.condition(PLURAL, "first")["reason"] == "InSync"
-    assert "observedGeneration" not in body["status"]
+    assert body["status"]["observedGeneration"] == 1 and "appliedGeneration" not in body["status"]
 
 
 def qdrant_calls(connection: str) -> float:
@@ -216,7 +218,7 @@ def test_connection_down_reports_without_calling_qdrant(cluster, operator):
                                                "vectors": [{"size": 4, "distance": "Dot"}]})
     body = cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
     assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
-    assert "observedGeneration" not in body["status"]
+    assert body["status"]["observedGeneration"] == 0  # the CRD's default: nothing was decided about generation 1
     assert qdrant_calls(key) == before
     # The handler requeues (kopf logs that at ERROR); one Warning marks the transition, and no log line
     # becomes an Event.
@@ -283,7 +285,10 @@ def test_paused_and_unmanaged_annotations(cluster, connection, qdrant_server):
     cluster.wait_condition(PLURAL, "paused", "Paused", type_="Paused")
     cluster.apply("VectorCollection", "paused", {**spec, "hnsw": {"m": 20}},
                   annotations={"qdrant.collection-operator.dev/paused": "true"})
-    cluster.wait_condition(PLURAL, "paused", "Paused", status="False")
+    # Paused is the verdict on generation 2 too: kstatus reads the resource as Current, not InProgress.
+    wait_for(lambda: cluster.get(PLURAL, "paused")["status"].get("observedGeneration") == 2, 30,
+             "the paused verdict on generation 2")
+    assert cluster.condition(PLURAL, "paused")["reason"] == "InSync", "Ready keeps the last verdict while paused"
     assert qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 16
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused-")
     wait_for(lambda: qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 20, 60,
@@ -291,7 +296,7 @@ def test_paused_and_unmanaged_annotations(cluster, connection, qdrant_server):
     cluster.wait_condition(PLURAL, "paused", "InSync")
 
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/managed=false")
-    cluster.wait_condition(PLURAL, "paused", "Unmanaged", status="False")
+    cluster.wait_condition(PLURAL, "paused", "Unmanaged", type_="Unmanaged")
     cluster.kubectl("patch", PLURAL, "paused", "--type=merge", "-p", '{"spec":{"deletionPolicy":"Delete"}}')
     cluster.kubectl("delete", PLURAL, "paused", "--timeout=60s")
     assert qdrant_collection(qdrant_server, name) is not None, "managed=false never touches Qdrant, even on delete"

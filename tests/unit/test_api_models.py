@@ -46,3 +46,16 @@ def test_connection_defaults():
     assert QdrantConnectionSpec.model_validate(
         {"url": "http://q:6333", "apiKeySecretRef": {"name": "k"}}
     ).api_key_secret_ref.key == "api-key"
+
+
+def test_collection_names_with_double_dots_are_refused():
+    import pydantic as _pydantic
+
+    for field in ({"collectionName": "a..b"}, {"aliases": ["ok", "x..y"]}):
+        try:
+            VectorCollectionSpec.model_validate({"connectionRef": {"name": "main"},
+                                                 "vectors": [{"size": 4, "distance": "Dot"}], **field})
+        except _pydantic.ValidationError as exc:
+            assert "'..'" in str(exc)
+        else:
+            raise AssertionError(f"{field} accepted")

@@ -1,72 +1,14 @@
-"""The reconcile loop of a VectorCollection against an in-memory gateway (pure logic, no network)."""
+"""The sync of a VectorCollection against the in-memory Qdrant of tests/fakes.py (pure logic, no network)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from collection_operator.api import VectorCollectionSpec
-from collection_operator.qdrant.errors import AlreadyExists, OutcomeUnknown, Unreachable
+from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.collection_sync import ReindexGate, Target, sync
-
-
-class FakeQdrant:
-    """Keeps collections as Qdrant would report them; records every write."""
-
-    def __init__(self) -> None:
-        self.collections: dict[str, dict[str, Any]] = {}
-        self.aliases: dict[str, str] = {}
-        self.writes: list[str] = []
-        self.fail_create: Exception | None = None
-        self.create_attempts = 0
-        self.created_status = "green"
-
-    async def get_collection(self, name: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.collections.get(name))
-
-    async def create_collection(self, name: str, body: dict[str, Any]) -> None:
-        self.create_attempts += 1
-        if name in self.collections:  # as Qdrant: never overwritten
-            raise AlreadyExists(f"Collection `{name}` already exists!")
-        self.writes.append(f"create {name}")
-        self.collections[name] = {
-            "status": self.created_status, "points_count": 0, "segments_count": 1,
-            "config": {"params": {"vectors": body["vectors"]}, "hnsw_config": body.get("hnsw_config", {"m": 16}),
-                       "metadata": body.get("metadata")},
-            "payload_schema": {},
-        }
-        if self.fail_create:
-            raise self.fail_create
-
-    async def update_collection(self, name: str, body: dict[str, Any]) -> None:
-        self.writes.append(f"update {name} {sorted(body)}")
-        config = self.collections[name]["config"]
-        config["hnsw_config"] = {**config["hnsw_config"], **body.get("hnsw_config", {})}
-        if "hnsw_config" in body:
-            self.collections[name]["status"] = "yellow"  # re-indexing
-        if "metadata" in body:
-            config["metadata"] = {**(config.get("metadata") or {}), **body["metadata"]}
-
-    async def delete_collection(self, name: str) -> None:
-        self.collections.pop(name, None)
-
-    async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
-        self.writes.append(f"index {name} {field}")
-        self.collections[name]["payload_schema"][field] = {"data_type": schema["type"], "params": schema}
-
-    async def delete_payload_index(self, name: str, field: str) -> None:
-        self.writes.append(f"unindex {name} {field}")
-        self.collections[name]["payload_schema"].pop(field, None)
-
-    async def list_aliases(self) -> dict[str, str]:
-        return dict(self.aliases)
-
-    async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        self.writes.append("aliases")
-        for action in actions:
-            if "create_alias" in action:
-                self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
+from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
@@ -90,7 +32,7 @@ async def test_create_then_nothing_to_do():
     assert first.verdict.reason == "InSync" and first.reconciled
     assert q.writes == ["create docs", "index docs k", "aliases"]
     assert [e[1] for e in first.events] == ["Created"]
-    status = {"observedGeneration": 1, **first.status}
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
     q.writes.clear()
     again = await run(q, spec(payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["a"]), target(status=status))
     assert q.writes == [] and again.events == [] and again.qdrant_writes == 0
@@ -118,7 +60,7 @@ async def test_a_new_resource_creates_without_looking_first_and_never_overwrites
     await run(q, spec(collectionName="new"), target("new", uid="u2"))
     assert reads == ["new"]  # once, after the create, for status
     refused = await run(q, spec(collectionName="first", hnsw={"m": 32}), target("other", uid="u3"))
-    assert refused.verdict.reason == "AlreadyExists"
+    assert refused.verdict.reason == "AlreadyExists" and refused.create_conflicts == 1
     assert q.collections["first"]["config"]["hnsw_config"]["m"] == 8
 
 
@@ -126,7 +68,7 @@ async def test_reindexing_changes_go_one_at_a_time_per_connection():
     q, gate = FakeQdrant(), ReindexGate()
     for name in ("a", "b"):
         await run(q, spec(collectionName=name), target(name, uid=name), gate)
-    status = {"observedGeneration": 1}
+    status = {"appliedGeneration": 1}
     first = await run(q, spec(collectionName="a", hnsw={"m": 32}), target("a", "a", 2, status), gate)
     assert first.verdict.reason == "Optimizing" and first.requeue_after  # Qdrant is yellow now
     second = await run(q, spec(collectionName="b", hnsw={"m": 32}), target("b", "b", 2, status), gate)
@@ -141,14 +83,14 @@ async def test_reindexing_changes_go_one_at_a_time_per_connection():
 
 async def test_report_policy_does_not_recreate_a_deleted_collection():
     q = FakeQdrant()
-    outcome = await run(q, spec(driftPolicy="Report"), target(status={"observedGeneration": 1}))
+    outcome = await run(q, spec(driftPolicy="Report"), target(status={"appliedGeneration": 1}))
     assert outcome.verdict.state == "Stalled" and outcome.verdict.reason == "CollectionMissing"
     assert q.writes == []
 
 
 async def test_recreated_under_enforce_with_a_warning():
     q = FakeQdrant()
-    outcome = await run(q, spec(), target(status={"observedGeneration": 1}))
+    outcome = await run(q, spec(), target(status={"appliedGeneration": 1}))
     assert q.writes == ["create docs"]
     assert outcome.events[0][:2] == ("Warning", "Recreated")
 
@@ -181,6 +123,40 @@ async def test_a_collection_still_optimizing_after_create_is_not_created_again()
     first = await run(q, spec(), target())
     assert first.verdict.reason == "Optimizing" and not first.reconciled
     q.collections["docs"]["status"] = "green"
-    second = await run(q, spec(), target(status=first.status))
+    second = await run(q, spec(), target(status=first.status.to_patch()))
     assert second.verdict.reason == "InSync"
     assert q.create_attempts == 1
+
+
+async def test_an_alias_that_is_a_collection_name_stalls_before_any_write():
+    q = FakeQdrant()
+    await run(q, spec(), target("other", uid="u0"))  # a collection named "other"
+    q.writes.clear()
+    for alias in ("other", "docs"):  # another collection's name, and the collection's own
+        outcome = await run(q, spec(aliases=[alias]), target())
+        assert (outcome.verdict.state, outcome.verdict.reason) == ("Stalled", "AliasConflict")
+        assert alias in outcome.verdict.message and not outcome.requeue_after
+    assert q.writes == []
+
+
+async def test_an_alias_held_by_another_collection_stalls_and_nothing_is_written():
+    q = FakeQdrant()
+    await run(q, spec(), target(status={"appliedGeneration": 1}))
+    q.aliases["taken"] = "elsewhere"
+    q.writes.clear()
+    outcome = await run(q, spec(aliases=["taken"], hnsw={"m": 32}), target(generation=2,
+                                                                          status={"appliedGeneration": 1}))
+    assert outcome.verdict.reason == "AliasConflict" and "alias of elsewhere" in outcome.verdict.message
+    assert q.writes == [], "not even the in-place change: nothing until the conflict is resolved"
+
+
+async def test_a_conflicting_resource_looks_instead_of_creating_on_every_resync():
+    q = FakeQdrant()
+    await run(q, spec(), target("first", uid="u1"))
+    conflict = await run(q, spec(collectionName="first"), target("second", uid="u2"), alive=("u1",))
+    assert conflict.verdict.reason == "ResourceConflict"
+    status = {"conditions": [{"type": "Ready", "status": "False", "reason": "ResourceConflict"}]}
+    q.create_attempts, q.reads = 0, []
+    again = await run(q, spec(collectionName="first"), target("second", uid="u2", status=status), alive=("u1",))
+    assert again.verdict.reason == "ResourceConflict"
+    assert q.create_attempts == 0 and q.reads == ["get first"], "one read per resync while stalled, no create"

@@ -11,6 +11,7 @@ from collection_operator.api.connection import Environment, Pool, QdrantConnecti
 from collection_operator.config import (
     PROFILES,
     LogFormat,
+    OperatorSettings,
     SettingsBuilder,
     SettingsWatcher,
     load_settings,
@@ -156,3 +157,12 @@ async def test_watcher_applies_a_changed_file_and_keeps_the_last_good_one(tmp_pa
 
     path.write_text("# same values, other bytes\nresync_interval_seconds = 20\n")
     assert not await watcher.check_once(), "an equal result is no change"
+
+
+def test_every_setting_can_come_from_the_environment():
+    from collection_operator.config.settings import _EnvSchema
+
+    assert set(_EnvSchema.model_fields) == set(OperatorSettings.model_fields)
+    environ = {"QDRANT_OPERATOR_PEERING_NAME": "ops", "QDRANT_OPERATOR_PEERING_PRIORITY": "7"}
+    settings = load_settings(None, environ=environ)
+    assert (settings.peering_name, settings.peering_priority) == ("ops", 7)

@@ -49,18 +49,54 @@ def test_names_and_columns_follow_the_api_contract():
     vc = crds["VectorCollection"]["spec"]
     assert vc["names"]["shortNames"] == ["vcol", "vc"]
     assert all(c["spec"]["names"]["categories"] == ["qdrant"] for c in crds.values())
-    assert [c["name"] for c in vc["versions"][0]["additionalPrinterColumns"]] == [
-        "Collection", "Connection", "Ready", "Status", "Points", "Age",
-    ]
-    conn_cols = crds["QdrantConnection"]["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in conn_cols] == ["URL", "Environment", "Health", "Version", "Ready", "Age"]
     assert all(c["spec"]["versions"][0]["subresources"] == {"status": {}} for c in crds.values())
+
+
+def _columns(kind: str, wide: bool = False) -> list[str]:
+    crd = next(crdgen.crd(k) for k in KINDS if k.kind == kind)
+    return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"] if wide or "priority" not in c]
+
+
+def test_printer_columns_show_readiness_with_its_reason():
+    assert _columns("VectorCollection") == ["Collection", "Connection", "Ready", "Reason", "Points", "Age"]
+    assert _columns("VectorCollection", wide=True)[6:] == ["Qdrant", "Indexed", "Segments", "Shards", "Replication"]
+    assert _columns("QdrantConnection") == ["URL", "Environment", "Health", "Version", "Ready", "Reason", "Age"]
+    assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Collections"]
+    assert _columns("CollectionSnapshot") == ["Collection", "Schedule", "Last", "Phase", "Ready", "Reason", "Age"]
+    assert _columns("CollectionSnapshot", wide=True)[7:] == ["Next", "Connection"]
+    for kind in KINDS:
+        columns = crdgen.crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
+        reason = next(c for c in columns if c["name"] == "Reason")
+        assert reason["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+
+
+def _fields(schema: dict[str, Any], path: str):
+    """Every field `kubectl explain` lists: properties, through list items and map values."""
+    for name, prop in (schema.get("properties") or {}).items():
+        yield f"{path}.{name}", prop
+        yield from _fields(prop, f"{path}.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            yield from _fields(schema[key], f"{path}[]")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_field_has_a_description(kind):
+    """`kubectl explain` shows these; a field added without `Field(description=...)` fails here."""
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema.get("description")
+    # metadata may carry nothing but its type (the API server describes ObjectMeta itself).
+    missing = [path for path, prop in _fields(schema, kind.kind)
+               if path != f"{kind.kind}.metadata" and not prop.get("description", "").strip()]
+    assert not missing, f"fields without a description: {missing}"
 
 
 def test_exclusive_bounds_use_openapi_v3_0_form():
     schema = crdgen.crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     acquire = schema["properties"]["spec"]["properties"]["pool"]["properties"]["acquireTimeoutSeconds"]
-    assert acquire == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
+    assert {k: v for k, v in acquire.items() if k != "description"} == {
+        "type": "number", "minimum": 0, "exclusiveMinimum": True,
+    }
 
 
 def test_generated_yaml_has_no_anchors():

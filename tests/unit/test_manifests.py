@@ -27,9 +27,42 @@ def test_base_includes_crds_rbac_and_a_hardened_deployment():
     container = pod["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # HA: two replicas in one kopf peering, handed over one at a time.
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert ("ClusterKopfPeering", env["QDRANT_OPERATOR_PEERING_NAME"]) in docs
+    pdb = docs[("PodDisruptionBudget", "qdrant-collection-operator")]
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"] and pdb["spec"]["maxUnavailable"] == 1
 
 
 def test_dev_overlay_adds_verbose_logging():
     deployment = next(d for d in render("manifests/overlays/dev") if d["kind"] == "Deployment")
     assert "--verbose" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_role_reads_secrets_by_name_only():
+    role = next(d for d in render("manifests/base") if d["kind"] == "ClusterRole")
+    secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert [r["verbs"] for r in secrets] == [["get"]]
+
+
+def test_network_policy_limits_egress_to_dns_api_server_and_qdrant_ports_without_link_local():
+    policy = next(d for d in render("manifests/base") if d["kind"] == "NetworkPolicy")
+    assert "Egress" in policy["spec"]["policyTypes"]
+    ports = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP"), (6333, "TCP")}
+    blocks = [peer["ipBlock"] for rule in policy["spec"]["egress"] for peer in rule.get("to", [])]
+    assert all(rule.get("to") for rule in policy["spec"]["egress"] if any(p["port"] != 53 for p in rule["ports"]))
+    assert {"169.254.0.0/16", "fe80::/10"} <= {cidr for block in blocks for cidr in block.get("except", [])}
+
+
+def test_shard_number_is_capped():
+    import pydantic
+    import pytest
+
+    from collection_operator.api.collection import MAX_SHARD_NUMBER, VectorCollectionSpec
+
+    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+    VectorCollectionSpec.model_validate({**base, "shardNumber": MAX_SHARD_NUMBER})
+    with pytest.raises(pydantic.ValidationError):
+        VectorCollectionSpec.model_validate({**base, "shardNumber": 1024})

@@ -169,11 +169,15 @@ def test_payload_indexes_added_changed_and_only_managed_ones_removed():
 
 def test_aliases_created_removed_and_never_stolen():
     info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
-    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new", "taken"]), info,
-            live_aliases={"taken": "other", "gone": "docs", "theirs": "docs"}, managed_aliases=["gone"])
+    live = {"taken": "other", "gone": "docs", "theirs": "docs"}
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new"]), info, live_aliases=live,
+            managed_aliases=["gone"])
     assert p.alias_actions == [{"create_alias": {"collection_name": "docs", "alias_name": "new"}},
                                {"delete_alias": {"alias_name": "gone"}}]
-    assert p.alias_conflicts == ["taken"]
+    conflict = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new", "taken", "coll"], hnsw={"m": 9}),
+                   info, live_aliases=live, managed_aliases=["gone"], collections=["coll", "docs"])
+    assert conflict.alias_conflicts == ["taken", "coll"]
+    assert not conflict.writes, "a conflict writes nothing, not even the rest of the plan"
 
 
 def test_embeddings_preset_and_explicit_fields_win():

@@ -10,6 +10,7 @@ import pytest
 
 from collection_operator.api.snapshot import Retention, SnapshotRecord
 from collection_operator.reconcile import snapshot as logic
+from tests.fakes import FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -118,41 +119,8 @@ def test_unusable_sources(body, name, reason):
 # ----- Qdrant work through a fake gateway ---------------------------------------------------------
 
 
-class FakeQdrant:
-    def __init__(self) -> None:
-        self.points: dict[str, int] = {}
-        self.owners: dict[str, str | None] = {}
-        self.snapshots: dict[str, int] = {}  # snapshot name -> points it holds
-        self.calls: list[str] = []
-        self.write_during_snapshot = 0
-
-    async def count(self, collection: str) -> int | None:
-        return self.points.get(collection)
-
-    async def create_snapshot(self, collection: str) -> dict[str, Any]:
-        name = f"{collection}-{len(self.snapshots)}.snapshot"
-        self.snapshots[name] = self.points[collection]
-        self.points[collection] += self.write_during_snapshot
-        return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": 1024, "checksum": "abc"}
-
-    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
-        self.snapshots.pop(snapshot, None)
-
-    async def owner(self, collection: str) -> tuple[bool, str | None]:
-        return collection in self.points, self.owners.get(collection)
-
-    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
-        self.calls.append(f"recover {collection} {location.rsplit('/', 1)[-1]} {checksum} {api_key}")
-        self.points[collection] = self.snapshots[location.rsplit("/", 1)[-1]]
-        self.owners[collection] = "ns/docs/uid-src"  # the snapshot carries the source's marker
-
-    async def set_owner(self, collection: str, marker: str) -> None:
-        self.calls.append(f"owner {collection} {marker}")
-        self.owners[collection] = marker
-
-
 async def test_take_records_points_and_time():
-    q = FakeQdrant()
+    q = FakeSnapshots()
     q.points["src"] = 7
     record = await logic.take(q, "src", CREATED)
     assert record == SnapshotRecord(name="src-0.snapshot", created_at="2030-05-01T12:00:30Z", size_bytes=1024,
@@ -163,7 +131,7 @@ async def test_take_records_points_and_time():
         await logic.take(q, "missing", CREATED)
 
 
-async def restore_case(q: FakeQdrant, *, in_place: bool = False, points_count: int | None = 7) -> None:
+async def restore_case(q: FakeSnapshots, *, in_place: bool = False, points_count: int | None = 7) -> None:
     q.snapshots["s.snapshot"] = 7
     source = logic.SourceSnapshot("nightly", SnapshotRecord(name="s.snapshot", checksum="abc",
                                                             points_count=points_count), "src", "ns/main")
@@ -172,14 +140,14 @@ async def restore_case(q: FakeQdrant, *, in_place: bool = False, points_count: i
 
 
 async def test_restore_recovers_claims_and_verifies():
-    q = FakeQdrant()
+    q = FakeSnapshots()
     await restore_case(q)
     assert q.calls == ["recover copy s.snapshot abc key", "owner copy ns/copy/uid-copy"]
     assert q.points["copy"] == 7
 
 
 async def test_restore_refuses_a_collection_that_is_not_ours():
-    q = FakeQdrant()
+    q = FakeSnapshots()
     q.points["copy"], q.owners["copy"] = 3, "other/thing/uid"
     with pytest.raises(logic.RestoreFailed) as err:
         await restore_case(q)
@@ -190,7 +158,7 @@ async def test_restore_refuses_a_collection_that_is_not_ours():
 
 
 async def test_restore_over_ours_or_an_interrupted_restore():
-    q = FakeQdrant()
+    q = FakeSnapshots()
     q.points["copy"], q.owners["copy"] = 3, "ns/copy/uid-copy"
     await restore_case(q, in_place=True)
     q.owners["copy"] = "ns/docs/uid-src"  # recovered, then the operator stopped before claiming it
@@ -199,8 +167,8 @@ async def test_restore_over_ours_or_an_interrupted_restore():
 
 
 async def test_restore_verification_mismatch_is_reported():
-    q = FakeQdrant()
+    q = FakeSnapshots()
     with pytest.raises(logic.RestoreFailed) as err:
         await restore_case(q, points_count=8)
     assert err.value.reason == "RestoreVerificationFailed" and "holds 7 points" in str(err.value)
-    await restore_case(FakeQdrant(), points_count=None)  # count unknown when taken: nothing to verify
+    await restore_case(FakeSnapshots(), points_count=None)  # count unknown when taken: nothing to verify

@@ -46,6 +46,10 @@ class StatusModel(WireModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=True)
 
+    def to_patch(self) -> dict[str, Any]:
+        """The fields that were set, camelCase; an explicit None stays (a merge patch removes that key)."""
+        return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
 
 class ConditionStatus(StrEnum):
     TRUE = "True"
@@ -54,24 +58,33 @@ class ConditionStatus(StrEnum):
 
 
 class Condition(StatusModel):
-    """A metav1.Condition."""
+    """A metav1.Condition: one aspect of the resource's state."""
 
-    type: str
-    status: ConditionStatus
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field("", max_length=32768)
-    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
-    observed_generation: int | None = Field(None, ge=0)
+    type: str = Field(description="Ready (the summary), Reconciling (work in progress), Stalled (a person must "
+                      "act) or Paused (reconciling held back by the paused annotation).")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="Why, in one CamelCase word (e.g. InSync, ImmutableFieldChanged); see docs/troubleshooting.md.",
+    )
+    message: str = Field("", max_length=32768, description="What happened, for people.")
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"}, description="Last status change.")
+    observed_generation: int | None = Field(None, ge=0, description="The metadata.generation this condition is about.")
 
 
 CONDITIONS_SCHEMA_EXTRA: dict[str, Any] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
 class StatusBase(StatusModel):
-    observed_generation: int | None = Field(None, description="The generation last reconciled successfully.")
+    observed_generation: int | None = Field(
+        None,
+        description="The metadata.generation the conditions are about; when it equals metadata.generation, they "
+        "describe the current spec.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled (kstatus), plus kind-specific ones.",
+        description="Ready, Reconciling and Stalled (kstatus), plus Paused while paused.",
         json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
     )
 
@@ -79,14 +92,14 @@ class StatusBase(StatusModel):
 class SecretKeyRef(WireModel):
     """A key of a Secret in the resource's own namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
-    key: str = Field(min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret's data.")
 
 
 class LocalObjectRef(WireModel):
     """A resource in the same namespace."""
 
-    name: str = Field(min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253, description="Name of the resource.")
 
 
 class DeletionPolicy(StrEnum):

@@ -5,14 +5,23 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel, immutable
 
 # Qdrant accepts nearly any collection name but the ones below break URLs or file names.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
 VECTOR_NAME_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
+def _no_double_dot(name: str) -> str:
+    if ".." in name:
+        raise ValueError("must not contain '..' (Qdrant refuses it)")
+    return name
+
+
+# RE2 patterns (the API server's) have no lookahead: '..' is refused by a CEL rule and by the model.
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, json_schema_extra={
+    "x-kubernetes-validations": [cel("!self.contains('..')", "must not contain '..' (Qdrant refuses it)")]}),
+    AfterValidator(_no_double_dot)]
 
 
 class Preset(StrEnum):
@@ -38,11 +47,23 @@ class Hnsw(WireModel):
     """HNSW index parameters (Qdrant's hnsw_config)."""
 
     m: int | None = Field(None, ge=0, le=1024, description="Edges per node; 0 disables the HNSW graph.")
-    ef_construct: int | None = Field(None, ge=4, le=65536)
-    full_scan_threshold: int | None = Field(None, ge=0, description="KB of vectors below which search scans.")
-    max_indexing_threads: int | None = Field(None, ge=0, le=1024)
-    on_disk: bool | None = None
-    payload_m: int | None = Field(None, ge=0, le=1024)
+    ef_construct: int | None = Field(
+        None, ge=4, le=65536, description="Neighbours considered while building the index: higher is more accurate "
+        "and slower to build."
+    )
+    full_scan_threshold: int | None = Field(
+        None, ge=0, description="Segment size (KB of vectors) below which a search scans instead of using the index."
+    )
+    max_indexing_threads: int | None = Field(
+        None, ge=0, le=1024, description="Threads for building the index; 0 lets Qdrant choose."
+    )
+    on_disk: bool | None = Field(None, description="Keep the index on disk (memory-mapped) instead of in RAM.")
+    payload_m: int | None = Field(
+        None, ge=0, le=1024, description="m of the per-tenant graphs built along payload indexes (isTenant)."
+    )
+
+
+ALWAYS_RAM = "Keep the quantized vectors in RAM even when the vectors are on disk."
 
 
 class ScalarType(StrEnum):
@@ -50,9 +71,14 @@ class ScalarType(StrEnum):
 
 
 class Scalar(WireModel):
-    type: ScalarType = ScalarType.INT8
-    quantile: float | None = Field(None, ge=0.5, le=1.0)
-    always_ram: bool | None = None
+    """Scalar quantization: each vector component stored as one byte."""
+
+    type: ScalarType = Field(ScalarType.INT8, description="The quantized type; Int8 is the only one.")
+    quantile: float | None = Field(
+        None, ge=0.5, le=1.0, description="Share of values used to find the quantization bounds; outliers beyond "
+        "it are clipped."
+    )
+    always_ram: bool | None = Field(None, description=ALWAYS_RAM)
 
 
 class Compression(StrEnum):
@@ -64,8 +90,10 @@ class Compression(StrEnum):
 
 
 class Product(WireModel):
-    compression: Compression
-    always_ram: bool | None = None
+    """Product quantization: chunks of a vector stored as centroid ids."""
+
+    compression: Compression = Field(description="How many times smaller the quantized vectors are.")
+    always_ram: bool | None = Field(None, description=ALWAYS_RAM)
 
 
 class BinaryEncoding(StrEnum):
@@ -75,8 +103,10 @@ class BinaryEncoding(StrEnum):
 
 
 class Binary(WireModel):
-    always_ram: bool | None = None
-    encoding: BinaryEncoding | None = None
+    """Binary quantization: each vector component stored in one or two bits."""
+
+    always_ram: bool | None = Field(None, description=ALWAYS_RAM)
+    encoding: BinaryEncoding | None = Field(None, description="Bits per component; Qdrant's default is OneBit.")
 
 
 class Quantization(WireModel):
@@ -95,14 +125,16 @@ class Quantization(WireModel):
         }
     )
 
-    scalar: Scalar | None = None
-    product: Product | None = None
-    binary: Binary | None = None
+    scalar: Scalar | None = Field(None, description="Scalar (int8) quantization.")
+    product: Product | None = Field(None, description="Product quantization.")
+    binary: Binary | None = Field(None, description="Binary quantization.")
     disabled: bool | None = Field(None, description="true: no quantization, even where a preset would add one.")
 
 
 class Multivector(WireModel):
-    comparator: str = Field("MaxSim", pattern="^MaxSim$")
+    """Each point holds a matrix of vectors of this size (late interaction, e.g. ColBERT)."""
+
+    comparator: str = Field("MaxSim", pattern="^MaxSim$", description="How two matrices are scored; MaxSim only.")
 
 
 class Vector(WireModel):
@@ -124,14 +156,20 @@ class Vector(WireModel):
         }
     )
 
-    name: str = Field("", pattern=VECTOR_NAME_PATTERN, max_length=64)
+    name: str = Field(
+        "", pattern=VECTOR_NAME_PATTERN, max_length=64,
+        description='Name of the vector, unique in the list; "" (the default) is the single unnamed vector.',
+    )
     size: int = Field(ge=1, le=65536, description="Dimensions. Immutable.")
-    distance: Distance = Field(description="Immutable.")
-    datatype: Datatype | None = Field(None, description="Immutable.")
-    on_disk: bool | None = None
-    multivector: Multivector | None = Field(None, description="Immutable.")
-    hnsw: Hnsw | None = None
-    quantization: Quantization | None = None
+    distance: Distance = Field(description="Similarity function. Immutable.")
+    datatype: Datatype | None = Field(None, description="Storage type of each component (Float32 when left out). "
+                                      "Immutable.")
+    on_disk: bool | None = Field(None, description="Store the vectors on disk (memory-mapped) instead of in RAM.")
+    multivector: Multivector | None = Field(None, description="Make this a multivector. Immutable.")
+    hnsw: Hnsw | None = Field(None, description="HNSW parameters for this vector; override spec.hnsw.")
+    quantization: Quantization | None = Field(
+        None, description="Quantization for this vector; overrides spec.quantization."
+    )
 
 
 class SparseModifier(StrEnum):
@@ -140,14 +178,28 @@ class SparseModifier(StrEnum):
 
 
 class SparseIndex(WireModel):
-    on_disk: bool | None = None
-    full_scan_threshold: int | None = Field(None, ge=0)
+    """The inverted index of a sparse vector."""
+
+    on_disk: bool | None = Field(None, description="Keep the index on disk (memory-mapped) instead of in RAM.")
+    full_scan_threshold: int | None = Field(
+        None, ge=0, description="Points below which a search scans instead of using the index."
+    )
 
 
 class SparseVector(WireModel):
-    name: str = Field(pattern=VECTOR_NAME_PATTERN, min_length=1, max_length=64)
-    modifier: SparseModifier | None = None
-    index: SparseIndex | None = None
+    """A sparse vector (e.g. BM25 or SPLADE term weights)."""
+
+    name: str = Field(pattern=VECTOR_NAME_PATTERN, min_length=1, max_length=64, description="Name of the vector.")
+    modifier: SparseModifier | None = Field(
+        None, description="Idf weighs terms by inverse document frequency at query time (for BM25); None does not."
+    )
+    index: SparseIndex | None = Field(None, description="Index parameters.")
+
+
+# Qdrant's OpenAPI (1.19) gives shard_number only a minimum (1, uint32). Each shard is a complete storage
+# engine with its own WAL, segments and optimizer on every replica, and Qdrant's guidance is a small multiple
+# of the node count; 256 allows two shards per node on a 128-node cluster. 1024 froze the dev server.
+MAX_SHARD_NUMBER = 256
 
 
 class ShardingMethod(StrEnum):
@@ -158,19 +210,33 @@ class ShardingMethod(StrEnum):
 class Optimizers(WireModel):
     """Qdrant's optimizers_config. Sizes are in kilobytes, as in Qdrant."""
 
-    deleted_threshold: float | None = Field(None, ge=0, le=1)
-    vacuum_min_vector_number: int | None = Field(None, ge=100)
-    default_segment_number: int | None = Field(None, ge=0)
-    max_segment_size: int | None = Field(None, ge=1)
-    memmap_threshold: int | None = Field(None, ge=0)
-    indexing_threshold: int | None = Field(None, ge=0)
-    flush_interval_sec: int | None = Field(None, ge=0)
-    max_optimization_threads: int | None = Field(None, ge=0)
+    deleted_threshold: float | None = Field(
+        None, ge=0, le=1, description="Share of deleted points in a segment above which it is vacuumed."
+    )
+    vacuum_min_vector_number: int | None = Field(
+        None, ge=100, description="Vectors a segment must hold before it is vacuumed."
+    )
+    default_segment_number: int | None = Field(
+        None, ge=0, description="Segments the optimizer aims for; 0 lets Qdrant choose from the CPU count."
+    )
+    max_segment_size: int | None = Field(None, ge=1, description="Largest segment the optimizer builds, in KB.")
+    memmap_threshold: int | None = Field(
+        None, ge=0, description="Segment size (KB) above which vectors are memory-mapped from disk."
+    )
+    indexing_threshold: int | None = Field(
+        None, ge=0, description="Segment size (KB) above which vectors are indexed; 0 disables indexing."
+    )
+    flush_interval_sec: int | None = Field(None, ge=0, description="Seconds between flushes to disk.")
+    max_optimization_threads: int | None = Field(
+        None, ge=0, description="Threads per optimization job; 0 pauses optimization, left out: Qdrant chooses."
+    )
 
 
 class Wal(WireModel):
-    capacity_mb: int | None = Field(None, ge=1)
-    segments_ahead: int | None = Field(None, ge=0)
+    """Write-ahead log of each shard."""
+
+    capacity_mb: int | None = Field(None, ge=1, description="Size of one WAL segment in MB.")
+    segments_ahead: int | None = Field(None, ge=0, description="WAL segments created in advance.")
 
 
 class PayloadSchemaType(StrEnum):
@@ -196,32 +262,40 @@ class PayloadIndexParams(WireModel):
 
     is_tenant: bool | None = Field(None, description="Keyword, Integer, Uuid: co-locate a tenant's points.")
     is_principal: bool | None = Field(None, description="Integer, Float, Datetime: the main filter field.")
-    on_disk: bool | None = None
+    on_disk: bool | None = Field(None, description="Keep the index on disk (memory-mapped) instead of in RAM.")
     lookup: bool | None = Field(None, description="Integer: match lookups.")
     range: bool | None = Field(None, description="Integer: range lookups.")
-    tokenizer: Tokenizer | None = Field(None, description="Text.")
-    min_token_len: int | None = Field(None, ge=0)
-    max_token_len: int | None = Field(None, ge=0)
-    lowercase: bool | None = None
+    tokenizer: Tokenizer | None = Field(None, description="Text: how text is split into tokens.")
+    min_token_len: int | None = Field(None, ge=0, description="Text: shorter tokens are not indexed.")
+    max_token_len: int | None = Field(None, ge=0, description="Text: longer tokens are not indexed.")
+    lowercase: bool | None = Field(None, description="Text: index tokens in lower case.")
 
 
 class PayloadIndex(WireModel):
+    """An index on one payload field, for filtering."""
+
     field: str = Field(min_length=1, max_length=1024, description="Payload key, dotted paths allowed.")
-    type: PayloadSchemaType
-    params: PayloadIndexParams | None = None
+    type: PayloadSchemaType = Field(description="Type of the values indexed.")
+    params: PayloadIndexParams | None = Field(None, description="Type-specific index parameters.")
 
 
 class SnapshotSourceRef(WireModel):
+    """A snapshot taken by a CollectionSnapshot."""
+
     snapshot_ref: LocalObjectRef = Field(description="A CollectionSnapshot in the same namespace.")
     snapshot_name: str | None = Field(None, description="Which of its snapshots; the newest when left out.")
 
 
 class Source(WireModel):
-    snapshot: SnapshotSourceRef
+    """Where the collection's initial data comes from."""
+
+    snapshot: SnapshotSourceRef = Field(description="Recover the collection from this snapshot.")
 
 
 class ConnectionRef(WireModel):
-    name: str = Field(min_length=1, max_length=253)
+    """A QdrantConnection, in this namespace or one that allows it (allowedNamespaces)."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the QdrantConnection.")
     namespace: str | None = Field(None, max_length=63, description="Defaults to the collection's namespace.")
 
 
@@ -236,6 +310,8 @@ class OnExisting(StrEnum):
 
 
 class VectorCollectionSpec(WireModel):
+    """The collection as it should be in Qdrant. A field left out is Qdrant's default and not enforced."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -277,32 +353,53 @@ class VectorCollectionSpec(WireModel):
     vectors: list[Vector] = Field(
         default_factory=list,
         max_length=16,
+        description="Dense vectors, keyed by name. Adding or removing one on an existing collection is Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     sparse_vectors: list[SparseVector] = Field(
         default_factory=list,
         max_length=16,
+        description="Sparse vectors, keyed by name.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    shard_number: int | None = Field(None, ge=1, le=1024, description="Immutable.")
-    sharding_method: ShardingMethod | None = Field(None, description="Immutable.")
-    shard_keys: list[str] = Field(
-        default_factory=list, max_length=256, json_schema_extra={"x-kubernetes-list-type": "set"}
+    shard_number: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SHARD_NUMBER,
+        description=f"Immutable. At most {MAX_SHARD_NUMBER}: Qdrant documents no maximum (uint32), and every shard "
+        "is a full engine (WAL, segments, optimizer) on each replica.",
     )
-    replication_factor: int | None = Field(None, ge=1, le=64)
-    write_consistency_factor: int | None = Field(None, ge=1, le=64)
-    on_disk_payload: bool | None = None
-    hnsw: Hnsw | None = None
-    quantization: Quantization | None = None
-    optimizers: Optimizers | None = None
-    wal: Wal | None = Field(None, description="Immutable.")
+    sharding_method: ShardingMethod | None = Field(
+        None, description="Auto places points by id; Custom places them by shard key. Immutable."
+    )
+    shard_keys: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Shard keys, with shardingMethod Custom.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    replication_factor: int | None = Field(None, ge=1, le=64, description="Copies of each shard (distributed Qdrant).")
+    write_consistency_factor: int | None = Field(
+        None, ge=1, le=64, description="Replicas that must confirm a write; at most replicationFactor."
+    )
+    on_disk_payload: bool | None = Field(None, description="Keep payloads on disk instead of in RAM.")
+    hnsw: Hnsw | None = Field(None, description="HNSW index parameters of every vector (per-vector hnsw wins).")
+    quantization: Quantization | None = Field(
+        None, description="Quantization of every vector (per-vector quantization wins)."
+    )
+    optimizers: Optimizers | None = Field(None, description="Segment optimizer settings.")
+    wal: Wal | None = Field(None, description="Write-ahead log settings. Immutable.")
     payload_indexes: list[PayloadIndex] = Field(
         default_factory=list,
         max_length=64,
+        description="Payload indexes, keyed by field. Indexes the operator created are dropped with their entry.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["field"]},
     )
     aliases: list[CollectionName] = Field(
-        default_factory=list, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"}
+        default_factory=list,
+        max_length=32,
+        description="Aliases pointing at the collection. One held by another collection is never taken.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     deletion_policy: DeletionPolicy = Field(DeletionPolicy.RETAIN, description="Retain keeps the data in Qdrant.")
     drift_policy: DriftPolicy = Field(DriftPolicy.ENFORCE, description="What to do with changes made in Qdrant.")
@@ -322,21 +419,31 @@ class QdrantStatus(StrEnum):
 
 
 class Drift(StatusModel):
-    field: str
-    desired: str
-    actual: str
+    """A setting changed in Qdrant behind the operator's back."""
+
+    field: str = Field(description="The spec field, as a dotted path.")
+    desired: str = Field(description="The value the spec asks for.")
+    actual: str = Field(description="The value found in Qdrant.")
 
 
 class VectorCollectionStatus(StatusBase):
-    collection_name: str | None = None
+    collection_name: str | None = Field(None, description="The collection's name in Qdrant.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection.")
-    qdrant_status: QdrantStatus | None = None
-    points_count: int | None = None
-    indexed_vectors_count: int | None = None
-    segments_count: int | None = None
-    shard_number: int | None = None
-    replication_factor: int | None = None
-    aliases: list[str] = Field(default_factory=list)
-    payload_indexes: list[str] = Field(default_factory=list)
-    drift: list[Drift] = Field(default_factory=list)
+    qdrant_status: QdrantStatus | None = Field(
+        None, description="Qdrant's own status: green (ready), yellow (optimizing), grey (optimization pending), "
+        "red (failed)."
+    )
+    points_count: int | None = Field(None, description="Points in the collection (Qdrant's approximate count).")
+    indexed_vectors_count: int | None = Field(None, description="Vectors already in a vector index.")
+    segments_count: int | None = Field(None, description="Segments over all shards.")
+    shard_number: int | None = Field(None, description="Shards, as Qdrant reports them.")
+    replication_factor: int | None = Field(None, description="Replicas of each shard, as Qdrant reports them.")
+    aliases: list[str] = Field(default_factory=list, description="The collection's aliases in Qdrant.")
+    payload_indexes: list[str] = Field(default_factory=list, description="Fields with a payload index in Qdrant.")
+    drift: list[Drift] = Field(
+        default_factory=list, description="Changes found in Qdrant that differ from the spec (driftPolicy Report)."
+    )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
+    applied_generation: int | None = Field(
+        None, description="The generation last applied to Qdrant in full (observedGeneration also advances "
+        "when a generation is refused, e.g. Stalled).")

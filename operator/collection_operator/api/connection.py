@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import SecretKeyRef, StatusBase, WireModel, cel
 
@@ -17,14 +18,20 @@ class Environment(StrEnum):
 
 
 class ApiKeySecretRef(SecretKeyRef):
-    key: str = Field("api-key", min_length=1, max_length=253)
+    """The Secret key holding Qdrant's API key; re-read every health interval, so rotation needs no restart."""
+
+    key: str = Field("api-key", min_length=1, max_length=253, description="Key within the Secret's data.")
 
 
 class CaSecretRef(SecretKeyRef):
-    key: str = Field("ca.crt", min_length=1, max_length=253)
+    """The Secret key holding a PEM CA bundle; re-read every health interval."""
+
+    key: str = Field("ca.crt", min_length=1, max_length=253, description="Key within the Secret's data.")
 
 
 class Tls(WireModel):
+    """TLS settings for https:// URLs."""
+
     ca_secret_ref: CaSecretRef | None = Field(None, description="CA bundle that signed Qdrant's certificate.")
     insecure_skip_verify: bool = Field(False, description="Skip certificate verification. Never in production.")
 
@@ -44,56 +51,87 @@ class Pool(WireModel):
         }
     )
 
-    min_connections: int | None = Field(None, ge=0, le=1000)
-    max_connections: int | None = Field(None, ge=1, le=1000)
-    idle_timeout_seconds: float | None = Field(None, gt=0)
-    max_lifetime_seconds: float | None = Field(None, gt=0)
-    acquire_timeout_seconds: float | None = Field(None, gt=0)
+    min_connections: int | None = Field(None, ge=0, le=1000, description="Connections kept open (warm).")
+    max_connections: int | None = Field(None, ge=1, le=1000, description="Connections open at most.")
+    idle_timeout_seconds: float | None = Field(None, gt=0, description="Seconds until an idle connection is closed.")
+    max_lifetime_seconds: float | None = Field(None, gt=0, description="A connection is replaced after this long.")
+    acquire_timeout_seconds: float | None = Field(
+        None, gt=0, description="How long a call waits for a free connection before it fails (PoolExhausted)."
+    )
 
 
 class Retry(WireModel):
     """Retries of idempotent calls after transient failures, with exponential backoff and jitter."""
 
-    max_attempts: int | None = Field(None, ge=1, le=20)
-    initial_delay_seconds: float | None = Field(None, ge=0)
-    max_delay_seconds: float | None = Field(None, ge=0)
-    multiplier: float | None = Field(None, ge=1)
+    max_attempts: int | None = Field(None, ge=1, le=20, description="Attempts per call, the first included.")
+    initial_delay_seconds: float | None = Field(None, ge=0, description="Delay before the first retry.")
+    max_delay_seconds: float | None = Field(None, ge=0, description="Upper bound of any delay.")
+    multiplier: float | None = Field(None, ge=1, description="Each delay is the previous one times this.")
     jitter: float | None = Field(None, ge=0, le=1, description="Share of each delay randomised, 0.1 = 10 %.")
 
 
 class Timeouts(WireModel):
-    connect_seconds: float | None = Field(None, gt=0)
-    request_seconds: float | None = Field(None, gt=0)
+    """Per-call timeouts."""
+
+    connect_seconds: float | None = Field(None, gt=0, description="Opening a TCP (and TLS) connection.")
+    request_seconds: float | None = Field(None, gt=0, description="One request, from sending to the full reply.")
 
 
 class HealthCheck(WireModel):
-    interval_seconds: float | None = Field(None, gt=0)
-    timeout_seconds: float | None = Field(None, gt=0)
-    failure_threshold: int | None = Field(None, ge=1)
-    success_threshold: int | None = Field(None, ge=1)
+    """The health monitor's probes of GET / and GET /cluster."""
+
+    interval_seconds: float | None = Field(
+        None, gt=0, description="Seconds between probes; Secrets are re-read at the same interval."
+    )
+    timeout_seconds: float | None = Field(None, gt=0, description="Timeout of one probe.")
+    failure_threshold: int | None = Field(None, ge=1, description="Consecutive failed probes that make it Unhealthy.")
+    success_threshold: int | None = Field(None, ge=1, description="Consecutive good probes that make it Healthy.")
 
 
 class CircuitBreaker(WireModel):
+    """Stops calling a Qdrant that keeps failing; its collections report ConnectionNotReady meanwhile."""
+
     failure_threshold: int | None = Field(None, ge=1, description="Consecutive failures that open the breaker.")
     open_seconds: float | None = Field(None, gt=0, description="How long it stays open before one trial call.")
 
 
+# Credentials never go in the URL: the URL is logged, shown by `kubectl get` and readable by anyone who may
+# read the resource. Both rules are CEL (RE2) and Python regexes alike.
+URL_USERINFO = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
+URL_CREDENTIAL_PARAM = r"(?i)[?&;](api[-_]?key|apikey|access[-_]?token|token|secret|password|passwd|pwd)="
+URL_CREDENTIALS_MESSAGE = (
+    "spec.url must not contain credentials (user:password@ or an api-key/token query parameter): "
+    "put the API key in a Secret and reference it with spec.apiKeySecretRef"
+)
+
+
 class QdrantConnectionSpec(WireModel):
+    """How to reach one Qdrant. Blocks left out take the environment's defaults."""
+
+    # A rejected value is never echoed in an error (it may hold a password): the errors name the field only.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     url: str = Field(
         pattern=r"^https?://[^\s/]+(/.*)?$",
         max_length=2048,
-        description="Qdrant's REST endpoint, http:// or https://.",
+        description="Qdrant's REST endpoint, http:// or https://, without credentials (see apiKeySecretRef).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')",
+                    URL_CREDENTIALS_MESSAGE, reason="FieldValueInvalid"),
+            ]
+        },
     )
-    api_key_secret_ref: ApiKeySecretRef | None = None
-    tls: Tls | None = None
+    api_key_secret_ref: ApiKeySecretRef | None = Field(None, description="Qdrant's API key, from a Secret.")
+    tls: Tls | None = Field(None, description="TLS settings for https:// URLs.")
     environment: Environment = Field(
         Environment.PRODUCTION, description="Picks the defaults for every block left out; explicit fields win."
     )
-    pool: Pool | None = None
-    retry: Retry | None = None
-    timeouts: Timeouts | None = None
-    health_check: HealthCheck | None = None
-    circuit_breaker: CircuitBreaker | None = None
+    pool: Pool | None = Field(None, description="The client's connection pool.")
+    retry: Retry | None = Field(None, description="Retries of idempotent calls after transient failures.")
+    timeouts: Timeouts | None = Field(None, description="Per-call timeouts.")
+    health_check: HealthCheck | None = Field(None, description="The health monitor.")
+    circuit_breaker: CircuitBreaker | None = Field(None, description="The circuit breaker.")
     max_concurrent_operations: int = Field(4, ge=1, le=64, description="Collection create/update/delete in flight.")
     allowed_namespaces: list[str] = Field(
         default_factory=list,
@@ -101,6 +139,13 @@ class QdrantConnectionSpec(WireModel):
         description='Namespaces whose collections may use this connection; "*" = all. Its own is always allowed.',
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if re.search(URL_USERINFO, url) or re.search(URL_CREDENTIAL_PARAM, url):
+            raise ValueError(URL_CREDENTIALS_MESSAGE)
+        return url
 
 
 class Health(StrEnum):
@@ -117,9 +162,14 @@ class BreakerState(StrEnum):
 
 
 class QdrantConnectionStatus(StatusBase):
-    health: Health | None = None
-    server_version: str | None = None
-    distributed: bool | None = None
-    peers: int | None = None
-    circuit_breaker: BreakerState | None = None
+    health: Health | None = Field(
+        None, description="From the health probes: Healthy, Degraded (some fail), Unhealthy (failureThreshold "
+        "reached) or Unknown (no probe yet)."
+    )
+    server_version: str | None = Field(None, description="Qdrant's version, from GET /.")
+    distributed: bool | None = Field(None, description="Whether Qdrant runs in distributed (cluster) mode.")
+    peers: int | None = Field(None, description="Peers in the Qdrant cluster.")
+    circuit_breaker: BreakerState | None = Field(
+        None, description="Closed (calls pass), Open (calls refused) or HalfOpen (one trial call)."
+    )
     collections: int | None = Field(None, description="How many VectorCollections use this connection.")

@@ -11,10 +11,13 @@ from .connection import QdrantConnectionSpec, QdrantConnectionStatus
 from .snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
+REASON = '.status.conditions[?(@.type=="Ready")].reason'
 
 
 @dataclass(frozen=True)
 class Column:
+    """A `kubectl get` column; priority 1 columns show only with `-o wide`."""
+
     name: str
     json_path: str
     type: str = "string"
@@ -22,6 +25,8 @@ class Column:
 
 
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
+# Ready's reason beside Ready: a Stalled resource reads "False ImmutableFieldChanged", never as fine.
+READY_COLUMNS = (Column("Ready", READY), Column("Reason", REASON))
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,11 @@ KINDS = (
             Column("Environment", ".spec.environment"),
             Column("Health", ".status.health"),
             Column("Version", ".status.serverVersion"),
-            Column("Ready", READY),
+            *READY_COLUMNS,
             AGE,
+            Column("Breaker", ".status.circuitBreaker", priority=1),
+            Column("Peers", ".status.peers", "integer", priority=1),
+            Column("Collections", ".status.collections", "integer", priority=1),
         ),
         "How to reach one Qdrant deployment, and the pooled, health-monitored client behind it.",
     ),
@@ -65,10 +73,15 @@ KINDS = (
         (
             Column("Collection", ".status.collectionName"),
             Column("Connection", ".spec.connectionRef.name"),
-            Column("Ready", READY),
-            Column("Status", ".status.qdrantStatus"),
+            *READY_COLUMNS,
             Column("Points", ".status.pointsCount", "integer"),
             AGE,
+            # Qdrant's own colour only in the wide view: "green" beside a Stalled resource read as all fine.
+            Column("Qdrant", ".status.qdrantStatus", priority=1),
+            Column("Indexed", ".status.indexedVectorsCount", "integer", priority=1),
+            Column("Segments", ".status.segmentsCount", "integer", priority=1),
+            Column("Shards", ".status.shardNumber", "integer", priority=1),
+            Column("Replication", ".status.replicationFactor", "integer", priority=1),
         ),
         "One Qdrant collection, declared: created, updated in place, kept free of drift.",
     ),
@@ -83,7 +96,10 @@ KINDS = (
             Column("Schedule", ".spec.schedule"),
             Column("Last", ".status.lastSnapshotTime", "date"),
             Column("Phase", ".status.phase"),
+            *READY_COLUMNS,
             AGE,
+            Column("Next", ".status.nextScheduleTime", "date", priority=1),
+            Column("Connection", ".status.connection", priority=1),
         ),
         "One-off or scheduled snapshots of a VectorCollection, with retention.",
     ),

@@ -16,11 +16,15 @@ CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\
 
 
 class Retention(WireModel):
+    """Which of the snapshots this resource took are deleted; the newest is always kept."""
+
     keep_last: int | None = Field(None, ge=1, le=10000, description="Keep this many newest snapshots.")
     max_age_hours: int | None = Field(None, ge=1, description="Delete snapshots older than this.")
 
 
 class CollectionSnapshotSpec(WireModel):
+    """What to snapshot, when, and how long to keep the snapshots."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -34,7 +38,7 @@ class CollectionSnapshotSpec(WireModel):
         json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "collectionRef is immutable")]},
     )
     schedule: str | None = Field(None, pattern=CRON_PATTERN, description='Cron, e.g. "0 3 * * *"; none = once.')
-    retention: Retention | None = None
+    retention: Retention | None = Field(None, description="Deletes old snapshots; needs a schedule.")
     deletion_policy: DeletionPolicy = Field(
         DeletionPolicy.RETAIN, description="Delete removes the snapshot files from Qdrant with the resource."
     )
@@ -48,19 +52,24 @@ class Phase(StrEnum):
 
 
 class SnapshotRecord(StatusModel):
-    name: str
-    created_at: str | None = None
-    size_bytes: int | None = None
-    checksum: str | None = None
+    """One snapshot file in Qdrant."""
+
+    name: str = Field(description="The snapshot's file name in Qdrant.")
+    created_at: str | None = Field(None, description="When Qdrant took it.")
+    size_bytes: int | None = Field(None, description="Size of the file.")
+    checksum: str | None = Field(None, description="sha256 of the file, as Qdrant serves it; restores check it.")
     points_count: int | None = Field(
         None, description="Points in the collection when it was taken (absent if writes raced); restores verify it."
     )
 
 
 class CollectionSnapshotStatus(StatusBase):
-    phase: Phase | None = None
+    phase: Phase | None = Field(
+        None, description="Pending, InProgress (a snapshot is being taken), Completed (one-off done, or scheduled "
+        "and waiting) or Failed (retried)."
+    )
     collection_name: str | None = Field(None, description="The Qdrant collection the snapshots were taken of.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection they live on.")
-    snapshots: list[SnapshotRecord] = Field(default_factory=list)
-    last_snapshot_time: str | None = None
-    next_schedule_time: str | None = None
+    snapshots: list[SnapshotRecord] = Field(default_factory=list, description="The snapshots this resource took.")
+    last_snapshot_time: str | None = Field(None, description="When the newest snapshot was taken.")
+    next_schedule_time: str | None = Field(None, description="When the next scheduled snapshot is due (UTC).")

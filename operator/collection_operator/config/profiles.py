@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..api.connection import CircuitBreaker, Environment, HealthCheck, Pool, QdrantConnectionSpec, Retry, Timeouts
+from .address_policy import AddressPolicy
 
 
 class _Frozen(BaseModel):
@@ -71,6 +72,8 @@ class ClientSettings(_Frozen):
     health_check: HealthSettings
     circuit_breaker: BreakerSettings = BreakerSettings()
     max_concurrent_operations: int = Field(4, ge=1)
+    # The operator's, not the spec's: which URLs may be called at all (OperatorSettings.address_policy).
+    address_policy: AddressPolicy = AddressPolicy()
 
 
 class ProfileOverride(BaseModel):

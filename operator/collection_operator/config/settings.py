@@ -10,6 +10,8 @@ The settings file (all keys optional; snake_case or the API's camelCase inside p
     namespaces = ["qdrant", "search"]   # empty: watch all namespaces
     retryable_error_patterns = ["please retry"]
     settings_poll_seconds = 5      # how often a changed file is picked up (hot reload)
+    allowed_hosts = ["qdrant.db.svc", ".qdrant.svc.cluster.local", "10.20.0.0/16"]  # empty: any host
+    allow_link_local = false       # link-local and cloud metadata addresses stay refused
 
     [profiles.Production.pool]     # overrides of API.md's environment profiles
     max_connections = 30
@@ -18,7 +20,8 @@ The settings file (all keys optional; snake_case or the API's camelCase inside p
 
 Environment variables use the prefix and `__` for nesting, values as in the file (lists as JSON):
 `QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS=60`, `QDRANT_OPERATOR_NAMESPACES='["a","b"]'`,
-`QDRANT_OPERATOR_PROFILES__PRODUCTION__POOL__MAX_CONNECTIONS=30`. `QDRANT_OPERATOR_SETTINGS_FILE`
+`QDRANT_OPERATOR_PROFILES__PRODUCTION__POOL__MAX_CONNECTIONS=30`,
+`QDRANT_OPERATOR_ALLOWED_HOSTS='["10.20.0.0/16"]'`. `QDRANT_OPERATOR_SETTINGS_FILE`
 names the file when the caller does not.
 """
 
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 from ..api.connection import Environment, QdrantConnectionSpec
+from .address_policy import AddressPolicy
 from .profiles import PROFILES, ClientSettings, ProfileOverride, apply_overrides, resolve
 
 ENV_PREFIX = "QDRANT_OPERATOR_"
@@ -58,6 +62,29 @@ class OperatorSettings(BaseModel):
     retryable_error_patterns: tuple[str, ...] = Field((), description="Extra regexes of retryable errors.")
     settings_poll_seconds: float = Field(5.0, gt=0, description="Poll interval of the settings-file watcher.")
     profiles: dict[Environment, ProfileOverride] = Field(default_factory=dict)
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names, .suffixes or CIDRs Qdrant URLs may name (config.address_policy); empty: any."
+    )
+    allow_link_local: bool = Field(False, description="Let Qdrant URLs reach link-local and metadata addresses.")
+    peering_name: str | None = Field(
+        None, description="kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace) shared "
+        "by the replicas: exactly one is active, the others stand by. None: standalone (one replica)."
+    )
+    peering_priority: int | None = Field(
+        None, ge=0, description="This replica's priority in the peering (highest is active); None: random per start."
+    )
+    peering_lifetime_seconds: int = Field(
+        15, ge=5, le=300, description="How long a silent replica counts as alive: the failover time after a crash."
+    )
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        return AddressPolicy(allowed_hosts=self.allowed_hosts, allow_link_local=self.allow_link_local)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return AddressPolicy(allowed_hosts=value).allowed_hosts
 
     @field_validator("profiles", mode="before")
     @classmethod
@@ -79,7 +106,7 @@ class OperatorSettings(BaseModel):
         if self.retryable_error_patterns:
             retry = settings.retry.model_copy(update={"extra_retryable_patterns": self.retryable_error_patterns})
             settings = settings.model_copy(update={"retry": retry})
-        return settings
+        return settings.model_copy(update={"address_policy": self.address_policy})
 
     def resolve(self, spec: QdrantConnectionSpec) -> ClientSettings:
         """Client settings of one connection: this operator's profile, then the spec's explicit fields."""
@@ -106,6 +133,11 @@ class _EnvSchema(BaseSettings):
     retryable_error_patterns: list[str] | None = None
     settings_poll_seconds: float | None = None
     profiles: dict[str, ProfileOverride] | None = None
+    allowed_hosts: list[str] | None = None
+    allow_link_local: bool | None = None
+    peering_name: str | None = None
+    peering_priority: int | None = None
+    peering_lifetime_seconds: int | None = None
 
 
 def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""QdrantConnection: one daemon per connection owns its client (pool, breaker, health monitor),
-writes status when the report changes, and sweeps its collections for drift."""
+"""QdrantConnection: one daemon per connection owns its client (pool, breaker, health monitor), writes
+status when the report changes, and sweeps its collections for drift."""
 
 from __future__ import annotations
 
@@ -14,82 +14,89 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import metrics
 from ..api import GROUP, VERSION
-from ..api.connection import QdrantConnectionSpec
-from ..k8s.api import SecretNotFound
-from ..k8s.conditions import Verdict
-from ..qdrant import QdrantGateway
+from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
 from ..reconcile import connection as logic
-from ..reconcile.gateway import QdrantCollections
-from . import collection
-from .common import write_status
-from .runtime import RUNTIME, ConnectionRuntime
+from ..reconcile.dependents import Dependent, dependents, waiting_for
+from ..reconcile.outcome import Outcome, State, Verdict
+from .adapter import COLLECTIONS, lookup, sweep_collection, write
+from .context import Context
 
 log = logging.getLogger(__name__)
 PLURAL = "qdrantconnections"
 TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)
 
 
-@kopf.index(GROUP, VERSION, "vectorcollections")
+@kopf.index(GROUP, VERSION, COLLECTIONS)
 def collections_by_connection(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, Any]:
     ref = spec.get("connectionRef") or {}
     return {f"{ref.get('namespace') or namespace}/{ref.get('name')}": dict(body)}
 
 
-async def _credentials(namespace: str, spec: QdrantConnectionSpec) -> tuple[str | None, str | None]:
-    api_key = ca = None
-    if key_ref := spec.api_key_secret_ref:
-        api_key = (await RUNTIME.api.read_secret_key(namespace, key_ref.name, key_ref.key)).decode().strip()
-    if spec.tls and (ca_ref := spec.tls.ca_secret_ref):
-        ca = (await RUNTIME.api.read_secret_key(namespace, ca_ref.name, ca_ref.key)).decode()
-    return api_key, ca
-
-
-def _secret_refs(spec: QdrantConnectionSpec) -> tuple[Any, ...]:
-    return (spec.api_key_secret_ref, spec.tls.ca_secret_ref if spec.tls else None)
-
-
-async def _write(body: kopf.Body, verdict: Verdict, fields: dict[str, Any], *, reconciled: bool) -> None:
+async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectionStatus]) -> None:
     # A failed status write (API server restarting, throttled) is retried on the next tick; letting it end
     # the daemon would close the client and lose its breaker and health history.
     try:
-        await write_status(PLURAL, body, verdict, fields, reconciled=reconciled)
+        await write(ctx, PLURAL, body, outcome)
     except (TimeoutError, ApiException, OSError) as exc:
         log.warning("connection %s/%s: status not written, retrying: %s",
                     body["metadata"]["namespace"], body["metadata"]["name"], exc)
 
 
+def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnectionStatus]:
+    return Outcome(Verdict(state, reason, message), QdrantConnectionStatus())
+
+
+async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, Any]) -> None:
+    """Drift sweep: the same reconcile as the handlers', one collection at a time."""
+    uids = kwargs["vectorcollection_uids"]
+    ctx.statuses.keep_only(COLLECTIONS, uids)
+    by_name = lookup(kwargs["vectorcollection_bodies"])
+    for body in bodies:
+        meta = body["metadata"]
+
+        def latest(uid: str = meta["uid"], name: str = f"{meta['namespace']}/{meta['name']}") -> Any:
+            current = by_name(name)
+            return current if current is not None and current["metadata"]["uid"] == uid else None
+
+        try:
+            await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
+        except Exception:  # one broken resource must not stop the sweep of the others
+            log.exception("drift sweep of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def connection_daemon(
-    namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any
-) -> None:
+async def connection_daemon(namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo,
+                            stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+    ctx: Context = memo.context
     namespace = namespace or "default"  # always set: the kind is namespaced
-    collections_by_connection: kopf.Index[str, dict[str, Any]] = kwargs["collections_by_connection"]
     key = f"{namespace}/{name}"
-    runtime: ConnectionRuntime | None = None
+    ctx.connections.daemons.add(key)
     applied: tuple[Any, ...] | None = None
-    credentials: tuple[str | None, str | None] | None = None
+    credentials: logic.Credentials | None = None
     read_refs: tuple[Any, ...] | None = None
     next_credentials_check = next_sweep = 0.0
     sweeping: asyncio.Task[None] | None = None
+    was_ready: bool | None = None  # the connection's readiness at the last probed tick
+    resweep = False  # readiness changed: every collection re-checks now, not at the next resync
     try:
         while not stopped:
             now = time.monotonic()
             try:
                 spec = QdrantConnectionSpec.model_validate(dict(body["spec"]))
             except pydantic.ValidationError as exc:
-                await _write(body, Verdict("Stalled", "InvalidSpec", str(exc)), {}, reconciled=False)
-                await stopped.wait(RUNTIME.settings.resync_interval_seconds)
+                await _write(ctx, body, _failed(State.STALLED, "InvalidSpec", str(exc)))
+                await stopped.wait(ctx.settings.resync_interval_seconds)
                 continue
-            settings = RUNTIME.settings.resolve(spec)
+            settings = ctx.settings.resolve(spec)
             # Rotated Secrets are picked up on the health interval; a changed reference at once.
-            if now >= next_credentials_check or _secret_refs(spec) != read_refs:
+            if now >= next_credentials_check or logic.secret_refs(spec) != read_refs:
                 next_credentials_check = now + settings.health_check.interval_seconds
                 try:
-                    credentials = await _credentials(namespace, spec)
-                    read_refs = _secret_refs(spec)
-                except SecretNotFound as exc:
+                    credentials = await logic.credentials(ctx.kube, namespace, spec)
+                    read_refs = logic.secret_refs(spec)
+                except LookupError as exc:
                     # A client already running keeps its last good credentials; status says what is wrong.
-                    await _write(body, Verdict("Failed", "SecretNotFound", str(exc)), {}, reconciled=False)
+                    await _write(ctx, body, _failed(State.FAILED, "SecretNotFound", str(exc)))
                     await stopped.wait(min(settings.health_check.interval_seconds, 10))
                     next_credentials_check = 0.0
                     continue
@@ -101,56 +108,82 @@ async def connection_daemon(
                         continue
             assert credentials is not None
             wanted = (spec.url, settings, credentials, spec.tls.insecure_skip_verify if spec.tls else False)
+            runtime = ctx.connections.get(key)
             if runtime is None or wanted != applied:
-                runtime = await _apply(key, namespace, name, spec, settings, credentials, runtime)
+                runtime = await ctx.connections.apply(key, namespace, name, spec, settings, credentials)
                 applied = wanted
             runtime.spec = spec  # allowedNamespaces and the rest take effect on the next collection reconcile
             report = runtime.gateway.report
-            bodies = collections_by_connection.get(key, ())
+            bodies = kwargs["collections_by_connection"].get(key, ())
             users = sum(1 for b in bodies if runtime.allows(b["metadata"]["namespace"]))
             metrics.COLLECTIONS_MANAGED.labels(key).set(users)
-            await _write(body, logic.verdict(report), logic.status_fields(report, users),
-                         reconciled=report.health.value != "Unknown")
-            if report.health.value != "Unknown":
-                RUNTIME.first_probe(key).set()
-            if now >= next_sweep and runtime.not_ready() is None and (sweeping is None or sweeping.done()):
+            probed = report.health.value != "Unknown"
+            await _write(ctx, body, Outcome(logic.verdict(report), logic.status(report, users), reconciled=probed))
+            ready = runtime.not_ready() is None
+            if probed:
+                ctx.connections.first_probe(key).set()
+                # An outage or a recovery reaches the collections' status within a tick, not at the next resync:
+                # while the connection is down their reconcile stops before any Qdrant call.
+                resweep = resweep or (was_ready is not None and ready != was_ready)
+                was_ready = ready
+            if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
-                next_sweep = now + RUNTIME.settings.resync_interval_seconds
-                sweep = collection.sweep(list(bodies), kwargs["vectorcollection_uids"])
-                sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
+                next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
+                sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs), name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         if sweeping is not None:
             sweeping.cancel()
             await asyncio.gather(sweeping, return_exceptions=True)
-        if runtime is not None:
-            RUNTIME.connections.pop(key, None)
-            RUNTIME.probed.pop(key, None)
-            RUNTIME.statuses.pop((PLURAL, body["metadata"]["uid"]), None)
-            await runtime.gateway.aclose()
+        if not (stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+            await ctx.connections.close(key)
+        # else: the delete handler below owns the client until the resources that need it are gone.
 
 
-async def _apply(
-    key: str, namespace: str, name: str, spec: QdrantConnectionSpec, settings: Any,
-    credentials: tuple[str | None, str | None], runtime: ConnectionRuntime | None,
-) -> ConnectionRuntime:
-    """Build the client, or change the running one in place so its breaker and metrics carry on."""
-    api_key, ca = credentials
-    verify = not (spec.tls and spec.tls.insecure_skip_verify)
-    if runtime is not None and runtime.spec.url == spec.url:
-        await runtime.gateway.update_settings(settings)
-        await runtime.gateway.update_credentials(api_key, ca, verify)
-        if spec.max_concurrent_operations != runtime.spec.max_concurrent_operations:
-            # Only on a real change: operations holding the old semaphore would otherwise run beside new ones.
-            runtime.operations = asyncio.Semaphore(spec.max_concurrent_operations)
-        runtime.spec = spec
-        return runtime
-    if runtime is not None:
-        await runtime.gateway.aclose()
-    gateway = QdrantGateway(spec.url, settings, name=key, api_key=api_key, ca_pem=ca, verify=verify)
-    gateway.start()
-    runtime = ConnectionRuntime(namespace, name, spec, gateway, QdrantCollections(gateway),
-                                asyncio.Semaphore(spec.max_concurrent_operations))
-    RUNTIME.connections[key] = runtime
-    log.info("connection %s: client for %s started", key, spec.url)
-    return runtime
+WAIT_FOR_DEPENDENTS_SECONDS = 5.0
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str,
+                             **kwargs: Any) -> None:
+    """Keep a deleted connection (and its client) while resources still need it to delete their data in
+    Qdrant, as a namespace deletion removes everything at once; then close the client."""
+    ctx: Context = memo.context
+    key = f"{namespace}/{name}"
+    snapshots = [b for values in kwargs["snapshot_bodies"].values() for b in values]
+    waiting = await _still_there(ctx, dependents(key, kwargs["collections_by_connection"].get(key, ()), snapshots))
+    if waiting and ctx.connections.get(key) is None:
+        await _client_for_deletion(ctx, body, key)
+    if waiting:
+        await _write(ctx, body, Outcome(waiting_for(waiting), QdrantConnectionStatus()))
+        raise kopf.TemporaryError(f"waiting for {len(waiting)} dependent resource(s)",
+                                  delay=WAIT_FOR_DEPENDENTS_SECONDS)
+    await ctx.connections.close(key)
+    ctx.statuses.forget(PLURAL, body["metadata"]["uid"])
+
+
+async def _client_for_deletion(ctx: Context, body: kopf.Body, key: str) -> None:
+    """The operator restarted while the connection was being deleted (kopf starts no daemon for it): build
+    the client its dependents need. Without its Secrets they fail and are released as for an outage."""
+    namespace, name = key.split("/", 1)
+    try:
+        spec = QdrantConnectionSpec.model_validate(dict(body["spec"]))
+        credentials = await logic.credentials(ctx.kube, namespace, spec)
+    except (pydantic.ValidationError, LookupError) as exc:
+        log.warning("connection %s: no client for its dependents' deletion: %s", key, exc)
+        return
+    ctx.connections.daemons.add(key)
+    await ctx.connections.apply(key, namespace, name, spec, ctx.settings.resolve(spec), credentials)
+
+
+async def _still_there(ctx: Context, waiting: list[Dependent]) -> list[Dependent]:
+    """The dependents that exist now: kopf's indexes can keep an object whose DELETED event fell into a watch
+    gap (API server restarted), and the connection must not wait for it forever."""
+    listed: dict[tuple[str, str], set[str]] = {}
+    out = []
+    for plural, namespace, name in waiting:
+        if (plural, namespace) not in listed:
+            listed[(plural, namespace)] = await ctx.kube.names(plural, namespace)
+        if name in listed[(plural, namespace)]:
+            out.append((plural, namespace, name))
+    return out

@@ -1,9 +1,10 @@
-"""Operator-wide wiring: kopf's settings, login, the Kubernetes client, metrics and hot reload."""
+"""Operator-wide wiring: kopf's settings, login, the Context in kopf's memo, metrics and hot reload."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,12 @@ import prometheus_client
 from ..api import FINALIZER, GROUP
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
+from ..redact import SecretValues
 from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
-from .runtime import RUNTIME
+from .context import Context
 
 log = logging.getLogger(__name__)
-_watcher: SettingsWatcher | None = None
+KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations
 
 
 @kopf.on.login()
@@ -28,39 +30,38 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf's own bookkeeping lives under the operator's prefix, and routine success posts no Event.
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # Not GROUP itself: kopf leaves annotations under its storage prefix out of the diff, so the users'
+    # paused / managed / restore-from annotations would never trigger their handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    RUNTIME.kube = await KubeApi.connect()
-    if (path := settings_file(RUNTIME.settings_path)) is not None:
-        global _watcher
-        _watcher = SettingsWatcher(path, on_change=_settings_changed)
-        _watcher.start()
+    settings.peering.lifetime = memo.operator_settings.peering_lifetime_seconds
+    ctx = Context(memo.operator_settings, await KubeApi.connect(memo.secrets), memo.secrets, memo.settings_path)
+    if (path := settings_file(ctx.settings_path)) is not None:
 
+        def changed(new: OperatorSettings) -> None:
+            ctx.settings = new  # connection daemons resolve their client settings from it on every tick
 
-def _settings_changed(new: OperatorSettings) -> None:
-    # Connection daemons resolve their client settings from RUNTIME.settings on every tick.
-    RUNTIME.settings = new
+        ctx.watcher = SettingsWatcher(path, on_change=changed)
+        ctx.watcher.start()
+    memo.context = ctx
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    if _watcher is not None:
-        await _watcher.stop()
-    if RUNTIME.kube is not None:
-        await RUNTIME.kube.close()
-        RUNTIME.kube = None
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if (ctx := memo.get("context")) is not None:
+        await ctx.aclose()
 
 
 @kopf.on.probe(id="connections")
-def connections_probe(**_: Any) -> int:
-    return len(RUNTIME.connections)
+def connections_probe(memo: kopf.Memo, **_: Any) -> int:
+    return len(memo.context.connections.running) if "context" in memo else 0
 
 
 def serve_metrics(bind: str, port: int) -> None:
@@ -76,21 +77,33 @@ async def run(
     settings_path: Path | None = None,
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
+    memo: kopf.Memo | None = None,
+    secrets: SecretValues | None = None,
 ) -> None:
-    """Run the operator until stopped. `namespaces` empty or None watches the whole cluster."""
-    RUNTIME.settings_path = settings_path
-    RUNTIME.settings = load_settings(settings_path)
-    settings = RUNTIME.settings
-    serve_metrics(bind, settings.metrics_port)
-    watch = list(namespaces or settings.namespaces)
-    health = f"http://{bind}:{settings.health_port}/healthz" if settings.health_port else None
+    """Run the operator until stopped. `namespaces` empty or None watches the whole cluster. `memo.context`
+    is the running operator's Context once it has started (tests read it). `secrets` collects the Secret
+    values read, for the log filter that masks them (`logs.install`)."""
+    operator_settings = load_settings(settings_path)
+    serve_metrics(bind, operator_settings.metrics_port)
+    watch = list(namespaces or operator_settings.namespaces)
+    health = f"http://{bind}:{operator_settings.health_port}/healthz" if operator_settings.health_port else None
+    memo = memo if memo is not None else kopf.Memo()
+    memo.update(operator_settings=operator_settings, settings_path=settings_path,
+                secrets=secrets if secrets is not None else SecretValues())
+    peering = operator_settings.peering_name
     await kopf.operator(
-        standalone=True,  # one replica (Deployment strategy Recreate); no peering objects needed
+        # Replicas share a kopf peering object: the one with the highest priority runs, the others pause
+        # and take over when its keep-alives stop (peering_lifetime_seconds). Equal priorities would pause all.
+        standalone=peering is None,
+        peering_name=peering,
+        priority=operator_settings.peering_priority if operator_settings.peering_priority is not None
+        else random.randrange(2**31),
         clusterwide=not watch,
         namespaces=watch,
         liveness_endpoint=health,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
+        memo=memo,
     )
 
 

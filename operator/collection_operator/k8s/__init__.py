@@ -1,1 +1,1 @@
-"""Kubernetes-side helpers: conditions, the status writer, Events, reading Secrets."""
+"""Kubernetes-side helpers: the status writer and reading Secrets (kopf does the watching and Events)."""

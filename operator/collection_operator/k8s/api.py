@@ -1,4 +1,5 @@
-"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status."""
+"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status.
+KubeApi is the reconcilers' SecretsPort."""
 
 from __future__ import annotations
 
@@ -10,22 +11,25 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..api import GROUP, VERSION
+from ..redact import SecretValues
 
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class SecretNotFound(Exception):
-    """A referenced Secret, or the key in it, does not exist (condition reason SecretNotFound)."""
+class SecretNotFound(LookupError):
+    """A referenced Secret, or the key in it, does not exist (condition reason SecretNotFound). A LookupError,
+    as reconcile/ports.py's SecretsPort promises."""
 
 
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient):
+    def __init__(self, api_client: client.ApiClient, secrets: SecretValues):
         self._api = api_client
+        self.secrets = secrets
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None) -> KubeApi:
+    async def connect(cls, secrets: SecretValues, kubeconfig: str | None = None) -> KubeApi:
         """In a Pod: the service account. Elsewhere: KUBECONFIG or ~/.kube/config, as kubectl does."""
         cfg = client.Configuration()
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -34,7 +38,7 @@ class KubeApi:
             # The library reads KUBECONFIG once at import; read it now, as kopf's login does.
             path = kubeconfig or os.environ.get("KUBECONFIG")
             await config.load_kube_config(config_file=path, client_configuration=cfg)
-        return cls(client.ApiClient(configuration=cfg))
+        return cls(client.ApiClient(configuration=cfg), secrets)
 
     async def close(self) -> None:
         await self._api.close()
@@ -49,7 +53,14 @@ class KubeApi:
         data = secret.data or {}
         if key not in data:
             raise SecretNotFound(f"Secret {namespace}/{name} has no key {key!r}")
-        return base64.b64decode(data[key])
+        value = base64.b64decode(data[key])
+        self.secrets.add(value)  # never in a log line, status or Event from now on, in clear or base64
+        return value
+
+    async def names(self, plural: str, namespace: str) -> set[str]:
+        """The names of one kind's resources in a namespace, read now (list: what kopf's role already has)."""
+        listed = await self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        return {item["metadata"]["name"] for item in listed.get("items", [])}
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""

@@ -35,6 +35,7 @@ and jitter on retryable failures. Errors are the typed QdrantError subclasses in
 
 from .breaker import CircuitBreaker
 from .errors import (
+    AddressNotAllowed,
     AlreadyExists,
     CircuitOpen,
     Conflict,
@@ -56,6 +57,7 @@ from .retry import backoff_delay, retrying
 from .vectors import Search, VectorOperations
 
 __all__ = [
+    "AddressNotAllowed",
     "AlreadyExists",
     "CircuitBreaker",
     "CircuitOpen",

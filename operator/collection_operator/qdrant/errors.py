@@ -14,8 +14,13 @@ qdrant-client and httpx raise onto them.
 | Transient        | QdrantUnavailable  | 429, 5xx, read/write timeouts, broken reply | not 500  | failure |
 | OutcomeUnknown   | OutcomeUnknown     | a non-idempotent call timed out or broke    | no       | failure |
 | PoolExhausted    | PoolExhausted      | no pool lease within the acquire timeout    | yes      | -       |
+| AddressNotAllowed| AddressNotAllowed  | the operator's address policy refused the URL (nothing sent) | no | - |
 
 *only idempotent calls are retried at all. "breaker: success" means the server answered, so it is up.
+
+Messages never carry a response body: only Qdrant's own error text (a JSON body of Qdrant's error shape
+`{"status": {"error": "..."}}`, truncated), else the HTTP status and our own words. Whatever a peer that
+is not Qdrant answers never reaches a status condition, an Event or a log line through these errors.
 """
 
 from __future__ import annotations
@@ -104,15 +109,40 @@ class PoolExhausted(Transient):
     breaker_failure = False  # our own limit, not the server's fault
 
 
+class AddressNotAllowed(QdrantError):
+    """The operator's address policy (config.address_policy) refused the URL; nothing was sent."""
+
+    reason = "AddressNotAllowed"
+    permanent = True
+
+
 _ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
 
 
-def _server_message(response: UnexpectedResponse) -> str:
+MAX_SERVER_MESSAGE = 300
+
+
+def qdrant_error_text(content: bytes) -> str | None:
+    """Qdrant's error text from a response body of Qdrant's error shape, truncated; None for any other body."""
     try:
-        body = json.loads(response.content)
-        return str(body["status"]["error"])
-    except (ValueError, KeyError, TypeError):
-        return response.content[:300].decode(errors="replace") or (response.reason_phrase or "")
+        body = json.loads(content)
+    except ValueError:
+        return None
+    status = body.get("status") if isinstance(body, dict) else None
+    error = status.get("error") if isinstance(status, dict) else None
+    if not isinstance(error, str):
+        return None
+    text = " ".join(error.split())  # one line: no forged log lines or status paragraphs
+    return text if len(text) <= MAX_SERVER_MESSAGE else text[: MAX_SERVER_MESSAGE - 3] + "..."
+
+
+def _server_message(response: UnexpectedResponse) -> str:
+    text = qdrant_error_text(response.content)
+    if text is not None:
+        return text
+    # Not Qdrant's error shape: the body may be anything (a metadata service, an HTML page), so never show it.
+    reason = response.reason_phrase if response.reason_phrase and response.reason_phrase.isprintable() else ""
+    return f"{reason[:60]} (not a Qdrant error response)".strip()
 
 
 def _is_tls(error: BaseException) -> bool:
@@ -178,7 +208,8 @@ def classify(
         # The request may have reached the server before the connection broke.
         result = _lost_reply(f"connection broke: {source!r}", idempotent)
     else:
-        result = QdrantError(f"unexpected client error: {source!r}")
+        # Its text may quote the peer's reply (e.g. a validation error on a body that is not Qdrant's).
+        result = QdrantError(f"unexpected reply or client error ({type(source).__name__}); is the URL a Qdrant?")
     if not result.retryable and not isinstance(result, OutcomeUnknown | Unauthorized | TLSError):
         if any(pattern.search(str(source)) or pattern.search(result.message) for pattern in extra_retryable):
             result.retryable = True

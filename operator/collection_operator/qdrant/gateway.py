@@ -5,28 +5,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import ipaddress
 import logging
 import re
-import ssl
+import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-import httpx
 from qdrant_client import AsyncQdrantClient, models
 
 from .. import metrics
 from ..api.connection import BreakerState, Health
 from ..config import ClientSettings
+from ..config.address_policy import AddressPolicy, Refusal, check, host_of
 from .breaker import CircuitBreaker
-from .errors import NotFound, QdrantError, classify
+from .calls import CollectionCalls
+from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
 from .health import HealthMonitor, HealthReport, ProbeResult
 from .pool import ConnectionPool
 from .retry import retrying
+from .session import Session, new_session
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# How long a resolved, allowed address stays trusted before the URL's host is resolved and checked again.
+ADDRESS_CHECK_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,42 +50,7 @@ class ConnectionReport:
 OnReport = Callable[[ConnectionReport], Awaitable[None] | None]
 
 
-class _ConnectTimeoutTransport(httpx.AsyncBaseTransport):
-    """Applies the connect timeout per request. The request budget is enforced around each attempt by the
-    gateway (asyncio.timeout), and waiting for a connection by the pool's leases, so httpx's own read,
-    write and pool timeouts are switched off rather than left at its 5 s default."""
-
-    def __init__(self, inner: httpx.AsyncHTTPTransport, connect_seconds: float) -> None:
-        self.inner = inner
-        self._timeout = {"connect": connect_seconds, "read": None, "write": None, "pool": None}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.extensions["timeout"] = self._timeout
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-@dataclasses.dataclass(eq=False)
-class _Session:
-    """One qdrant-client with its own HTTP connections; replaced whole when credentials change."""
-
-    client: AsyncQdrantClient
-    transport: httpx.AsyncHTTPTransport
-    inflight: int = 0
-    retired: bool = False
-
-    def connections(self) -> Sequence[Any]:
-        # httpx keeps its httpcore pool private; httpcore's `connections` list itself is public API.
-        return self.transport._pool.connections
-
-    async def open(self, count: int) -> None:
-        # Concurrent requests make httpcore open one connection each; keep-alive then holds them.
-        await asyncio.gather(*(self.client.http.service_api.healthz() for _ in range(count)))
-
-
-class QdrantGateway:
+class QdrantGateway(CollectionCalls):
     """The entry point of the client layer for one Qdrant target; see the package docstring."""
 
     def __init__(
@@ -102,8 +72,9 @@ class QdrantGateway:
         self._sleep = sleep
         self._subscribers: list[OnReport] = []
         self._last_report: ConnectionReport | None = None
-        self._retired: set[_Session] = set()
+        self._retired: set[Session] = set()
         self._callback_tasks: set[asyncio.Task[None]] = set()
+        self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -112,7 +83,7 @@ class QdrantGateway:
             on_change=self._breaker_changed,
         )
         metrics.BREAKER_STATE.labels(name).state(BreakerState.CLOSED.value)
-        self.pool = ConnectionPool(name, settings.pool, self._session.connections, self._session.open, clock=clock)
+        self.pool = ConnectionPool(name, settings.pool, self._session.connections, self._open, clock=clock)
         self.monitor = HealthMonitor(
             name,
             self._probe,
@@ -228,9 +199,33 @@ class QdrantGateway:
         finally:
             metrics.REQUEST_DURATION.labels(self.name, operation, outcome).observe(time.perf_counter() - started)
 
+    async def check_address(self) -> None:
+        """Raise AddressNotAllowed unless the operator's address policy allows this URL, checked on every
+        address its host resolves to now (resolved again after ADDRESS_CHECK_SECONDS). Runs before every
+        call, health probe and pool warm-up, so a refused URL is never sent a request."""
+        policy = self.settings.address_policy
+        now = time.monotonic()
+        if self._address_checked is not None and self._address_checked[0] == policy and now < self._address_checked[1]:
+            return
+        try:
+            host, port = host_of(self.url)
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+            check(host, addresses, policy)
+        except Refusal as refusal:
+            raise AddressNotAllowed(f"URL refused by the operator's address policy: {refusal}") from None
+        except (socket.gaierror, UnicodeError) as exc:
+            raise Unreachable(f"cannot resolve the URL's host: {exc}") from None
+        self._address_checked = (policy, now + ADDRESS_CHECK_SECONDS)
+
+    async def _open(self, count: int) -> None:
+        await self.check_address()
+        await self._session.open(count)
+
     async def _attempt(
         self, fn: Callable[[AsyncQdrantClient], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
+        await self.check_address()
         self.breaker.before_call()
         session = self._session
         session.inflight += 1
@@ -260,140 +255,15 @@ class QdrantGateway:
         self.breaker.record_success()
         return result
 
-    # ----- collections (what the reconcilers use) ----------------------------------------------------
-
-    async def list_collections(self) -> list[str]:
-        response = await self.call("list_collections", lambda c: c.get_collections(), idempotent=True)
-        return [collection.name for collection in response.collections]
-
-    async def collection_exists(self, name: str) -> bool:
-        return await self.call("collection_exists", lambda c: c.collection_exists(name), idempotent=True)
-
-    async def get_collection(self, name: str) -> models.CollectionInfo:
-        """NotFound if it does not exist."""
-        return await self.call("get_collection", lambda c: c.get_collection(name), idempotent=True)
-
-    async def create_collection(
-        self, name: str, body: models.CreateCollection, *, timeout_seconds: float | None = None
-    ) -> None:
-        """Not idempotent: AlreadyExists if it exists, OutcomeUnknown if the reply was lost."""
-
-        async def create(client: AsyncQdrantClient) -> None:
-            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
-            await client.http.collections_api.create_collection(name, create_collection=body, timeout=wait)
-
-        await self.call("create_collection", create, idempotent=False, timeout_seconds=timeout_seconds)
-
-    async def update_collection(
-        self, name: str, body: models.UpdateCollection, *, timeout_seconds: float | None = None
-    ) -> None:
-        """PATCH: setting the same values twice is harmless, so it is retried."""
-
-        async def update(client: AsyncQdrantClient) -> None:
-            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
-            await client.http.collections_api.update_collection(name, update_collection=body, timeout=wait)
-
-        await self.call("update_collection", update, idempotent=True, timeout_seconds=timeout_seconds)
-
-    async def delete_collection(self, name: str) -> bool:
-        """True if it existed. A missing collection is success (404 on delete)."""
-        try:
-            response = await self.call(
-                "delete_collection", lambda c: c.http.collections_api.delete_collection(name), idempotent=True
-            )
-        except NotFound:
-            return False
-        return bool(response.result)
-
-    async def create_payload_index(
-        self, collection: str, field: str, schema: models.PayloadSchemaType | models.PayloadSchemaParams
-    ) -> None:
-        await self.call(
-            "create_payload_index",
-            lambda c: c.create_payload_index(collection, field, field_schema=schema, wait=True),
-            idempotent=True,
-        )
-
-    async def delete_payload_index(self, collection: str, field: str) -> bool:
-        try:
-            await self.call(
-                "delete_payload_index", lambda c: c.delete_payload_index(collection, field, wait=True), idempotent=True
-            )
-        except NotFound:
-            return False
-        return True
-
-    async def list_aliases(self, collection: str | None = None) -> list[models.AliasDescription]:
-        if collection is None:
-            response = await self.call("list_aliases", lambda c: c.get_aliases(), idempotent=True)
-        else:
-            response = await self.call(
-                "list_aliases", lambda c: c.get_collection_aliases(collection), idempotent=True
-            )
-        return list(response.aliases)
-
-    async def update_aliases(self, actions: Sequence[models.AliasOperations]) -> None:
-        """Atomic alias changes. Not retried: replaying a partly applied delete would fail."""
-        await self.call("update_aliases", lambda c: c.update_collection_aliases(list(actions)), idempotent=False)
-
-    async def create_snapshot(self, collection: str) -> models.SnapshotDescription:
-        result = await self.call(
-            "create_snapshot", lambda c: c.create_snapshot(collection, wait=True), idempotent=False
-        )
-        if result is None:  # only with wait=False
-            raise QdrantError(f"snapshot of {collection} returned no description")
-        return result
-
-    async def list_snapshots(self, collection: str) -> list[models.SnapshotDescription]:
-        return await self.call("list_snapshots", lambda c: c.list_snapshots(collection), idempotent=True)
-
-    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
-        try:
-            await self.call(
-                "delete_snapshot", lambda c: c.delete_snapshot(collection, snapshot, wait=True), idempotent=True
-            )
-        except NotFound:
-            return False
-        return True
-
-    async def recover_snapshot(
-        self, collection: str, location: str, *, checksum: str | None = None, timeout_seconds: float | None = None
-    ) -> None:
-        """Recover `collection` from a snapshot URL or file:// path. Long and not retried."""
-        await self.call(
-            "recover_snapshot",
-            lambda c: c.recover_snapshot(collection, location, checksum=checksum, wait=True),
-            idempotent=False,
-            timeout_seconds=timeout_seconds,
-        )
-
     # ----- internals ---------------------------------------------------------------------------------
 
-    def _new_session(self) -> _Session:
+    def _new_session(self) -> Session:
         api_key, ca_pem, verify = self._credentials
-        tls: ssl.SSLContext | bool = verify
-        if ca_pem:
-            tls = ssl.create_default_context(cadata=ca_pem)
-        pool = self.settings.pool
-        # One connection beyond the leases for health probes and warming, so they never queue behind calls.
-        limits = httpx.Limits(
-            max_connections=pool.max_connections + 1,
-            max_keepalive_connections=pool.max_connections + 1,
-            keepalive_expiry=pool.idle_timeout_seconds,
-        )
-        transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits)
-        client = AsyncQdrantClient(
-            url=self.url,
-            port=None,  # the URL says the port; qdrant-client would otherwise add :6333 to a URL without one
-            headers={"api-key": api_key} if api_key else None,
-            check_compatibility=False,  # the health monitor reads the version; no blocking thread per client
-            transport=_ConnectTimeoutTransport(transport, self.settings.timeouts.connect_seconds),
-        )
-        return _Session(client, transport)
+        return new_session(self.url, self.settings, api_key, ca_pem, verify)
 
     async def _replace_session(self) -> None:
         old, self._session = self._session, self._new_session()
-        self.pool.attach(self._session.connections, self._session.open)
+        self.pool.attach(self._session.connections, self._open)
         if old.inflight:
             old.retired = True
             self._retired.add(old)
@@ -402,6 +272,7 @@ class QdrantGateway:
         log.info("connection %s: new client (credentials or limits changed)", self.name)
 
     async def _probe(self) -> ProbeResult:
+        await self.check_address()
         http = self._session.client.http
         version = await http.service_api.root()
         cluster = (await http.distributed_api.cluster_status()).result

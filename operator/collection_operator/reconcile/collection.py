@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,7 @@ class Plan:
     alias_actions: list[dict[str, Any]] = field(default_factory=list)
     drift: list[Difference] = field(default_factory=list)  # mutable differences found
     immutable: list[Difference] = field(default_factory=list)  # need a new collection: nothing is done
-    alias_conflicts: list[str] = field(default_factory=list)  # declared aliases held by other collections
+    alias_conflicts: list[str] = field(default_factory=list)  # declared aliases Qdrant cannot give us (see plan)
 
     @property
     def reindexes(self) -> bool:
@@ -124,11 +125,13 @@ def plan(
     managed_aliases: list[str],
     collection: str,
     adopt: bool = False,
+    collections: Collection[str] = (),
 ) -> Plan:
     """The minimal steps from `info` (None: the collection does not exist) to `spec`.
 
     live_aliases maps every alias on the server to its collection; managed_* are what the operator
-    created earlier (status), the only ones it removes when they leave the spec.
+    created earlier (status), the only ones it removes when they leave the spec; `collections` are the
+    server's collection names (an alias can never take one). A plan with alias conflicts writes nothing.
     """
     spec = mapping.apply_preset(spec)
     out = Plan()
@@ -145,7 +148,9 @@ def plan(
     if out.immutable:
         out.update, out.create_indexes, out.delete_indexes = {}, {}, []
         return out
-    _plan_aliases(spec.aliases, collection, live_aliases, managed_aliases, out)
+    _plan_aliases(spec.aliases, collection, live_aliases, managed_aliases, out, set(collections) | {collection})
+    if out.alias_conflicts:
+        out.create, out.update, out.create_indexes, out.delete_indexes, out.alias_actions = None, {}, {}, [], []
     return out
 
 
@@ -225,10 +230,13 @@ def _plan_indexes(desired: dict[str, dict[str, Any]], live: dict[str, Any], mana
     out.delete_indexes += [name for name in managed if name not in desired and name in live]
 
 
-def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan) -> None:
+def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan,
+                  names: set[str]) -> None:
     for alias in wanted:
         holder = live.get(alias)
-        if holder is None:
+        if holder is None and alias in names:
+            out.alias_conflicts.append(alias)  # the name of a collection (maybe this one's own)
+        elif holder is None:
             out.alias_actions.append({"create_alias": {"collection_name": collection, "alias_name": alias}})
         elif holder != collection:
             out.alias_conflicts.append(alias)  # never taken from another collection
@@ -238,13 +246,13 @@ def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], mana
 
 
 def observed_status(info: dict[str, Any]) -> dict[str, Any]:
-    """The status fields read from GET /collections/{name}."""
+    """The status fields (snake_case) read from GET /collections/{name}."""
     params = (info.get("config") or {}).get("params") or {}
     return {
-        "qdrantStatus": info.get("status"),
-        "pointsCount": info.get("points_count"),
-        "indexedVectorsCount": info.get("indexed_vectors_count"),
-        "segmentsCount": info.get("segments_count"),
-        "shardNumber": params.get("shard_number"),
-        "replicationFactor": params.get("replication_factor"),
+        "qdrant_status": info.get("status"),
+        "points_count": info.get("points_count"),
+        "indexed_vectors_count": info.get("indexed_vectors_count"),
+        "segments_count": info.get("segments_count"),
+        "shard_number": params.get("shard_number"),
+        "replication_factor": params.get("replication_factor"),
     }

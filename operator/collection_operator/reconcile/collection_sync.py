@@ -9,30 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec
-from ..k8s.conditions import Verdict
-from ..qdrant.errors import (
-    AlreadyExists,
-    CircuitOpen,
-    InvalidRequest,
-    OutcomeUnknown,
-    QdrantError,
-    TLSError,
-    Unauthorized,
-    Unreachable,
-)
+from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec, VectorCollectionStatus
+from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
 from .collection import Difference, Ownership, Plan, observed_status, owner_marker, ownership, plan
-from .gateway import CollectionGateway
+from .outcome import Outcome, State, Verdict, outcome_for
+from .ports import CollectionsPort
 
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
-RETRY_SECONDS = 10.0
-# Failures of the connection itself rather than of this collection's request.
-CONNECTION_ERRORS = (Unreachable, Unauthorized, TLSError, CircuitOpen)
+EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
+CollectionOutcome = Outcome[VectorCollectionStatus]
 
 
 @dataclass(frozen=True)
@@ -52,12 +42,16 @@ class Target:
 
     @property
     def ever_reconciled(self) -> bool:
-        return self.status.get("observedGeneration") is not None
+        """A generation of this resource was applied to Qdrant in full once (status.appliedGeneration)."""
+        return self.status.get("appliedGeneration") is not None
 
     @property
     def seen_in_qdrant(self) -> bool:
-        """The operator has observed or created this collection before (e.g. it was still optimizing)."""
-        return self.ever_reconciled or self.status.get("qdrantStatus") is not None
+        """The operator has observed or created this collection before (e.g. it was still optimizing), or
+        found it held by someone else: then it looks before any create, so a conflict costs one read."""
+        ready: dict[str, Any] = next((c for c in self.status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        return (self.ever_reconciled or self.status.get("qdrantStatus") is not None
+                or ready.get("reason") in EXISTS_ELSEWHERE)
 
 
 @dataclass
@@ -78,24 +72,15 @@ class ReindexGate:
             self.holder = None
 
 
-@dataclass
-class Outcome:
-    verdict: Verdict
-    status: dict[str, Any] = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    requeue_after: float | None = None
-    qdrant_writes: int = 0
-    drift_corrected: int = 0
-    reconciled: bool = False  # observedGeneration may advance
-
-    def event(self, reason: str, message: str, warning: bool = False) -> None:
-        self.events.append(("Warning" if warning else "Normal", reason, message))
+def status(**fields: Any) -> VectorCollectionStatus:
+    """A status holding exactly these fields (the writer sends only what was set)."""
+    return VectorCollectionStatus.model_validate(fields)
 
 
-def failure_verdict(exc: QdrantError, context: str = "") -> Verdict:
-    """A failed Qdrant call as a verdict: the connection's fault (ConnectionNotReady) or Qdrant's."""
-    reason = "ConnectionNotReady" if isinstance(exc, CONNECTION_ERRORS) else "QdrantUnavailable"
-    return Verdict("Failed", reason, f"{context}{exc.reason}: {exc}")
+def with_fields(outcome: CollectionOutcome, **fields: Any) -> CollectionOutcome:
+    """`outcome` with more status fields; the ones the outcome already set win."""
+    outcome.status = status(**{**fields, **outcome.status.model_dump(exclude_unset=True)})
+    return outcome
 
 
 def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
@@ -103,16 +88,15 @@ def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
 
 
 async def sync(
-    gateway: CollectionGateway,
+    gateway: CollectionsPort,
     spec: VectorCollectionSpec,
     target: Target,
     gate: ReindexGate,
     owner_alive: Callable[[str], bool],
     write_slot: AbstractAsyncContextManager[Any] | None = None,
-) -> Outcome:
+) -> CollectionOutcome:
     """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded)."""
     name = collection_name(spec, target.name)
-    base = {"collectionName": name, "connection": target.connection}
     slot = write_slot or nullcontext()
     try:
         try:
@@ -121,16 +105,14 @@ async def sync(
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.seen_in_qdrant)
         except AlreadyExists:
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
-    except InvalidRequest as exc:
-        outcome = Outcome(Verdict("Stalled", "InvalidSpec", f"Qdrant refused the request: {exc}"))
+            outcome.create_conflicts += 1
     except QdrantError as exc:
-        outcome = Outcome(failure_verdict(exc), requeue_after=RETRY_SECONDS)
-    outcome.status = base | outcome.status
-    return outcome
+        outcome = outcome_for(exc, status())
+    return with_fields(outcome, collection_name=name, connection=target.connection)
 
 
 async def _sync(
-    gateway: CollectionGateway,
+    gateway: CollectionsPort,
     spec: VectorCollectionSpec,
     target: Target,
     gate: ReindexGate,
@@ -138,44 +120,53 @@ async def _sync(
     name: str,
     write_slot: AbstractAsyncContextManager[Any],
     observe: bool,
-) -> Outcome:
+) -> CollectionOutcome:
     key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
     info = await gateway.get_collection(name) if observe else None
-    # Aliases are read only when this resource has any to create or remove.
+    # Aliases are read only when this resource has any to create or remove; collection names only when an
+    # alias is still to be created (it must not be a collection's name).
     aliases = await gateway.list_aliases() if spec.aliases or managed_aliases else {}
+    names = await gateway.list_collections() if any(a not in aliases for a in spec.aliases) else []
 
     if info is None and target.ever_reconciled and spec.drift_policy == DriftPolicy.REPORT:
         missing = Difference("collection", name, None).as_status()
         return Outcome(
-            Verdict("Stalled", "CollectionMissing", f"collection {name} was deleted in Qdrant; driftPolicy Report "
-                    "leaves it so: set Enforce to re-create it (empty)"),
-            {"drift": [missing]},
+            Verdict(State.STALLED, "CollectionMissing", f"collection {name} was deleted in Qdrant; driftPolicy "
+                    "Report leaves it so: set Enforce to re-create it (empty)"),
+            status(drift=[missing]),
         )
 
-    outcome = Outcome(Verdict("Ready", "InSync"))
+    outcome = Outcome(Verdict(State.READY, "InSync"), status())
     adopt = False
     if info is not None:
         owned, holder = ownership(info, target.marker)
         if owned == Ownership.OTHER and holder is not None and owner_alive(holder):
-            return Outcome(Verdict("Stalled", "ResourceConflict",
-                                   f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}"))
+            return Outcome(Verdict(State.STALLED, "ResourceConflict",
+                                   f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}"),
+                           status())
         if owned != Ownership.OURS:
             if spec.on_existing != OnExisting.ADOPT:
-                return Outcome(Verdict("Stalled", "AlreadyExists",
+                return Outcome(Verdict(State.STALLED, "AlreadyExists",
                                        f"collection {name} exists in Qdrant and was not created by this resource; "
-                                       "set onExisting: Adopt to manage it"))
+                                       "set onExisting: Adopt to manage it"), status())
             adopt = True
 
     p = plan(spec, info, target.marker, live_aliases=aliases, managed_indexes=managed_indexes,
-             managed_aliases=managed_aliases, collection=name, adopt=adopt)
+             managed_aliases=managed_aliases, collection=name, adopt=adopt, collections=names)
+    if p.alias_conflicts:
+        held = ", ".join(f"{a} ({'a collection' if a in names or a == name else 'alias of ' + aliases[a]})"
+                         for a in p.alias_conflicts)
+        conflict = Outcome(Verdict(State.STALLED, "AliasConflict", f"aliases taken in Qdrant, nothing was written: "
+                                   f"{held}; rename them or free them in Qdrant"), status())
+        return with_fields(conflict, **observed_status(info)) if info is not None else conflict
     if p.immutable:
         changes = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in p.immutable)
         return Outcome(
-            Verdict("Stalled", "ImmutableFieldChanged",
+            Verdict(State.STALLED, "ImmutableFieldChanged",
                     f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}"),
-            {"drift": [d.as_status() for d in p.immutable]},
+            status(drift=[d.as_status() for d in p.immutable]),
         )
     if p.reindexes and info is not None:
         if info.get("status") != "green":
@@ -196,7 +187,7 @@ async def _sync(
         else:
             outcome.event("Created", f"created collection {name}")
     if p.update and info is not None:
-        spec_changed = target.status.get("observedGeneration") != target.generation
+        spec_changed = target.status.get("appliedGeneration") != target.generation
         if spec_changed or adopt:
             outcome.event("Adopted" if adopt else "Updated", f"updated {', '.join(sorted(p.update))} of {name}")
         else:
@@ -206,33 +197,32 @@ async def _sync(
     if outcome.qdrant_writes:
         info = await gateway.get_collection(name)
     if info is None:
-        return Outcome(Verdict("Failed", "QdrantUnavailable", f"collection {name} vanished while reconciling"))
+        return Outcome(Verdict(State.FAILED, "QdrantUnavailable", f"collection {name} vanished while reconciling"),
+                       status())
 
     outcome.status = _status(info, spec, p, aliases, name)
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
-        outcome.verdict = Verdict("Ready", "DriftDetected",
+        outcome.verdict = Verdict(State.READY, "DriftDetected",
                                   "driftPolicy Report: differences are listed in status.drift and left alone")
-    if p.alias_conflicts:
-        outcome.verdict = Verdict("Ready", "AliasConflict",
-                                  f"aliases held by other collections were left alone: {', '.join(p.alias_conflicts)}")
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
     gate.release(key)
     outcome.reconciled = True
-    return outcome
+    return with_fields(outcome, applied_generation=target.generation)
 
 
-def _optimizing(outcome: Outcome, info: dict[str, Any], why: str) -> Outcome:
+def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:
     if info.get("status") == "red":
-        outcome.verdict = Verdict("Failed", "QdrantUnavailable", "Qdrant reports the collection red (optimizer failed)")
+        outcome.verdict = Verdict(State.FAILED, "QdrantUnavailable",
+                                  "Qdrant reports the collection red (optimizer failed)")
     else:
-        outcome.verdict = Verdict("Reconciling", "Optimizing", why)
-    outcome.status = {**observed_status(info), **outcome.status}
+        outcome.verdict = Verdict(State.RECONCILING, "Optimizing", why)
+    with_fields(outcome, **observed_status(info))
     outcome.requeue_after = OPTIMIZING_RECHECK_SECONDS
     return outcome
 
 
-async def _create(gateway: CollectionGateway, name: str, p: Plan, target: Target) -> dict[str, Any] | None:
+async def _create(gateway: CollectionsPort, name: str, p: Plan, target: Target) -> dict[str, Any] | None:
     assert p.create is not None
     try:
         await gateway.create_collection(name, p.create)
@@ -246,7 +236,7 @@ async def _create(gateway: CollectionGateway, name: str, p: Plan, target: Target
     return None
 
 
-async def _apply(gateway: CollectionGateway, name: str, p: Plan) -> int:
+async def _apply(gateway: CollectionsPort, name: str, p: Plan) -> int:
     writes = 0
     if p.update:
         await gateway.update_collection(name, p.update)
@@ -264,7 +254,7 @@ async def _apply(gateway: CollectionGateway, name: str, p: Plan) -> int:
 
 
 def _status(info: dict[str, Any], spec: VectorCollectionSpec, p: Plan, aliases_before: dict[str, str],
-            name: str) -> dict[str, Any]:
+            name: str) -> VectorCollectionStatus:
     aliases = dict(aliases_before)
     for action in p.alias_actions:
         if "create_alias" in action:
@@ -272,9 +262,9 @@ def _status(info: dict[str, Any], spec: VectorCollectionSpec, p: Plan, aliases_b
         else:
             aliases.pop(action["delete_alias"]["alias_name"], None)
     live_indexes = info.get("payload_schema") or {}
-    return {
+    return status(
         **observed_status(info),
-        "aliases": sorted(a for a in spec.aliases if aliases.get(a) == name),
-        "payloadIndexes": sorted(i.field for i in spec.payload_indexes if i.field in live_indexes),
-        "drift": [d.as_status() for d in p.drift] if spec.drift_policy == DriftPolicy.REPORT else [],
-    }
+        aliases=sorted(a for a in spec.aliases if aliases.get(a) == name),
+        payload_indexes=sorted(i.field for i in spec.payload_indexes if i.field in live_indexes),
+        drift=[d.as_status() for d in p.drift] if spec.drift_policy == DriftPolicy.REPORT else [],
+    )

@@ -1,16 +1,45 @@
-"""QdrantConnection: the client's report -> status fields and verdict. Pure."""
+"""QdrantConnection: its Secrets -> credentials, and the client's report -> verdict and status. Pure
+but for reading Secrets through the SecretsPort."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from ..api.connection import BreakerState, Health
-from ..k8s.conditions import Verdict
+from ..api.connection import BreakerState, Health, QdrantConnectionSpec, QdrantConnectionStatus
 from ..qdrant import ConnectionReport
+from .outcome import State, Verdict
+from .ports import SecretsPort
 
-# The server answered and refused us, or we cannot speak TLS to it: a configuration problem that no
+# The server answered and refused us, we cannot speak TLS to it, or the operator's address policy forbids
+# calling it: a configuration problem that no
 # number of further probes will cure, so it is reported at once rather than after the failure threshold.
-REFUSED = ("Unauthorized", "TLSError")
+REFUSED = ("Unauthorized", "TLSError", "AddressNotAllowed")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str | None
+    ca_pem: str | None
+
+
+def secret_refs(spec: QdrantConnectionSpec) -> tuple[object, ...]:
+    """What the credentials are read from: a change here is read at once, not at the next interval."""
+    return (spec.api_key_secret_ref, spec.tls.ca_secret_ref if spec.tls else None)
+
+
+async def api_key(secrets: SecretsPort, namespace: str, spec: QdrantConnectionSpec) -> str | None:
+    """The connection's API key (LookupError when its Secret or key is missing)."""
+    ref = spec.api_key_secret_ref
+    if ref is None:
+        return None
+    return (await secrets.read_secret_key(namespace, ref.name, ref.key)).decode().strip()
+
+
+async def credentials(secrets: SecretsPort, namespace: str, spec: QdrantConnectionSpec) -> Credentials:
+    ca = None
+    if spec.tls and (ca_ref := spec.tls.ca_secret_ref):
+        ca = (await secrets.read_secret_key(namespace, ca_ref.name, ca_ref.key)).decode()
+    return Credentials(await api_key(secrets, namespace, spec), ca)
 
 
 def verdict(report: ConnectionReport) -> Verdict:
@@ -20,29 +49,31 @@ def verdict(report: ConnectionReport) -> Verdict:
     ):
         # HalfOpen while still unhealthy is the same outage waiting for its trial call, not a new transition.
         cause = f" after {report.error_reason}" if report.error_reason else ""
-        return Verdict("Failed", "CircuitOpen", f"circuit breaker open{cause}: {report.error_message or ''}".strip())
+        return Verdict(State.FAILED, "CircuitOpen",
+                       f"circuit breaker open{cause}: {report.error_message or ''}".strip().rstrip(":"))
     if report.circuit_breaker == BreakerState.HALF_OPEN:
         # The probe that half-opened it decides within one call; until then collections hold back too,
         # since the breaker lets only that one trial through.
-        return Verdict("Reconciling", "Recovering", "circuit breaker half-open: a trial call decides")
+        return Verdict(State.RECONCILING, "Recovering", "circuit breaker half-open: a trial call decides")
     if report.health == Health.UNKNOWN:
-        return Verdict("Reconciling", "Connecting", "waiting for the first health probe")
+        return Verdict(State.RECONCILING, "Connecting", "waiting for the first health probe")
     if failing and (report.error_reason in REFUSED or report.server_version is None):
         # Refused, or failing since the first probe: never Ready, even below the failure threshold.
-        return Verdict("Failed", report.error_reason or "Unreachable", report.error_message or "health probes fail")
+        return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
     if report.health == Health.UNHEALTHY:
-        return Verdict("Failed", report.error_reason or "Unreachable", report.error_message or "health probes fail")
+        return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
     if report.health == Health.DEGRADED:
-        return Verdict("Ready", "Degraded", report.error_message or "some health probes fail")
-    return Verdict("Ready", "Connected", f"Qdrant {report.server_version}")
+        return Verdict(State.READY, "Degraded", report.error_message or "some health probes fail")
+    return Verdict(State.READY, "Connected", f"Qdrant {report.server_version}")
 
 
-def status_fields(report: ConnectionReport, collections: int) -> dict[str, Any]:
-    return {
-        "health": report.health.value,
-        "serverVersion": report.server_version,
-        "distributed": report.distributed,
-        "peers": report.peers,
-        "circuitBreaker": report.circuit_breaker.value,
-        "collections": collections,
-    }
+def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus:
+    return QdrantConnectionStatus(
+        health=report.health,
+        server_version=report.server_version,
+        distributed=report.distributed,
+        peers=report.peers,
+        circuit_breaker=report.circuit_breaker,
+        collections=collections,
+    )
+

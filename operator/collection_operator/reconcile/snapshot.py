@@ -1,27 +1,23 @@
 """CollectionSnapshot logic without Kubernetes: when a snapshot is due, what retention drops, taking one
 snapshot, and recovering a collection from one. The handler supplies the clock, the resource's state and
-a SnapshotGateway, and writes what comes back.
+a SnapshotsPort, and writes what comes back.
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from croniter import croniter
 from croniter.croniter import CroniterError
-from qdrant_client import models
 
 from ..api.snapshot import Phase, Retention, SnapshotRecord
-from ..qdrant.gateway import QdrantGateway
-from ..qdrant.vectors import VectorOperations
 from . import mapping
+from .ports import SnapshotsPort
 
-# Snapshots and recoveries copy whole collections: far longer than an ordinary request's budget.
-TRANSFER_TIMEOUT_SECONDS = 3600.0
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -127,7 +123,7 @@ def parse_restore_annotation(value: str) -> tuple[str, str]:
     return resource, name
 
 
-def source_snapshot(resource: str, body: dict[str, Any] | None, snapshot_name: str | None) -> SourceSnapshot:
+def source_snapshot(resource: str, body: Mapping[str, Any] | None, snapshot_name: str | None) -> SourceSnapshot:
     """The snapshot record a restore uses: the named one, or the newest the CollectionSnapshot holds."""
     if body is None:
         raise SourceNotReady("SnapshotNotFound", f"CollectionSnapshot {resource} not found in this namespace")
@@ -149,67 +145,7 @@ def source_snapshot(resource: str, body: dict[str, Any] | None, snapshot_name: s
 # ----- Qdrant work --------------------------------------------------------------------------------
 
 
-class SnapshotGateway(Protocol):
-    async def count(self, collection: str) -> int | None:
-        """Exact point count, or None when the collection does not exist."""
-
-    async def create_snapshot(self, collection: str) -> dict[str, Any]:
-        """Qdrant's SnapshotDescription: name, creation_time, size, checksum."""
-
-    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
-        """Succeeds when the snapshot is already gone."""
-
-    async def owner(self, collection: str) -> tuple[bool, str | None]:
-        """(exists, owner marker in its metadata)."""
-
-    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None: ...
-
-    async def set_owner(self, collection: str, marker: str) -> None: ...
-
-
-class QdrantSnapshots:
-    """SnapshotGateway on the qdrant layer's QdrantGateway."""
-
-    def __init__(self, gateway: QdrantGateway):
-        self.gateway = gateway
-
-    async def count(self, collection: str) -> int | None:
-        if not await self.gateway.collection_exists(collection):
-            return None
-        return await VectorOperations(self.gateway, collection).count(exact=True)
-
-    async def create_snapshot(self, collection: str) -> dict[str, Any]:
-        # Not retried: a lost reply would otherwise leave a second, untracked file behind.
-        result = await self.gateway.call("create_snapshot", lambda c: c.create_snapshot(collection, wait=True),
-                                         idempotent=False, timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
-        if result is None:
-            raise RuntimeError(f"Qdrant returned no description for the snapshot of {collection}")
-        return result.model_dump(mode="json")
-
-    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
-        await self.gateway.delete_snapshot(collection, snapshot)
-
-    async def owner(self, collection: str) -> tuple[bool, str | None]:
-        if not await self.gateway.collection_exists(collection):
-            return False, None
-        info = await self.gateway.get_collection(collection)
-        return True, (info.config.metadata or {}).get(mapping.OWNER_KEY)
-
-    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
-        # The gateway's recover_snapshot cannot pass the source server's API key; Qdrant needs it to
-        # download from a protected URL.
-        await self.gateway.call(
-            "recover_snapshot",
-            lambda c: c.recover_snapshot(collection, location, api_key=api_key, checksum=checksum, wait=True),
-            idempotent=False, timeout_seconds=TRANSFER_TIMEOUT_SECONDS,
-        )
-
-    async def set_owner(self, collection: str, marker: str) -> None:
-        await self.gateway.update_collection(
-            collection, models.UpdateCollection(metadata={mapping.OWNER_KEY: marker}))
-
-
-async def take(gateway: SnapshotGateway, collection: str, now: datetime) -> SnapshotRecord:
+async def take(gateway: SnapshotsPort, collection: str, now: datetime) -> SnapshotRecord:
     """One snapshot, with the exact point count it holds when no write raced it (restores verify it)."""
     before = await gateway.count(collection)
     if before is None:
@@ -228,18 +164,19 @@ class RestoreTarget:
     source_owner: str  # "<namespace>/<name>" of the VectorCollection the snapshot was taken of
 
 
-async def restore(gateway: SnapshotGateway, target: RestoreTarget, source: SourceSnapshot, location: str,
+async def restore(gateway: SnapshotsPort, target: RestoreTarget, source: SourceSnapshot, location: str,
                   api_key: str | None) -> None:
     """Recover, claim, verify. The snapshot carries its source's owner marker, so the restored collection
     is marked as this resource's before anything else looks at it."""
-    exists, owner = await gateway.owner(target.collection)
+    metadata = await gateway.metadata(target.collection)
+    exists, owner = metadata is not None, (metadata or {}).get(mapping.OWNER_KEY)
     # Never overwrite data that is not ours; a collection still bearing the source's marker is a
     # restore that was interrupted after Qdrant created it, and is recovered again.
     if exists and owner != target.marker and not (owner and owner.rsplit("/", 1)[0] == target.source_owner):
         why = "is not managed by this resource" if target.in_place else "already exists"
         raise RestoreFailed("AlreadyExists", f"collection {target.collection} {why}; nothing was restored")
     await gateway.recover(target.collection, location, source.record.checksum, api_key)
-    await gateway.set_owner(target.collection, target.marker)
+    await gateway.set_metadata(target.collection, {mapping.OWNER_KEY: target.marker})
     expected = source.record.points_count
     if expected is not None and (count := await gateway.count(target.collection)) != expected:
         raise RestoreFailed("RestoreVerificationFailed", f"collection {target.collection} holds {count} points after "

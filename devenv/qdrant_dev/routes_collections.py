@@ -1,0 +1,87 @@
+"""Collections, aliases, the collection's cluster view and payload indexes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from qdrant_client.http import models as m
+from starlette.requests import Request
+
+from devenv.qdrant_dev.errors import ApiError
+from devenv.qdrant_dev.rest import RouteHandlers, _body, _check_name
+
+
+class CollectionRoutes(RouteHandlers):
+    async def list_collections(self, request: Request) -> Any:
+        return {"collections": [{"name": n} for n in sorted(self.engine.collections)]}
+
+    async def get_collection(self, request: Request, collection_name: str) -> Any:
+        return self.engine.resolve(collection_name).info()
+
+    async def create_collection(self, request: Request, collection_name: str) -> Any:
+        _check_name(collection_name)
+        req = await _body(request, m.CreateCollection)
+        _validate_vectors(req.vectors)
+        self.engine.create(collection_name, req)
+        delay = self.state.faults.create_timeout_but_applies
+        if delay:
+            await asyncio.sleep(delay)  # the collection exists already; only the answer is late
+        return True
+
+    async def update_collection(self, request: Request, collection_name: str) -> Any:
+        self.engine.update(collection_name, await _body(request, m.UpdateCollection))
+        return True
+
+    async def delete_collection(self, request: Request, collection_name: str) -> Any:
+        return self.engine.delete(collection_name)
+
+    async def collection_exists(self, request: Request, collection_name: str) -> Any:
+        return {"exists": collection_name in self.engine.collections}
+
+    async def collection_aliases(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        return {
+            "aliases": [
+                {"alias_name": a, "collection_name": c}
+                for a, c in sorted(self.engine.aliases.items())
+                if c == coll.name
+            ]
+        }
+
+    async def list_aliases(self, request: Request) -> Any:
+        return {"aliases": [{"alias_name": a, "collection_name": c} for a, c in sorted(self.engine.aliases.items())]}
+
+    async def change_aliases(self, request: Request) -> Any:
+        self.engine.change_aliases(await _body(request, m.ChangeAliasesOperation))
+        return True
+
+    async def collection_cluster(self, request: Request, collection_name: str) -> Any:
+        coll = self.engine.resolve(collection_name)
+        return {
+            "peer_id": self.engine.peer_id,
+            "shard_count": coll.shard_count,
+            "local_shards": [
+                {"shard_id": i, "points_count": s.info().points_count, "state": "Active"}
+                for i, s in enumerate(coll.shards)
+            ],
+            "remote_shards": [],
+            "shard_transfers": [],
+        }
+
+    async def create_index(self, request: Request, collection_name: str) -> Any:
+        self.engine.create_index(collection_name, await _body(request, m.CreateFieldIndex))
+        return self._update_result(request)
+
+    async def delete_index(self, request: Request, collection_name: str, field_name: str) -> Any:
+        self.engine.delete_index(collection_name, field_name)
+        return self._update_result(request)
+
+
+def _validate_vectors(vectors: Any) -> None:
+    params = [vectors] if isinstance(vectors, m.VectorParams) else list((vectors or {}).values())
+    for p in params:
+        if p.size < 1:
+            raise ApiError(
+                422, f"Validation error in JSON body: [vectors.size: value {p.size} invalid, must be 1 or larger]"
+            )

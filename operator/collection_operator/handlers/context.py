@@ -1,0 +1,171 @@
+"""Everything the handlers share, in one object handed to them through kopf's memo (`memo.context`):
+operator settings, the Kubernetes API, the connection registry, the status cache, restores in flight,
+re-index gates and per-resource locks. Made anew by each operator start; nothing lives at module level."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import kopf
+
+from ..api.connection import QdrantConnectionSpec
+from ..config import ClientSettings, OperatorSettings, SettingsWatcher
+from ..k8s.api import KubeApi
+from ..qdrant import QdrantGateway
+from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
+from ..reconcile.collection_sync import ReindexGate
+from ..reconcile.connection import Credentials
+from ..reconcile.connection import verdict as connection_verdict
+from ..reconcile.restore import RestoreTracker
+from ..redact import SecretValues
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConnectionRuntime:
+    """One QdrantConnection's client, as its daemon built it (the reconcilers' ConnectionPort)."""
+
+    namespace: str
+    name: str
+    spec: QdrantConnectionSpec
+    gateway: QdrantGateway
+    operations: asyncio.Semaphore  # collection create/update/delete in flight on this connection
+
+    def __post_init__(self) -> None:
+        self.collections = QdrantCollections(self.gateway)
+        self.snapshots = QdrantSnapshots(self.gateway)
+
+    def allows(self, namespace: str) -> bool:
+        allowed = self.spec.allowed_namespaces
+        return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    def not_ready(self) -> str | None:
+        verdict = connection_verdict(self.gateway.report)
+        return None if verdict.ready else f"{verdict.reason}: {verdict.message}"
+
+
+@dataclass
+class ConnectionRegistry:
+    """The running connections by "namespace/name" (the reconcilers' ConnectionsPort). A daemon registers
+    its key while it runs, connected or not, so a missing resource reads "not found"."""
+
+    running: dict[str, ConnectionRuntime] = field(default_factory=dict)
+    daemons: set[str] = field(default_factory=set)
+    probed: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def get(self, key: str) -> ConnectionRuntime | None:
+        return self.running.get(key)
+
+    def exists(self, key: str) -> bool:
+        return key in self.daemons
+
+    def first_probe(self, key: str) -> asyncio.Event:
+        """Set once the connection's client has its first health verdict."""
+        return self.probed.setdefault(key, asyncio.Event())
+
+    async def settled(self, key: str, within: float) -> None:
+        # Collections reconciled at operator start wait briefly instead of flapping to ConnectionNotReady.
+        if key in self.daemons:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.first_probe(key).wait(), within)
+
+    async def apply(self, key: str, namespace: str, name: str, spec: QdrantConnectionSpec, settings: ClientSettings,
+                    credentials: Credentials) -> ConnectionRuntime:
+        """Build the client, or change the running one in place so its breaker and metrics carry on."""
+        verify = not (spec.tls and spec.tls.insecure_skip_verify)
+        runtime = self.running.get(key)
+        if runtime is not None and runtime.spec.url == spec.url:
+            await runtime.gateway.update_settings(settings)
+            await runtime.gateway.update_credentials(credentials.api_key, credentials.ca_pem, verify)
+            if spec.max_concurrent_operations != runtime.spec.max_concurrent_operations:
+                # Only on a real change: operations holding the old semaphore would otherwise run beside new ones.
+                runtime.operations = asyncio.Semaphore(spec.max_concurrent_operations)
+            runtime.spec = spec
+            return runtime
+        if runtime is not None:
+            await runtime.gateway.aclose()
+        gateway = QdrantGateway(spec.url, settings, name=key, api_key=credentials.api_key, ca_pem=credentials.ca_pem,
+                                verify=verify)
+        gateway.start()
+        runtime = ConnectionRuntime(namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations))
+        self.running[key] = runtime
+        log.info("connection %s: client for %s started", key, spec.url)
+        return runtime
+
+    async def close(self, key: str) -> None:
+        self.daemons.discard(key)
+        self.probed.pop(key, None)
+        if (runtime := self.running.pop(key, None)) is not None:
+            await runtime.gateway.aclose()
+
+
+@dataclass
+class StatusCache:
+    """The status the operator last wrote, per (plural, uid). A body handed to a reconcile can predate our
+    own latest write (a drift sweep reads kopf's index); deciding on it would repeat work."""
+
+    written: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def current(self, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        known = self.written.get((plural, body["metadata"]["uid"]))
+        return dict(known if known is not None else body.get("status") or {})
+
+    def remember(self, plural: str, uid: str, status: dict[str, Any]) -> None:
+        self.written[(plural, uid)] = status
+
+    def forget(self, plural: str, uid: str) -> None:
+        self.written.pop((plural, uid), None)
+
+    def keep_only(self, plural: str, alive: Container[str]) -> None:
+        for key in [k for k in self.written if k[0] == plural and k[1] not in alive]:
+            del self.written[key]
+
+
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """Queued to kopf's poster (it needs apiVersion, kind and metadata of the object)."""
+    kopf.event(cast(kopf.Body, body), type=type_, reason=reason, message=message)
+
+
+@dataclass
+class Context:
+    settings: OperatorSettings
+    kube: KubeApi
+    secrets: SecretValues  # masked in every status message and Event (and log line, by logs.install)
+    settings_path: Path | None = None  # `run --settings`, else QDRANT_OPERATOR_SETTINGS_FILE; watched for changes
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    statuses: StatusCache = field(default_factory=StatusCache)
+    restores: RestoreTracker = field(default_factory=RestoreTracker)
+    gates: dict[str, ReindexGate] = field(default_factory=dict)  # one re-index at a time per connection
+    watcher: SettingsWatcher | None = None
+    poster: EventPoster = kopf_event
+    # One reconcile per resource at a time: a spec change and a drift sweep never interleave. Weak values:
+    # a lock lives while someone holds or waits for it, so the map never outgrows the work in flight.
+    _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        self.poster(body, type_, reason, self.secrets.scrub(message))
+
+    def lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def aclose(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        await self.restores.aclose()
+        for key in list(self.connections.running):
+            await self.connections.close(key)
+        await self.kube.close()

@@ -1,0 +1,129 @@
+"""The typed collection and snapshot calls of QdrantGateway, each one `call` with its retry semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from qdrant_client import AsyncQdrantClient, models
+
+from ..config import ClientSettings
+from .errors import NotFound, QdrantError
+
+
+class CollectionCalls:
+    """Mixed into QdrantGateway: Qdrant's collection, index, alias and snapshot endpoints."""
+
+    settings: ClientSettings
+    call: Callable[..., Awaitable[Any]]  # QdrantGateway.call: breaker, pool lease, timeout, retries
+
+    async def list_collections(self) -> list[str]:
+        response = await self.call("list_collections", lambda c: c.get_collections(), idempotent=True)
+        return [collection.name for collection in response.collections]
+
+    async def collection_exists(self, name: str) -> bool:
+        return await self.call("collection_exists", lambda c: c.collection_exists(name), idempotent=True)
+
+    async def get_collection(self, name: str) -> models.CollectionInfo:
+        """NotFound if it does not exist."""
+        return await self.call("get_collection", lambda c: c.get_collection(name), idempotent=True)
+
+    async def create_collection(
+        self, name: str, body: models.CreateCollection, *, timeout_seconds: float | None = None
+    ) -> None:
+        """Not idempotent: AlreadyExists if it exists, OutcomeUnknown if the reply was lost."""
+
+        async def create(client: AsyncQdrantClient) -> None:
+            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
+            await client.http.collections_api.create_collection(name, create_collection=body, timeout=wait)
+
+        await self.call("create_collection", create, idempotent=False, timeout_seconds=timeout_seconds)
+
+    async def update_collection(
+        self, name: str, body: models.UpdateCollection, *, timeout_seconds: float | None = None
+    ) -> None:
+        """PATCH: setting the same values twice is harmless, so it is retried."""
+
+        async def update(client: AsyncQdrantClient) -> None:
+            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
+            await client.http.collections_api.update_collection(name, update_collection=body, timeout=wait)
+
+        await self.call("update_collection", update, idempotent=True, timeout_seconds=timeout_seconds)
+
+    async def delete_collection(self, name: str) -> bool:
+        """True if it existed. A missing collection is success (404 on delete)."""
+        try:
+            response = await self.call(
+                "delete_collection", lambda c: c.http.collections_api.delete_collection(name), idempotent=True
+            )
+        except NotFound:
+            return False
+        return bool(response.result)
+
+    async def create_payload_index(
+        self, collection: str, field: str, schema: models.PayloadSchemaType | models.PayloadSchemaParams
+    ) -> None:
+        await self.call(
+            "create_payload_index",
+            lambda c: c.create_payload_index(collection, field, field_schema=schema, wait=True),
+            idempotent=True,
+        )
+
+    async def delete_payload_index(self, collection: str, field: str) -> bool:
+        try:
+            await self.call(
+                "delete_payload_index", lambda c: c.delete_payload_index(collection, field, wait=True), idempotent=True
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def list_aliases(self, collection: str | None = None) -> list[models.AliasDescription]:
+        if collection is None:
+            response = await self.call("list_aliases", lambda c: c.get_aliases(), idempotent=True)
+        else:
+            response = await self.call(
+                "list_aliases", lambda c: c.get_collection_aliases(collection), idempotent=True
+            )
+        return list(response.aliases)
+
+    async def update_aliases(self, actions: Sequence[models.AliasOperations]) -> None:
+        """Atomic alias changes. Not retried: replaying a partly applied delete would fail."""
+        await self.call("update_aliases", lambda c: c.update_collection_aliases(list(actions)), idempotent=False)
+
+    async def create_snapshot(
+        self, collection: str, *, timeout_seconds: float | None = None
+    ) -> models.SnapshotDescription:
+        """Not retried: a lost reply would otherwise leave a second, untracked file behind."""
+        result = await self.call(
+            "create_snapshot", lambda c: c.create_snapshot(collection, wait=True), idempotent=False,
+            timeout_seconds=timeout_seconds,
+        )
+        if result is None:  # only with wait=False
+            raise QdrantError(f"snapshot of {collection} returned no description")
+        return result
+
+    async def list_snapshots(self, collection: str) -> list[models.SnapshotDescription]:
+        return await self.call("list_snapshots", lambda c: c.list_snapshots(collection), idempotent=True)
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
+        try:
+            await self.call(
+                "delete_snapshot", lambda c: c.delete_snapshot(collection, snapshot, wait=True), idempotent=True
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def recover_snapshot(
+        self, collection: str, location: str, *, checksum: str | None = None, api_key: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Recover `collection` from a snapshot URL or file:// path. Long and not retried. `api_key` is what
+        Qdrant sends to the server holding the file (a protected URL needs it)."""
+        await self.call(
+            "recover_snapshot",
+            lambda c: c.recover_snapshot(collection, location, api_key=api_key, checksum=checksum, wait=True),
+            idempotent=False,
+            timeout_seconds=timeout_seconds,
+        )

@@ -1,0 +1,124 @@
+"""VectorCollection: every decision of one reconcile, in order: pause and unmanaged annotations, spec
+validity, the connection (allowed, ready), restore, then the sync with Qdrant. Also the deletion
+that honours deletionPolicy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from ..api.base import PREFIX
+from ..api.collection import VectorCollectionSpec, VectorCollectionStatus
+from .collection import Ownership, owner_marker, ownership
+from .collection_sync import CollectionOutcome, ReindexGate, Target, collection_name, status, sync, with_fields
+from .connections import usable
+from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for
+from .ports import ConnectionsPort, SecretsPort
+from .restore import Request, RestoreTracker, restore_step
+
+PAUSED = f"{PREFIX}paused"
+MANAGED = f"{PREFIX}managed"
+CONNECTION_SETTLE_SECONDS = 5.0  # how long a reconcile waits for its connection's first health probe
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A VectorCollection as Kubernetes has it; `status` is the one the operator last wrote."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    annotations: Mapping[str, str]
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any], status: Mapping[str, Any]) -> Observed:
+        meta = body["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("generation", 0),
+                   meta.get("annotations") or {}, body["spec"], status)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def connection(self) -> str:
+        ref = self.spec["connectionRef"]
+        return f"{ref.get('namespace') or self.namespace}/{ref['name']}"
+
+
+@dataclass
+class Environment:
+    """What a VectorCollection step reaches beyond its own resource."""
+
+    connections: ConnectionsPort
+    secrets: SecretsPort
+    gates: dict[str, ReindexGate]  # per connection key
+    restores: RestoreTracker
+    owner_alive: Callable[[str], bool]  # is the VectorCollection of this uid still there?
+    snapshots: Callable[[str], Mapping[str, Any] | None]  # CollectionSnapshot body by "namespace/name"
+
+
+def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
+    """The status as it is (paused, unmanaged): everything but what the verdict rewrites."""
+    return VectorCollectionStatus.model_validate(
+        {k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")})
+
+
+
+async def step(observed: Observed, env: Environment) -> CollectionOutcome:
+    if observed.annotations.get(PAUSED) == "true":
+        return Outcome(Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"),
+                       _kept(observed.status))
+    if observed.annotations.get(MANAGED) == "false":
+        return Outcome(Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
+                       _kept(observed.status))
+    try:
+        spec = VectorCollectionSpec.model_validate(dict(observed.spec))
+    except pydantic.ValidationError as exc:
+        return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status())
+    name, key = collection_name(spec, observed.name), observed.connection
+    await env.connections.settled(key, CONNECTION_SETTLE_SECONDS)
+    try:
+        runtime = usable(env.connections, key, observed.namespace)
+    except ReconcileError as exc:
+        return with_fields(outcome_for(exc, status()), collection_name=name, connection=key)
+    request = Request(observed.key, observed.namespace, observed.name, observed.uid, observed.annotations,
+                      observed.status)
+    restoring, restored = await restore_step(request, spec, name, runtime, env.restores, env.connections,
+                                             env.secrets, env.snapshots)
+    if restoring is not None:
+        return with_fields(restoring, collection_name=name, connection=key)
+    target = Target(observed.namespace, observed.name, observed.uid, observed.generation, key, dict(observed.status))
+    outcome = await sync(runtime.collections, spec, target, env.gates.setdefault(key, ReindexGate()),
+                         owner_alive=env.owner_alive, write_slot=runtime.operations)
+    if restored is not None:
+        outcome.event("Restored", f"collection {name} recovered from {restored}")
+        with_fields(outcome, restored_from=restored)
+    return outcome
+
+
+def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:
+    """Only a Delete-policy, managed resource that was applied to Qdrant once may delete anything."""
+    return (spec.get("deletionPolicy") == "Delete" and annotations.get(MANAGED) != "false"
+            and status.get("appliedGeneration") is not None)
+
+
+async def delete(observed: Observed, connections: ConnectionsPort) -> tuple[str, str, str]:
+    """deletionPolicy Delete: remove the Qdrant collection if this resource owns it. Returns the Event
+    (type, reason, message); raises ReconcileError or QdrantError when it must be tried again."""
+    name = collection_name(VectorCollectionSpec.model_validate(dict(observed.spec)), observed.name)
+    runtime = usable(connections, observed.connection)
+    info = await runtime.collections.get_collection(name)
+    if info is None:
+        return "Normal", "Deleted", f"collection {name} was already gone"
+    if ownership(info, owner_marker(observed.namespace, observed.name, observed.uid))[0] != Ownership.OURS:
+        return "Warning", "NotDeleted", f"collection {name} is not owned by this resource; kept"
+    async with runtime.operations:
+        await runtime.collections.delete_collection(name)
+    return "Normal", "Deleted", f"deleted collection {name} (deletionPolicy Delete)"

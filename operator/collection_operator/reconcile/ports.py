@@ -1,0 +1,95 @@
+"""What the reconcilers need from the outside, one Protocol per concern. The qdrant layer implements
+the Qdrant ports (qdrant/adapters.py), k8s/ the Secrets port, the handlers' Context the connection
+registry; unit tests use tests/fakes.py. Qdrant errors are the qdrant layer's typed errors."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ..api.connection import QdrantConnectionSpec
+
+
+class CollectionsPort(Protocol):
+    """Collection-level calls in Qdrant's own JSON."""
+
+    async def get_collection(self, name: str) -> dict[str, Any] | None:
+        """GET /collections/{name} result, or None when it does not exist."""
+
+    async def create_collection(self, name: str, body: dict[str, Any]) -> None: ...
+
+    async def update_collection(self, name: str, body: dict[str, Any]) -> None: ...
+
+    async def delete_collection(self, name: str) -> None:
+        """Succeeds when the collection is already gone."""
+
+    async def list_collections(self) -> list[str]:
+        """Every collection name on the server."""
+
+    async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None: ...
+
+    async def delete_payload_index(self, name: str, field: str) -> None: ...
+
+    async def list_aliases(self) -> dict[str, str]:
+        """Every alias on the server -> its collection."""
+
+    async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
+        """POST /collections/aliases: the actions apply atomically."""
+
+
+class SnapshotsPort(Protocol):
+    async def count(self, collection: str) -> int | None:
+        """Exact point count, or None when the collection does not exist."""
+
+    async def create_snapshot(self, collection: str) -> dict[str, Any]:
+        """Qdrant's SnapshotDescription: name, creation_time, size, checksum. Never retried."""
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        """Succeeds when the snapshot is already gone."""
+
+    async def metadata(self, collection: str) -> dict[str, Any] | None:
+        """The collection's metadata, or None when it does not exist."""
+
+    async def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None: ...
+
+    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
+        """Recover from a snapshot URL; `api_key` is sent to the server that holds the file."""
+
+
+class SecretsPort(Protocol):
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        """One key of a Secret, decoded. Raises LookupError when the Secret or the key does not exist."""
+
+
+class ConnectionPort(Protocol):
+    """A QdrantConnection as the reconcilers of other kinds see it: its client and its rules."""
+
+    namespace: str
+    name: str
+    spec: QdrantConnectionSpec
+
+    @property
+    def collections(self) -> CollectionsPort: ...
+
+    @property
+    def snapshots(self) -> SnapshotsPort: ...
+
+    @property
+    def operations(self) -> AbstractAsyncContextManager[Any]:
+        """Bounds create/update/delete calls in flight on this connection."""
+
+    def allows(self, namespace: str) -> bool: ...
+
+    def not_ready(self) -> str | None:
+        """Why resources must not call Qdrant now, or None when they may."""
+
+
+class ConnectionsPort(Protocol):
+    def get(self, key: str) -> ConnectionPort | None:
+        """The running connection "namespace/name", or None."""
+
+    def exists(self, key: str) -> bool:
+        """Whether the QdrantConnection resource exists (connected or not)."""
+
+    async def settled(self, key: str, within: float) -> None:
+        """Wait up to `within` seconds for the connection's first health verdict (operator start)."""

@@ -1,0 +1,149 @@
+"""The restore step a VectorCollection runs before its ordinary sync (spec.source, or the restore-from
+annotation). Recoveries run as tasks outside the reconcile, which only polls them; the tracker keeps
+them and the failures to show until their retry time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.collection import VectorCollectionSpec
+from ..api.snapshot import RESTORE_FROM
+from ..qdrant.errors import QdrantError
+from . import snapshot as logic
+from .collection import owner_marker
+from .collection_sync import CollectionOutcome, status
+from .connection import api_key
+from .connections import usable
+from .outcome import Outcome, ReconcileError, State, Verdict, verdict_for
+from .ports import ConnectionPort, ConnectionsPort, SecretsPort
+
+log = logging.getLogger(__name__)
+RESTORE_POLL_SECONDS = 2.0
+RESTORE_RETRY_SECONDS = 30.0
+SOURCE_RECHECK_SECONDS = 10.0
+
+
+@dataclass
+class _Restore:
+    request: str
+    ref: str  # what status.restoredFrom records when it succeeds
+    task: asyncio.Task[None]
+
+
+@dataclass
+class RestoreTracker:
+    """Recoveries in flight and recent failures, by VectorCollection "namespace/name". A failed request's
+    outcome is shown until its retry time (never, for a permanent failure), so drift sweeps do not start a
+    recovery on every pass."""
+
+    running: dict[str, _Restore] = field(default_factory=dict)
+    failures: dict[str, tuple[str, CollectionOutcome, float]] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        tasks = [r.task for r in self.running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.running.clear()
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str  # "namespace/name" of the VectorCollection
+    namespace: str
+    name: str
+    uid: str
+    annotations: Mapping[str, str]
+    status: Mapping[str, Any]
+
+
+def _requested(req: Request, spec: VectorCollectionSpec) -> tuple[str, str, str | None, bool] | None:
+    """(request, snapshot resource, snapshot name or None for the newest, in place) or None."""
+    annotation = req.annotations.get(RESTORE_FROM)
+    if annotation and annotation != req.status.get("restoredFrom"):
+        resource, name = logic.parse_restore_annotation(annotation)
+        return annotation, resource, name, True
+    source = spec.source.snapshot if spec.source else None
+    if source and req.status.get("restoredFrom") is None and req.status.get("appliedGeneration") is None:
+        return f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}", source.snapshot_ref.name, \
+            source.snapshot_name, False
+    return None
+
+
+async def restore_step(req: Request, spec: VectorCollectionSpec, collection: str, runtime: ConnectionPort,
+                       tracker: RestoreTracker, connections: ConnectionsPort, secrets: SecretsPort,
+                       snapshots: Callable[[str], Mapping[str, Any] | None]
+                       ) -> tuple[CollectionOutcome | None, str | None]:
+    """(outcome, None) while a restore is asked for and not done; (None, restoredFrom or None) when the
+    ordinary sync may run. `snapshots` finds a CollectionSnapshot body by "namespace/name"."""
+    try:
+        wanted = _requested(req, spec)
+    except ValueError as exc:
+        return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status()), None
+    running = tracker.running.get(req.key)
+    if running is not None and not running.task.done():
+        return _restoring(collection, running.ref), None
+    if running is not None:
+        del tracker.running[req.key]
+        if not running.task.cancelled():  # cancelled: the operator stopped mid-way; asked again below
+            return _finished(req.key, collection, running, tracker)
+    if wanted is None:
+        return None, None
+    request, resource, name, in_place = wanted
+    if (failed := tracker.failures.get(req.key)) and failed[0] == request and time.monotonic() < failed[2]:
+        return failed[1], None
+    snapshot_body = snapshots(f"{req.namespace}/{resource}")
+    try:
+        source = logic.source_snapshot(resource, snapshot_body, name)
+        source_runtime = usable(connections, source.connection)
+        key = await api_key(secrets, source_runtime.namespace, source_runtime.spec)
+    except logic.SourceNotReady as exc:
+        return _failed(exc.reason, str(exc)), None
+    except ReconcileError as exc:
+        return Outcome(exc.verdict, status(), requeue_after=SOURCE_RECHECK_SECONDS), None
+    except LookupError as exc:
+        return _failed("SecretNotFound", f"source connection: {exc.args[0] if exc.args else exc}"), None
+    assert snapshot_body is not None  # source_snapshot raised otherwise
+    target = logic.RestoreTarget(collection, owner_marker(req.namespace, req.name, req.uid), in_place,
+                                 f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}")
+    location = source.location(source_runtime.spec.url)
+    task = asyncio.create_task(logic.restore(runtime.snapshots, target, source, location, key),
+                               name=f"restore {req.key}")
+    tracker.running[req.key] = _Restore(request, source.ref, task)
+    log.info("restoring %s (collection %s) from %s", req.key, collection, location)
+    return _restoring(collection, source.ref), None
+
+
+def _restoring(collection: str, ref: str) -> CollectionOutcome:
+    return Outcome(Verdict(State.RECONCILING, "Restoring", f"recovering {collection} from {ref}"), status(),
+                   requeue_after=RESTORE_POLL_SECONDS)
+
+
+def _failed(reason: str, message: str) -> CollectionOutcome:
+    return Outcome(Verdict(State.FAILED, reason, message), status(), requeue_after=SOURCE_RECHECK_SECONDS)
+
+
+def _finished(key: str, collection: str, done: _Restore, tracker: RestoreTracker
+              ) -> tuple[CollectionOutcome | None, str | None]:
+    exc = done.task.exception()
+    if exc is None:
+        tracker.failures.pop(key, None)
+        return None, done.ref
+    retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
+    if isinstance(exc, logic.RestoreFailed):
+        verdict, retry_at = Verdict(State.STALLED, exc.reason, str(exc)), math.inf
+    elif isinstance(exc, QdrantError):
+        verdict = verdict_for(exc, f"recovering from {done.ref} failed: ")
+        retry_at = math.inf if verdict.state == State.STALLED else retry_at
+    else:
+        log.error("restore of %s failed", key, exc_info=exc)
+        verdict = Verdict(State.FAILED, "RestoreFailed", f"recovering from {done.ref} failed: {exc}")
+    outcome = Outcome(verdict, status(), requeue_after=None if math.isinf(retry_at) else RESTORE_RETRY_SECONDS)
+    tracker.failures[key] = (done.request, outcome, retry_at)
+    return outcome, None

@@ -1,0 +1,158 @@
+"""CollectionSnapshot: the state machine of one resource's loop (take once or on schedule, retention,
+backoff) and the deletion of its files. Decisions use the run's local copy of what was written, because
+the live body's status lags behind our own writes (a one-off must never be taken twice)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pydantic
+
+from ..api.snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus, Phase, SnapshotRecord
+from ..qdrant.errors import QdrantError
+from . import snapshot as logic
+from .connections import usable
+from .outcome import Outcome, ReconcileError, State, Verdict, verdict_for
+from .ports import ConnectionsPort
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 5.0  # the loop re-reads its (live) spec this often while waiting; no I/O when nothing is due
+MAX_BACKOFF_SECONDS = 300.0
+
+SnapshotOutcome = Outcome[CollectionSnapshotStatus]
+Report = Callable[[SnapshotOutcome], Awaitable[None]]
+Lookup = Callable[[str], Mapping[str, Any] | None]
+
+
+def backoff(failures: int) -> float:
+    return min(5.0 * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
+
+
+@dataclass(frozen=True)
+class Next:
+    """What the loop writes now, and how long it waits before the next step."""
+
+    outcome: SnapshotOutcome
+    delay: float
+
+
+class SnapshotRun:
+    """One CollectionSnapshot's loop state, seeded from the status it had when the loop started."""
+
+    def __init__(self, namespace: str, created: str, status: Mapping[str, Any]):
+        self.namespace = namespace
+        self.created = created
+        self.records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
+        self.last: str | None = status.get("lastSnapshotTime")
+        self.phase: Phase | None = status.get("phase")
+        self.collection: str | None = status.get("collectionName")
+        self.connection: str | None = status.get("connection")
+        self.failures = 0
+
+    def outcome(self, verdict: Verdict, *, reconciled: bool = False, next_run: datetime | None = None
+                ) -> SnapshotOutcome:
+        fields = {"phase": self.phase, "collection_name": self.collection, "connection": self.connection,
+                  "snapshots": self.records, "last_snapshot_time": self.last,
+                  "next_schedule_time": logic.format_time(next_run) if next_run else None}
+        status = CollectionSnapshotStatus.model_validate({k: v for k, v in fields.items() if v is not None})
+        return Outcome(verdict, status, reconciled=reconciled)
+
+    async def step(self, spec_body: Mapping[str, Any], now: datetime, collections: Lookup,
+                   connections: ConnectionsPort, report: Report) -> Next:
+        """Do what is due now. `collections` finds a VectorCollection body by "namespace/name"; `report`
+        writes the in-progress status before a snapshot starts."""
+        self.phase = self.phase or Phase.PENDING
+        try:
+            spec = CollectionSnapshotSpec.model_validate(dict(spec_body))
+            plan = logic.plan(spec.schedule, self.phase, self.last, logic.parse_time(self.created), now)
+        except (pydantic.ValidationError, logic.InvalidSchedule) as exc:
+            self.phase = Phase.FAILED
+            return Next(self.outcome(Verdict(State.STALLED, "InvalidSpec", str(exc))), TICK_SECONDS)
+        if not plan.take:
+            if self.connection is not None:  # an outage shows at once, not at the next snapshot
+                try:
+                    usable(connections, self.connection)
+                except ReconcileError as exc:
+                    return Next(self.outcome(exc.verdict), TICK_SECONDS)
+            if plan.due is None:
+                done = self.records[-1].name if self.records else "?"
+                return Next(self.outcome(Verdict(State.READY, "Completed", f"snapshot {done} taken"), reconciled=True),
+                            TICK_SECONDS)
+            return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
+        try:
+            await self._take(spec, now, collections, connections, report)
+        except (ReconcileError, QdrantError) as exc:
+            self.phase = Phase.FAILED
+            verdict = verdict_for(exc, "" if isinstance(exc, ReconcileError) else f"snapshot of {self.collection} "
+                                  "failed: ")
+            if verdict.state == State.STALLED:  # a person must act; re-checked every tick, no backoff
+                return Next(self.outcome(verdict), TICK_SECONDS)
+            self.failures += 1
+            delay = backoff(self.failures)
+            return Next(self.outcome(Verdict(verdict.state, verdict.reason, f"{verdict.message}; retrying in "
+                                             f"{delay:.0f}s")), delay)
+        self.failures = 0
+        self.phase = Phase.COMPLETED
+        taken = self.outcome(Verdict(State.READY, "Completed", f"snapshot {self.records[-1].name} taken"),
+                             reconciled=True)
+        taken.event("SnapshotTaken", f"snapshot {self.records[-1].name} of {self.collection}")
+        if spec.schedule is None:
+            return Next(taken, TICK_SECONDS)
+        scheduled = self._scheduled(logic.next_run(spec.schedule, now))
+        scheduled.events = taken.events
+        return Next(scheduled, 0.0)
+
+    def _scheduled(self, due: datetime) -> SnapshotOutcome:
+        return self.outcome(Verdict(State.READY, "Scheduled", f"next snapshot at {logic.format_time(due)}"),
+                            reconciled=True, next_run=due)
+
+    async def _take(self, spec: CollectionSnapshotSpec, now: datetime, collections: Lookup,
+                    connections: ConnectionsPort, report: Report) -> None:
+        ref = f"{self.namespace}/{spec.collection_ref.name}"
+        source = collections(ref)
+        if source is None:
+            raise ReconcileError(Verdict(State.STALLED, "CollectionNotFound", f"VectorCollection {ref} does not exist"))
+        vc_status = source.get("status") or {}
+        collection, connection = vc_status.get("collectionName"), vc_status.get("connection")
+        not_reconciled = ReconcileError(Verdict(State.FAILED, "CollectionNotReady",
+                                                f"VectorCollection {ref} has not been reconciled yet"))
+        if not collection or not connection:
+            raise not_reconciled
+        runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
+        if vc_status.get("appliedGeneration") is None:
+            raise not_reconciled
+        self.phase, self.collection, self.connection = Phase.IN_PROGRESS, collection, connection
+        await report(self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress",
+                                          f"taking a snapshot of {collection}")))
+        try:
+            record = await logic.take(runtime.snapshots, collection, now)
+        except logic.SourceNotReady as exc:
+            raise ReconcileError(Verdict(State.FAILED, exc.reason, str(exc))) from exc
+        self.records.append(record)
+        self.last = record.created_at
+        for old in logic.expired(self.records, spec.retention, now):
+            try:
+                await runtime.snapshots.delete_snapshot(collection, old.name)
+            except QdrantError as exc:  # kept in status and tried again after the next snapshot
+                log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
+                continue
+            self.records.remove(old)
+
+
+def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Only a Delete-policy resource that holds files has anything to delete in Qdrant."""
+    return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
+
+
+async def delete_files(status: Mapping[str, Any], connections: ConnectionsPort) -> tuple[str, list[str]]:
+    """deletionPolicy Delete: remove the files a CollectionSnapshot created; (collection, names) deleted."""
+    collection = status.get("collectionName") or ""
+    names = [r["name"] for r in status.get("snapshots") or []]
+    runtime = usable(connections, status.get("connection") or "")
+    for name in names:
+        await runtime.snapshots.delete_snapshot(collection, name)
+    return collection, names

@@ -1,0 +1,173 @@
+"""In-memory implementations of reconcile/ports.py, shared by the unit tests (pure logic, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from collection_operator.api.connection import QdrantConnectionSpec
+from collection_operator.qdrant.errors import AlreadyExists
+from collection_operator.reconcile import mapping
+
+
+class FakeQdrant:
+    """CollectionsPort: keeps collections as Qdrant would report them; records every write."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, Any]] = {}
+        self.aliases: dict[str, str] = {}
+        self.writes: list[str] = []
+        self.reads: list[str] = []
+        self.fail_create: Exception | None = None
+        self.create_attempts = 0
+        self.created_status = "green"
+
+    async def get_collection(self, name: str) -> dict[str, Any] | None:
+        self.reads.append(f"get {name}")
+        return copy.deepcopy(self.collections.get(name))
+
+    async def create_collection(self, name: str, body: dict[str, Any]) -> None:
+        self.create_attempts += 1
+        if name in self.collections:  # as Qdrant: never overwritten
+            raise AlreadyExists(f"Collection `{name}` already exists!")
+        self.writes.append(f"create {name}")
+        self.collections[name] = {
+            "status": self.created_status, "points_count": 0, "segments_count": 1,
+            "config": {"params": {"vectors": body["vectors"]}, "hnsw_config": body.get("hnsw_config", {"m": 16}),
+                       "metadata": body.get("metadata")},
+            "payload_schema": {},
+        }
+        if self.fail_create:
+            raise self.fail_create
+
+    async def update_collection(self, name: str, body: dict[str, Any]) -> None:
+        self.writes.append(f"update {name} {sorted(body)}")
+        config = self.collections[name]["config"]
+        config["hnsw_config"] = {**config["hnsw_config"], **body.get("hnsw_config", {})}
+        if "hnsw_config" in body:
+            self.collections[name]["status"] = "yellow"  # re-indexing
+        if "metadata" in body:
+            config["metadata"] = {**(config.get("metadata") or {}), **body["metadata"]}
+
+    async def delete_collection(self, name: str) -> None:
+        self.collections.pop(name, None)
+
+    async def list_collections(self) -> list[str]:
+        self.reads.append("list_collections")
+        return list(self.collections)
+
+    async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
+        self.writes.append(f"index {name} {field}")
+        self.collections[name]["payload_schema"][field] = {"data_type": schema["type"], "params": schema}
+
+    async def delete_payload_index(self, name: str, field: str) -> None:
+        self.writes.append(f"unindex {name} {field}")
+        self.collections[name]["payload_schema"].pop(field, None)
+
+    async def list_aliases(self) -> dict[str, str]:
+        self.reads.append("list_aliases")
+        return dict(self.aliases)
+
+    async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
+        self.writes.append("aliases")
+        for action in actions:
+            if "create_alias" in action:
+                self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
+
+
+class FakeSnapshots:
+    """SnapshotsPort: point counts and owner markers per collection, snapshot files with their counts."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, int] = {}
+        self.owners: dict[str, str | None] = {}
+        self.snapshots: dict[str, int] = {}  # snapshot name -> points it holds
+        self.calls: list[str] = []
+        self.write_during_snapshot = 0
+
+    async def count(self, collection: str) -> int | None:
+        return self.points.get(collection)
+
+    async def create_snapshot(self, collection: str) -> dict[str, Any]:
+        name = f"{collection}-{len(self.snapshots)}.snapshot"
+        self.snapshots[name] = self.points[collection]
+        self.points[collection] += self.write_during_snapshot
+        return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": 1024, "checksum": "abc"}
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        self.snapshots.pop(snapshot, None)
+
+    async def metadata(self, collection: str) -> dict[str, Any] | None:
+        if collection not in self.points:
+            return None
+        owner = self.owners.get(collection)
+        return {} if owner is None else {mapping.OWNER_KEY: owner}
+
+    async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
+        self.calls.append(f"recover {collection} {location.rsplit('/', 1)[-1]} {checksum} {api_key}")
+        self.points[collection] = self.snapshots[location.rsplit("/", 1)[-1]]
+        self.owners[collection] = "ns/docs/uid-src"  # the snapshot carries the source's marker
+
+    async def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
+        marker = metadata[mapping.OWNER_KEY]
+        self.calls.append(f"owner {collection} {marker}")
+        self.owners[collection] = marker
+
+
+@dataclass
+class FakeConnection:
+    """ConnectionPort: a connection whose readiness the test sets."""
+
+    namespace: str = "ns"
+    name: str = "main"
+    spec: QdrantConnectionSpec = field(default_factory=lambda: QdrantConnectionSpec(url="http://127.0.0.1:6333"))
+    collections: FakeQdrant = field(default_factory=FakeQdrant)
+    snapshots: FakeSnapshots = field(default_factory=FakeSnapshots)
+    problem: str | None = None
+    operations: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+
+    def allows(self, namespace: str) -> bool:
+        allowed = self.spec.allowed_namespaces
+        return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    def not_ready(self) -> str | None:
+        return self.problem
+
+
+@dataclass
+class FakeConnections:
+    """ConnectionsPort over FakeConnections by "namespace/name"; `known` are resources without a client."""
+
+    running: dict[str, FakeConnection] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+
+    def get(self, key: str) -> FakeConnection | None:
+        return self.running.get(key)
+
+    def exists(self, key: str) -> bool:
+        return key in self.running or key in self.known
+
+    async def settled(self, key: str, within: float) -> None:
+        return None
+
+
+@dataclass
+class FakeSecrets:
+    """SecretsPort, and the status patching of KubeApi, recording every patch."""
+
+    data: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    patches: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        if (namespace, name, key) not in self.data:
+            raise LookupError(f"Secret {namespace}/{name} has no key {key!r}")
+        return self.data[(namespace, name, key)]
+
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        self.patches.append((plural, name, dict(status)))
+
+    async def close(self) -> None:
+        return None

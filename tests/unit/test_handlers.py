@@ -1,0 +1,213 @@
+"""The handler adapters and the VectorCollection step on the fakes of tests/fakes.py: status written only
+on change, Events only on transitions, the delete budget, and the pre-checks before any Qdrant call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kopf
+import pytest
+
+from collection_operator.api.collection import VectorCollectionStatus
+from collection_operator.config import OperatorSettings
+from collection_operator.handlers.adapter import delete_with_budget, requeue, sweep_collection, write
+from collection_operator.handlers.context import Context
+from collection_operator.qdrant.errors import Unreachable
+from collection_operator.reconcile import collection_step
+from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
+from collection_operator.reconcile.restore import RestoreTracker
+from collection_operator.redact import SecretValues
+from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
+
+PLURAL = "vectorcollections"
+
+
+def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "qdrant.collection-operator.dev/v1alpha1", "kind": "VectorCollection",
+            "metadata": {"namespace": "ns", "name": "docs", "uid": "u1", "generation": generation,
+                         "annotations": annotations or {}},
+            "spec": {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **spec}}
+
+
+@pytest.fixture
+def ctx() -> Context:
+    events: list[tuple[str, str, str]] = []
+    context = Context(OperatorSettings(), FakeSecrets(), SecretValues(),  # type: ignore[arg-type]
+                      poster=lambda _b, t, r, m: events.append((t, r, m)))
+    context.events = events  # type: ignore[attr-defined]
+    return context
+
+
+def outcome(state: State, reason: str, reconciled: bool = False, **fields: Any) -> Outcome[VectorCollectionStatus]:
+    return Outcome(Verdict(state, reason, f"{reason} message"), VectorCollectionStatus.model_validate(fields),
+                   reconciled=reconciled)
+
+
+async def test_status_is_written_only_when_it_changes(ctx):
+    b = body()
+    assert await write(ctx, PLURAL, b, outcome(State.READY, "InSync", True, points_count=3))
+    first = ctx.kube.patches[-1][2]
+    assert first["observedGeneration"] == 1 and first["pointsCount"] == 3
+    assert {c["type"]: c["status"] for c in first["conditions"]} == {
+        "Ready": "True", "Reconciling": "False", "Stalled": "False"}
+    assert not await write(ctx, PLURAL, b, outcome(State.READY, "InSync", True, points_count=3))
+    assert await write(ctx, PLURAL, b, outcome(State.READY, "InSync", True, points_count=4))
+    assert ctx.kube.patches[-1][2] == {"pointsCount": 4}, "only the key that changed is patched"
+    assert len(ctx.kube.patches) == 2
+
+
+async def test_observed_generation_is_the_generation_the_verdict_is_about(ctx):
+    await write(ctx, PLURAL, body(), outcome(State.READY, "InSync", True))
+    b2 = body(generation=2)
+    await write(ctx, PLURAL, b2, outcome(State.FAILED, "ConnectionNotReady"))
+    assert ctx.statuses.current(PLURAL, b2)["observedGeneration"] == 1, "a transient failure is no verdict on 2"
+    for _ in range(3):
+        await write(ctx, PLURAL, b2, outcome(State.STALLED, "ImmutableFieldChanged"))
+    warnings = [e for e in ctx.events if e[0] == "Warning"]
+    assert [w[1] for w in warnings] == ["ConnectionNotReady", "ImmutableFieldChanged"], "one per transition"
+    status = ctx.statuses.current(PLURAL, b2)
+    assert status["observedGeneration"] == 2, "Stalled is the final verdict on generation 2 (kstatus: Failed)"
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["observedGeneration"] == 2
+    await write(ctx, PLURAL, body(generation=3), outcome(State.PAUSED, "Paused"))
+    assert ctx.statuses.current(PLURAL, body(generation=3))["observedGeneration"] == 3
+
+
+async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
+    await write(ctx, PLURAL, body(), outcome(State.RECONCILING, "Optimizing"))
+    assert ctx.events == []
+    await write(ctx, PLURAL, body(), outcome(State.PAUSED, "Paused"))
+    assert ctx.events == [("Normal", "Paused", "Paused message")]
+    paused = next(c for c in ctx.kube.patches[-1][2]["conditions"] if c["type"] == "Paused")
+    assert paused["status"] == "True"
+
+
+async def test_secret_values_never_reach_status_or_events(ctx):
+    secret = "s3cr3t-api-key-value"
+    ctx.secrets.add(secret.encode())
+    leaky = Outcome(Verdict(State.FAILED, "Unauthorized", f"key {secret} refused by http://u:pw@127.0.0.1:6333/"),
+                    VectorCollectionStatus())
+    await write(ctx, PLURAL, body(), leaky)
+    ctx.post_event(body(), "Warning", "Leak", f"again {secret}")
+    written = json.dumps(ctx.kube.patches) + json.dumps(ctx.events)
+    assert secret not in written and "pw@" not in written and "***" in written
+
+
+def test_requeue_only_when_asked():
+    requeue(outcome(State.READY, "InSync"))
+    waiting = outcome(State.FAILED, "ConnectionNotReady")
+    waiting.requeue_after = 10
+    with pytest.raises(kopf.TemporaryError) as err:
+        requeue(waiting)
+    assert err.value.delay == 10
+
+
+async def test_delete_budget_retries_then_releases_with_a_warning(ctx):
+    async def failing() -> tuple[str, str, str]:
+        raise Unreachable("connection refused")
+
+    for attempt in range(DELETE_ATTEMPTS - 1):
+        with pytest.raises(kopf.TemporaryError):
+            await delete_with_budget(ctx, body(), attempt, "collection docs", "it is left", failing, (Unreachable,))
+    assert ctx.events == []
+    await delete_with_budget(ctx, body(), DELETE_ATTEMPTS - 1, "collection docs", "it is left", failing, (Unreachable,))
+    assert [e[1] for e in ctx.events] == ["DeleteAbandoned"] and "it is left" in ctx.events[0][2]
+
+
+# ----- the VectorCollection step's pre-checks -----------------------------------------------------
+
+
+def environment(connections: FakeConnections) -> collection_step.Environment:
+    return collection_step.Environment(connections, FakeSecrets(), {}, RestoreTracker(), owner_alive=lambda _: False,
+                                       snapshots=lambda _: None)
+
+
+async def step(b: dict[str, Any], connections: FakeConnections) -> Outcome[VectorCollectionStatus]:
+    return await collection_step.step(collection_step.Observed.of(b, b.get("status") or {}),
+                                      environment(connections))
+
+
+@pytest.mark.parametrize(("annotation", "state"), [
+    (collection_step.PAUSED, State.PAUSED), (collection_step.MANAGED, State.UNMANAGED)])
+async def test_paused_and_unmanaged_touch_nothing(annotation, state):
+    conn = FakeConnection()
+    value = "true" if state == State.PAUSED else "false"
+    out = await step(body(annotations={annotation: value}), FakeConnections({"ns/main": conn}))
+    assert out.verdict.state == state and conn.collections.writes == []
+
+
+async def test_connection_checks_before_any_qdrant_call():
+    missing = await step(body(), FakeConnections())
+    assert missing.verdict.reason == "ConnectionNotReady"
+    assert missing.verdict.message == "QdrantConnection ns/main not found (or not seen by the operator yet)"
+    assert missing.requeue_after
+    known = await step(body(), FakeConnections(known={"ns/main"}))
+    assert known.verdict.message == "QdrantConnection ns/main is not connected yet"
+    down = FakeConnection(problem="CircuitOpen: circuit breaker open")
+    out = await step(body(), FakeConnections({"ns/main": down}))
+    assert out.verdict.reason == "ConnectionNotReady" and down.collections.writes == []
+    elsewhere = await step(body(connectionRef={"name": "main", "namespace": "other"}),
+                           FakeConnections({"other/main": FakeConnection(namespace="other")}))
+    assert elsewhere.verdict.state == State.STALLED and elsewhere.verdict.reason == "ConnectionNotAllowed"
+    assert elsewhere.status.to_patch() == {"collectionName": "docs", "connection": "other/main"}
+
+
+async def test_a_ready_connection_creates_the_collection():
+    conn = FakeConnection()
+    out = await step(body(), FakeConnections({"ns/main": conn}))
+    assert out.verdict.reason == "InSync" and out.reconciled
+    assert conn.collections.writes == ["create docs"]
+
+
+async def test_delete_removes_only_an_owned_collection():
+    conn = FakeConnection()
+    connections = FakeConnections({"ns/main": conn})
+    await step(body(), connections)
+    foreign = collection_step.Observed.of({**body(), "metadata": {**body()["metadata"], "uid": "u2"}}, {})
+    assert (await collection_step.delete(foreign, connections))[1] == "NotDeleted"
+    assert "docs" in conn.collections.collections
+    observed = collection_step.Observed.of(body(), {})
+    assert (await collection_step.delete(observed, connections))[1] == "Deleted"
+    assert "docs" not in conn.collections.collections
+
+
+async def test_drift_sweep_skips_a_resource_gone_or_being_deleted_since_its_list(ctx):
+    """The sweep's list is seconds old: it acts only on the body the live index holds once the lock is taken
+    (a stale body re-created a Delete-policy collection its delete handler had just removed)."""
+    listed = body()
+    deleting = {**listed, "metadata": {**listed["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    for latest in (None, deleting):
+        await sweep_collection(ctx, listed, {"u1": True}, {}, lambda latest=latest: latest)
+    assert ctx.kube.patches == []
+    await sweep_collection(ctx, listed, {"u1": True}, {}, lambda: listed)
+    assert ctx.kube.patches, "a live resource is reconciled (here: its connection is not ready)"
+
+
+def test_annotation_toggles_are_read_from_kopfs_essences():
+    from collection_operator.handlers.collection import _annotations_toggled
+
+    def essence(**annotations: str) -> dict[str, Any]:
+        return {"spec": {}, "metadata": {"annotations": annotations}} if annotations else {"spec": {}}
+
+    paused = {collection_step.PAUSED: "true"}
+    assert _annotations_toggled(essence(), essence(**paused))
+    assert _annotations_toggled(essence(**paused), essence()), "removing the annotation is a toggle too"
+    assert not _annotations_toggled(essence(other="x"), essence(other="y"))
+
+
+def test_a_connection_waits_only_for_resources_that_delete_data_through_it():
+    from collection_operator.reconcile.dependents import dependents, waiting_for
+
+    applied = {"appliedGeneration": 1}
+    collections = [
+        {**body(deletionPolicy="Delete"), "status": applied},
+        {**body(deletionPolicy="Retain"), "status": applied},
+        {**body(deletionPolicy="Delete"), "status": {}},  # never applied: deletes nothing
+    ]
+    snapshot = {"metadata": {"namespace": "ns", "name": "nightly"}, "spec": {"deletionPolicy": "Delete"},
+                "status": {"connection": "ns/main", "snapshots": [{"name": "s1"}]}}
+    found = dependents("ns/main", collections, [snapshot, {**snapshot, "status": {"connection": "ns/other",
+                                                                                   "snapshots": [{"name": "x"}]}}])
+    assert found == [("collectionsnapshots", "ns", "nightly"), ("vectorcollections", "ns", "docs")]
+    assert "CollectionSnapshot ns/nightly, VectorCollection ns/docs" in waiting_for(found).message

@@ -1,0 +1,32 @@
+"""What the package tells its users: the version on the command line, and that it is typed (PEP 561)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from collection_operator import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert version("qdrant-collection-operator") == expected
+    assert capsys.readouterr().out == f"qdrant-collection-operator {expected}\n"
+
+
+def test_the_wheel_carries_py_typed(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
+                   check=True, timeout=240)
+    wheel = next(tmp_path.glob("qdrant_collection_operator-*.whl"))
+    assert "collection_operator/py.typed" in zipfile.ZipFile(wheel).namelist()
