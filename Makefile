@@ -6,7 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
-        qdrant-up qdrant-down run bench clean down chart-sync go-tools image image-tools faults-table
+        qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down \
+        chart-sync go-tools image image-tools faults-table
+
+# The real Qdrant is built from ../shared/vendor/qdrant when that exists; elsewhere QDRANT_BIN / QDRANT_URL
+# point at one, or the real tier of the tests skips with a message saying how to get one.
+QDRANT_VENDOR := $(wildcard ../shared/vendor/qdrant/qdrant-v*-src.tar.gz)
+PORT ?= 6333
+NODES ?= 3
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,14 +68,36 @@ qdrant-up: $(STAMP)
 qdrant-down: $(STAMP)
 	$(PY) -m devenv.qdrant_dev down
 
+qdrant-real-build:
+ifneq ($(QDRANT_VENDOR),)
+	$(PYTHON) devenv/qdrant_real.py build
+else
+	@echo "qdrant-real-build: ../shared/vendor/qdrant is absent; set QDRANT_BIN or QDRANT_URL for the real tier"
+endif
+
+qdrant-real-up:
+	$(PYTHON) devenv/qdrant_real.py up --port $(PORT)
+
+qdrant-cluster-up:
+	$(PYTHON) devenv/qdrant_real.py cluster-up --nodes $(NODES) --port $(PORT)
+
+qdrant-real-down:
+	$(PYTHON) devenv/qdrant_real.py down
+
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-# The control plane, Go helpers, tools and the image are built (or taken from the cache) before pytest starts so
-# progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
-test: $(STAMP) cluster-build gohelpers go-tools image-tools lint
+# The control plane, real Qdrant, Go helpers, tools and the image are built (or taken from the cache) before
+# pytest starts so progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
+# Everything runs against the dev server; the contract suite runs against real Qdrant too (the operator's
+# suites on real Qdrant: `QDRANT_TIERS=real make integration`).
+test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools lint
 	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
-	$(PY) -m pytest -q -ra
+	QDRANT_TIERS=dev $(PY) -m pytest -q -ra
+	QDRANT_TIERS=real $(PY) -m pytest -q -ra tests/contract; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+
+integration: $(STAMP) cluster-build
+	$(PY) -m pytest -q -ra tests/integration
 
 # The operator image from Debian packages with buildah: README "Image". Cached under ~/.cache.
 image: $(STAMP) image-tools
@@ -94,6 +123,7 @@ demo: $(STAMP) cluster-build
 down: $(STAMP)
 	$(PY) -m devenv.demo down
 	$(PY) -m devenv.qdrant_dev down
+	$(PYTHON) devenv/qdrant_real.py down
 	$(PYTHON) devenv/controlplane.py down
 
 # The results table of the last tests/faults run (tests/faults/RESULTS.json) into the README.

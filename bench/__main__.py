@@ -1,17 +1,27 @@
-"""`python -m bench` (`make bench`): run every benchmark in turn."""
+"""`python -m bench` (`make bench`): run every benchmark in turn, on each Qdrant tier in QDRANT_TIERS
+(default "dev,real"; the real tier is skipped with a message where no real Qdrant can be had)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
-from bench import client, operator
+from bench import client, grpc, operator
+from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
 
 
 def main() -> None:
-    for benchmark in BENCHMARKS:
-        asyncio.run(benchmark())
+    tiers = [t.strip() for t in os.environ.get("QDRANT_TIERS", "dev,real").split(",") if t.strip()]
+    for tier in tiers:
+        if tier == "real" and qdrant_real.binary() is None:
+            print(f"real tier skipped: {qdrant_real.how_to_get_one()}")
+            continue
+        for benchmark in BENCHMARKS:
+            asyncio.run(benchmark(tier))
+        if tier == "real":
+            asyncio.run(grpc.main(tier))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Client-layer benchmark against a dev Qdrant server started on a free loopback port for this run.
+"""Client-layer benchmark against a Qdrant started on a free loopback port for this run: the dev server
+(tier "dev") or the real Qdrant 1.19 build (tier "real", devenv/qdrant_real.py).
 
 Compares, in one run:
 1. connection overhead: the pooled gateway versus a new qdrant-client per call (target ~10x);
 2. insert throughput: batches of 100 points versus one point per call (target ~5x);
-3. search latency p50/p95 with 10 concurrent searches: the gateway versus a bare shared qdrant-client;
+3. search latency p50/p95, one at a time and with 10 concurrent searches: the gateway versus a bare
+   shared qdrant-client;
 4. the cost of one health probe (GET / and GET /cluster; target under 5 ms).
 
-Prints ratios and writes them to bench/results/client.json. It reports; it never asserts timings.
+Prints ratios and writes them to bench/results/client.json (dev) or client-real.json. It reports; it never
+asserts timings.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from qdrant_client import AsyncQdrantClient, models
 from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import resolve
 from collection_operator.qdrant import QdrantGateway, Search, VectorOperations
-from tests.fixtures.qdrant import start_dev_server
+from tests.fixtures.qdrant import QdrantServer, start_dev_server, start_real_server
 
-RESULTS = Path(__file__).parent / "results" / "client.json"
+RESULTS_DIR = Path(__file__).parent / "results"
 DIM = 64
 CALLS = 300
 BATCH_POINTS = 2000
@@ -76,6 +79,20 @@ def _ms(seconds: float) -> float:
 
 def _p(latencies: list[float], q: int) -> float:
     return statistics.quantiles(latencies, n=100)[q - 1]
+
+
+def results_file(name: str, tier: str) -> Path:
+    return RESULTS_DIR / (f"{name}.json" if tier == "dev" else f"{name}-{tier}.json")
+
+
+def start_server(tier: str, data_dir: Path) -> QdrantServer:
+    """A Qdrant of the tier for one benchmark run; the real one is talked to directly (no counting proxy)."""
+    return start_dev_server(data_dir) if tier == "dev" else start_real_server(data_dir, counted=False)
+
+
+def describe(tier: str, version: str | None, url: str) -> str:
+    return (f"dev Qdrant {version} (qdrant-edge engine) on {url}" if tier == "dev"
+            else f"real Qdrant {version} (release build, no LTO) on {url}")
 
 
 async def _connection_overhead(url: str, gateway: QdrantGateway) -> dict[str, Any]:
@@ -147,8 +164,10 @@ async def _search(url: str, vectors: VectorOperations, rng: random.Random) -> di
     )
     pending = iter(queries)
     gateway = await _concurrent(SEARCHES, CONCURRENCY, lambda: vectors.search(Search(next(pending), limit=10)))
+    one_at_a_time = await _sequential_search(url, vectors, queries)
     return {
         "searches": SEARCHES,
+        "sequential": one_at_a_time,
         "concurrency": CONCURRENCY,
         "gateway_p50_ms": _ms(_p(gateway, 50)),
         "gateway_p95_ms": _ms(_p(gateway, 95)),
@@ -158,6 +177,24 @@ async def _search(url: str, vectors: VectorOperations, rng: random.Random) -> di
         "bare_keepalive_client_p95_ms": _ms(_p(keepalive, 95)),
         "ratio_bare_default_p50_over_gateway_p50": round(_p(default, 50) / _p(gateway, 50), 2),
         "ratio_bare_keepalive_p95_over_gateway_p95": round(_p(keepalive, 95) / _p(gateway, 95), 2),
+    }
+
+
+async def _sequential_search(url: str, vectors: VectorOperations, queries: list[list[float]]) -> dict[str, Any]:
+    bare = AsyncQdrantClient(url=url, check_compatibility=False, limits=httpx.Limits(max_keepalive_connections=20))
+    try:
+        pending = iter(queries)
+        bare_s = await _timed(SEARCHES, lambda: bare.query_points(vectors.collection, query=next(pending), limit=10))
+    finally:
+        await bare.close()
+    pending = iter(queries)
+    gateway_s = await _timed(SEARCHES, lambda: vectors.search(Search(next(pending), limit=10)))
+    return {
+        "gateway_p50_ms": _ms(_p(gateway_s, 50)),
+        "gateway_p95_ms": _ms(_p(gateway_s, 95)),
+        "bare_keepalive_client_p50_ms": _ms(_p(bare_s, 50)),
+        "bare_keepalive_client_p95_ms": _ms(_p(bare_s, 95)),
+        "ratio_gateway_p95_over_bare_p95": round(_p(gateway_s, 95) / _p(bare_s, 95), 2),
     }
 
 
@@ -173,10 +210,10 @@ async def _probe(gateway: QdrantGateway) -> dict[str, Any]:
     }
 
 
-async def main() -> dict[str, Any]:
+async def main(tier: str = "dev") -> dict[str, Any]:
     rng = random.Random(42)
     with tempfile.TemporaryDirectory(prefix="bench-qdrant-") as tmp:
-        server = start_dev_server(Path(tmp) / "data")
+        server = start_server(tier, Path(tmp) / "data")
         try:
             settings = resolve(QdrantConnectionSpec(url=server.url, environment="Production"))
             async with QdrantGateway(server.url, settings, name="bench") as gateway:
@@ -185,21 +222,22 @@ async def main() -> dict[str, Any]:
                 vectors = VectorOperations(gateway, "bench")
                 await gateway.monitor.probe_once()  # the version, without waiting for the monitor's first round
                 results = {
-                    "server": f"dev Qdrant {gateway.server_version} (qdrant-edge engine) on {server.url}",
+                    "server": describe(tier, gateway.server_version, server.url),
                     "connection_overhead": await _connection_overhead(server.url, gateway),
                     "insert": await _insert(vectors, rng),
                     "search": await _search(server.url, vectors, rng),
                     "health_probe": await _probe(gateway),
                 }
         finally:
-            server.stop()
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    _print(results)
+            server.close()
+    out = results_file("client", tier)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, out)
     return results
 
 
-def _print(results: dict[str, Any]) -> None:
+def _print(results: dict[str, Any], out: Path) -> None:
     overhead, insert, search, probe = (
         results[key] for key in ("connection_overhead", "insert", "search", "health_probe")
     )
@@ -213,6 +251,12 @@ def _print(results: dict[str, Any]) -> None:
         f"  batched (100) vs one point per call: {insert['ratio_batched_over_one_per_call']}x points/s "
         f"({insert['ratio_batched_concurrent_over_one_per_call']}x with 4 batches in flight; target ~5x)"
     )
+    seq = search["sequential"]
+    print(
+        f"  search, one at a time: gateway p50 {seq['gateway_p50_ms']} ms, p95 {seq['gateway_p95_ms']} ms; bare "
+        f"keep-alive qdrant-client p50 {seq['bare_keepalive_client_p50_ms']} / p95 "
+        f"{seq['bare_keepalive_client_p95_ms']} ms ({seq['ratio_gateway_p95_over_bare_p95']}x at p95)"
+    )
     print(
         f"  search, {search['concurrency']} concurrent: gateway p50 {search['gateway_p50_ms']} ms, p95 "
         f"{search['gateway_p95_ms']} ms; bare qdrant-client defaults p50 {search['bare_default_client_p50_ms']} / "
@@ -223,7 +267,7 @@ def _print(results: dict[str, Any]) -> None:
         f"  health probe: mean {probe['probe_mean_ms']} ms, p95 {probe['probe_p95_ms']} ms (target < 5 ms; "
         f"{probe['ratio_probe_over_one_call']}x one call)"
     )
-    print(f"  written to {RESULTS}")
+    print(f"  written to {out}")
 
 
 if __name__ == "__main__":

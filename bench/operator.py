@@ -1,8 +1,9 @@
 """Operator benchmark: what the operator adds to creating a collection, against a bare qdrant-client.
 
-On the local environment: the real control plane (started if it is not running), a dev Qdrant on a free
-loopback port started for this run, and the operator in-process in a thread (as the integration tests run
-it), watching only a namespace of its own. Compares, in one run:
+On the local environment: the real control plane (started if it is not running), a Qdrant on a free
+loopback port started for this run (the dev server, or with tier "real" the real Qdrant 1.19 build), and
+the operator in-process in a thread (as the integration tests run it), watching only a namespace of its
+own. Compares, in one run:
 
 1. apply-to-Ready latency p50/p95 of one VectorCollection, created one after another, versus a bare
    qdrant-client creating the same collection; the difference is the operator's overhead;
@@ -11,7 +12,7 @@ it), watching only a namespace of its own. Compares, in one run:
 
 Where the time goes is read from the API server's audit log (when the create and the operator's status
 write arrived) and the operator's own metrics (reconcile and Qdrant call durations). Prints ratios and
-writes bench/results/operator.json. It reports; it never asserts timings.
+writes bench/results/operator.json (operator-real.json for the real tier). It reports; it never asserts timings.
 """
 
 from __future__ import annotations
@@ -36,12 +37,11 @@ import prometheus_client
 from kubernetes_asyncio import client, config, watch
 from qdrant_client import AsyncQdrantClient, models
 
+from bench.client import results_file, start_server
 from collection_operator.api import GROUP, VERSION
 from collection_operator.handlers import operator as operator_main
 from devenv import controlplane as cp
-from tests.fixtures.qdrant import start_dev_server
 
-RESULTS = Path(__file__).parent / "results" / "operator.json"
 REPO = Path(__file__).resolve().parents[1]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 PLURAL = "vectorcollections"
@@ -313,13 +313,13 @@ def _connection_ready(namespace: str, name: str) -> bool:
     return out.strip() == "True"
 
 
-async def main() -> dict[str, Any]:
+async def main(tier: str = "dev") -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     namespace = f"bench-{tag}"
     with _control_plane(), tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         for i in range(3):
             (Path(tmp) / str(i)).mkdir()
-        servers = [start_dev_server(Path(tmp) / str(i) / "data") for i in range(3)]
+        servers = [start_server(tier, Path(tmp) / str(i) / "data") for i in range(3)]
         _kubectl("create", "namespace", namespace)
         try:
             with _operator(namespace):
@@ -330,16 +330,18 @@ async def main() -> dict[str, Any]:
         finally:
             _kubectl("delete", "namespace", namespace, "--wait=false")
             for server in servers:
-                server.stop()
-    results = {"server": f"dev Qdrant (qdrant-edge engine) on loopback; control plane {cp.KUBERNETES_VERSION}",
+                server.close()
+    engine = "dev Qdrant (qdrant-edge engine)" if tier == "dev" else "real Qdrant 1.19.0 (release build)"
+    results = {"server": f"{engine} on loopback; control plane {cp.KUBERNETES_VERSION}",
                **results}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    _print(results)
+    out = results_file("operator", tier)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, out)
     return results
 
 
-def _print(results: dict[str, Any]) -> None:
+def _print(results: dict[str, Any], out: Path) -> None:
     seq, bulk = results["sequential"], results["bulk"]
     print(f"operator benchmark ({results['server']})")
     print(f"  apply-to-Ready, one at a time ({seq['collections']}x): p50 {seq['operator_apply_to_ready_p50_ms']} ms, "
@@ -357,7 +359,7 @@ def _print(results: dict[str, Any]) -> None:
           f"{bulk['bare_client_all_created_s']} s ({bulk['bare_client_collections_per_s']}/s)")
     print(f"    = {bulk['ratio_throughput_operator_over_bare']}x the bare client's throughput "
           f"(target >= {bulk['throughput_target_ratio']}x)")
-    print(f"  written to {RESULTS}")
+    print(f"  written to {out}")
 
 
 if __name__ == "__main__":

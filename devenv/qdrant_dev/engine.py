@@ -185,7 +185,14 @@ class Engine(OptimizerMixin, SnapshotsMixin):
     # ------------------------------------------------------------ aliases
 
     def change_aliases(self, req: m.ChangeAliasesOperation) -> None:
-        aliases = dict(self.aliases)  # applied to a copy: all actions or none
+        # In order, as Qdrant 1.19 does: an action that fails stops the batch, the ones before it stay applied.
+        aliases = self.aliases
+        try:
+            self._apply_alias_actions(req, aliases)
+        finally:
+            self._save_aliases()
+
+    def _apply_alias_actions(self, req: m.ChangeAliasesOperation, aliases: dict[str, str]) -> None:
         for action in req.actions:
             if isinstance(action, m.CreateAliasOperation):
                 a = action.create_alias
@@ -202,8 +209,6 @@ class Engine(OptimizerMixin, SnapshotsMixin):
                 if r.old_alias_name not in aliases:
                     raise ApiError(404, f"Not found: Alias `{r.old_alias_name}` doesn't exist!")
                 aliases[r.new_alias_name] = aliases.pop(r.old_alias_name)
-        self.aliases = aliases
-        self._save_aliases()
 
     def _save_aliases(self) -> None:
         tmp = self.data_dir / "aliases.json.tmp"

@@ -1,8 +1,8 @@
-"""The contract suite: the dev Qdrant server (or a real Qdrant via QDRANT_URL) driven through qdrant-client."""
+"""The contract suite: the dev Qdrant server and a real Qdrant (tests/fixtures/qdrant.py tiers) driven through
+qdrant-client."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,12 +11,11 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 
-AGAINST_REAL_QDRANT = bool(os.environ.get("QDRANT_URL"))
-
 
 def dev_gap(reason: str) -> pytest.MarkDecorator:
-    """What the dev server cannot reproduce: a strict expected failure there; it must pass on a real Qdrant."""
-    return pytest.mark.xfail(not AGAINST_REAL_QDRANT, reason=f"dev server: {reason}", strict=True)
+    """What the dev server cannot reproduce: a strict expected failure on the dev tier; it must pass on the
+    real one (tests/fixtures/qdrant.py turns the mark into the xfail)."""
+    return pytest.mark.dev_gap(reason)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -190,7 +190,7 @@ def test_unwaited_updates_are_acknowledged_and_applied(client: QdrantClient, pla
 
 
 def test_updates_are_counted(qdrant_server, client: QdrantClient, plain: str) -> None:  # type: ignore[no-untyped-def]
-    qdrant_server.require_dev()
+    qdrant_server.require_counts()
     qdrant_server.reset_requests()
     client.update_vectors(plain, [m.PointVectors(id=0, vector=_unit(1))])
     client.set_payload(plain, {"a": 1}, points=[0])

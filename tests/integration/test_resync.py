@@ -16,8 +16,8 @@ WRITE_METHODS = ("PUT", "POST", "PATCH", "DELETE")
 WINDOW_RESYNCS = 4
 
 
-def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_server_factory):
-    server = qdrant_server_factory()  # its own dev server: only this test's operator work reaches it
+def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_factory):
+    server = qdrant_factory()  # its own server of the tier: only this test's operator work reaches it
     cluster.apply("QdrantConnection", "quiet", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "quiet", "Connected")
     name = f"quiet-{uuid.uuid4().hex[:6]}"
@@ -37,7 +37,7 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_ser
     k8s_writes = window.writes("vectorcollections", cluster.namespace, "quiet")
     assert k8s_writes == [], [(w["verb"], w["objectRef"].get("subresource"), w["userAgent"]) for w in k8s_writes]
     counts: dict[str, int] = server.requests()["counts"]
-    qdrant_writes = {k: n for k, n in counts.items() if k.split()[0] in WRITE_METHODS and "/__dev" not in k}
+    qdrant_writes = {k: n for k, n in counts.items() if k.split()[0] in WRITE_METHODS}
     assert qdrant_writes == {}
     # The sweeps did run: each one read the collection.
     reads = counts.get("GET /collections/{collection_name}", 0)

@@ -135,14 +135,12 @@ def test_in_place_restore_runs_once_across_restart(cluster, connection, qdrant_s
 
     with closing(qdrant_server.client()) as client:
         client.upsert(collection, points=points([200]), wait=True)
-    recovers = qdrant_server.count("PUT", "/collections/{collection_name}/snapshots/recover") \
-        if qdrant_server.is_dev else 0
+    recovers = qdrant_server.count("PUT", "/collections/{collection_name}/snapshots/recover")
     operator.restart()
     before = reconciles()
     wait_for(lambda: reconciles() >= before + 2, 60, "the operator to resume and sweep the collection again")
     assert 200 in contents(qdrant_server, collection), "the restore ran again after the restart"
-    if qdrant_server.is_dev:
-        assert qdrant_server.count("PUT", "/collections/{collection_name}/snapshots/recover") == recovers
+    assert qdrant_server.count("PUT", "/collections/{collection_name}/snapshots/recover") == recovers
     assert cluster.get(VC, "docs")["status"]["restoredFrom"] == value
 
 

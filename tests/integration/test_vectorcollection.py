@@ -86,7 +86,7 @@ def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_se
             "payloadIndexes": [{"field": "tenant", "type": "Keyword"}], "aliases": [f"{name}-a"]}
     cluster.apply("VectorCollection", "change", spec)
     cluster.wait_condition(PLURAL, "change", "InSync")
-    qdrant_server.reset_requests() if qdrant_server.is_dev else None
+    qdrant_server.reset_requests()
 
     changed = {**spec, "hnsw": {"m": 32}, "optimizers": {"indexingThreshold": 30000},
                "quantization": {"scalar": {"quantile": 0.95}}, "replicationFactor": 2,
@@ -106,8 +106,7 @@ def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_se
     assert live["config"]["params"]["replication_factor"] == 2
     assert sorted(live["payload_schema"]) == ["n"]
     assert aliases_of(qdrant_server, name) == [f"{name}-b"]
-    if qdrant_server.is_dev:  # one PATCH carried every changed block
-        assert qdrant_server.count("PATCH", "/collections/{collection_name}") == 1
+    assert qdrant_server.count("PATCH", "/collections/{collection_name}") == 1  # it carried every changed block
     # Requeues while Qdrant re-indexes are not events: only transitions are (kopf's log lines are not posted).
     events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=change", "-o", "json")
     reasons = [e["reason"] for e in json.loads(events)["items"]]
@@ -229,13 +228,13 @@ def test_connection_down_reports_without_calling_qdrant(cluster, operator):
 
 
 def writes_to(qdrant_server: Any, collection: str) -> list[str]:
-    """The dev server's log of write requests that touched one collection."""
+    """The write requests that touched one collection (the dev server's log, or the counting proxy's)."""
     return [f"{r['method']} {r['template']}" for r in qdrant_server.requests()["requests"]
             if r["method"] != "GET" and f"/collections/{collection}" in r["path"]]
 
 
 def test_operator_restart_converges_without_duplicate_work(cluster, connection, qdrant_server, operator):
-    qdrant_server.require_dev()
+    qdrant_server.require_counts()
     changed, created = unique("restart-a"), unique("restart-b")
     base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
     cluster.apply("VectorCollection", "changed", {**base, "collectionName": changed})
