@@ -25,6 +25,7 @@ venv: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check
+	$(VENV)/bin/ruff format --check
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	@unformatted=$$(gofmt -l tests/gohelpers); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi

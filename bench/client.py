@@ -91,8 +91,11 @@ def start_server(tier: str, data_dir: Path) -> QdrantServer:
 
 
 def describe(tier: str, version: str | None, url: str) -> str:
-    return (f"dev Qdrant {version} (qdrant-edge engine) on {url}" if tier == "dev"
-            else f"real Qdrant {version} (release build, no LTO) on {url}")
+    return (
+        f"dev Qdrant {version} (qdrant-edge engine) on {url}"
+        if tier == "dev"
+        else f"real Qdrant {version} (release build, no LTO) on {url}"
+    )
 
 
 async def _connection_overhead(url: str, gateway: QdrantGateway) -> dict[str, Any]:

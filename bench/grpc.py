@@ -33,7 +33,7 @@ async def _protocol(client: AsyncQdrantClient, name: str, rng: random.Random) ->
     points = _points(0, POINTS, rng)
     started = time.perf_counter()
     for i in range(0, POINTS, BATCH):
-        await client.upsert(name, points[i:i + BATCH], wait=True)
+        await client.upsert(name, points[i : i + BATCH], wait=True)
     upsert_s = time.perf_counter() - started
     queries = [_vector(rng) for _ in range(SEARCHES)]
     for query in queries[:20]:
@@ -41,8 +41,9 @@ async def _protocol(client: AsyncQdrantClient, name: str, rng: random.Random) ->
     pending = iter(queries)
     sequential = await _timed(SEARCHES, lambda: client.query_points(name, query=next(pending), limit=10))
     pending = iter(queries)
-    concurrent = await _concurrent(SEARCHES, CONCURRENCY,
-                                   lambda: client.query_points(name, query=next(pending), limit=10))
+    concurrent = await _concurrent(
+        SEARCHES, CONCURRENCY, lambda: client.query_points(name, query=next(pending), limit=10)
+    )
     return {
         "upsert_batched_100_points_per_s": round(POINTS / upsert_s),
         "search_sequential_p50_ms": _ms(_p(sequential, 50)),
@@ -59,14 +60,19 @@ async def main(tier: str = "real") -> dict[str, Any]:
         server = start_server(tier, Path(tmp) / "data")
         assert server.node is not None, "REST vs gRPC needs the real Qdrant"
         try:
-            rest = AsyncQdrantClient(url=server.url, check_compatibility=False,
-                                     limits=httpx.Limits(max_keepalive_connections=20))
-            grpc = AsyncQdrantClient(url=server.url, grpc_port=server.node.grpc_port, prefer_grpc=True,
-                                     check_compatibility=False)
+            rest = AsyncQdrantClient(
+                url=server.url, check_compatibility=False, limits=httpx.Limits(max_keepalive_connections=20)
+            )
+            grpc = AsyncQdrantClient(
+                url=server.url, grpc_port=server.node.grpc_port, prefer_grpc=True, check_compatibility=False
+            )
             try:
                 results: dict[str, Any] = {
                     "server": f"real Qdrant 1.19.0 on {server.url} (gRPC port {server.node.grpc_port})",
-                    "points": POINTS, "dim": DIM, "searches": SEARCHES, "concurrency": CONCURRENCY,
+                    "points": POINTS,
+                    "dim": DIM,
+                    "searches": SEARCHES,
+                    "concurrency": CONCURRENCY,
                     "rest": await _protocol(rest, "rest", rng),
                     "grpc": await _protocol(grpc, "grpc", rng),
                 }
@@ -76,10 +82,11 @@ async def main(tier: str = "real") -> dict[str, Any]:
         finally:
             server.close()
     r, g = results["rest"], results["grpc"]
-    results["ratios_rest_over_grpc"] = {
-        key: round(r[key] / g[key], 2) for key in r if key.endswith("_ms")
-    } | {"upsert_grpc_over_rest_points_per_s": round(g["upsert_batched_100_points_per_s"]
-                                                     / r["upsert_batched_100_points_per_s"], 2)}
+    results["ratios_rest_over_grpc"] = {key: round(r[key] / g[key], 2) for key in r if key.endswith("_ms")} | {
+        "upsert_grpc_over_rest_points_per_s": round(
+            g["upsert_batched_100_points_per_s"] / r["upsert_batched_100_points_per_s"], 2
+        )
+    }
     out = results_file("grpc", tier)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

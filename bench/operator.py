@@ -61,8 +61,14 @@ def _p(values: list[float], q: int) -> float:
 
 
 def _kubectl(*args: str, stdin: str | None = None) -> str:
-    proc = subprocess.run([str(KUBECTL), f"--kubeconfig={cp.ADMIN_KUBECONFIG}", *args], input=stdin,
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [str(KUBECTL), f"--kubeconfig={cp.ADMIN_KUBECONFIG}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return proc.stdout
 
 
@@ -86,13 +92,20 @@ def _control_plane() -> Iterator[None]:
 @contextmanager
 def _operator(namespace: str) -> Iterator[None]:
     """The operator in a thread with its own event loop, watching only `namespace`, as its RBAC identity."""
-    env = {"KUBECONFIG": str(cp.OPERATOR_KUBECONFIG), "QDRANT_OPERATOR_METRICS_PORT": "0",
-           "QDRANT_OPERATOR_HEALTH_PORT": "0"}
+    env = {
+        "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
+        "QDRANT_OPERATOR_METRICS_PORT": "0",
+        "QDRANT_OPERATOR_HEALTH_PORT": "0",
+    }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=operator_main.main_loop, name="operator", daemon=True,
-                              kwargs={"namespaces": [namespace], "stop_flag": stop, "ready_flag": ready})
+    thread = threading.Thread(
+        target=operator_main.main_loop,
+        name="operator",
+        daemon=True,
+        kwargs={"namespaces": [namespace], "stop_flag": stop, "ready_flag": ready},
+    )
     thread.start()
     try:
         if not ready.wait(60):
@@ -120,13 +133,15 @@ class ReadyWatch:
     async def _run(self) -> None:
         while True:
             async with watch.Watch() as stream:
-                async for event in stream.stream(self.api.list_namespaced_custom_object, GROUP, VERSION,
-                                                 self.namespace, PLURAL, timeout_seconds=300):
+                async for event in stream.stream(
+                    self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=300
+                ):
                     obj = event["object"]
                     name = obj["metadata"]["name"]
                     conditions = (obj.get("status") or {}).get("conditions") or []
                     if name not in self.ready_at and any(
-                            c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                        c["type"] == "Ready" and c["status"] == "True" for c in conditions
+                    ):
                         self.ready_at[name] = time.perf_counter()
                         async with self._changed:
                             self._changed.notify_all()
@@ -147,16 +162,24 @@ class ReadyWatch:
 
 
 def _collection(name: str, collection: str, connection: str = "bench") -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VectorCollection", "metadata": {"name": name},
-            "spec": {"connectionRef": {"name": connection}, "collectionName": collection,
-                     "vectors": [{"size": DIM, "distance": "Cosine"}]}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VectorCollection",
+        "metadata": {"name": name},
+        "spec": {
+            "connectionRef": {"name": connection},
+            "collectionName": collection,
+            "vectors": [{"size": DIM, "distance": "Cosine"}],
+        },
+    }
 
 
 BARE_BODY = models.VectorParams(size=DIM, distance=models.Distance.COSINE)
 
 
-async def _sequential(api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, bare: AsyncQdrantClient,
-                      tag: str) -> tuple[list[float], list[float], list[str]]:
+async def _sequential(
+    api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, bare: AsyncQdrantClient, tag: str
+) -> tuple[list[float], list[float], list[str]]:
     operator_s, bare_s, names = [], [], []
     for i in range(SEQUENTIAL):
         name = f"one-{i}"
@@ -170,14 +193,19 @@ async def _sequential(api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, 
     return operator_s, bare_s, names
 
 
-async def _bulk(api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, bare: AsyncQdrantClient,
-                tag: str) -> tuple[float, float, float]:
+async def _bulk(
+    api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, bare: AsyncQdrantClient, tag: str
+) -> tuple[float, float, float]:
     """Each side on a fresh dev server of its own (the engine slows as collections accumulate)."""
     names = [f"bulk-{i}" for i in range(BULK)]
     started = time.perf_counter()
     # All 200 applied at once, as one `kubectl apply -f` of a 200-document file would (but without its start-up).
-    await asyncio.gather(*(api.create_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, _collection(name, f"{tag}-{name}", "bulk")) for name in names))
+    await asyncio.gather(
+        *(
+            api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _collection(name, f"{tag}-{name}", "bulk"))
+            for name in names
+        )
+    )
     applied = time.perf_counter() - started
     operator_s = await ready.wait(names) - started
 
@@ -230,8 +258,10 @@ def _metric_means(connection: str) -> dict[str, float]:
     """Mean duration per reconcile and per Qdrant operation, from the in-process operator's metrics."""
     sums: dict[str, list[float]] = {}
     for metric in prometheus_client.REGISTRY.collect():
-        if metric.name not in ("qdrant_operator_client_request_duration_seconds",
-                               "qdrant_operator_reconcile_duration_seconds"):
+        if metric.name not in (
+            "qdrant_operator_client_request_duration_seconds",
+            "qdrant_operator_reconcile_duration_seconds",
+        ):
             continue
         for sample in metric.samples:
             labels = sample.labels
@@ -246,9 +276,18 @@ def _metric_means(connection: str) -> dict[str, float]:
 
 
 async def _connect(api: client.CustomObjectsApi, namespace: str, name: str, url: str) -> None:
-    await api.create_namespaced_custom_object(GROUP, VERSION, namespace, "qdrantconnections", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "QdrantConnection", "metadata": {"name": name},
-        "spec": {"url": url, "environment": "Production", "maxConcurrentOperations": CONCURRENCY}})
+    await api.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "qdrantconnections",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "QdrantConnection",
+            "metadata": {"name": name},
+            "spec": {"url": url, "environment": "Production", "maxConcurrentOperations": CONCURRENCY},
+        },
+    )
     deadline = time.monotonic() + 60
     while not _connection_ready(namespace, name):
         if time.monotonic() > deadline:
@@ -308,8 +347,15 @@ async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
 
 
 def _connection_ready(namespace: str, name: str) -> bool:
-    out = _kubectl("get", "qdrantconnections", name, "-n", namespace,
-                   "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}")
+    out = _kubectl(
+        "get",
+        "qdrantconnections",
+        name,
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+    )
     return out.strip() == "True"
 
 
@@ -332,8 +378,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
             for server in servers:
                 server.close()
     engine = "dev Qdrant (qdrant-edge engine)" if tier == "dev" else "real Qdrant 1.19.0 (release build)"
-    results = {"server": f"{engine} on loopback; control plane {cp.KUBERNETES_VERSION}",
-               **results}
+    results = {"server": f"{engine} on loopback; control plane {cp.KUBERNETES_VERSION}", **results}
     out = results_file("operator", tier)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -344,21 +389,31 @@ async def main(tier: str = "dev") -> dict[str, Any]:
 def _print(results: dict[str, Any], out: Path) -> None:
     seq, bulk = results["sequential"], results["bulk"]
     print(f"operator benchmark ({results['server']})")
-    print(f"  apply-to-Ready, one at a time ({seq['collections']}x): p50 {seq['operator_apply_to_ready_p50_ms']} ms, "
-          f"p95 {seq['operator_apply_to_ready_p95_ms']} ms; bare qdrant-client create p50 "
-          f"{seq['bare_client_create_p50_ms']} ms, p95 {seq['bare_client_create_p95_ms']} ms")
-    print(f"    = {seq['ratio_operator_over_bare_p50']}x the bare client at p50 "
-          f"({seq['ratio_operator_over_bare_p95']}x at p95); operator overhead p50 "
-          f"{seq['operator_overhead_p50_ms']} ms (target < {seq['overhead_target_ms']} ms)")
+    print(
+        f"  apply-to-Ready, one at a time ({seq['collections']}x): p50 {seq['operator_apply_to_ready_p50_ms']} ms, "
+        f"p95 {seq['operator_apply_to_ready_p95_ms']} ms; bare qdrant-client create p50 "
+        f"{seq['bare_client_create_p50_ms']} ms, p95 {seq['bare_client_create_p95_ms']} ms"
+    )
+    print(
+        f"    = {seq['ratio_operator_over_bare_p50']}x the bare client at p50 "
+        f"({seq['ratio_operator_over_bare_p95']}x at p95); operator overhead p50 "
+        f"{seq['operator_overhead_p50_ms']} ms (target < {seq['overhead_target_ms']} ms)"
+    )
     print(f"    where the time goes: {seq['where_the_time_goes']}")
     if seq["where_the_time_goes"]["status_writes_per_collection"] > 1:
-        print("    WARNING: more than one status write per collection: another operator watching all namespaces "
-              "(a test session?) reconciled them too; figures are disturbed")
-    print(f"  {bulk['collections']} at once: operator {bulk['operator_all_ready_s']} s to all Ready "
-          f"({bulk['operator_collections_per_s']}/s); bare client at concurrency {bulk['concurrency']} "
-          f"{bulk['bare_client_all_created_s']} s ({bulk['bare_client_collections_per_s']}/s)")
-    print(f"    = {bulk['ratio_throughput_operator_over_bare']}x the bare client's throughput "
-          f"(target >= {bulk['throughput_target_ratio']}x)")
+        print(
+            "    WARNING: more than one status write per collection: another operator watching all namespaces "
+            "(a test session?) reconciled them too; figures are disturbed"
+        )
+    print(
+        f"  {bulk['collections']} at once: operator {bulk['operator_all_ready_s']} s to all Ready "
+        f"({bulk['operator_collections_per_s']}/s); bare client at concurrency {bulk['concurrency']} "
+        f"{bulk['bare_client_all_created_s']} s ({bulk['bare_client_collections_per_s']}/s)"
+    )
+    print(
+        f"    = {bulk['ratio_throughput_operator_over_bare']}x the bare client's throughput "
+        f"(target >= {bulk['throughput_target_ratio']}x)"
+    )
     print(f"  written to {out}")
 
 

@@ -32,8 +32,10 @@ data:
 
 def scripts() -> dict[str, str]:
     """argocd-cm key -> Lua source, one per <group>/<kind>/health.lua."""
-    return {f"resource.customizations.health.{lua.parent.parent.name}_{lua.parent.name}": lua.read_text()
-            for lua in sorted(CUSTOMIZATIONS.glob("*/*/health.lua"))}
+    return {
+        f"resource.customizations.health.{lua.parent.parent.name}_{lua.parent.name}": lua.read_text()
+        for lua in sorted(CUSTOMIZATIONS.glob("*/*/health.lua"))
+    }
 
 
 def render() -> str:

@@ -24,8 +24,11 @@ def expected() -> dict[Path, bytes]:
     for name in yaml.safe_load((REPO / "crds/kustomization.yaml").read_text())["resources"]:
         files[CHART / "crds" / name] = (REPO / "crds" / name).read_bytes()
     for manifest in sorted((REPO / "manifests/base").glob("*.yaml")):
-        crds = [doc for doc in yaml.safe_load_all(manifest.read_text())
-                if doc and doc.get("kind") == "CustomResourceDefinition"]
+        crds = [
+            doc
+            for doc in yaml.safe_load_all(manifest.read_text())
+            if doc and doc.get("kind") == "CustomResourceDefinition"
+        ]
         if crds:
             text = f"# Copied from manifests/base/{manifest.name} by `make chart-sync`.\n"
             text += yaml.safe_dump_all(crds, sort_keys=False)

@@ -99,7 +99,11 @@ def _module_file(module: str, version: str, cwd: Path) -> str:
     """Download a module's go.mod through the module proxy and return its text."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
-        cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, "GOTOOLCHAIN": "local"},
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GOTOOLCHAIN": "local"},
     )
     return Path(json.loads(out.stdout)["GoMod"]).read_text()
 
@@ -154,12 +158,14 @@ def build() -> None:
     stamp = {"gitVersion": KUBERNETES_VERSION, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}
     ldflags = " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in stamp.items())
     _build_module(
-        "kubernetes", "k8s.io/kubernetes", KUBERNETES_VERSION,
+        "kubernetes",
+        "k8s.io/kubernetes",
+        KUBERNETES_VERSION,
         ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
-        _staging_replaces(k8s_gomod, KUBERNETES_VERSION), f"-s -w {ldflags}",
+        _staging_replaces(k8s_gomod, KUBERNETES_VERSION),
+        f"-s -w {ldflags}",
     )
     log(f"build finished in {time.monotonic() - started:.0f}s")
-
 
 
 # ------------------------------------------------------------------------------------ run & stop
@@ -181,15 +187,54 @@ def _pki() -> None:
         return
     PKI.mkdir(parents=True, exist_ok=True)
     ca, srv, sa = PKI / "ca", PKI / "apiserver", PKI / "sa"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=devenv-ca",
-             "-keyout", f"{ca}.key", "-out", f"{ca}.crt")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=kube-apiserver",
-             "-keyout", f"{srv}.key", "-out", f"{srv}.csr")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=devenv-ca",
+        "-keyout",
+        f"{ca}.key",
+        "-out",
+        f"{ca}.crt",
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-keyout",
+        f"{srv}.key",
+        "-out",
+        f"{srv}.csr",
+    )
     ext = PKI / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
-                   "extendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", f"{srv}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
-             "-days", "3650", "-extfile", str(ext), "-out", f"{srv}.crt")
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{srv}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(ext),
+        "-out",
+        f"{srv}.crt",
+    )
     _openssl("genrsa", "-out", f"{sa}.key", "2048")
     _openssl("rsa", "-in", f"{sa}.key", "-pubout", "-out", f"{sa}.pub")
 
@@ -200,8 +245,12 @@ def _tokens() -> dict[str, str]:
     if not TOKENS.exists():
         rows = [
             (secrets.token_hex(16), "admin", "admin", "system:masters"),
-            (secrets.token_hex(16), OPERATOR_USER, "operator",
-             "system:serviceaccounts,system:serviceaccounts:qdrant-operator,system:authenticated"),
+            (
+                secrets.token_hex(16),
+                OPERATOR_USER,
+                "operator",
+                "system:serviceaccounts,system:serviceaccounts:qdrant-operator,system:authenticated",
+            ),
             (secrets.token_hex(16), "system:kube-controller-manager", "kcm", "system:masters"),
         ]
         TOKENS.write_text("".join(f'{t},{user},{uid},"{groups}"\n' for t, user, uid, groups in rows))
@@ -217,10 +266,15 @@ def _kubeconfig(path: Path, user: str, token: str) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "devenv", "cluster": {
-            "server": f"https://{HOST}:{API_PORT}",
-            "certificate-authority-data": base64.b64encode(ca).decode(),
-        }}],
+        "clusters": [
+            {
+                "name": "devenv",
+                "cluster": {
+                    "server": f"https://{HOST}:{API_PORT}",
+                    "certificate-authority-data": base64.b64encode(ca).decode(),
+                },
+            }
+        ],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": user, "context": {"cluster": "devenv", "user": user, "namespace": "default"}}],
         "current-context": user,
@@ -240,8 +294,9 @@ def _pid(name: str) -> int | None:
 
 def _spawn(name: str, args: list[str]) -> None:
     logfile = open(RUN / f"{name}.log", "ab")
-    proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
     log(f"started {name} (pid {proc.pid}), log {RUN / f'{name}.log'}")
 
@@ -290,8 +345,9 @@ def _choose_ports() -> None:
     global API_PORT, ETCD_PORT, ETCD_PEER_PORT, KCM_PORT
     taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if not _bindable(p)]
     if taken and PORTS_FROM_ENV:
-        raise SystemExit(f"port {HOST}:{taken[0]} is taken by another process; choose other DEVENV_API_PORT/"
-                         "DEVENV_ETCD_PORT")
+        raise SystemExit(
+            f"port {HOST}:{taken[0]} is taken by another process; choose other DEVENV_API_PORT/DEVENV_ETCD_PORT"
+        )
     if taken:
         API_PORT, ETCD_PORT = _free_pair(), _free_pair()
         ETCD_PEER_PORT, KCM_PORT = ETCD_PORT + 1, API_PORT + 1
@@ -335,50 +391,71 @@ def up() -> None:
     started = time.monotonic()
     _choose_ports()
     etcd_url, peer_url = f"http://{HOST}:{ETCD_PORT}", f"http://{HOST}:{ETCD_PEER_PORT}"
-    _spawn("etcd", [
-        str(bins["etcd"]), "--name=devenv", f"--data-dir={RUN / 'etcd-data'}",
-        f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=devenv={peer_url}",
-        "--unsafe-no-fsync",  # a throwaway test store: durability costs seconds per test run
-        "--log-level=warn",
-    ])
+    _spawn(
+        "etcd",
+        [
+            str(bins["etcd"]),
+            "--name=devenv",
+            f"--data-dir={RUN / 'etcd-data'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=devenv={peer_url}",
+            "--unsafe-no-fsync",  # a throwaway test store: durability costs seconds per test run
+            "--log-level=warn",
+        ],
+    )
     _wait("etcd", lambda: _port_open(ETCD_PORT), 60, "etcd")
     (RUN / "audit-policy.yaml").write_text(AUDIT_POLICY)
-    _spawn("kube-apiserver", [
-        str(bins["kube-apiserver"]),
-        f"--etcd-servers={etcd_url}",
-        f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={API_PORT}",
-        f"--tls-cert-file={PKI / 'apiserver.crt'}", f"--tls-private-key-file={PKI / 'apiserver.key'}",
-        f"--token-auth-file={TOKENS}",
-        "--authorization-mode=RBAC",
-        "--service-account-issuer=https://kubernetes.default.svc",
-        f"--service-account-key-file={PKI / 'sa.pub'}",
-        f"--service-account-signing-key-file={PKI / 'sa.key'}",
-        "--service-cluster-ip-range=10.96.0.0/16",  # allocation only; nothing is routed
-        f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
-        f"--audit-log-path={AUDIT_LOG}", "--audit-log-maxsize=100", "--audit-log-maxbackup=1",
-        "--audit-log-mode=blocking",  # so a test reads every write as soon as it is acknowledged
-        "--v=1",
-    ])
+    _spawn(
+        "kube-apiserver",
+        [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            f"--bind-address={HOST}",
+            f"--advertise-address={HOST}",
+            f"--secure-port={API_PORT}",
+            f"--tls-cert-file={PKI / 'apiserver.crt'}",
+            f"--tls-private-key-file={PKI / 'apiserver.key'}",
+            f"--token-auth-file={TOKENS}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={PKI / 'sa.pub'}",
+            f"--service-account-signing-key-file={PKI / 'sa.key'}",
+            "--service-cluster-ip-range=10.96.0.0/16",  # allocation only; nothing is routed
+            f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
+            f"--audit-log-path={AUDIT_LOG}",
+            "--audit-log-maxsize=100",
+            "--audit-log-maxbackup=1",
+            "--audit-log-mode=blocking",  # so a test reads every write as soon as it is acknowledged
+            "--v=1",
+        ],
+    )
     _wait("kube-apiserver", lambda: _apiserver_ready(tokens["admin"]), 180, "kube-apiserver")
     _write_kubeconfigs(tokens)
     _kubeconfig(RUN / "kcm.kubeconfig", "kube-controller-manager", tokens["kcm"])
-    _spawn("kube-controller-manager", [
-        str(bins["kube-controller-manager"]),
-        f"--kubeconfig={RUN / 'kcm.kubeconfig'}",
-        f"--authentication-kubeconfig={RUN / 'kcm.kubeconfig'}",
-        f"--authorization-kubeconfig={RUN / 'kcm.kubeconfig'}",
-        f"--bind-address={HOST}", f"--secure-port={KCM_PORT}",
-        "--leader-elect=false",
-        # Garbage collection and namespace deletion are what an operator's tests need; no nodes exist.
-        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
-        f"--service-account-private-key-file={PKI / 'sa.key'}",
-        f"--root-ca-file={PKI / 'ca.crt'}",
-        "--v=1",
-    ])
-    log(f"control plane {KUBERNETES_VERSION} ready at https://{HOST}:{API_PORT} in "
-        f"{time.monotonic() - started:.1f}s; admin kubeconfig: {ADMIN_KUBECONFIG}")
+    _spawn(
+        "kube-controller-manager",
+        [
+            str(bins["kube-controller-manager"]),
+            f"--kubeconfig={RUN / 'kcm.kubeconfig'}",
+            f"--authentication-kubeconfig={RUN / 'kcm.kubeconfig'}",
+            f"--authorization-kubeconfig={RUN / 'kcm.kubeconfig'}",
+            f"--bind-address={HOST}",
+            f"--secure-port={KCM_PORT}",
+            "--leader-elect=false",
+            # Garbage collection and namespace deletion are what an operator's tests need; no nodes exist.
+            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
+            f"--service-account-private-key-file={PKI / 'sa.key'}",
+            f"--root-ca-file={PKI / 'ca.crt'}",
+            "--v=1",
+        ],
+    )
+    log(
+        f"control plane {KUBERNETES_VERSION} ready at https://{HOST}:{API_PORT} in "
+        f"{time.monotonic() - started:.1f}s; admin kubeconfig: {ADMIN_KUBECONFIG}"
+    )
 
 
 def _write_kubeconfigs(tokens: dict[str, str]) -> None:

@@ -26,8 +26,12 @@ NAMESPACE = "demo"
 QDRANT = "http://127.0.0.1:6333"
 OPERATOR_PID = cp.STATE / "operator.pid"
 OPERATOR_LOG = cp.STATE / "operator.log"
-EXAMPLES = ["qdrantconnection-minimal.yaml", "vectorcollection-minimal.yaml", "vectorcollection-complete.yaml",
-            "vectorcollection-embeddings-preset.yaml"]
+EXAMPLES = [
+    "qdrantconnection-minimal.yaml",
+    "vectorcollection-minimal.yaml",
+    "vectorcollection-complete.yaml",
+    "vectorcollection-embeddings-preset.yaml",
+]
 
 
 def kubectl(*args: str, show: bool = True) -> str:
@@ -41,14 +45,19 @@ def kubectl(*args: str, show: bool = True) -> str:
 
 def start_operator() -> None:
     stop_operator()
-    env = {**os.environ, "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
-           "QDRANT_OPERATOR_METRICS_PORT": "18080", "QDRANT_OPERATOR_HEALTH_PORT": "18081",
-           "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "30"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
+        "QDRANT_OPERATOR_METRICS_PORT": "18080",
+        "QDRANT_OPERATOR_HEALTH_PORT": "18081",
+        "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "30",
+    }
     with OPERATOR_LOG.open("ab") as log:
         # Only the demo namespace: the demo never touches what tests or other work put in the cluster.
         command = [str(BIN / "qdrant-collection-operator"), "run", "-n", NAMESPACE]
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     OPERATOR_PID.write_text(str(proc.pid))
     print(f"operator started (pid {proc.pid}), log {OPERATOR_LOG}, metrics http://127.0.0.1:18080/metrics")
 
@@ -71,8 +80,11 @@ def reset() -> None:
     """Start from scratch: a demo namespace and demo collections left by an earlier run are removed
     (the dev Qdrant is the demo's own; the operator would rightly refuse collections it did not create).
     The operator runs meanwhile: it removes its finalizers from the connection and snapshots it watches."""
-    subprocess.run([*KUBECTL, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=90s"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*KUBECTL, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=90s"],
+        check=True,
+        capture_output=True,
+    )
     for collection in ("minimal", "docs", "embeddings", "minimal-restored"):
         request = urllib.request.Request(f"{QDRANT}/collections/{collection}", method="DELETE")
         urllib.request.urlopen(request, timeout=30).close()  # an absent one answers "false", not 404
@@ -80,9 +92,12 @@ def reset() -> None:
 
 def add_points(collection: str) -> None:
     points = [{"id": i, "vector": [float(i == j) for j in range(384)], "payload": {"n": i}} for i in range(3)]
-    request = urllib.request.Request(f"{QDRANT}/collections/{collection}/points?wait=true", method="PUT",
-                                     data=json.dumps({"points": points}).encode(),
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{QDRANT}/collections/{collection}/points?wait=true",
+        method="PUT",
+        data=json.dumps({"points": points}).encode(),
+        headers={"content-type": "application/json"},
+    )
     urllib.request.urlopen(request, timeout=30).close()
 
 
@@ -90,8 +105,13 @@ def wait_ready(timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         items = json.loads(kubectl("get", "qdrant", "-n", NAMESPACE, "-o", "json", show=False))["items"]
-        ready = [i for i in items if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in (i.get("status") or {}).get("conditions", []))]
+        ready = [
+            i
+            for i in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions", [])
+            )
+        ]
         if items and len(ready) == len(items):
             return
         time.sleep(1)
@@ -106,8 +126,15 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "devenv.qdrant_dev", "up"], check=True)
     kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{k.plural}.{GROUP}" for k in KINDS))
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/base/namespace.yaml"),
-            "-f", str(REPO / "manifests/base/rbac.yaml"))
+    kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        str(REPO / "manifests/base/namespace.yaml"),
+        "-f",
+        str(REPO / "manifests/base/rbac.yaml"),
+    )
     start_operator()
     reset()
     kubectl("create", "namespace", NAMESPACE)
@@ -120,22 +147,31 @@ def main() -> None:
     print("\nA snapshot of 'minimal' with three points, restored into a new collection:")
     add_points("minimal")
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/collectionsnapshot-once.yaml"))
-    kubectl("wait", "-n", NAMESPACE, "--for=jsonpath={.status.phase}=Completed", "--timeout=60s",
-            "collectionsnapshot/minimal-backup")
+    kubectl(
+        "wait",
+        "-n",
+        NAMESPACE,
+        "--for=jsonpath={.status.phase}=Completed",
+        "--timeout=60s",
+        "collectionsnapshot/minimal-backup",
+    )
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/vectorcollection-restore.yaml"))
     kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=90s", "vectorcollection/minimal-restored")
     kubectl("get", "qdrant", "-n", NAMESPACE)
     print(f"\n$ curl {QDRANT}/collections/docs   # what Qdrant itself reports for the complete example")
     with urllib.request.urlopen(f"{QDRANT}/collections/docs", timeout=10) as resp:
         info = json.load(resp)["result"]
-    print(json.dumps({"status": info["status"], "config": info["config"],
-                      "payload_schema": info["payload_schema"]}, indent=2))
+    print(
+        json.dumps(
+            {"status": info["status"], "config": info["config"], "payload_schema": info["payload_schema"]}, indent=2
+        )
+    )
     print(
         "\nEverything keeps running. Try:\n"
         f"  export KUBECONFIG={cp.ADMIN_KUBECONFIG}\n"
         f"  kubectl -n {NAMESPACE} edit vectorcollection docs      # change hnsw.m and watch Qdrant follow\n"
         f"  curl -X PATCH {QDRANT}/collections/docs -H 'content-type: application/json' \\\n"
-        "       -d '{\"hnsw_config\": {\"m\": 48}}'                 # drift, corrected within 30 s\n"
+        '       -d \'{"hnsw_config": {"m": 48}}\'                 # drift, corrected within 30 s\n'
         "  make down                                              # stop operator, Qdrant, control plane"
     )
 

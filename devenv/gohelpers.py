@@ -21,8 +21,11 @@ else:  # run as a script, before any virtual environment exists
 
 SOURCES = REPO / "tests" / "gohelpers"
 # Each helper and the module (in its go.mod) that names its cache key.
-HELPERS = {"kstatus": "sigs.k8s.io/cli-utils", "argohealth": "github.com/yuin/gopher-lua",
-           "monitorcheck": "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring"}
+HELPERS = {
+    "kstatus": "sigs.k8s.io/cli-utils",
+    "argohealth": "github.com/yuin/gopher-lua",
+    "monitorcheck": "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring",
+}
 
 
 def binary(name: str) -> Path:

@@ -21,12 +21,23 @@ from devenv import controlplane as cp
 TOOLS = {
     # helm's Makefile also stamps the Kubernetes version of its client-go (v0.37: 1.37), the cluster version
     # `helm template` and `helm lint` assume; unstamped it would be 1.20.
-    "helm": ("helm.sh/helm/v3", "v3.22.0", "helm.sh/helm/v3/cmd/helm",
-             "-X helm.sh/helm/v3/internal/version.version=v3.22.0 "
-             + " ".join(f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
-                        for pkg in ("chartutil", "lint/rules") for part, value in (("Major", 1), ("Minor", 37)))),
-    "promtool": ("github.com/prometheus/prometheus", "v0.316.0", "github.com/prometheus/prometheus/cmd/promtool",
-                 "-X github.com/prometheus/common/version.Version=3.16.0"),
+    "helm": (
+        "helm.sh/helm/v3",
+        "v3.22.0",
+        "helm.sh/helm/v3/cmd/helm",
+        "-X helm.sh/helm/v3/internal/version.version=v3.22.0 "
+        + " ".join(
+            f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+            for pkg in ("chartutil", "lint/rules")
+            for part, value in (("Major", 1), ("Minor", 37))
+        ),
+    ),
+    "promtool": (
+        "github.com/prometheus/prometheus",
+        "v0.316.0",
+        "github.com/prometheus/prometheus/cmd/promtool",
+        "-X github.com/prometheus/common/version.Version=3.16.0",
+    ),
 }
 # Prometheus's own build tag: no service-discovery plugins (cloud SDKs), which checking rules never needs.
 TAGS = {"promtool": "remove_all_sd"}

@@ -45,8 +45,10 @@ UID = 65532
 VENV = "/opt/venv"
 ENTRYPOINT = f"{VENV}/bin/{NAME}"
 # The suite and mirrors the machine's apt serves (deb822, or the one-line format of older installs).
-SOURCES = next((p for p in map(Path, ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"])
-                if p.exists()), Path("/etc/apt/sources.list"))
+SOURCES = next(
+    (p for p in map(Path, ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]) if p.exists()),
+    Path("/etc/apt/sources.list"),
+)
 PACKAGES = ["python3", "libstdc++6"]  # libstdc++: manylinux wheels (numpy, grpcio) link it
 TRIM = ["find", VENV, "-depth", "-type", "d", "-path", "*/site-packages/*/tests", "-exec", "rm", "-rf", "{}", "+"]
 DROP = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*", "/usr/share/lintian/*"]
@@ -107,9 +109,18 @@ def rootfs() -> str:
     dpkg = [f"--dpkgopt=path-exclude={p}" for p in DROP] + ["--dpkgopt=path-include=/usr/share/doc/*/copyright"]
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         tar = f"{tmp}/rootfs.tar"
-        run("mmdebstrap", "--quiet", "--variant=essential", f"--include={','.join(PACKAGES)}",
-            "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", *dpkg,
-            *[f"--customize-hook={h}" for h in hooks], suite(), tar, str(SOURCES))
+        run(
+            "mmdebstrap",
+            "--quiet",
+            "--variant=essential",
+            f"--include={','.join(PACKAGES)}",
+            "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+            *dpkg,
+            *[f"--customize-hook={h}" for h in hooks],
+            suite(),
+            tar,
+            str(SOURCES),
+        )
         with working_container("scratch") as container:
             buildah("add", container, tar, "/")
             buildah("commit", "--rm", "--quiet", container, ref)
@@ -120,14 +131,32 @@ def pip_wheel() -> Path:
     """pip's own wheel: runs pip inside the image without installing it there."""
     wheels = CACHE / "pip"
     if not list(wheels.glob("pip-*.whl")):
-        run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
-            "pip")
+        run(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            "pip",
+        )
     return sorted(wheels.glob("pip-*.whl"))[-1]
 
 
 def in_image(container: str, wheels: Path, *cmd: str) -> str:
-    return buildah("run", "--isolation=chroot", "--network=host", f"--volume={wheels}:/wheels:ro",
-                   f"--volume={pip_wheel()}:/pip.whl:ro", container, "--", *cmd)
+    return buildah(
+        "run",
+        "--isolation=chroot",
+        "--network=host",
+        f"--volume={wheels}:/wheels:ro",
+        f"--volume={pip_wheel()}:/pip.whl:ro",
+        container,
+        "--",
+        *cmd,
+    )
 
 
 def manylinux(glibc: str, machine: str) -> list[str]:
@@ -140,22 +169,51 @@ def manylinux(glibc: str, machine: str) -> list[str]:
 def deps(base: str) -> str:
     """Layer 2: /opt/venv with the dependencies (cached per dependency list and base)."""
     with working_container(base) as probe:
-        python, glibc, machine = buildah("run", "--isolation=chroot", probe, "--", "python3", "-c",
-                                         "import platform, sys; print(f'{sys.version_info[0]}{sys.version_info[1]}',"
-                                         " platform.libc_ver()[1].replace('.', '_'), platform.machine())").split()
+        python, glibc, machine = buildah(
+            "run",
+            "--isolation=chroot",
+            probe,
+            "--",
+            "python3",
+            "-c",
+            "import platform, sys; print(f'{sys.version_info[0]}{sys.version_info[1]}',"
+            " platform.libc_ver()[1].replace('.', '_'), platform.machine())",
+        ).split()
         buildah("rm", probe)
     ref = f"localhost/{NAME}-deps:{key(base, PROJECT['dependencies'], pip_wheel().name, TRIM)}"
     if cached(ref):
         return ref
     log(f"downloading the dependencies for cp{python} manylinux_{glibc}_{machine} and installing them ...")
     with tempfile.TemporaryDirectory(dir=CACHE) as wheels:
-        run(sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d", wheels,
-            *[f"--platform={p}" for p in manylinux(glibc, machine)], f"--python-version={python}",
-            "--implementation=cp", f"--abi=cp{python}", *PROJECT["dependencies"])
+        run(
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "-d",
+            wheels,
+            *[f"--platform={p}" for p in manylinux(glibc, machine)],
+            f"--python-version={python}",
+            "--implementation=cp",
+            f"--abi=cp{python}",
+            *PROJECT["dependencies"],
+        )
         with working_container(base) as container:
             in_image(container, Path(wheels), "python3", "-m", "venv", "--without-pip", VENV)
-            in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet",
-                     "--no-index", "--no-cache-dir", "--find-links=/wheels", *PROJECT["dependencies"])
+            in_image(
+                container,
+                Path(wheels),
+                f"{VENV}/bin/python",
+                "/pip.whl/pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                "--no-cache-dir",
+                "--find-links=/wheels",
+                *PROJECT["dependencies"],
+            )
             in_image(container, Path(wheels), *TRIM)  # the packages' own test suites (17 MB)
             buildah("commit", "--rm", "--quiet", container, ref)
     return ref
@@ -167,8 +225,14 @@ def labels() -> dict[str, str]:
         revision += "-dirty"
     remote = subprocess.run(["git", "-C", str(REPO), "remote", "get-url", "origin"], capture_output=True, text=True)
     source = PROJECT.get("urls", {}).get("Source") or remote.stdout.strip() or "unknown"
-    oci = {"title": NAME, "description": PROJECT["description"], "version": VERSION, "revision": revision,
-           "licenses": PROJECT["license"], "source": source}
+    oci = {
+        "title": NAME,
+        "description": PROJECT["description"],
+        "version": VERSION,
+        "revision": revision,
+        "licenses": PROJECT["license"],
+        "source": source,
+    }
     return {f"org.opencontainers.image.{k}": v for k, v in oci.items()}
 
 
@@ -182,17 +246,34 @@ def sources() -> str:
 def app(base: str) -> str:
     """Layer 3: the operator's wheel, and the image's configuration (cached per source tree and labels)."""
     config = [f"--label={k}={v}" for k, v in labels().items()]
-    config += ["--env=PATH=/opt/venv/bin:/usr/bin:/bin", "--env=PYTHONDONTWRITEBYTECODE=1",
-               "--env=PYTHONUNBUFFERED=1", f"--user={UID}:{UID}", "--workingdir=/home/nonroot",
-               "--port=8080", "--port=8081", f"--entrypoint={json.dumps([ENTRYPOINT])}",
-               '--cmd=["run", "--all-namespaces"]']
+    config += [
+        "--env=PATH=/opt/venv/bin:/usr/bin:/bin",
+        "--env=PYTHONDONTWRITEBYTECODE=1",
+        "--env=PYTHONUNBUFFERED=1",
+        f"--user={UID}:{UID}",
+        "--workingdir=/home/nonroot",
+        "--port=8080",
+        "--port=8081",
+        f"--entrypoint={json.dumps([ENTRYPOINT])}",
+        '--cmd=["run", "--all-namespaces"]',
+    ]
     ref = f"localhost/{NAME}-app:{key(base, sources(), config)}"
     if not cached(ref):
         with tempfile.TemporaryDirectory(dir=CACHE) as wheels, working_container(base) as container:
             run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, str(REPO))
             wheel = next(Path(wheels).glob("*.whl")).name
-            in_image(container, Path(wheels), f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet",
-                     "--no-index", "--no-deps", "--no-cache-dir", f"/wheels/{wheel}")
+            in_image(
+                container,
+                Path(wheels),
+                f"{VENV}/bin/python",
+                "/pip.whl/pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                "--no-deps",
+                "--no-cache-dir",
+                f"/wheels/{wheel}",
+            )
             buildah("config", *config, container)
             buildah("commit", "--rm", "--quiet", container, ref)
     buildah("tag", ref, f"localhost/{IMAGE}")
@@ -240,8 +321,10 @@ def build() -> str:
     prune([base, with_deps, built])
     compressed = sum(layer["size"] for layer in manifest["layers"])
     unpacked = buildah("images", "--format={{.Size}}", image).splitlines()[0]
-    log(f"{image} in {time.monotonic() - start:.0f} s: {compressed / 1e6:.0f} MB compressed, {unpacked} unpacked; "
-        f"OCI layout {OCI_LAYOUT}:{VERSION}")
+    log(
+        f"{image} in {time.monotonic() - start:.0f} s: {compressed / 1e6:.0f} MB compressed, {unpacked} unpacked; "
+        f"OCI layout {OCI_LAYOUT}:{VERSION}"
+    )
     return image
 
 

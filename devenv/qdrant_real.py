@@ -59,8 +59,10 @@ def binary() -> Path | None:
 def how_to_get_one() -> str:
     if VENDOR.is_dir():
         return f"no real Qdrant built yet: run `make qdrant-real-build` (from {VENDOR}, ~25 min once)"
-    return (f"no real Qdrant: {VENDOR} (the vendored source) is absent and QDRANT_BIN is unset; "
-            "set QDRANT_BIN to a qdrant 1.19 binary or QDRANT_URL to a running server")
+    return (
+        f"no real Qdrant: {VENDOR} (the vendored source) is absent and QDRANT_BIN is unset; "
+        "set QDRANT_BIN to a qdrant 1.19 binary or QDRANT_URL to a running server"
+    )
 
 
 # ---------------------------------------------------------------------------------------- build
@@ -71,11 +73,15 @@ def _apt() -> None:
     lld too if it can be had (it links the 120 MB binary in seconds instead of a minute)."""
     if not shutil.which("cargo"):
         raise SystemExit("cargo is not on PATH: install Rust 1.95 or newer (rustup) and run again")
-    needed = [pkg for pkg, present in (
-        ("protobuf-compiler", shutil.which("protoc")),
-        ("libprotobuf-dev", Path("/usr/include/google/protobuf/empty.proto").exists()),
-        ("patch", shutil.which("patch")),
-    ) if not present]
+    needed = [
+        pkg
+        for pkg, present in (
+            ("protobuf-compiler", shutil.which("protoc")),
+            ("libprotobuf-dev", Path("/usr/include/google/protobuf/empty.proto").exists()),
+            ("patch", shutil.which("patch")),
+        )
+        if not present
+    ]
     optional = [] if shutil.which("ld.lld") else ["lld"]
     if not needed and not optional:
         return
@@ -159,11 +165,14 @@ def _prepare_source(scratch: Path) -> Path:
     fork = '[patch.crates-io]\ntonic = { git = "https://github.com/qdrant/tonic", branch = "v0.14.6-qdrant" }\n'
     if fork not in text:
         raise SystemExit(f"{manifest}: the tonic fork patch line is not where expected")
-    text = text.replace(fork, (
-        f'[patch.crates-io]\ntonic = {{ path = "../tonic-{TONIC_VERSION}" }}\n\n'
-        '[patch."https://github.com/tikv/raft-rs"]\n'
-        'raft = { path = "../raft-rs" }\nraft-proto = { path = "../raft-rs/proto" }\n'
-    ))
+    text = text.replace(
+        fork,
+        (
+            f'[patch.crates-io]\ntonic = {{ path = "../tonic-{TONIC_VERSION}" }}\n\n'
+            '[patch."https://github.com/tikv/raft-rs"]\n'
+            'raft = { path = "../raft-rs" }\nraft-proto = { path = "../raft-rs/proto" }\n'
+        ),
+    )
     manifest.write_text(text)
     for rs in (src / "lib").rglob("*.rs"):
         body = rs.read_text()
@@ -323,8 +332,15 @@ class Node:
         args, env = self.command(exe)
         with self.log.open("ab") as out:
             # cwd is the storage: no ./config/config.yaml there, so Qdrant's built-in defaults apply.
-            self.proc = subprocess.Popen(args, env=env, cwd=self.storage, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                cwd=self.storage,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def get(self, path: str) -> dict | None:  # type: ignore[type-arg]
         req = urllib.request.Request(self.url + path, headers={"api-key": self.api_key} if self.api_key else {})
@@ -341,8 +357,9 @@ class Node:
                 return
             if self.proc is not None and self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace").splitlines()[-25:]
-                raise RuntimeError(f"qdrant on port {self.http_port} exited ({self.proc.returncode}):\n"
-                                   + "\n".join(tail))
+                raise RuntimeError(
+                    f"qdrant on port {self.http_port} exited ({self.proc.returncode}):\n" + "\n".join(tail)
+                )
             time.sleep(0.1)
         raise RuntimeError(f"{what} not ready after {timeout:.0f}s; see {self.log}")
 
@@ -372,16 +389,23 @@ class Node:
             self.proc.wait(timeout)
 
 
-def start_cluster(exe: Path, root: Path, nodes: int, first_port: int | None = None,
-                  api_key: str | None = None, timeout: float = 120) -> list[Node]:
+def start_cluster(
+    exe: Path, root: Path, nodes: int, first_port: int | None = None, api_key: str | None = None, timeout: float = 120
+) -> list[Node]:
     """N nodes on loopback, each with REST, gRPC and p2p ports; node 1 starts the cluster, the others
     bootstrap from it one at a time; returns when every node's /cluster lists all N peers."""
     ports = free_ports(3 * nodes, first_port)
     started: list[Node] = []
     try:
         for i in range(nodes):
-            node = Node(ports[3 * i], ports[3 * i + 1], root / f"node{i + 1}", p2p_port=ports[3 * i + 2],
-                        api_key=api_key, bootstrap=started[0].p2p_url if started else None)
+            node = Node(
+                ports[3 * i],
+                ports[3 * i + 1],
+                root / f"node{i + 1}",
+                p2p_port=ports[3 * i + 2],
+                api_key=api_key,
+                bootstrap=started[0].p2p_url if started else None,
+            )
             node.start(exe)
             started.append(node)
             node.wait_ready(timeout)
@@ -405,9 +429,18 @@ def _require_binary() -> Path:
 
 def _record(nodes: list[Node], root: Path) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
-    RUN_FILE.write_text(json.dumps({"root": str(root), "nodes": [
-        {"pid": n.pid, "url": n.url, "grpc_port": n.grpc_port, "p2p_port": n.p2p_port}
-        for n in nodes]}, indent=2) + "\n")
+    RUN_FILE.write_text(
+        json.dumps(
+            {
+                "root": str(root),
+                "nodes": [
+                    {"pid": n.pid, "url": n.url, "grpc_port": n.grpc_port, "p2p_port": n.p2p_port} for n in nodes
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     for i, node in enumerate(nodes):
         (STATE / f"qdrant-real-node{i + 1}.pid").write_text(str(node.pid or ""))
 
@@ -428,8 +461,7 @@ def up(port: int, api_key: str | None) -> None:
         down(quiet=True)
         raise SystemExit(str(exc)) from None
     version = (node.get("/") or {}).get("version", "?")
-    log(f"Qdrant {version} (pid {node.pid}) at {node.url}, gRPC {HOST}:{grpc}, "
-        f"storage {root}, log {node.log}")
+    log(f"Qdrant {version} (pid {node.pid}) at {node.url}, gRPC {HOST}:{grpc}, storage {root}, log {node.log}")
     print(node.url)
 
 
@@ -504,8 +536,9 @@ def main() -> None:
     single.add_argument("--api-key")
     cluster = sub.add_parser("cluster-up", help="an N-node cluster on loopback with fresh storage")
     cluster.add_argument("--nodes", type=int, default=3)
-    cluster.add_argument("--port", type=int, default=6333,
-                         help="node 1's REST port; each node takes three ports (REST, gRPC, p2p)")
+    cluster.add_argument(
+        "--port", type=int, default=6333, help="node 1's REST port; each node takes three ports (REST, gRPC, p2p)"
+    )
     cluster.add_argument("--api-key")
     sub.add_parser("down", help="stop what up / cluster-up started, by PID, and remove its storage")
     sub.add_parser("status")

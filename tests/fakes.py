@@ -35,9 +35,14 @@ class FakeQdrant:
             raise AlreadyExists(f"Collection `{name}` already exists!")
         self.writes.append(f"create {name}")
         self.collections[name] = {
-            "status": self.created_status, "points_count": 0, "segments_count": 1,
-            "config": {"params": {"vectors": body["vectors"]}, "hnsw_config": body.get("hnsw_config", {"m": 16}),
-                       "metadata": body.get("metadata")},
+            "status": self.created_status,
+            "points_count": 0,
+            "segments_count": 1,
+            "config": {
+                "params": {"vectors": body["vectors"]},
+                "hnsw_config": body.get("hnsw_config", {"m": 16}),
+                "metadata": body.get("metadata"),
+            },
             "payload_schema": {},
         }
         if self.fail_create:

@@ -153,8 +153,12 @@ def main() -> None:
             p.add_argument("--tls-key", default=None)
             p.add_argument("--latency-ms", type=int, default=0)
             p.add_argument("--error-rate", type=float, default=0.0)
-            p.add_argument("--max-shards", type=int, default=MAX_SHARDS,
-                           help="refuse (400) collections with more shards than this; each is a local engine")
+            p.add_argument(
+                "--max-shards",
+                type=int,
+                default=MAX_SHARDS,
+                help="refuse (400) collections with more shards than this; each is a local engine",
+            )
     sub.add_parser("down")
     args = parser.parse_args()
     {"serve": serve, "up": up, "down": down}[args.command](args)

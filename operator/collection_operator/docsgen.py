@@ -114,8 +114,11 @@ def _section(kind: Kind) -> list[str]:
         out += ["", f"### {kind.kind} {part}", "", node.get("description", ""), "", *_table(node, part)]
         rules = list(_rules(node, part))
         if rules:
-            out += ["", "Validation rules (CEL, checked by the API server; `oldSelf` is the value before an update):",
-                    ""]
+            out += [
+                "",
+                "Validation rules (CEL, checked by the API server; `oldSelf` is the value before an update):",
+                "",
+            ]
             for where, rule in rules:
                 at = where + rule.get("fieldPath", "")
                 out.append(f"- `{at}`: {rule['message']}. Rule: `{rule['rule']}`")

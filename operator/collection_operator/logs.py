@@ -20,7 +20,16 @@ TEXT_FORMAT = "[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] [%(correlation_i
 # Loggers of libraries that log HTTP bodies or headers at DEBUG/INFO: never below WARNING.
 REQUEUE_MARK = " failed temporarily: "  # kopf's wording for a TemporaryError (kopf/_core/actions/execution.py)
 QUIET_LOGGERS = (
-    "kubernetes_asyncio", "kubernetes", "client", "urllib3", "aiohttp", "httpx", "httpcore", "h11", "h2", "hpack",
+    "kubernetes_asyncio",
+    "kubernetes",
+    "client",
+    "urllib3",
+    "aiohttp",
+    "httpx",
+    "httpcore",
+    "h11",
+    "h2",
+    "hpack",
     "qdrant_client",
 )
 

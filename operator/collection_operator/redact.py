@@ -15,8 +15,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters and headers whose value is a credential.
-SENSITIVE = r"(?:api[-_]?key|apikey|access[-_]?token|token|secret|password|passwd|pwd|auth|authorization|" \
+SENSITIVE = (
+    r"(?:api[-_]?key|apikey|access[-_]?token|token|secret|password|passwd|pwd|auth|authorization|"
     r"signature|sig|credentials?|x-amz-security-token|x-amz-signature)"
+)
 _SENSITIVE_NAME = re.compile(rf"^{SENSITIVE}$", re.IGNORECASE)
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s?#@]*@")
 _QUERY_VALUE = re.compile(rf"(?P<name>[?&;]{SENSITIVE}=)[^&\s#'\"]*", re.IGNORECASE)
@@ -24,6 +26,7 @@ _HEADER_VALUE = re.compile(
     rf"(?P<name>['\"]?{SENSITIVE}['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^'\"\s,}}]+", re.IGNORECASE
 )
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words; no real API key is that short
+
 
 def redact_url(url: str) -> str:
     """`url` with `user:password@` turned into `***@` and credential-like query values into `***`."""

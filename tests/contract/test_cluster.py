@@ -30,8 +30,9 @@ def test_replicas_on_distinct_peers_all_active(qdrant_cluster: list[Node]) -> No
     name = f"cluster-{uuid.uuid4().hex[:8]}"
     client = QdrantClient(url=qdrant_cluster[0].url, prefer_grpc=False, timeout=30)
     try:
-        client.create_collection(name, vectors_config=m.VectorParams(size=4, distance=m.Distance.DOT),
-                                 shard_number=3, replication_factor=2)
+        client.create_collection(
+            name, vectors_config=m.VectorParams(size=4, distance=m.Distance.DOT), shard_number=3, replication_factor=2
+        )
 
         def settled() -> list[dict[int, dict[int, str]]] | None:
             views = [placement(n, name) for n in qdrant_cluster]

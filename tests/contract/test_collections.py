@@ -325,8 +325,9 @@ def test_alias_actions_apply_in_order(client: QdrantClient, name: str) -> None:
         client.delete_collection(other)
 
 
-def test_too_many_shards_is_a_400_in_qdrants_error_shape_and_creates_nothing(client: QdrantClient, qdrant_server,
-                                                                            name: str) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_shards_is_a_400_in_qdrants_error_shape_and_creates_nothing(
+    client: QdrantClient, qdrant_server, name: str
+) -> None:  # type: ignore[no-untyped-def]
     qdrant_server.require_dev()  # a real Qdrant documents no maximum (uint32); the dev server serves up to 64
     body = {"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 1024}
     started = time.monotonic()
@@ -339,8 +340,9 @@ def test_too_many_shards_is_a_400_in_qdrants_error_shape_and_creates_nothing(cli
 
 
 @dev_gap("custom sharding with shard keys is not emulated")
-def test_custom_sharding_with_shard_keys(qdrant_tier: str, client: QdrantClient, name: str,
-                                         request: pytest.FixtureRequest) -> None:
+def test_custom_sharding_with_shard_keys(
+    qdrant_tier: str, client: QdrantClient, name: str, request: pytest.FixtureRequest
+) -> None:
     if qdrant_tier == "real":  # a standalone Qdrant answers 405 "running in standalone mode": shard keys need a cluster
         client = QdrantClient(url=request.getfixturevalue("qdrant_cluster")[0].url, prefer_grpc=False, timeout=30)
         request.addfinalizer(lambda: client.delete_collection(name))

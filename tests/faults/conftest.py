@@ -59,9 +59,13 @@ def faults_operator(control_plane: ControlPlane, faults_logs: Path) -> Iterator[
 
 
 @pytest.fixture
-def scenario(request: pytest.FixtureRequest, control_plane: ControlPlane, faults_qdrant: QdrantServer,
-             faults_operator: harness.OperatorProcess,
-             faults_results: dict[str, dict[str, Any]]) -> Iterator[harness.Scenario]:
+def scenario(
+    request: pytest.FixtureRequest,
+    control_plane: ControlPlane,
+    faults_qdrant: QdrantServer,
+    faults_operator: harness.OperatorProcess,
+    faults_results: dict[str, dict[str, Any]],
+) -> Iterator[harness.Scenario]:
     """A namespace with the connection "main". At the end Qdrant and the operator are running again and the
     namespace is deleted and waited for, so no finalizer is left behind."""
     namespace = harness.namespace_name()
@@ -84,8 +88,11 @@ def scenario(request: pytest.FixtureRequest, control_plane: ControlPlane, faults
         faults_results[request.node.name] = sc.row
         control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
         try:
-            wait_for(lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False), 120,
-                     f"namespace {namespace} to be deleted")
+            wait_for(
+                lambda: "NotFound" in control_plane.admin("get", "namespace", namespace, check=False),
+                120,
+                f"namespace {namespace} to be deleted",
+            )
         except AssertionError:
             sc.row["outcome"] += ", namespace not deleted in 120 s"
             raise

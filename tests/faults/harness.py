@@ -33,8 +33,12 @@ VECTORS = [{"size": 4, "distance": "Dot"}]
 POINTS = 3  # written into every collection once it is Ready, and expected back at the end
 RESYNC_SECONDS = 10
 # Faster than the Testing profile's 30 s so a scenario's convergence is not mostly breaker wait.
-CONNECTION_SPEC = {"environment": "Testing", "apiKeySecretRef": {"name": "qdrant-key"},
-                   "circuitBreaker": {"openSeconds": 5}, "healthCheck": {"intervalSeconds": 2}}
+CONNECTION_SPEC = {
+    "environment": "Testing",
+    "apiKeySecretRef": {"name": "qdrant-key"},
+    "circuitBreaker": {"openSeconds": 5},
+    "healthCheck": {"intervalSeconds": 2},
+}
 
 
 # Not under the in-process operator's pattern (t-xxxx-*): only the tier's own operator process reconciles them.
@@ -69,13 +73,21 @@ class OperatorProcess:
 
     def start(self) -> None:
         health = _free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.plane.operator_kubeconfig), "QDRANT_OPERATOR_METRICS_PORT": "0",
-               "QDRANT_OPERATOR_HEALTH_PORT": str(health),
-               "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": str(RESYNC_SECONDS)}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.plane.operator_kubeconfig),
+            "QDRANT_OPERATOR_METRICS_PORT": "0",
+            "QDRANT_OPERATOR_HEALTH_PORT": str(health),
+            "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": str(RESYNC_SECONDS),
+        }
         scope = [arg for ns in self.namespaces for arg in ("-n", ns)]
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([str(BIN), "run", "--verbose", "--log-format", self.log_format, *scope],
-                                         env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(BIN), "run", "--verbose", "--log-format", self.log_format, *scope],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.starts += 1
         wait_for(lambda: self._healthy(health), 60, "the operator's liveness endpoint")
 
@@ -148,8 +160,15 @@ class Scenario:
         """The API key Secret and the connection "main" (again with `spec` on top of CONNECTION_SPEC)."""
         if not spec:
             self.kubectl("create", "secret", "generic", "qdrant-key", f"--from-literal=api-key={self.qdrant.api_key}")
-        self.apply([{"kind": "QdrantConnection", "metadata": {"name": "main"},
-                     "spec": {"url": self.qdrant.url, **CONNECTION_SPEC, **spec}}])
+        self.apply(
+            [
+                {
+                    "kind": "QdrantConnection",
+                    "metadata": {"name": "main"},
+                    "spec": {"url": self.qdrant.url, **CONNECTION_SPEC, **spec},
+                }
+            ]
+        )
 
     def collection_name(self, name: str) -> str:
         return self.names.get(name) or f"{self.namespace}-{name}"
@@ -163,9 +182,20 @@ class Scenario:
         return names
 
     def update(self, names: Iterable[str], **spec: Any) -> None:
-        self.apply({"kind": "VectorCollection", "metadata": {"name": name}, "spec": {
-            "connectionRef": {"name": "main"}, "collectionName": self.collection_name(name), "vectors": VECTORS,
-            "deletionPolicy": self.policies[name], **spec}} for name in names)
+        self.apply(
+            {
+                "kind": "VectorCollection",
+                "metadata": {"name": name},
+                "spec": {
+                    "connectionRef": {"name": "main"},
+                    "collectionName": self.collection_name(name),
+                    "vectors": VECTORS,
+                    "deletionPolicy": self.policies[name],
+                    **spec,
+                },
+            }
+            for name in names
+        )
 
     def delete(self, names: Iterable[str]) -> None:
         self.kubectl("delete", PLURAL, *names, "--wait=false")
@@ -202,8 +232,9 @@ class Scenario:
         body = {"points": [{"id": i, "vector": [0.1 * (i + 1)] * 4, "payload": {"i": i}} for i in range(POINTS)]}
         with self.qdrant.http(timeout=30) as http:
             for name in names:
-                http.put(f"/collections/{self.collection_name(name)}/points", params={"wait": "true"},
-                         json=body).raise_for_status()
+                http.put(
+                    f"/collections/{self.collection_name(name)}/points", params={"wait": "true"}, json=body
+                ).raise_for_status()
                 self.points[name] = POINTS
 
     # ------------------------------------------------------------------ the invariants

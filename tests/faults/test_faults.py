@@ -47,8 +47,10 @@ def test_qdrant_slow_and_flaky(scenario: Scenario) -> None:
     scenario.update(kept[:3], payloadIndexes=[{"field": "tenant", "type": "Keyword"}])
     scenario.delete(kept[3:])
     took = scenario.converge(180, since=started)
-    scenario.record("150 ms latency and 30 % HTTP 503 on every call (5 attempts per call) during 12 creates, "
-                    "3 updates, 3 deletes", took)
+    scenario.record(
+        "150 ms latency and 30 % HTTP 503 on every call (5 attempts per call) during 12 creates, 3 updates, 3 deletes",
+        took,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -59,8 +61,11 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
     names = scenario.create(24)
     phases = [
         ("create", lambda: None, lambda: len(scenario.in_qdrant(names))),
-        ("update", lambda: scenario.update(names, payloadIndexes=[{"field": "tenant", "type": "Keyword"}]),
-         lambda: scenario.count_converged(names)),
+        (
+            "update",
+            lambda: scenario.update(names, payloadIndexes=[{"field": "tenant", "type": "Keyword"}]),
+            lambda: scenario.count_converged(names),
+        ),
         ("delete", lambda: scenario.delete(names), lambda: len(names) - len(set(scenario.live()) & set(names))),
     ]
     for phase, act, progress in phases:
@@ -75,8 +80,10 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
         if phase == "create":
             scenario.fill(names)
     phases_took = ", ".join(f"{phase} {s:.0f} s" for phase, s in took.items())
-    scenario.record(f"operator SIGKILL x{kills} in each of create, update, delete (20 ms Qdrant latency): "
-                    f"{phases_took}", sum(took.values()))
+    scenario.record(
+        f"operator SIGKILL x{kills} in each of create, update, delete (20 ms Qdrant latency): {phases_took}",
+        sum(took.values()),
+    )
 
 
 @pytest.mark.timeout(240)
@@ -108,7 +115,10 @@ def test_namespace_of_many_collections_deleted(scenario: Scenario) -> None:
     names = ready(scenario, 60)
     started = time.monotonic()
     scenario.plane.admin("delete", "namespace", scenario.namespace, "--wait=false")
-    wait_for(lambda: "NotFound" in scenario.plane.admin("get", "namespace", scenario.namespace, check=False), 180,
-             "the namespace to be gone")
+    wait_for(
+        lambda: "NotFound" in scenario.plane.admin("get", "namespace", scenario.namespace, check=False),
+        180,
+        "the namespace to be gone",
+    )
     took = scenario.converge(30, since=started)
     scenario.record(f"namespace deleted with its connection and {len(names)} collections", took)

@@ -46,17 +46,37 @@ BEYOND = {
     "alias-slash": {"aliases": ["x/y"]},
     "policy-unknown": {"deletionPolicy": "Purge"},
 }
-BAD_URLS = ["file:///etc/passwd", "ftp://127.0.0.1:21/", "http://", "http:// 127.0.0.1:6333",
-            "gopher://127.0.0.1:70/", "http://127.0.0.1:6333/" + "a" * 2048, "javascript:alert(1)"]
+BAD_URLS = [
+    "file:///etc/passwd",
+    "ftp://127.0.0.1:21/",
+    "http://",
+    "http:// 127.0.0.1:6333",
+    "gopher://127.0.0.1:70/",
+    "http://127.0.0.1:6333/" + "a" * 2048,
+    "javascript:alert(1)",
+]
 
 
 def test_bad_inputs_refused_or_served(scenario: Scenario, control_plane: ControlPlane) -> None:
-    docs = [{"kind": "VectorCollection", "metadata": {"name": f"bad-{label}"},
-             "spec": {"connectionRef": {"name": "main"}, "vectors": [V], **spec}} for label, spec in BEYOND.items()]
-    docs += [{"kind": "QdrantConnection", "metadata": {"name": f"bad-url-{i}"}, "spec": {"url": url}}
-             for i, url in enumerate(BAD_URLS)]
-    docs.append({"kind": "VectorCollection", "metadata": {"name": "снежинка-☃"},
-                 "spec": {"connectionRef": {"name": "main"}, "vectors": [V]}})
+    docs = [
+        {
+            "kind": "VectorCollection",
+            "metadata": {"name": f"bad-{label}"},
+            "spec": {"connectionRef": {"name": "main"}, "vectors": [V], **spec},
+        }
+        for label, spec in BEYOND.items()
+    ]
+    docs += [
+        {"kind": "QdrantConnection", "metadata": {"name": f"bad-url-{i}"}, "spec": {"url": url}}
+        for i, url in enumerate(BAD_URLS)
+    ]
+    docs.append(
+        {
+            "kind": "VectorCollection",
+            "metadata": {"name": "снежинка-☃"},
+            "spec": {"connectionRef": {"name": "main"}, "vectors": [V]},
+        }
+    )
     accepted = {d["metadata"]["name"] for d in docs} - refusals(scenario, docs)
 
     # The bounds themselves are served. shardNumber stays well below its bound: 1024 froze the dev server
@@ -67,9 +87,13 @@ def test_bad_inputs_refused_or_served(scenario: Scenario, control_plane: Control
         "long-name": {"collectionName": f"_{tag}" + "a" * 248},
         "odd-name": {"collectionName": f"_{tag}.a.b-c_"},
         "wide": {"vectors": [{"size": 65536, "distance": "Cosine"}], "hnsw": {"m": 1024, "efConstruct": 65536}},
-        "many": {"vectors": [{"name": f"v{i}", **V} for i in range(16)], "shardNumber": 16,
-                 "replicationFactor": 64, "writeConsistencyFactor": 64,
-                 "aliases": [f"{tag}-alias-{i}" for i in range(32)]},
+        "many": {
+            "vectors": [{"name": f"v{i}", **V} for i in range(16)],
+            "shardNumber": 16,
+            "replicationFactor": 64,
+            "writeConsistencyFactor": 64,
+            "aliases": [f"{tag}-alias-{i}" for i in range(32)],
+        },
         "indexes": {"payloadIndexes": [{"field": f"f{i}", "type": "Keyword"} for i in range(64)]},
     }
     for name, spec in at_bounds.items():
@@ -80,27 +104,53 @@ def test_bad_inputs_refused_or_served(scenario: Scenario, control_plane: Control
     regular = scenario.create(6)
 
     # Hostile URLs that parse: the kube-apiserver (a peer that is not Qdrant: its body must not reach status).
-    scenario.apply([{"kind": "QdrantConnection", "metadata": {"name": "apiserver"},
-                     "spec": {"url": control_plane_url(control_plane), "environment": "Testing",
-                              "tls": {"insecureSkipVerify": True}}}])
+    scenario.apply(
+        [
+            {
+                "kind": "QdrantConnection",
+                "metadata": {"name": "apiserver"},
+                "spec": {
+                    "url": control_plane_url(control_plane),
+                    "environment": "Testing",
+                    "tls": {"insecureSkipVerify": True},
+                },
+            }
+        ]
+    )
     took = scenario.converge(120, since=started)
-    wait_for(lambda: scenario.kubectl("get", "qdrantconnections", "apiserver", "-o",
-                                      "jsonpath={.status.conditions[?(@.type=='Ready')].message}"), 60,
-             "the apiserver connection's verdict")
-    status = json.dumps(scenario.plane.admin.json("get", "qdrantconnections", "apiserver", "-n",
-                                                  scenario.namespace).get("status"))
+    wait_for(
+        lambda: scenario.kubectl(
+            "get", "qdrantconnections", "apiserver", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].message}"
+        ),
+        60,
+        "the apiserver connection's verdict",
+    )
+    status = json.dumps(
+        scenario.plane.admin.json("get", "qdrantconnections", "apiserver", "-n", scenario.namespace).get("status")
+    )
     reflected = [s for s in ("system:anonymous", "forbidden: User", "Forbidden") if s in status]
-    scenario.record(f"{len(docs)} inputs beyond a bound or hostile (all must be refused at admission), "
-                    f"{len(at_bounds)} at the bounds, {len(regular)} plain, a connection to the kube-apiserver", took)
-    assert not accepted and not reflected, (f"accepted by the API server: {sorted(accepted)}; "
-                                            f"the API server's answer in status: {reflected}: {status[:600]}")
+    scenario.record(
+        f"{len(docs)} inputs beyond a bound or hostile (all must be refused at admission), "
+        f"{len(at_bounds)} at the bounds, {len(regular)} plain, a connection to the kube-apiserver",
+        took,
+    )
+    assert not accepted and not reflected, (
+        f"accepted by the API server: {sorted(accepted)}; "
+        f"the API server's answer in status: {reflected}: {status[:600]}"
+    )
 
 
 def refusals(scenario: Scenario, docs: list[dict[str, Any]]) -> set[str]:
     """Names of the docs the API server refuses (server-side dry run: nothing is stored)."""
     items = [{"apiVersion": "qdrant.collection-operator.dev/v1alpha1", **d} for d in docs]
-    out = scenario.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
-                           stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    out = scenario.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+    )
     return {d["metadata"]["name"] for d in docs if f'"{d["metadata"]["name"]}"' in out}
 
 
@@ -118,9 +168,20 @@ def test_secrets_never_in_logs_events_or_status(scenario: Scenario, faults_logs:
     scenario.operator.log_format = "json"
     scenario.operator.start()
     try:
-        scenario.apply([{"kind": "QdrantConnection", "metadata": {"name": "creds"}, "spec": {
-            "url": scenario.qdrant.url.replace("://", f"://admin:{password}@"), "environment": "Testing",
-            "apiKeySecretRef": {"name": "qdrant-key"}, "healthCheck": {"intervalSeconds": 1}}}])
+        scenario.apply(
+            [
+                {
+                    "kind": "QdrantConnection",
+                    "metadata": {"name": "creds"},
+                    "spec": {
+                        "url": scenario.qdrant.url.replace("://", f"://admin:{password}@"),
+                        "environment": "Testing",
+                        "apiKeySecretRef": {"name": "qdrant-key"},
+                        "healthCheck": {"intervalSeconds": 1},
+                    },
+                }
+            ]
+        )
         names = scenario.create(4)
         took = scenario.converge(60, since=started)
         log = scenario.operator.log_path
@@ -135,8 +196,15 @@ def test_secrets_never_in_logs_events_or_status(scenario: Scenario, faults_logs:
     captured["events"] = scenario.plane.admin("get", "events", "-A", "-o", "json")
     resources = scenario.plane.admin.json("get", "qdrantconnections,vectorcollections,collectionsnapshots", "-A")
     captured["statuses"] = json.dumps([item.get("status") for item in resources["items"]])
-    found = [f"{marker[:24]}... in {where}" for where, text in captured.items()
-             for marker in [*secret_forms(SECRET), *secret_forms(password)] if marker in text]
-    scenario.record(f"operator --verbose (text and JSON); API key and URL password markers; {len(names)} "
-                    f"collections; scanned {len(captured) - 2} logs, all Events and statuses", took)
+    found = [
+        f"{marker[:24]}... in {where}"
+        for where, text in captured.items()
+        for marker in [*secret_forms(SECRET), *secret_forms(password)]
+        if marker in text
+    ]
+    scenario.record(
+        f"operator --verbose (text and JSON); API key and URL password markers; {len(names)} "
+        f"collections; scanned {len(captured) - 2} logs, all Events and statuses",
+        took,
+    )
     assert not found, f"secret material captured: {found}"

@@ -33,8 +33,12 @@ class AuditWindow:
             except ValueError:  # a line still being written at the end of the file
                 continue
             ref = event.get("objectRef") or {}
-            if (event.get("verb") in WRITE_VERBS and ref.get("resource") == resource
-                    and ref.get("namespace") == namespace and ref.get("name") == name
-                    and (subresource == "*" or ref.get("subresource") == subresource)):
+            if (
+                event.get("verb") in WRITE_VERBS
+                and ref.get("resource") == resource
+                and ref.get("namespace") == namespace
+                and ref.get("name") == name
+                and (subresource == "*" or ref.get("subresource") == subresource)
+            ):
                 found.append(event)
         return found

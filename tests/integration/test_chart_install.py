@@ -14,8 +14,9 @@ pytestmark = pytest.mark.integration
 
 def dry_run(control_plane, objects: list[dict]) -> str:
     known = [obj for obj in objects if not obj["apiVersion"].startswith("monitoring.coreos.com/")]
-    out = control_plane.admin("apply", "--server-side", "--force-conflicts", "--dry-run=server",
-                              "-f", "-", stdin=yaml.safe_dump_all(known))
+    out = control_plane.admin(
+        "apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(known)
+    )
     assert out.count("(server dry run)") == len(known), out
     return out
 

@@ -72,10 +72,13 @@ async def running(own_server: QdrantServer) -> AsyncIterator[QdrantServer]:
 async def test_idempotent_call_is_retried_through_injected_503s(running: QdrantServer) -> None:
     running.reset_requests()
     running.set_faults(error_rate=1.0)
-    before = REGISTRY.get_sample_value(
-        "qdrant_operator_client_retries_total",
-        {"connection": "retry", "operation": "list_collections", "reason": "QdrantUnavailable"},
-    ) or 0.0
+    before = (
+        REGISTRY.get_sample_value(
+            "qdrant_operator_client_retries_total",
+            {"connection": "retry", "operation": "list_collections", "reason": "QdrantUnavailable"},
+        )
+        or 0.0
+    )
     async with gateway_for(running, "retry", retry={"maxAttempts": 20, "initialDelaySeconds": 0.05}) as gateway:
         call = asyncio.create_task(gateway.list_collections())
         await eventually(lambda: running.count("GET", "/collections") >= 2, "two attempts answered 503")
@@ -162,9 +165,13 @@ async def test_health_goes_unhealthy_and_back_to_healthy(running: QdrantServer) 
     healths = [report.health for report in reports]
     first_unhealthy = healths.index(Health.UNHEALTHY)
     assert Health.HEALTHY in healths[:first_unhealthy] and Health.HEALTHY in healths[first_unhealthy:]
-    assert REGISTRY.get_sample_value(
-        "qdrant_operator_connection_health", {"connection": "health", "qdrant_operator_connection_health": "Healthy"}
-    ) == 1.0
+    assert (
+        REGISTRY.get_sample_value(
+            "qdrant_operator_connection_health",
+            {"connection": "health", "qdrant_operator_connection_health": "Healthy"},
+        )
+        == 1.0
+    )
 
 
 async def test_pool_limits_calls_and_reports_exhaustion(running: QdrantServer) -> None:

@@ -16,10 +16,14 @@ GROUP = "qdrant.collection-operator.dev"
 
 
 def collection(name: str, **spec) -> str:
-    return json.dumps({
-        "apiVersion": f"{GROUP}/v1alpha1", "kind": "VectorCollection",
-        "metadata": {"name": name}, "spec": spec,
-    })
+    return json.dumps(
+        {
+            "apiVersion": f"{GROUP}/v1alpha1",
+            "kind": "VectorCollection",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
 
 
 MINIMAL = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
@@ -48,20 +52,32 @@ def test_every_example_is_accepted(control_plane, namespace, path):
 
 def test_missing_required_field_is_rejected_with_a_readable_message(control_plane, namespace):
     with pytest.raises(KubectlError) as err:
-        control_plane.admin("apply", "-n", namespace, "-f", "-",
-                            stdin=collection("no-conn", vectors=[{"size": 4, "distance": "Cosine"}]))
+        control_plane.admin(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=collection("no-conn", vectors=[{"size": 4, "distance": "Cosine"}]),
+        )
     assert "spec.connectionRef: Required value" in err.value.stderr
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({**MINIMAL, "replicationFactor": 1, "writeConsistencyFactor": 2},
-         "writeConsistencyFactor must not exceed replicationFactor"),
-        ({**MINIMAL, "quantization": {"scalar": {}, "binary": {}}},
-         "quantization takes exactly one of scalar, product, binary or disabled"),
-        ({**MINIMAL, "vectors": [{"size": 4, "distance": "Cosine"}, {"name": "b", "size": 4, "distance": "Dot"}]},
-         'an unnamed vector (name "") must be the only dense vector'),
+        (
+            {**MINIMAL, "replicationFactor": 1, "writeConsistencyFactor": 2},
+            "writeConsistencyFactor must not exceed replicationFactor",
+        ),
+        (
+            {**MINIMAL, "quantization": {"scalar": {}, "binary": {}}},
+            "quantization takes exactly one of scalar, product, binary or disabled",
+        ),
+        (
+            {**MINIMAL, "vectors": [{"size": 4, "distance": "Cosine"}, {"name": "b", "size": 4, "distance": "Dot"}]},
+            'an unnamed vector (name "") must be the only dense vector',
+        ),
         ({**MINIMAL, "vectors": [{"size": 0, "distance": "Cosine"}]}, "should be greater than or equal to 1"),
         ({**MINIMAL, "vectors": [{"size": 4, "distance": "Hamming"}]}, 'Unsupported value: "Hamming"'),
         ({**MINIMAL, "hnsw": {"efConstrukt": 100}}, 'unknown field "spec.hnsw.efConstrukt"'),
@@ -75,8 +91,7 @@ def test_invalid_specs_are_rejected(control_plane, namespace, spec, message):
 
 
 def test_immutable_fields_are_rejected_by_cel(control_plane, namespace):
-    control_plane.admin("apply", "-n", namespace, "-f", "-",
-                        stdin=collection("docs", collectionName="docs", **MINIMAL))
+    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("docs", collectionName="docs", **MINIMAL))
     changes = {
         "connectionRef is immutable": {"spec": {"connectionRef": {"name": "other"}}},
         "collectionName is immutable": {"spec": {"collectionName": "elsewhere"}},
@@ -86,8 +101,16 @@ def test_immutable_fields_are_rejected_by_cel(control_plane, namespace):
             control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=merge", "-p", json.dumps(patch))
         assert message in err.value.stderr
     with pytest.raises(KubectlError) as err:
-        control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=json",
-                            "-p", '[{"op": "replace", "path": "/spec/vectors/0/size", "value": 8}]')
+        control_plane.admin(
+            "patch",
+            "-n",
+            namespace,
+            "vc",
+            "docs",
+            "--type=json",
+            "-p",
+            '[{"op": "replace", "path": "/spec/vectors/0/size", "value": 8}]',
+        )
     assert "a vector's size and distance are immutable" in err.value.stderr
     # A mutable field still changes, and nothing above was stored.
     control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=merge", "-p", '{"spec":{"hnsw":{"m":32}}}')
@@ -118,49 +141,134 @@ def test_a_stalled_collection_does_not_read_as_fine(control_plane, namespace):
     control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("stuck", **MINIMAL))
     stamp = "2026-01-01T00:00:00Z"
     status = {
-        "collectionName": "stuck", "qdrantStatus": "green", "pointsCount": 12, "indexedVectorsCount": 10,
-        "segmentsCount": 3, "shardNumber": 2, "replicationFactor": 1, "observedGeneration": 1,
+        "collectionName": "stuck",
+        "qdrantStatus": "green",
+        "pointsCount": 12,
+        "indexedVectorsCount": 10,
+        "segmentsCount": 3,
+        "shardNumber": 2,
+        "replicationFactor": 1,
+        "observedGeneration": 1,
         "conditions": [
-            {"type": "Ready", "status": "False", "reason": "ImmutableFieldChanged", "message": "vectors added",
-             "lastTransitionTime": stamp},
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "ImmutableFieldChanged",
+                "message": "vectors added",
+                "lastTransitionTime": stamp,
+            },
             {"type": "Reconciling", "status": "False", "reason": "Idle", "message": "", "lastTransitionTime": stamp},
-            {"type": "Stalled", "status": "True", "reason": "ImmutableFieldChanged", "message": "vectors added",
-             "lastTransitionTime": stamp},
+            {
+                "type": "Stalled",
+                "status": "True",
+                "reason": "ImmutableFieldChanged",
+                "message": "vectors added",
+                "lastTransitionTime": stamp,
+            },
         ],
     }
-    control_plane.admin("patch", "-n", namespace, "vc", "stuck", "--subresource=status", "--type=merge",
-                        "-p", json.dumps({"status": status}))
+    control_plane.admin(
+        "patch",
+        "-n",
+        namespace,
+        "vc",
+        "stuck",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
     assert _row(control_plane.admin, "vc", "stuck", "-n", namespace) | {"AGE": ""} == {
-        "NAME": "stuck", "COLLECTION": "stuck", "CONNECTION": "main", "READY": "False",
-        "REASON": "ImmutableFieldChanged", "POINTS": "12", "AGE": "",
+        "NAME": "stuck",
+        "COLLECTION": "stuck",
+        "CONNECTION": "main",
+        "READY": "False",
+        "REASON": "ImmutableFieldChanged",
+        "POINTS": "12",
+        "AGE": "",
     }
     wide = _row(control_plane.admin, "vc", "stuck", "-n", namespace, "-o", "wide")
     assert [wide[c] for c in ("QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION")] == [
-        "green", "10", "3", "2", "1"]
+        "green",
+        "10",
+        "3",
+        "2",
+        "1",
+    ]
 
 
 def test_connection_and_snapshot_columns_through_kubectl(control_plane, namespace):
-    conn = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "QdrantConnection", "metadata": {"name": "main"},
-            "spec": {"url": "http://qdrant.example:6333", "environment": "Testing"}}
-    snap = {"apiVersion": f"{GROUP}/v1alpha1", "kind": "CollectionSnapshot", "metadata": {"name": "nightly"},
-            "spec": {"collectionRef": {"name": "docs"}, "schedule": "0 3 * * *"}}
-    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=json.dumps({"kind": "List", "apiVersion": "v1",
-                                                                              "items": [conn, snap]}))
+    conn = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "QdrantConnection",
+        "metadata": {"name": "main"},
+        "spec": {"url": "http://qdrant.example:6333", "environment": "Testing"},
+    }
+    snap = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "CollectionSnapshot",
+        "metadata": {"name": "nightly"},
+        "spec": {"collectionRef": {"name": "docs"}, "schedule": "0 3 * * *"},
+    }
+    control_plane.admin(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"kind": "List", "apiVersion": "v1", "items": [conn, snap]}),
+    )
     stamp = "2026-01-01T00:00:00Z"
     ready = [{"type": "Ready", "status": "False", "reason": "CircuitOpen", "message": "", "lastTransitionTime": stamp}]
-    control_plane.admin("patch", "-n", namespace, "qconn", "main", "--subresource=status", "--type=merge", "-p",
-                        json.dumps({"status": {"health": "Unhealthy", "circuitBreaker": "Open", "peers": 1,
-                                               "collections": 3, "conditions": ready}}))
+    control_plane.admin(
+        "patch",
+        "-n",
+        namespace,
+        "qconn",
+        "main",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "health": "Unhealthy",
+                    "circuitBreaker": "Open",
+                    "peers": 1,
+                    "collections": 3,
+                    "conditions": ready,
+                }
+            }
+        ),
+    )
     got = _row(control_plane.admin, "qconn", "main", "-n", namespace, "-o", "wide")
     assert [got[c] for c in ("HEALTH", "READY", "REASON", "BREAKER", "PEERS", "COLLECTIONS")] == [
-        "Unhealthy", "False", "CircuitOpen", "Open", "1", "3"]
+        "Unhealthy",
+        "False",
+        "CircuitOpen",
+        "Open",
+        "1",
+        "3",
+    ]
     stalled = [{**ready[0], "reason": "CollectionNotFound"}]
-    control_plane.admin("patch", "-n", namespace, "vsnap", "nightly", "--subresource=status", "--type=merge", "-p",
-                        json.dumps({"status": {"phase": "Failed", "connection": f"{namespace}/main",
-                                               "conditions": stalled}}))
+    control_plane.admin(
+        "patch",
+        "-n",
+        namespace,
+        "vsnap",
+        "nightly",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Failed", "connection": f"{namespace}/main", "conditions": stalled}}),
+    )
     got = _row(control_plane.admin, "vsnap", "nightly", "-n", namespace, "-o", "wide")
     assert [got[c] for c in ("PHASE", "READY", "REASON", "CONNECTION")] == [
-        "Failed", "False", "CollectionNotFound", f"{namespace}/main"]
+        "Failed",
+        "False",
+        "CollectionNotFound",
+        f"{namespace}/main",
+    ]
 
 
 def test_operator_identity_has_exactly_its_cluster_role(control_plane, namespace):
@@ -187,10 +295,19 @@ def test_namespace_deletion_and_garbage_collection_run(control_plane):
     try:
         owner = control_plane.admin.json("create", "configmap", "owner", "-n", "gc-check")
         dependent = {
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "dependent", "ownerReferences": [{
-                "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"],
-            }]},
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "dependent",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": owner["metadata"]["uid"],
+                    }
+                ],
+            },
         }
         control_plane.admin("apply", "-n", "gc-check", "-f", "-", stdin=json.dumps(dependent))
         control_plane.admin("delete", "configmap", "owner", "-n", "gc-check")

@@ -29,15 +29,25 @@ def test_namespace_deletion_deletes_every_delete_policy_collection(cluster, conn
     names = {policy: [unique(policy.lower()) for _ in range(6)] for policy in ("Delete", "Retain")}
     for policy, collections in names.items():
         for i, name in enumerate(collections):
-            cluster.apply("VectorCollection", f"{policy.lower()}-{i}", {
-                "connectionRef": {"name": connection}, "collectionName": name, "vectors": VECTORS,
-                "deletionPolicy": policy})
+            cluster.apply(
+                "VectorCollection",
+                f"{policy.lower()}-{i}",
+                {
+                    "connectionRef": {"name": connection},
+                    "collectionName": name,
+                    "vectors": VECTORS,
+                    "deletionPolicy": policy,
+                },
+            )
     for policy, collections in names.items():
         for i in range(len(collections)):
             cluster.wait_condition(PLURAL, f"{policy.lower()}-{i}", "InSync")
     control_plane.admin("delete", "namespace", cluster.namespace, "--wait=false")
-    wait_for(lambda: "NotFound" in control_plane.admin("get", "namespace", cluster.namespace, check=False), 120,
-             "the namespace to be gone")
+    wait_for(
+        lambda: "NotFound" in control_plane.admin("get", "namespace", cluster.namespace, check=False),
+        120,
+        "the namespace to be gone",
+    )
     live = collections_in(qdrant_server)
     assert not live & set(names["Delete"]), "every Delete-policy collection was deleted in Qdrant"
     assert set(names["Retain"]) <= live, "every Retain-policy collection was kept"
@@ -45,13 +55,17 @@ def test_namespace_deletion_deletes_every_delete_policy_collection(cluster, conn
 
 def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, connection, qdrant_server):
     name = unique("needs")
-    cluster.apply("VectorCollection", "needs", {"connectionRef": {"name": connection}, "collectionName": name,
-                                                "vectors": VECTORS, "deletionPolicy": "Delete"})
+    cluster.apply(
+        "VectorCollection",
+        "needs",
+        {"connectionRef": {"name": connection}, "collectionName": name, "vectors": VECTORS, "deletionPolicy": "Delete"},
+    )
     cluster.wait_condition(PLURAL, "needs", "InSync")
     cluster.kubectl("delete", "qdrantconnections", connection, "--wait=false")
     body = cluster.wait_condition("qdrantconnections", connection, "WaitingForDependents", status="False")
-    assert f"VectorCollection {cluster.namespace}/needs" in cluster.condition(
-        "qdrantconnections", connection)["message"]
+    assert (
+        f"VectorCollection {cluster.namespace}/needs" in cluster.condition("qdrantconnections", connection)["message"]
+    )
     assert body["metadata"].get("deletionTimestamp")
     cluster.kubectl("delete", PLURAL, "needs", "--timeout=60s")
     assert name not in collections_in(qdrant_server)
@@ -60,13 +74,19 @@ def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, co
 
 def test_alias_conflicts_stall_without_writes(cluster, connection, qdrant_server):
     taken = unique("taken")
-    cluster.apply("VectorCollection", "holder", {"connectionRef": {"name": connection}, "collectionName": taken,
-                                                 "vectors": VECTORS})
+    cluster.apply(
+        "VectorCollection",
+        "holder",
+        {"connectionRef": {"name": connection}, "collectionName": taken, "vectors": VECTORS},
+    )
     cluster.wait_condition(PLURAL, "holder", "InSync")
     name = unique("wants")
     qdrant_server.reset_requests()
-    cluster.apply("VectorCollection", "wants", {"connectionRef": {"name": connection}, "collectionName": name,
-                                                "vectors": VECTORS, "aliases": [taken]})
+    cluster.apply(
+        "VectorCollection",
+        "wants",
+        {"connectionRef": {"name": connection}, "collectionName": name, "vectors": VECTORS, "aliases": [taken]},
+    )
     cluster.wait_condition(PLURAL, "wants", "AliasConflict", type_="Stalled")
     assert taken in cluster.condition(PLURAL, "wants", "Stalled")["message"]
     wait_for(lambda: len(qdrant_server.requests()["requests"]) > 6, 30, "a few resyncs")  # resync every 3 s
@@ -86,6 +106,14 @@ def test_outage_and_recovery_reach_collection_status(cluster, operator, qdrant_s
     server.reset_requests()
     cluster.wait_condition(PLURAL, "kept", "InSync", timeout=60)
     assert writes(server) == [], "recovery re-checks, it does not write"
-    events = json.loads(cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=kept,"
-                                        "involvedObject.kind=VectorCollection", "-o", "json"))["items"]
+    events = json.loads(
+        cluster.kubectl(
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=kept,involvedObject.kind=VectorCollection",
+            "-o",
+            "json",
+        )
+    )["items"]
     assert [e["reason"] for e in events].count("ConnectionNotReady") == 1

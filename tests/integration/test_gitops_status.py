@@ -75,8 +75,21 @@ def recording(cluster: Any, plural: str, name: str) -> Iterator[list[dict[str, A
     versions: list[dict[str, Any]] = []
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
-            [str(KUBECTL), f"--kubeconfig={cluster.plane.admin_kubeconfig}", "get", plural, "-n", cluster.namespace,
-             f"--field-selector=metadata.name={name}", "--watch", "-o", "json"], stdout=out, stderr=subprocess.DEVNULL)
+            [
+                str(KUBECTL),
+                f"--kubeconfig={cluster.plane.admin_kubeconfig}",
+                "get",
+                plural,
+                "-n",
+                cluster.namespace,
+                f"--field-selector=metadata.name={name}",
+                "--watch",
+                "-o",
+                "json",
+            ],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield versions
         finally:
@@ -95,17 +108,20 @@ def verdicts(plural: str, versions: list[dict[str, Any]]) -> list[tuple[str, str
     unique = list({v["metadata"]["resourceVersion"]: v for v in versions}.values())
     flux = kstatus(unique)
     argo = argo_health(KINDS[plural], unique)
-    return [(version_name(v), f["status"], a["status"], a["message"])
-            for v, f, a in zip(unique, flux, argo, strict=True)]
+    return [
+        (version_name(v), f["status"], a["status"], a["message"]) for v, f, a in zip(unique, flux, argo, strict=True)
+    ]
 
 
 def check(plural: str, versions: list[dict[str, Any]], *must_see: str) -> None:
     got = verdicts(plural, versions)
     seen = {name for name, *_ in got}
     assert seen >= set(must_see), f"versions seen: {seen}"
-    wrong = [(name, f"kstatus {flux}, Argo CD {argo} ({message})", f"expected {EXPECTED.get(name)}")
-             for name, flux, argo, message in got
-             if name not in EXPECTED or (flux, argo) != EXPECTED[name]]
+    wrong = [
+        (name, f"kstatus {flux}, Argo CD {argo} ({message})", f"expected {EXPECTED.get(name)}")
+        for name, flux, argo, message in got
+        if name not in EXPECTED or (flux, argo) != EXPECTED[name]
+    ]
     assert not wrong, "\n".join(map(str, wrong))
 
 
@@ -119,8 +135,12 @@ def observed(cluster: Any, plural: str, name: str) -> None:
 
 def spec(collection: str, connection: str = "main", **more: Any) -> dict[str, Any]:
     """Named after the test namespace: the session's Qdrant is shared by every test."""
-    return {"connectionRef": {"name": connection}, "collectionName": collection,
-            "vectors": [{"name": "a", "size": 4, "distance": "Dot"}], **more}
+    return {
+        "connectionRef": {"name": connection},
+        "collectionName": collection,
+        "vectors": [{"name": "a", "size": 4, "distance": "Dot"}],
+        **more,
+    }
 
 
 def test_collection_lifecycle(cluster, connection):
@@ -147,8 +167,17 @@ def test_collection_lifecycle(cluster, connection):
         observed(cluster, VC, "docs")
         cluster.kubectl("annotate", VC, "docs", f"{MANAGED}=false")
         cluster.wait_condition(VC, "docs", "Unmanaged", type_="Unmanaged")
-    check(VC, versions, "no status", "generation not observed", "InSync", "Optimizing", "ImmutableFieldChanged",
-          "Paused", "Unmanaged")
+    check(
+        VC,
+        versions,
+        "no status",
+        "generation not observed",
+        "InSync",
+        "Optimizing",
+        "ImmutableFieldChanged",
+        "Paused",
+        "Unmanaged",
+    )
 
 
 def test_connection_and_collection_when_qdrant_goes_away(cluster, operator, qdrant_server_factory):
@@ -156,8 +185,11 @@ def test_connection_and_collection_when_qdrant_goes_away(cluster, operator, qdra
     now neither works; then it is back."""
     server = qdrant_server_factory()
     with recording(cluster, QC, "flaky") as connections, recording(cluster, VC, "docs") as collections:
-        cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing",
-                                                    "circuitBreaker": {"failureThreshold": 1, "openSeconds": 2}})
+        cluster.apply(
+            "QdrantConnection",
+            "flaky",
+            {"url": server.url, "environment": "Testing", "circuitBreaker": {"failureThreshold": 1, "openSeconds": 2}},
+        )
         cluster.wait_condition(QC, "flaky", "Connected")
         cluster.apply("VectorCollection", "docs", spec(cluster.namespace, "flaky"))
         cluster.wait_condition(VC, "docs", "InSync")
@@ -178,8 +210,11 @@ def test_connection_with_a_wrong_api_key(cluster, operator, qdrant_server_factor
     server = qdrant_server_factory(api_key="the-right-key")
     cluster.kubectl("create", "secret", "generic", "key", "--from-literal=api-key=a-wrong-key")
     with recording(cluster, QC, "wrong") as versions:
-        cluster.apply("QdrantConnection", "wrong", {"url": server.url, "environment": "Testing",
-                                                    "apiKeySecretRef": {"name": "key"}})
+        cluster.apply(
+            "QdrantConnection",
+            "wrong",
+            {"url": server.url, "environment": "Testing", "apiKeySecretRef": {"name": "key"}},
+        )
         cluster.wait_condition(QC, "wrong", "Unauthorized", status="False", timeout=30)
     check(QC, versions, "Unauthorized")
 
@@ -187,8 +222,11 @@ def test_connection_with_a_wrong_api_key(cluster, operator, qdrant_server_factor
 def test_snapshots(cluster, connection):
     cluster.apply("VectorCollection", "docs", spec(cluster.namespace))
     cluster.wait_condition(VC, "docs", "InSync")
-    with recording(cluster, CS, "once") as once, recording(cluster, CS, "badcron") as badcron, \
-            recording(cluster, CS, "nothing") as nothing:
+    with (
+        recording(cluster, CS, "once") as once,
+        recording(cluster, CS, "badcron") as badcron,
+        recording(cluster, CS, "nothing") as nothing,
+    ):
         cluster.apply("CollectionSnapshot", "once", {"collectionRef": {"name": "docs"}})
         cluster.apply("CollectionSnapshot", "badcron", {"collectionRef": {"name": "docs"}, "schedule": "61 * * * *"})
         cluster.apply("CollectionSnapshot", "nothing", {"collectionRef": {"name": "nothing"}})

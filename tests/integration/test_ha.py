@@ -24,12 +24,17 @@ RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "failover.
 
 
 def start(control_plane, namespace: str, priority: int, log: Path) -> subprocess.Popen[bytes]:
-    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig), QDRANT_OPERATOR_METRICS_PORT="0",
-                       QDRANT_OPERATOR_HEALTH_PORT="0", QDRANT_OPERATOR_PEERING_NAME=PEERING,
-                       QDRANT_OPERATOR_PEERING_PRIORITY=str(priority),
-                       QDRANT_OPERATOR_PEERING_LIFETIME_SECONDS=str(LIFETIME_SECONDS))
-    return subprocess.Popen([str(BIN), "run", "-n", namespace], env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
+    env = operator_env(
+        KUBECONFIG=str(control_plane.operator_kubeconfig),
+        QDRANT_OPERATOR_METRICS_PORT="0",
+        QDRANT_OPERATOR_HEALTH_PORT="0",
+        QDRANT_OPERATOR_PEERING_NAME=PEERING,
+        QDRANT_OPERATOR_PEERING_PRIORITY=str(priority),
+        QDRANT_OPERATOR_PEERING_LIFETIME_SECONDS=str(LIFETIME_SECONDS),
+    )
+    return subprocess.Popen(
+        [str(BIN), "run", "-n", namespace], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
 
 def reconciled(log: Path) -> int:
@@ -41,8 +46,12 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
     namespace = unique("ha")  # outside the session operator's glob: only these two processes watch it
     control_plane.admin("create", "namespace", namespace)
     cluster = Cluster(control_plane, namespace)
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}}))
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": PEERING}}),
+    )
     active_log, standby_log = tmp_path / "active.log", tmp_path / "standby.log"
     active = start(control_plane, namespace, 200, active_log)
     standby = start(control_plane, namespace, 100, standby_log)
@@ -51,9 +60,15 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         wait_for(lambda: RESUMED in active_log.read_text(errors="replace"), 60, "the active replica to resume")
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         for i in range(3):
-            cluster.apply("VectorCollection", f"c{i}", {"connectionRef": {"name": "main"},
-                                                        "collectionName": unique(f"ha{i}"),
-                                                        "vectors": [{"size": 4, "distance": "Dot"}]})
+            cluster.apply(
+                "VectorCollection",
+                f"c{i}",
+                {
+                    "connectionRef": {"name": "main"},
+                    "collectionName": unique(f"ha{i}"),
+                    "vectors": [{"size": 4, "distance": "Dot"}],
+                },
+            )
         for i in range(3):
             cluster.wait_condition("vectorcollections", f"c{i}", "InSync", timeout=60)
         assert reconciled(active_log) >= 3 and reconciled(standby_log) == 0, "only the active replica works"
@@ -62,15 +77,25 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         active.send_signal(signal.SIGKILL)
         active.wait(10)
         killed = time.monotonic()
-        cluster.apply("VectorCollection", "after", {"connectionRef": {"name": "main"},
-                                                    "collectionName": unique("after"),
-                                                    "vectors": [{"size": 4, "distance": "Dot"}]})
+        cluster.apply(
+            "VectorCollection",
+            "after",
+            {
+                "connectionRef": {"name": "main"},
+                "collectionName": unique("after"),
+                "vectors": [{"size": 4, "distance": "Dot"}],
+            },
+        )
         cluster.wait_condition("vectorcollections", "after", "InSync", timeout=120)
         failover = time.monotonic() - killed
         assert RESUMED in standby_log.read_text(errors="replace")
         assert reconciled(standby_log) >= 1
-        RESULTS.write_text(json.dumps({"peering_lifetime_seconds": LIFETIME_SECONDS,
-                                       "kill_to_ready_seconds": round(failover, 1)}, indent=2) + "\n")
+        RESULTS.write_text(
+            json.dumps(
+                {"peering_lifetime_seconds": LIFETIME_SECONDS, "kill_to_ready_seconds": round(failover, 1)}, indent=2
+            )
+            + "\n"
+        )
     finally:
         for proc in (active, standby):
             if proc.poll() is None:

@@ -99,8 +99,16 @@ def test_image_holds_no_caches_docs_or_pip(container: str):
 
 
 def test_entrypoint_reports_the_version(container: str, config: dict[str, Any]):
-    out = image.buildah("run", "--isolation=chroot", "--network=host", "--user=65532", container, "--",
-                        *config["Entrypoint"], "--version")
+    out = image.buildah(
+        "run",
+        "--isolation=chroot",
+        "--network=host",
+        "--user=65532",
+        container,
+        "--",
+        *config["Entrypoint"],
+        "--version",
+    )
     assert out == f"{image.NAME} {image.VERSION}"
 
 
@@ -112,8 +120,12 @@ def test_operator_from_the_image_reconciles_as_non_root_on_a_read_only_root(
     shutil.copy(control_plane.operator_kubeconfig, secrets / "kubeconfig")
     (secrets / "kubeconfig").chmod(0o644)
     env = dict(item.split("=", 1) for item in config["Env"])
-    env |= {"HOME": "/home/nonroot", "KUBECONFIG": "/mnt/kubeconfig",
-            "QDRANT_OPERATOR_METRICS_PORT": "0", "QDRANT_OPERATOR_HEALTH_PORT": "0"}
+    env |= {
+        "HOME": "/home/nonroot",
+        "KUBECONFIG": "/mnt/kubeconfig",
+        "QDRANT_OPERATOR_METRICS_PORT": "0",
+        "QDRANT_OPERATOR_HEALTH_PORT": "0",
+    }
     root = image.buildah("mount", container)
 
     def sandbox(*cmd: str) -> list[str]:
@@ -123,24 +135,49 @@ def test_operator_from_the_image_reconciles_as_non_root_on_a_read_only_root(
     control_plane.admin("create", "namespace", namespace)
     proc = None
     try:
-        probe = subprocess.run(sandbox("python3", "-c", "import os; print(os.getuid()); open('/etc/probe', 'w')"),
-                               env=env, capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            sandbox("python3", "-c", "import os; print(os.getuid()); open('/etc/probe', 'w')"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert probe.stdout.strip() == "65532"
         assert "Read-only file system" in probe.stderr
         with (tmp_path / "operator.log").open("wb") as log:
-            proc = subprocess.Popen(sandbox(*config["Entrypoint"], "run", "--namespace", namespace), env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                sandbox(*config["Entrypoint"], "run", "--namespace", namespace),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         collection = f"img_{uuid.uuid4().hex[:6]}"
         docs = [
-            {"kind": "QdrantConnection", "metadata": {"name": "main"},
-             "spec": {"url": qdrant_server.url, "environment": "Testing"}},
-            {"kind": "VectorCollection", "metadata": {"name": "docs"},
-             "spec": {"connectionRef": {"name": "main"}, "collectionName": collection,
-                      "vectors": [{"size": 4, "distance": "Cosine"}]}},
+            {
+                "kind": "QdrantConnection",
+                "metadata": {"name": "main"},
+                "spec": {"url": qdrant_server.url, "environment": "Testing"},
+            },
+            {
+                "kind": "VectorCollection",
+                "metadata": {"name": "docs"},
+                "spec": {
+                    "connectionRef": {"name": "main"},
+                    "collectionName": collection,
+                    "vectors": [{"size": 4, "distance": "Cosine"}],
+                },
+            },
         ]
         if qdrant_server.api_key:
-            control_plane.admin("create", "secret", "generic", "qdrant-key", "-n", namespace,
-                                f"--from-literal=api-key={qdrant_server.api_key}")
+            control_plane.admin(
+                "create",
+                "secret",
+                "generic",
+                "qdrant-key",
+                "-n",
+                namespace,
+                f"--from-literal=api-key={qdrant_server.api_key}",
+            )
             docs[0]["spec"]["apiKeySecretRef"] = {"name": "qdrant-key"}
         for doc in docs:
             doc["apiVersion"] = f"{GROUP}/v1alpha1"

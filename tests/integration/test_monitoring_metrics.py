@@ -17,8 +17,12 @@ pytestmark = pytest.mark.integration
 
 def test_the_running_operator_exports_every_metric_the_bundle_queries(control_plane, namespace, tmp_path):
     port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
-           "QDRANT_OPERATOR_METRICS_PORT": str(port), "QDRANT_OPERATOR_HEALTH_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.operator_kubeconfig),
+        "QDRANT_OPERATOR_METRICS_PORT": str(port),
+        "QDRANT_OPERATOR_HEALTH_PORT": str(free_port()),
+    }
     with (tmp_path / "operator.log").open("wb") as log:
         proc = subprocess.Popen([str(BIN), "run", "-n", namespace], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -52,13 +52,20 @@ def solo(control_plane) -> Iterator[Cluster]:
 def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane, solo, qdrant_server, tmp_path):
     cluster = solo
     metrics_port, health_port = free_port(), free_port()
-    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig),
-                       QDRANT_OPERATOR_METRICS_PORT=str(metrics_port), QDRANT_OPERATOR_HEALTH_PORT=str(health_port))
+    env = operator_env(
+        KUBECONFIG=str(control_plane.operator_kubeconfig),
+        QDRANT_OPERATOR_METRICS_PORT=str(metrics_port),
+        QDRANT_OPERATOR_HEALTH_PORT=str(health_port),
+    )
     settings = tmp_path / "settings.toml"
     settings.write_text("settings_poll_seconds = 0.5\nresync_interval_seconds = 300\n")
     log = (tmp_path / "operator.log").open("wb")
-    proc = subprocess.Popen([str(BIN), "run", "-n", cluster.namespace, "--log-format", "json", "--settings",
-                             str(settings)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN), "run", "-n", cluster.namespace, "--log-format", "json", "--settings", str(settings)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         cluster.wait_condition("qdrantconnections", "main", "Connected")
@@ -80,15 +87,27 @@ def test_run_command_serves_metrics_liveness_and_reloads_settings(control_plane,
 def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_server, tmp_path):
     """Pause and unpause reach status through their own handler, not the drift sweep (resync 600 s here)."""
     cluster, namespace = solo, solo.namespace
-    env = operator_env(KUBECONFIG=str(control_plane.operator_kubeconfig), QDRANT_OPERATOR_METRICS_PORT="0",
-                       QDRANT_OPERATOR_HEALTH_PORT="0", QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS="600")
+    env = operator_env(
+        KUBECONFIG=str(control_plane.operator_kubeconfig),
+        QDRANT_OPERATOR_METRICS_PORT="0",
+        QDRANT_OPERATOR_HEALTH_PORT="0",
+        QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS="600",
+    )
     log = (tmp_path / "operator.log").open("wb")
-    proc = subprocess.Popen([str(BIN), "run", "-n", namespace, "--verbose"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN), "run", "-n", namespace, "--verbose"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
-        cluster.apply("VectorCollection", "docs", {"connectionRef": {"name": "main"}, "collectionName": unique("solo"),
-                                                   "vectors": [{"size": 4, "distance": "Dot"}]})
+        cluster.apply(
+            "VectorCollection",
+            "docs",
+            {
+                "connectionRef": {"name": "main"},
+                "collectionName": unique("solo"),
+                "vectors": [{"size": 4, "distance": "Dot"}],
+            },
+        )
         cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=60)
         cluster.kubectl("annotate", "vectorcollections", "docs", "qdrant.collection-operator.dev/paused=true")
         body = cluster.wait_condition("vectorcollections", "docs", "Paused", type_="Paused", timeout=20)

@@ -35,8 +35,12 @@ def server_version(server: Any) -> str:
 
 def secret(cluster: Any, name: str, value: str) -> None:
     """Create or replace a Secret holding `value` under the key api-key."""
-    doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-           "data": {"api-key": base64.b64encode(value.encode()).decode()}}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {"api-key": base64.b64encode(value.encode()).decode()},
+    }
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(doc))
 
 
@@ -46,15 +50,21 @@ def status(cluster: Any, name: str) -> dict[str, Any]:
 
 def test_ready_with_server_version_and_printer_columns(cluster, operator, keyed_server):
     secret(cluster, "key", KEY)
-    cluster.apply("QdrantConnection", "main", {"url": keyed_server.url, "environment": "Testing",
-                                               "apiKeySecretRef": {"name": "key"}})
+    cluster.apply(
+        "QdrantConnection",
+        "main",
+        {"url": keyed_server.url, "environment": "Testing", "apiKeySecretRef": {"name": "key"}},
+    )
     body = cluster.wait_condition(PLURAL, "main", "Connected")
     st = body["status"]
     assert st["serverVersion"] == server_version(keyed_server)
     assert (st["health"], st["circuitBreaker"], st["distributed"], st["peers"]) == ("Healthy", "Closed", False, 1)
     assert st["observedGeneration"] == body["metadata"]["generation"]
-    assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Reconciling": "False",
-                                                                  "Stalled": "False"}
+    assert {c["type"]: c["status"] for c in st["conditions"]} == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
     header, row = cluster.kubectl("get", PLURAL, "main").splitlines()
     assert header.split() == ["NAME", "URL", "ENVIRONMENT", "HEALTH", "VERSION", "READY", "REASON", "AGE"]
     assert row.split()[:7] == ["main", keyed_server.url, "Testing", "Healthy", st["serverVersion"], "True", "Connected"]
@@ -62,8 +72,11 @@ def test_ready_with_server_version_and_printer_columns(cluster, operator, keyed_
 
 def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_server):
     secret(cluster, "key", "wrong")
-    cluster.apply("QdrantConnection", "wrong", {"url": keyed_server.url, "environment": "Testing",
-                                                "apiKeySecretRef": {"name": "key"}})
+    cluster.apply(
+        "QdrantConnection",
+        "wrong",
+        {"url": keyed_server.url, "environment": "Testing", "apiKeySecretRef": {"name": "key"}},
+    )
     seen: list[tuple[str | None, str | None]] = []
 
     def unauthorized() -> bool:
@@ -74,16 +87,20 @@ def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_
     wait_for(unauthorized, 30, "Ready=False reason=Unauthorized")
     # The server answered "no": that is never Ready, not even while probes are below the failure threshold.
     assert ("True", "Degraded") not in seen and all(s != "True" for s, _ in seen), seen
-    assert "401" in cluster.condition(PLURAL, "wrong")["message"] or "403" in cluster.condition(PLURAL, "wrong")[
-        "message"]
+    assert (
+        "401" in cluster.condition(PLURAL, "wrong")["message"] or "403" in cluster.condition(PLURAL, "wrong")["message"]
+    )
     # No crash: the daemon keeps its client and keeps reporting.
     assert operator._thread is not None and operator._thread.is_alive()
     assert f"{cluster.namespace}/wrong" in operator.context.connections.running
 
 
 def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
-    cluster.apply("QdrantConnection", "nosecret", {"url": keyed_server.url, "environment": "Testing",
-                                                   "apiKeySecretRef": {"name": "later"}})
+    cluster.apply(
+        "QdrantConnection",
+        "nosecret",
+        {"url": keyed_server.url, "environment": "Testing", "apiKeySecretRef": {"name": "later"}},
+    )
     cond = cluster.wait_condition(PLURAL, "nosecret", "SecretNotFound", status="False")
     assert "later" in cluster.condition(PLURAL, "nosecret")["message"]
     assert cond["status"]["observedGeneration"] == 0  # the CRD's default: no verdict on generation 1 yet
@@ -95,11 +112,16 @@ def test_missing_secret_then_created_recovers(cluster, operator, keyed_server):
 def test_server_stop_opens_breaker_and_start_closes_it(cluster, operator, qdrant_server_factory):
     server = qdrant_server_factory()
     interval, health_failures, breaker_failures, open_seconds = 1, 2, 3, 2
-    cluster.apply("QdrantConnection", "flaky", {
-        "url": server.url, "environment": "Testing",
-        "healthCheck": {"intervalSeconds": interval, "timeoutSeconds": 1, "failureThreshold": health_failures},
-        "circuitBreaker": {"failureThreshold": breaker_failures, "openSeconds": open_seconds},
-    })
+    cluster.apply(
+        "QdrantConnection",
+        "flaky",
+        {
+            "url": server.url,
+            "environment": "Testing",
+            "healthCheck": {"intervalSeconds": interval, "timeoutSeconds": 1, "failureThreshold": health_failures},
+            "circuitBreaker": {"failureThreshold": breaker_failures, "openSeconds": open_seconds},
+        },
+    )
     cluster.wait_condition(PLURAL, "flaky", "Connected")
     server.stop()
     stopped = time.monotonic()
@@ -120,9 +142,16 @@ def test_server_stop_opens_breaker_and_start_closes_it(cluster, operator, qdrant
 
 def test_secret_rotation_recovers_without_restart(cluster, operator, keyed_server):
     secret(cluster, "rotating", "old-wrong-key")
-    cluster.apply("QdrantConnection", "rot", {"url": keyed_server.url, "environment": "Testing",
-                                              "apiKeySecretRef": {"name": "rotating"},
-                                              "healthCheck": {"intervalSeconds": 1}})
+    cluster.apply(
+        "QdrantConnection",
+        "rot",
+        {
+            "url": keyed_server.url,
+            "environment": "Testing",
+            "apiKeySecretRef": {"name": "rotating"},
+            "healthCheck": {"intervalSeconds": 1},
+        },
+    )
     cluster.wait_condition(PLURAL, "rot", "Unauthorized", status="False", timeout=30)
     thread, gateway = operator._thread, operator.context.connections.running[f"{cluster.namespace}/rot"].gateway
     secret(cluster, "rotating", KEY)
@@ -133,17 +162,30 @@ def test_secret_rotation_recovers_without_restart(cluster, operator, keyed_serve
 
 
 def _collection(cluster: Any, name: str, connection: dict[str, str]) -> None:
-    cluster.apply("VectorCollection", name, {"connectionRef": connection,
-                                             "collectionName": f"{name}-{uuid.uuid4().hex[:6]}",
-                                             "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.apply(
+        "VectorCollection",
+        name,
+        {
+            "connectionRef": connection,
+            "collectionName": f"{name}-{uuid.uuid4().hex[:6]}",
+            "vectors": [{"size": 4, "distance": "Dot"}],
+        },
+    )
 
 
 def test_steady_connection_writes_no_status_and_counts_its_collections(cluster, control_plane, operator, keyed_server):
     secret(cluster, "key", KEY)
     interval = 1
-    cluster.apply("QdrantConnection", "steady", {"url": keyed_server.url, "environment": "Testing",
-                                                 "apiKeySecretRef": {"name": "key"},
-                                                 "healthCheck": {"intervalSeconds": interval}})
+    cluster.apply(
+        "QdrantConnection",
+        "steady",
+        {
+            "url": keyed_server.url,
+            "environment": "Testing",
+            "apiKeySecretRef": {"name": "key"},
+            "healthCheck": {"intervalSeconds": interval},
+        },
+    )
     cluster.wait_condition(PLURAL, "steady", "Connected")
     for name in ("a", "b", "c"):
         _collection(cluster, name, {"name": "steady"})

@@ -21,14 +21,28 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_fac
     cluster.apply("QdrantConnection", "quiet", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "quiet", "Connected")
     name = f"quiet-{uuid.uuid4().hex[:6]}"
-    cluster.apply("VectorCollection", "quiet", {
-        "connectionRef": {"name": "quiet"}, "collectionName": name, "vectors": [{"size": 8, "distance": "Cosine"}],
-        "hnsw": {"m": 16}, "payloadIndexes": [{"field": "tenant", "type": "Keyword"}], "aliases": [f"{name}-a"],
-    })
+    cluster.apply(
+        "VectorCollection",
+        "quiet",
+        {
+            "connectionRef": {"name": "quiet"},
+            "collectionName": name,
+            "vectors": [{"size": 8, "distance": "Cosine"}],
+            "hnsw": {"m": 16},
+            "payloadIndexes": [{"field": "tenant", "type": "Keyword"}],
+            "aliases": [f"{name}-a"],
+        },
+    )
     cluster.wait_condition("vectorcollections", "quiet", "InSync")
     # kopf records the handled spec in an annotation after the handler: the last write of the creation.
-    wait_for(lambda: f"kopf.{GROUP}/last-handled-configuration" in (
-        cluster.get("vectorcollections", "quiet")["metadata"].get("annotations") or {}), 10, "kopf to finish")
+    wait_for(
+        lambda: (
+            f"kopf.{GROUP}/last-handled-configuration"
+            in (cluster.get("vectorcollections", "quiet")["metadata"].get("annotations") or {})
+        ),
+        10,
+        "kopf to finish",
+    )
 
     server.reset_requests()
     window = AuditWindow.open(control_plane.audit_log)

@@ -56,13 +56,23 @@ class RunningOperator:
         self.metrics_port = free_port()
         self.log_path = tmp_path / f"operator-{self.namespace}.log"
         control_plane.admin("create", "namespace", self.namespace)
-        env = {**os.environ, "KUBECONFIG": str(control_plane.operator_kubeconfig),
-               "QDRANT_OPERATOR_METRICS_PORT": str(self.metrics_port), "QDRANT_OPERATOR_HEALTH_PORT": "0",
-               "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "3", "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(control_plane.operator_kubeconfig),
+            "QDRANT_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "QDRANT_OPERATOR_HEALTH_PORT": "0",
+            "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "3",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
         env.pop("QDRANT_OPERATOR_SETTINGS_FILE", None)
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([str(BIN), "run", "-n", self.namespace, "--verbose", "--log-format", "text"],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [str(BIN), "run", "-n", self.namespace, "--verbose", "--log-format", "text"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self._plane = control_plane
 
     def stop(self) -> None:
@@ -146,14 +156,21 @@ def test_no_secret_material_and_no_foreign_reply_in_logs_events_status_or_metric
     op = run_operator()
     c = op.cluster
     c.kubectl("create", "secret", "generic", "qdrant-key", f"--from-literal=api-key={SECRET_MARKER}")
-    c.apply("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing",
-                                         "apiKeySecretRef": {"name": "qdrant-key"}})
-    c.apply("VectorCollection", "docs", {"connectionRef": {"name": "main"},
-                                         "vectors": [{"size": 4, "distance": "Cosine"}]})
+    c.apply(
+        "QdrantConnection",
+        "main",
+        {"url": qdrant.url, "environment": "Testing", "apiKeySecretRef": {"name": "qdrant-key"}},
+    )
+    c.apply(
+        "VectorCollection", "docs", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+    )
     # A key that is wrong for this server: the 401 path must not show it either.
     c.kubectl("create", "secret", "generic", "wrong-key", f"--from-literal=api-key={SECRET_MARKER}-wrong")
-    c.apply("QdrantConnection", "wrong", {"url": qdrant.url, "environment": "Testing",
-                                          "apiKeySecretRef": {"name": "wrong-key"}})
+    c.apply(
+        "QdrantConnection",
+        "wrong",
+        {"url": qdrant.url, "environment": "Testing", "apiKeySecretRef": {"name": "wrong-key"}},
+    )
     for status in (500, 200):  # peers that are not Qdrant: an error page, and a 200 with HTML
         url, _handler = not_qdrant(status)
         c.apply("QdrantConnection", f"not-qdrant-{status}", {"url": url, "environment": "Testing"})
@@ -169,8 +186,12 @@ def test_no_secret_material_and_no_foreign_reply_in_logs_events_status_or_metric
     wait_for(lambda: log_text().count("[DEBUG") > 20, 30, "DEBUG logging")
     time.sleep(12)
     # The URL with a password is refused at admission, pointing at apiKeySecretRef.
-    doc = {"apiVersion": "qdrant.collection-operator.dev/v1alpha1", "kind": "QdrantConnection",
-           "metadata": {"name": "inline"}, "spec": {"url": f"http://admin:{SECRET_MARKER}@127.0.0.1:1"}}
+    doc = {
+        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
+        "kind": "QdrantConnection",
+        "metadata": {"name": "inline"},
+        "spec": {"url": f"http://admin:{SECRET_MARKER}@127.0.0.1:1"},
+    }
     refused = c.kubectl("apply", "-f", "-", stdin=json.dumps(doc), check=False)
     assert "apiKeySecretRef" in refused
     assert op.proc.poll() is None, log_text()[-3000:]
@@ -180,8 +201,9 @@ def test_no_secret_material_and_no_foreign_reply_in_logs_events_status_or_metric
     encoded = base64.b64encode(SECRET_MARKER.encode()).decode()
     for secret in (SECRET_MARKER, encoded, base64.b64encode(f"{SECRET_MARKER}-wrong".encode()).decode()):
         assert secret not in seen
-    statuses_and_events = "\n".join([c.kubectl("get", "events", "-o", "json"),
-                                     c.kubectl("get", "qdrantconnections", "-o", "json")])
+    statuses_and_events = "\n".join(
+        [c.kubectl("get", "events", "-o", "json"), c.kubectl("get", "qdrantconnections", "-o", "json")]
+    )
     assert BODY_MARKER not in statuses_and_events
 
 
@@ -192,8 +214,9 @@ def test_a_url_outside_the_allow_list_is_refused_before_any_request(run_operator
     qdrant.reset_requests()
     c = op.cluster
     c.apply("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing"})
-    c.apply("VectorCollection", "docs", {"connectionRef": {"name": "main"},
-                                         "vectors": [{"size": 4, "distance": "Cosine"}]})
+    c.apply(
+        "VectorCollection", "docs", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+    )
     body = c.wait_condition("qdrantconnections", "main", "AddressNotAllowed", status="False", timeout=60)
     ready = next(x for x in body["status"]["conditions"] if x["type"] == "Ready")
     assert "127.0.0.1" in ready["message"] and "allowed_hosts" in ready["message"], ready
@@ -246,8 +269,9 @@ CODE_REFERENCES = {
 def role_rules() -> set[tuple[str, str, str]]:
     docs = yaml.safe_load_all((REPO / "manifests/base/rbac.yaml").read_text())
     role = next(d for d in docs if d and d["kind"] == "ClusterRole")
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    return {
+        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
 
 
 def test_every_rule_of_the_role_names_the_code_that_uses_it():
@@ -256,11 +280,20 @@ def test_every_rule_of_the_role_names_the_code_that_uses_it():
         text = (REPO / path).read_text()
         assert all(n in text for n in needles), (path, needles)
     # The operator's own Kubernetes calls are exactly these three (kopf does the rest).
-    calls = {m for m in ("read_namespaced_secret", "list_namespaced_secret", "list_secret_for_all_namespaces",
-                         "patch_namespaced_custom_object_status", "get_namespaced_custom_object",
-                         "replace_namespaced_custom_object", "create_namespaced_custom_object",
-                         "list_namespaced_custom_object")
-             if m in (REPO / "operator/collection_operator/k8s/api.py").read_text()}
+    calls = {
+        m
+        for m in (
+            "read_namespaced_secret",
+            "list_namespaced_secret",
+            "list_secret_for_all_namespaces",
+            "patch_namespaced_custom_object_status",
+            "get_namespaced_custom_object",
+            "replace_namespaced_custom_object",
+            "create_namespaced_custom_object",
+            "list_namespaced_custom_object",
+        )
+        if m in (REPO / "operator/collection_operator/k8s/api.py").read_text()
+    }
     assert calls == {"read_namespaced_secret", "patch_namespaced_custom_object_status", "list_namespaced_custom_object"}
 
 
@@ -282,8 +315,9 @@ def test_the_operator_identity_cannot_list_or_watch_secrets(control_plane: Any):
     assert not can_i(control_plane, "get", "pods", "-n", "default")
 
 
-def test_the_operator_used_its_write_rights_as_that_identity(control_plane: Any, run_operator: Any,
-                                                             qdrant_server_factory: Any):
+def test_the_operator_used_its_write_rights_as_that_identity(
+    control_plane: Any, run_operator: Any, qdrant_server_factory: Any
+):
     """The writes of the role, seen in the audit log as the operator's identity (reads are not audited)."""
     qdrant = qdrant_server_factory()
     op = run_operator({"QDRANT_OPERATOR_ALLOWED_HOSTS": '["127.0.0.2/32"]'})  # a Warning Event for sure
@@ -292,7 +326,7 @@ def test_the_operator_used_its_write_rights_as_that_identity(control_plane: Any,
     op.cluster.wait_condition("qdrantconnections", "main", "AddressNotAllowed", status="False", timeout=60)
 
     def used() -> set[tuple[str, str, str]]:
-        lines = control_plane.audit_log.read_bytes()[window.offset:].splitlines()
+        lines = control_plane.audit_log.read_bytes()[window.offset :].splitlines()
         found = set()
         for line in lines:
             try:
@@ -305,7 +339,9 @@ def test_the_operator_used_its_write_rights_as_that_identity(control_plane: Any,
                 found.add((ref.get("apiGroup", ""), resource, event.get("verb")))
         return found
 
-    wanted = {("qdrant.collection-operator.dev", "qdrantconnections", "patch"),
-              ("qdrant.collection-operator.dev", "qdrantconnections/status", "patch")}
+    wanted = {
+        ("qdrant.collection-operator.dev", "qdrantconnections", "patch"),
+        ("qdrant.collection-operator.dev", "qdrantconnections/status", "patch"),
+    }
     got = wait_for(lambda: (u := used()) >= wanted and any(r == "events" for _, r, _ in u) and u, 30, "writes")
     assert got <= set(RULE_USES), got - set(RULE_USES)

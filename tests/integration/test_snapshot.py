@@ -33,15 +33,28 @@ def example(file: str) -> tuple[str, dict[str, Any]]:
 
 def points(ids: range | list[int]) -> list[models.PointStruct]:
     rng = random.Random(7)
-    return [models.PointStruct(id=i, vector=[rng.random() for _ in range(DIM)],
-                               payload={"n": i, "tag": f"t{i % 3}", "doc": {"title": f"doc {i}"}}) for i in ids]
+    return [
+        models.PointStruct(
+            id=i,
+            vector=[rng.random() for _ in range(DIM)],
+            payload={"n": i, "tag": f"t{i % 3}", "doc": {"title": f"doc {i}"}},
+        )
+        for i in ids
+    ]
 
 
 def source_collection(cluster: Any, qdrant_server: Any, name: str = "docs", count: int = 20) -> str:
     """A Ready VectorCollection `name` whose Qdrant collection holds `count` points with payloads."""
     collection = unique("src")
-    cluster.apply("VectorCollection", name, {"connectionRef": {"name": "main"}, "collectionName": collection,
-                                             "vectors": [{"size": DIM, "distance": "Cosine"}]})
+    cluster.apply(
+        "VectorCollection",
+        name,
+        {
+            "connectionRef": {"name": "main"},
+            "collectionName": collection,
+            "vectors": [{"size": DIM, "distance": "Cosine"}],
+        },
+    )
     cluster.wait_condition(VC, name, "InSync")
     with closing(qdrant_server.client()) as client:
         client.upsert(collection, points=points(range(count)), wait=True)
@@ -82,8 +95,9 @@ def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdra
 
     deleted = take_once(cluster, "deleted", "minimal", deletionPolicy="Delete")["snapshots"][0]["name"]
     cluster.kubectl("delete", PLURAL, name, "deleted", "--timeout=60s")
-    assert qdrant_snapshots(qdrant_server, collection) == [record["name"]], \
+    assert qdrant_snapshots(qdrant_server, collection) == [record["name"]], (
         "Retain keeps its file, Delete removes its own and nothing else"
+    )
     assert deleted != record["name"]
 
 
@@ -106,16 +120,20 @@ def test_restore_example_into_new_collection(cluster, connection, qdrant_server)
     assert hits[0].id == 3 and hits[0].payload["doc"] == {"title": "doc 3"}
     assert marker == f"{cluster.namespace}/{name}/{body['metadata']['uid']}", "the restored copy is its own"
     assert cluster.condition(VC, "minimal")["reason"] == "InSync", "the source keeps its collection"
-    events = cluster.kubectl("get", "events", "--field-selector", f"reason=Restored,involvedObject.name={name}",
-                             "-o", "name")
+    events = cluster.kubectl(
+        "get", "events", "--field-selector", f"reason=Restored,involvedObject.name={name}", "-o", "name"
+    )
     assert events.strip()
 
 
 def reconciles() -> float:
-    return sum(sample.value for metric in prometheus_client.REGISTRY.collect()
-               if metric.name == "qdrant_operator_reconciles"
-               for sample in metric.samples
-               if sample.name.endswith("_total") and sample.labels.get("kind") == "VectorCollection")
+    return sum(
+        sample.value
+        for metric in prometheus_client.REGISTRY.collect()
+        if metric.name == "qdrant_operator_reconciles"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels.get("kind") == "VectorCollection"
+    )
 
 
 def test_in_place_restore_runs_once_across_restart(cluster, connection, qdrant_server, operator):
@@ -128,8 +146,11 @@ def test_in_place_restore_runs_once_across_restart(cluster, connection, qdrant_s
 
     value = f"before/{record['name']}"
     cluster.kubectl("annotate", VC, "docs", f"{RESTORE_FROM}={value}")
-    wait_for(lambda: (cluster.get(VC, "docs").get("status") or {}).get("restoredFrom") == value, 90,
-             "status.restoredFrom to record the restore")
+    wait_for(
+        lambda: (cluster.get(VC, "docs").get("status") or {}).get("restoredFrom") == value,
+        90,
+        "status.restoredFrom to record the restore",
+    )
     cluster.wait_condition(VC, "docs", "InSync")
     assert contents(qdrant_server, collection) == original
 
@@ -172,8 +193,9 @@ def test_connection_down_fails_with_reason_then_retries(cluster, operator, qdran
     server = qdrant_server_factory()
     cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "flaky", "Connected")
-    cluster.apply("VectorCollection", "docs", {"connectionRef": {"name": "flaky"},
-                                               "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.apply(
+        "VectorCollection", "docs", {"connectionRef": {"name": "flaky"}, "vectors": [{"size": 4, "distance": "Dot"}]}
+    )
     cluster.wait_condition(VC, "docs", "InSync")
     server.stop()
     try:
@@ -199,9 +221,18 @@ def test_bad_input(cluster, connection):
     with pytest.raises(KubectlError, match=r"spec\.schedule"):
         cluster.apply("CollectionSnapshot", "shape", {"collectionRef": {"name": "x"}, "schedule": "every minute"})
     with pytest.raises(KubectlError, match="keepLast"):
-        cluster.apply("CollectionSnapshot", "zero", {"collectionRef": {"name": "x"}, "schedule": "@daily",
-                                                     "retention": {"keepLast": 0}})
-    cluster.apply("VectorCollection", "restore", {"connectionRef": {"name": "main"},
-                                                  "vectors": [{"size": 4, "distance": "Dot"}],
-                                                  "source": {"snapshot": {"snapshotRef": {"name": "nothing"}}}})
+        cluster.apply(
+            "CollectionSnapshot",
+            "zero",
+            {"collectionRef": {"name": "x"}, "schedule": "@daily", "retention": {"keepLast": 0}},
+        )
+    cluster.apply(
+        "VectorCollection",
+        "restore",
+        {
+            "connectionRef": {"name": "main"},
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "source": {"snapshot": {"snapshotRef": {"name": "nothing"}}},
+        },
+    )
     cluster.wait_condition(VC, "restore", "SnapshotNotReady", status="False")

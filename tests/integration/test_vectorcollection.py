@@ -80,17 +80,28 @@ def test_examples_become_ready(cluster, connection, qdrant_server, example):
 
 def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_server):
     name = unique("change")
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name,
-            "vectors": [{"name": "v", "size": 8, "distance": "Cosine"}],
-            "hnsw": {"m": 16}, "optimizers": {"indexingThreshold": 20000},
-            "payloadIndexes": [{"field": "tenant", "type": "Keyword"}], "aliases": [f"{name}-a"]}
+    spec = {
+        "connectionRef": {"name": "main"},
+        "collectionName": name,
+        "vectors": [{"name": "v", "size": 8, "distance": "Cosine"}],
+        "hnsw": {"m": 16},
+        "optimizers": {"indexingThreshold": 20000},
+        "payloadIndexes": [{"field": "tenant", "type": "Keyword"}],
+        "aliases": [f"{name}-a"],
+    }
     cluster.apply("VectorCollection", "change", spec)
     cluster.wait_condition(PLURAL, "change", "InSync")
     qdrant_server.reset_requests()
 
-    changed = {**spec, "hnsw": {"m": 32}, "optimizers": {"indexingThreshold": 30000},
-               "quantization": {"scalar": {"quantile": 0.95}}, "replicationFactor": 2,
-               "payloadIndexes": [{"field": "n", "type": "Integer"}], "aliases": [f"{name}-b"]}
+    changed = {
+        **spec,
+        "hnsw": {"m": 32},
+        "optimizers": {"indexingThreshold": 30000},
+        "quantization": {"scalar": {"quantile": 0.95}},
+        "replicationFactor": 2,
+        "payloadIndexes": [{"field": "n", "type": "Integer"}],
+        "aliases": [f"{name}-b"],
+    }
     cluster.apply("VectorCollection", "change", changed)
 
     def applied() -> dict[str, Any] | None:
@@ -124,8 +135,11 @@ def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
         for name in (enforced, reported):
             http.patch(f"/collections/{name}", json={"hnsw_config": {"m": 48}}).raise_for_status()
 
-    wait_for(lambda: qdrant_collection(qdrant_server, enforced)["config"]["hnsw_config"]["m"] == 16, 60,
-             "the drift sweep to set m back to 16")
+    wait_for(
+        lambda: qdrant_collection(qdrant_server, enforced)["config"]["hnsw_config"]["m"] == 16,
+        60,
+        "the drift sweep to set m back to 16",
+    )
     body = cluster.wait_condition(PLURAL, "reported", "DriftDetected")
     assert body["status"]["drift"] == [{"field": "hnsw.m", "desired": "16", "actual": "48"}]
     assert qdrant_collection(qdrant_server, reported)["config"]["hnsw_config"]["m"] == 48
@@ -135,8 +149,11 @@ def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
 
 def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_server):
     name = unique("gone")
-    cluster.apply("VectorCollection", "gone", {"connectionRef": {"name": "main"}, "collectionName": name,
-                                               "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.apply(
+        "VectorCollection",
+        "gone",
+        {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]},
+    )
     cluster.wait_condition(PLURAL, "gone", "InSync")
     with qdrant_server.http(timeout=10) as http:
         http.delete(f"/collections/{name}").raise_for_status()
@@ -146,8 +163,16 @@ def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_ser
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 def test_deletion_policy(cluster, connection, qdrant_server, policy):
     name = unique(policy.lower())
-    cluster.apply("VectorCollection", "del", {"connectionRef": {"name": "main"}, "collectionName": name,
-                                              "vectors": [{"size": 4, "distance": "Dot"}], "deletionPolicy": policy})
+    cluster.apply(
+        "VectorCollection",
+        "del",
+        {
+            "connectionRef": {"name": "main"},
+            "collectionName": name,
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "deletionPolicy": policy,
+        },
+    )
     cluster.wait_condition(PLURAL, "del", "InSync")
     cluster.kubectl("delete", PLURAL, "del", "--timeout=60s")
     if policy == "Retain":
@@ -158,8 +183,11 @@ def test_deletion_policy(cluster, connection, qdrant_server, policy):
 
 def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qdrant_server):
     name = unique("immut")
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"name": "a", "size": 4,
-            "distance": "Dot"}]}
+    spec = {
+        "connectionRef": {"name": "main"},
+        "collectionName": name,
+        "vectors": [{"name": "a", "size": 4, "distance": "Dot"}],
+    }
     cluster.apply("VectorCollection", "immut", spec)
     cluster.wait_condition(PLURAL, "immut", "InSync")
     # CEL cannot see that a vector added to an existing collection needs a new one: the operator can.
@@ -209,28 +237,47 @@ def qdrant_calls(connection: str) -> float:
 
 
 def test_connection_down_reports_without_calling_qdrant(cluster, operator):
-    cluster.apply("QdrantConnection", "down", {"url": "http://127.0.0.1:9", "environment": "Testing",
-                                               "circuitBreaker": {"failureThreshold": 1, "openSeconds": 300}})
+    cluster.apply(
+        "QdrantConnection",
+        "down",
+        {
+            "url": "http://127.0.0.1:9",
+            "environment": "Testing",
+            "circuitBreaker": {"failureThreshold": 1, "openSeconds": 300},
+        },
+    )
     cluster.wait_condition("qdrantconnections", "down", "CircuitOpen", status="False")
     key = f"{cluster.namespace}/down"
     before = qdrant_calls(key)
-    cluster.apply("VectorCollection", "down", {"connectionRef": {"name": "down"},
-                                               "vectors": [{"size": 4, "distance": "Dot"}]})
+    cluster.apply(
+        "VectorCollection", "down", {"connectionRef": {"name": "down"}, "vectors": [{"size": 4, "distance": "Dot"}]}
+    )
     body = cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
     assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
     assert body["status"]["observedGeneration"] == 0  # the CRD's default: nothing was decided about generation 1
     assert qdrant_calls(key) == before
     # The handler requeues (kopf logs that at ERROR); one Warning marks the transition, and no log line
     # becomes an Event.
-    events = json.loads(cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=down,"
-                                        "involvedObject.kind=VectorCollection", "-o", "json"))["items"]
+    events = json.loads(
+        cluster.kubectl(
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=down,involvedObject.kind=VectorCollection",
+            "-o",
+            "json",
+        )
+    )["items"]
     assert [e["reason"] for e in events] == ["ConnectionNotReady"], [(e["reason"], e["message"]) for e in events]
 
 
 def writes_to(qdrant_server: Any, collection: str) -> list[str]:
     """The write requests that touched one collection (the dev server's log, or the counting proxy's)."""
-    return [f"{r['method']} {r['template']}" for r in qdrant_server.requests()["requests"]
-            if r["method"] != "GET" and f"/collections/{collection}" in r["path"]]
+    return [
+        f"{r['method']} {r['template']}"
+        for r in qdrant_server.requests()["requests"]
+        if r["method"] != "GET" and f"/collections/{collection}" in r["path"]
+    ]
 
 
 def test_operator_restart_converges_without_duplicate_work(cluster, connection, qdrant_server, operator):
@@ -243,32 +290,48 @@ def test_operator_restart_converges_without_duplicate_work(cluster, connection, 
     operator.stop()
     try:  # while the operator is down: one spec change and one new resource
         cluster.apply("VectorCollection", "changed", {**base, "collectionName": changed, "hnsw": {"m": 24}})
-        cluster.apply("VectorCollection", "created", {**base, "collectionName": created,
-                                                      "payloadIndexes": [{"field": "k", "type": "Keyword"}]})
+        cluster.apply(
+            "VectorCollection",
+            "created",
+            {**base, "collectionName": created, "payloadIndexes": [{"field": "k", "type": "Keyword"}]},
+        )
     finally:
         operator.start()
     for name in ("changed", "created"):
-        wait_for(lambda n=name: cluster.get(PLURAL, n).get("status", {}).get("observedGeneration")
-                 == cluster.get(PLURAL, n)["metadata"]["generation"], 60, f"{name} to converge")
+        wait_for(
+            lambda n=name: (
+                cluster.get(PLURAL, n).get("status", {}).get("observedGeneration")
+                == cluster.get(PLURAL, n)["metadata"]["generation"]
+            ),
+            60,
+            f"{name} to converge",
+        )
     cluster.wait_condition(PLURAL, "created", "InSync")
     assert qdrant_collection(qdrant_server, changed)["config"]["hnsw_config"]["m"] == 24
     assert writes_to(qdrant_server, changed) == ["PATCH /collections/{collection_name}"]
     assert writes_to(qdrant_server, created) == [
-        "PUT /collections/{collection_name}", "PUT /collections/{collection_name}/index",
+        "PUT /collections/{collection_name}",
+        "PUT /collections/{collection_name}/index",
     ]
 
 
 def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_server):
     qdrant_server.require_dev()
-    cluster.apply("QdrantConnection", "slow", {"url": qdrant_server.url, "environment": "Testing",
-                                               "timeouts": {"requestSeconds": 1}})
+    cluster.apply(
+        "QdrantConnection",
+        "slow",
+        {"url": qdrant_server.url, "environment": "Testing", "timeouts": {"requestSeconds": 1}},
+    )
     cluster.wait_condition("qdrantconnections", "slow", "Connected")
     name = unique("lost")
     qdrant_server.reset_requests()
     qdrant_server.set_faults(create_timeout_but_applies=3)
     try:
-        cluster.apply("VectorCollection", "lost", {"connectionRef": {"name": "slow"}, "collectionName": name,
-                                                   "vectors": [{"size": 4, "distance": "Dot"}]})
+        cluster.apply(
+            "VectorCollection",
+            "lost",
+            {"connectionRef": {"name": "slow"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]},
+        )
         cluster.wait_condition(PLURAL, "lost", "InSync")
     finally:
         qdrant_server.clear_faults()
@@ -277,22 +340,36 @@ def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_se
 
 def test_paused_and_unmanaged_annotations(cluster, connection, qdrant_server):
     name = unique("paused")
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}],
-            "hnsw": {"m": 16}}
+    spec = {
+        "connectionRef": {"name": "main"},
+        "collectionName": name,
+        "vectors": [{"size": 4, "distance": "Dot"}],
+        "hnsw": {"m": 16},
+    }
     cluster.apply("VectorCollection", "paused", spec)
     cluster.wait_condition(PLURAL, "paused", "InSync")
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused=true")
     cluster.wait_condition(PLURAL, "paused", "Paused", type_="Paused")
-    cluster.apply("VectorCollection", "paused", {**spec, "hnsw": {"m": 20}},
-                  annotations={"qdrant.collection-operator.dev/paused": "true"})
+    cluster.apply(
+        "VectorCollection",
+        "paused",
+        {**spec, "hnsw": {"m": 20}},
+        annotations={"qdrant.collection-operator.dev/paused": "true"},
+    )
     # Paused is the verdict on generation 2 too: kstatus reads the resource as Current, not InProgress.
-    wait_for(lambda: cluster.get(PLURAL, "paused")["status"].get("observedGeneration") == 2, 30,
-             "the paused verdict on generation 2")
+    wait_for(
+        lambda: cluster.get(PLURAL, "paused")["status"].get("observedGeneration") == 2,
+        30,
+        "the paused verdict on generation 2",
+    )
     assert cluster.condition(PLURAL, "paused")["reason"] == "InSync", "Ready keeps the last verdict while paused"
     assert qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 16
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused-")
-    wait_for(lambda: qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 20, 60,
-             "the change held back by the pause to be applied")
+    wait_for(
+        lambda: qdrant_collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 20,
+        60,
+        "the change held back by the pause to be applied",
+    )
     cluster.wait_condition(PLURAL, "paused", "InSync")
 
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/managed=false")

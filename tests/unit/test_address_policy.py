@@ -59,15 +59,20 @@ def test_a_name_resolving_to_a_refused_address_is_refused_whatever_the_name(addr
 
 
 def test_userinfo_tricks_are_refused_before_the_host_is_looked_at():
-    for url in ("http://qdrant@169.254.169.254/", "http://user:secret@qdrant.svc:6333",
-                "http://127.0.0.1:6333@169.254.169.254/", "http://:@qdrant:6333"):
+    for url in (
+        "http://qdrant@169.254.169.254/",
+        "http://user:secret@qdrant.svc:6333",
+        "http://127.0.0.1:6333@169.254.169.254/",
+        "http://:@qdrant:6333",
+    ):
         message = refused(url, ["10.0.0.5"])
         assert "apiKeySecretRef" in message
         assert "secret" not in message
 
 
-@pytest.mark.parametrize("url", ["ftp://qdrant:6333", "file:///etc/passwd", "gopher://x", "http://", "http://:6333",
-                                 "http://qdrant:99999"])
+@pytest.mark.parametrize(
+    "url", ["ftp://qdrant:6333", "file:///etc/passwd", "gopher://x", "http://", "http://:6333", "http://qdrant:99999"]
+)
 def test_other_schemes_and_malformed_urls_are_refused(url):
     refused(url, ["10.0.0.5"])
 
@@ -132,8 +137,9 @@ def test_parse_ip_decodes_what_the_resolver_decodes_and_nothing_else():
 
 
 def test_operator_settings_carry_the_policy_to_every_profile():
-    settings = load_settings(environ={"QDRANT_OPERATOR_ALLOWED_HOSTS": '["127.0.0.2/32"]',
-                                      "QDRANT_OPERATOR_ALLOW_LINK_LOCAL": "true"})
+    settings = load_settings(
+        environ={"QDRANT_OPERATOR_ALLOWED_HOSTS": '["127.0.0.2/32"]', "QDRANT_OPERATOR_ALLOW_LINK_LOCAL": "true"}
+    )
     assert settings.address_policy == AddressPolicy(allowed_hosts=("127.0.0.2/32",), allow_link_local=True)
     assert settings.profile("Production").address_policy == settings.address_policy
     assert OperatorSettings().address_policy == DEFAULT

@@ -11,8 +11,11 @@ import yaml
 from collection_operator.api import CollectionSnapshotSpec, QdrantConnectionSpec, VectorCollectionSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SPECS = {"QdrantConnection": QdrantConnectionSpec, "VectorCollection": VectorCollectionSpec,
-         "CollectionSnapshot": CollectionSnapshotSpec}
+SPECS = {
+    "QdrantConnection": QdrantConnectionSpec,
+    "VectorCollection": VectorCollectionSpec,
+    "CollectionSnapshot": CollectionSnapshotSpec,
+}
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
@@ -34,18 +37,19 @@ def test_wire_is_camel_case_and_omits_unset_fields():
 
 def test_unknown_fields_are_errors():
     with pytest.raises(pydantic.ValidationError, match="efConstrukt"):
-        VectorCollectionSpec.model_validate(
-            {"connectionRef": {"name": "main"}, "hnsw": {"efConstrukt": 100}}
-        )
+        VectorCollectionSpec.model_validate({"connectionRef": {"name": "main"}, "hnsw": {"efConstrukt": 100}})
 
 
 def test_connection_defaults():
     spec = QdrantConnectionSpec.model_validate({"url": "http://127.0.0.1:6333"})
     assert spec.environment == "Production"
     assert spec.api_key_secret_ref is None
-    assert QdrantConnectionSpec.model_validate(
-        {"url": "http://q:6333", "apiKeySecretRef": {"name": "k"}}
-    ).api_key_secret_ref.key == "api-key"
+    assert (
+        QdrantConnectionSpec.model_validate(
+            {"url": "http://q:6333", "apiKeySecretRef": {"name": "k"}}
+        ).api_key_secret_ref.key
+        == "api-key"
+    )
 
 
 def test_collection_names_with_double_dots_are_refused():
@@ -53,8 +57,9 @@ def test_collection_names_with_double_dots_are_refused():
 
     for field in ({"collectionName": "a..b"}, {"aliases": ["ok", "x..y"]}):
         try:
-            VectorCollectionSpec.model_validate({"connectionRef": {"name": "main"},
-                                                 "vectors": [{"size": 4, "distance": "Dot"}], **field})
+            VectorCollectionSpec.model_validate(
+                {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **field}
+            )
         except _pydantic.ValidationError as exc:
             assert "'..'" in str(exc)
         else:

@@ -21,8 +21,9 @@ def test_health_check_cases(kind: str) -> None:
     objects = [yaml.safe_load((HEALTH_CHECKS / kind / case["inputPath"]).read_text()) for case in cases]
     got = argo_health(kind, objects)
     want = [case["healthStatus"] for case in cases]
-    assert [(c["inputPath"], g) for c, g in zip(cases, got, strict=True)] == \
-        [(c["inputPath"], w) for c, w in zip(cases, want, strict=True)]
+    assert [(c["inputPath"], g) for c, g in zip(cases, got, strict=True)] == [
+        (c["inputPath"], w) for c, w in zip(cases, want, strict=True)
+    ]
     # Every status a check can return is exercised, except Suspended where the kind cannot be paused.
     assert {w["status"] for w in want} >= {"Healthy", "Progressing", "Degraded"}
     tested = {Path(c["inputPath"]).name for c in cases}
@@ -43,5 +44,7 @@ def test_argocd_cm_snippet_matches_the_lua_files() -> None:
     assert argocd_cm.SNIPPET.read_text() == argocd_cm.render(), "run python3 devenv/argocd_cm.py"
     data = yaml.safe_load(argocd_cm.SNIPPET.read_text())["data"]
     group = HEALTH_CHECKS.name
-    assert data == {f"resource.customizations.health.{group}_{kind}": (HEALTH_CHECKS / kind / "health.lua").read_text()
-                    for kind in KINDS}
+    assert data == {
+        f"resource.customizations.health.{group}_{kind}": (HEALTH_CHECKS / kind / "health.lua").read_text()
+        for kind in KINDS
+    }

@@ -22,23 +22,42 @@ CHART = REPO / "charts/qdrant-collection-operator"
 KUBECTL = Path(sys.executable).parent / "kubectl"
 RELEASE, NAMESPACE = "qdrant-collection-operator", "qdrant-operator"
 # Labels only the chart sets (the kustomize base has just app.kubernetes.io/name).
-CHART_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
-                "app.kubernetes.io/version"}
-MONITORING = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.podMonitor.enabled=true",
-              "--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.dashboard.enabled=true"]
+CHART_LABELS = {
+    "helm.sh/chart",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+}
+MONITORING = [
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.podMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.dashboard.enabled=true",
+]
 OTHER_VALUES = {
-    "image": {"repository": "registry.example/qco", "tag": "1.2.3", "digest": "sha256:" + "ab" * 32,
-              "pullPolicy": "Always"},
+    "image": {
+        "repository": "registry.example/qco",
+        "tag": "1.2.3",
+        "digest": "sha256:" + "ab" * 32,
+        "pullPolicy": "Always",
+    },
     "imagePullSecrets": [{"name": "pull"}],
     "replicas": 3,
     "namespaces": ["search", "ml"],
     "peering": {"name": "qco"},
     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
     "settings": 'resync_interval_seconds = 120\nlog_format = "json"\nallowed_hosts = [".qdrant.svc.cluster.local"]\n'
-                "[profiles.Production.pool]\nmax_connections = 40\n",
+    "[profiles.Production.pool]\nmax_connections = 40\n",
     "extraArgs": ["--verbose"],
-    "metrics": {"port": 9090, "service": {"enabled": False},
-                "podMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}},
+    "metrics": {
+        "port": 9090,
+        "service": {"enabled": False},
+        "podMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
+    },
     "networkPolicy": {"enabled": True},
     "nodeSelector": {"kubernetes.io/os": "linux"},
 }
@@ -109,8 +128,11 @@ def test_default_values_render_the_kustomize_base():
 
 
 def test_monitoring_values_render_the_monitoring_bundle():
-    chart = [obj for obj in template(*MONITORING) if obj["kind"] in {"ServiceMonitor", "PodMonitor",
-                                                                     "PrometheusRule", "ConfigMap"}]
+    chart = [
+        obj
+        for obj in template(*MONITORING)
+        if obj["kind"] in {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+    ]
     bundle = kustomize("manifests/monitoring") + docs((REPO / "manifests/monitoring/podmonitor.yaml").read_text())
     assert_same_objects(chart, bundle)
     dashboard = next(obj for obj in chart if obj["kind"] == "ConfigMap")
@@ -124,8 +146,11 @@ def test_monitoring_objects_are_off_by_default():
 
 def test_other_values_reach_the_deployment(tmp_path):
     rendered = template_values(OTHER_VALUES, tmp_path)
-    peerings = [(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]) for obj in rendered
-                if obj["apiVersion"] == "kopf.dev/v1"]
+    peerings = [
+        (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        for obj in rendered
+        if obj["apiVersion"] == "kopf.dev/v1"
+    ]
     assert peerings == [("KopfPeering", "search", "qco"), ("KopfPeering", "ml", "qco")]  # one per namespace
     objects = {obj["kind"]: obj for obj in rendered}
     assert "Service" not in objects
@@ -137,18 +162,29 @@ def test_other_values_reach_the_deployment(tmp_path):
     assert container["imagePullPolicy"] == "Always"
     assert pod["imagePullSecrets"] == [{"name": "pull"}]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert container["args"] == ["run", "--namespace=search", "--namespace=ml", "--bind", "0.0.0.0",
-                                 "--settings=/etc/qdrant-collection-operator/settings.toml", "--verbose"]
+    assert container["args"] == [
+        "run",
+        "--namespace=search",
+        "--namespace=ml",
+        "--bind",
+        "0.0.0.0",
+        "--settings=/etc/qdrant-collection-operator/settings.toml",
+        "--verbose",
+    ]
     assert container["resources"] == OTHER_VALUES["resources"]
-    assert container["env"] == [{"name": "QDRANT_OPERATOR_PEERING_NAME", "value": "qco"},
-                                {"name": "QDRANT_OPERATOR_METRICS_PORT", "value": "9090"}]
+    assert container["env"] == [
+        {"name": "QDRANT_OPERATOR_PEERING_NAME", "value": "qco"},
+        {"name": "QDRANT_OPERATOR_METRICS_PORT", "value": "9090"},
+    ]
     assert {"name": "metrics", "containerPort": 9090} in container["ports"]
     assert objects["NetworkPolicy"]["spec"]["ingress"] == [{"ports": [{"port": 9090, "protocol": "TCP"}]}]
     monitor = objects["PodMonitor"]
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["podMetricsEndpoints"][0]["interval"] == "15s"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"][
-        "labels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_settings_toml_is_mounted_where_the_args_point_and_is_valid(tmp_path):
@@ -174,8 +210,12 @@ def test_the_charts_copies_are_up_to_date():
 
 
 def test_peering_with_a_namespace_pattern_fails_with_a_clear_message():
-    proc = subprocess.run([str(gotools.build("helm")), "template", RELEASE, str(CHART), "--set", "namespaces={team-*}"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(gotools.build("helm")), "template", RELEASE, str(CHART), "--set", "namespaces={team-*}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and 'list names, not the pattern "team-*"' in proc.stderr
     single = template("--set", "namespaces={team-*}", "--set", "peering.enabled=false", "--set", "replicas=1")
     assert not [obj for obj in single if obj["apiVersion"] == "kopf.dev/v1"]

@@ -21,8 +21,9 @@ def target(name: str = "docs", uid: str = "u1", generation: int = 1, status: dic
     return Target("ns", name, uid, generation, "ns/main", status or {})
 
 
-async def run(q: FakeQdrant, s: VectorCollectionSpec, t: Target, gate: ReindexGate | None = None,
-              alive: tuple[str, ...] = ()):
+async def run(
+    q: FakeQdrant, s: VectorCollectionSpec, t: Target, gate: ReindexGate | None = None, alive: tuple[str, ...] = ()
+):
     return await sync(q, s, t, gate or ReindexGate(), owner_alive=lambda m: m.rsplit("/", 1)[-1] in alive)
 
 
@@ -144,8 +145,9 @@ async def test_an_alias_held_by_another_collection_stalls_and_nothing_is_written
     await run(q, spec(), target(status={"appliedGeneration": 1}))
     q.aliases["taken"] = "elsewhere"
     q.writes.clear()
-    outcome = await run(q, spec(aliases=["taken"], hnsw={"m": 32}), target(generation=2,
-                                                                          status={"appliedGeneration": 1}))
+    outcome = await run(
+        q, spec(aliases=["taken"], hnsw={"m": 32}), target(generation=2, status={"appliedGeneration": 1})
+    )
     assert outcome.verdict.reason == "AliasConflict" and "alias of elsewhere" in outcome.verdict.message
     assert q.writes == [], "not even the in-place change: nothing until the conflict is resolved"
 

@@ -7,19 +7,22 @@ import pytest
 from tests.fixtures.counting_proxy import template
 
 
-@pytest.mark.parametrize(("path", "expected"), [
-    ("/", "/"),
-    ("/collections", "/collections"),
-    ("/collections/aliases", "/collections/aliases"),
-    ("/collections/docs", "/collections/{collection_name}"),
-    ("/collections/docs/", "/collections/{collection_name}"),
-    ("/collections/docs/index", "/collections/{collection_name}/index"),
-    ("/collections/docs/index/tenant", "/collections/{collection_name}/index/{field_name}"),
-    ("/collections/docs/points/7", "/collections/{collection_name}/points/{id}"),
-    ("/collections/docs/points/payload/clear", "/collections/{collection_name}/points/payload/clear"),
-    ("/collections/docs/snapshots/recover", "/collections/{collection_name}/snapshots/recover"),
-    ("/collections/docs/snapshots/docs-1.snapshot", "/collections/{collection_name}/snapshots/{snapshot_name}"),
-    ("/collections/docs/cluster", "/collections/{collection_name}/cluster"),
-])
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", "/"),
+        ("/collections", "/collections"),
+        ("/collections/aliases", "/collections/aliases"),
+        ("/collections/docs", "/collections/{collection_name}"),
+        ("/collections/docs/", "/collections/{collection_name}"),
+        ("/collections/docs/index", "/collections/{collection_name}/index"),
+        ("/collections/docs/index/tenant", "/collections/{collection_name}/index/{field_name}"),
+        ("/collections/docs/points/7", "/collections/{collection_name}/points/{id}"),
+        ("/collections/docs/points/payload/clear", "/collections/{collection_name}/points/payload/clear"),
+        ("/collections/docs/snapshots/recover", "/collections/{collection_name}/snapshots/recover"),
+        ("/collections/docs/snapshots/docs-1.snapshot", "/collections/{collection_name}/snapshots/{snapshot_name}"),
+        ("/collections/docs/cluster", "/collections/{collection_name}/cluster"),
+    ],
+)
 def test_template(path: str, expected: str) -> None:
     assert template(path) == expected

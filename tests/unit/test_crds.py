@@ -86,8 +86,11 @@ def test_every_field_has_a_description(kind):
     schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert schema.get("description")
     # metadata may carry nothing but its type (the API server describes ObjectMeta itself).
-    missing = [path for path, prop in _fields(schema, kind.kind)
-               if path != f"{kind.kind}.metadata" and not prop.get("description", "").strip()]
+    missing = [
+        path
+        for path, prop in _fields(schema, kind.kind)
+        if path != f"{kind.kind}.metadata" and not prop.get("description", "").strip()
+    ]
     assert not missing, f"fields without a description: {missing}"
 
 
@@ -95,7 +98,9 @@ def test_exclusive_bounds_use_openapi_v3_0_form():
     schema = crdgen.crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     acquire = schema["properties"]["spec"]["properties"]["pool"]["properties"]["acquireTimeoutSeconds"]
     assert {k: v for k, v in acquire.items() if k != "description"} == {
-        "type": "number", "minimum": 0, "exclusiveMinimum": True,
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
     }
 
 

@@ -57,8 +57,18 @@ def test_api_reference_lists_every_kind_and_field():
 
 def test_reason_extraction_finds_the_known_ones():
     found = reasons_in_code()
-    assert {"InSync", "ImmutableFieldChanged", "Unreachable", "DeleteAbandoned", "SnapshotNotFound",
-            "WaitingForDependents", "AddressNotAllowed", "Idle", "NotStalled", "DriftCorrected"} <= found
+    assert {
+        "InSync",
+        "ImmutableFieldChanged",
+        "Unreachable",
+        "DeleteAbandoned",
+        "SnapshotNotFound",
+        "WaitingForDependents",
+        "AddressNotAllowed",
+        "Idle",
+        "NotStalled",
+        "DriftCorrected",
+    } <= found
     assert not found & {"Warning", "Normal", "Reconciling"}
 
 

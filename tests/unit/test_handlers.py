@@ -24,24 +24,39 @@ PLURAL = "vectorcollections"
 
 
 def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "qdrant.collection-operator.dev/v1alpha1", "kind": "VectorCollection",
-            "metadata": {"namespace": "ns", "name": "docs", "uid": "u1", "generation": generation,
-                         "annotations": annotations or {}},
-            "spec": {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **spec}}
+    return {
+        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
+        "kind": "VectorCollection",
+        "metadata": {
+            "namespace": "ns",
+            "name": "docs",
+            "uid": "u1",
+            "generation": generation,
+            "annotations": annotations or {},
+        },
+        "spec": {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **spec},
+    }
 
 
 @pytest.fixture
 def ctx() -> Context:
     events: list[tuple[str, str, str]] = []
-    context = Context(OperatorSettings(), FakeSecrets(), SecretValues(),  # type: ignore[arg-type]
-                      poster=lambda _b, t, r, m: events.append((t, r, m)))
+    context = Context(
+        OperatorSettings(),
+        FakeSecrets(),
+        SecretValues(),  # type: ignore[arg-type]
+        poster=lambda _b, t, r, m: events.append((t, r, m)),
+    )
     context.events = events  # type: ignore[attr-defined]
     return context
 
 
 def outcome(state: State, reason: str, reconciled: bool = False, **fields: Any) -> Outcome[VectorCollectionStatus]:
-    return Outcome(Verdict(state, reason, f"{reason} message"), VectorCollectionStatus.model_validate(fields),
-                   reconciled=reconciled)
+    return Outcome(
+        Verdict(state, reason, f"{reason} message"),
+        VectorCollectionStatus.model_validate(fields),
+        reconciled=reconciled,
+    )
 
 
 async def test_status_is_written_only_when_it_changes(ctx):
@@ -50,7 +65,10 @@ async def test_status_is_written_only_when_it_changes(ctx):
     first = ctx.kube.patches[-1][2]
     assert first["observedGeneration"] == 1 and first["pointsCount"] == 3
     assert {c["type"]: c["status"] for c in first["conditions"]} == {
-        "Ready": "True", "Reconciling": "False", "Stalled": "False"}
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
     assert not await write(ctx, PLURAL, b, outcome(State.READY, "InSync", True, points_count=3))
     assert await write(ctx, PLURAL, b, outcome(State.READY, "InSync", True, points_count=4))
     assert ctx.kube.patches[-1][2] == {"pointsCount": 4}, "only the key that changed is patched"
@@ -86,8 +104,10 @@ async def test_reconciling_posts_no_event_and_pause_is_a_normal_one(ctx):
 async def test_secret_values_never_reach_status_or_events(ctx):
     secret = "s3cr3t-api-key-value"
     ctx.secrets.add(secret.encode())
-    leaky = Outcome(Verdict(State.FAILED, "Unauthorized", f"key {secret} refused by http://u:pw@127.0.0.1:6333/"),
-                    VectorCollectionStatus())
+    leaky = Outcome(
+        Verdict(State.FAILED, "Unauthorized", f"key {secret} refused by http://u:pw@127.0.0.1:6333/"),
+        VectorCollectionStatus(),
+    )
     await write(ctx, PLURAL, body(), leaky)
     ctx.post_event(body(), "Warning", "Leak", f"again {secret}")
     written = json.dumps(ctx.kube.patches) + json.dumps(ctx.events)
@@ -119,17 +139,18 @@ async def test_delete_budget_retries_then_releases_with_a_warning(ctx):
 
 
 def environment(connections: FakeConnections) -> collection_step.Environment:
-    return collection_step.Environment(connections, FakeSecrets(), {}, RestoreTracker(), owner_alive=lambda _: False,
-                                       snapshots=lambda _: None)
+    return collection_step.Environment(
+        connections, FakeSecrets(), {}, RestoreTracker(), owner_alive=lambda _: False, snapshots=lambda _: None
+    )
 
 
 async def step(b: dict[str, Any], connections: FakeConnections) -> Outcome[VectorCollectionStatus]:
-    return await collection_step.step(collection_step.Observed.of(b, b.get("status") or {}),
-                                      environment(connections))
+    return await collection_step.step(collection_step.Observed.of(b, b.get("status") or {}), environment(connections))
 
 
-@pytest.mark.parametrize(("annotation", "state"), [
-    (collection_step.PAUSED, State.PAUSED), (collection_step.MANAGED, State.UNMANAGED)])
+@pytest.mark.parametrize(
+    ("annotation", "state"), [(collection_step.PAUSED, State.PAUSED), (collection_step.MANAGED, State.UNMANAGED)]
+)
 async def test_paused_and_unmanaged_touch_nothing(annotation, state):
     conn = FakeConnection()
     value = "true" if state == State.PAUSED else "false"
@@ -147,8 +168,10 @@ async def test_connection_checks_before_any_qdrant_call():
     down = FakeConnection(problem="CircuitOpen: circuit breaker open")
     out = await step(body(), FakeConnections({"ns/main": down}))
     assert out.verdict.reason == "ConnectionNotReady" and down.collections.writes == []
-    elsewhere = await step(body(connectionRef={"name": "main", "namespace": "other"}),
-                           FakeConnections({"other/main": FakeConnection(namespace="other")}))
+    elsewhere = await step(
+        body(connectionRef={"name": "main", "namespace": "other"}),
+        FakeConnections({"other/main": FakeConnection(namespace="other")}),
+    )
     assert elsewhere.verdict.state == State.STALLED and elsewhere.verdict.reason == "ConnectionNotAllowed"
     assert elsewhere.status.to_patch() == {"collectionName": "docs", "connection": "other/main"}
 
@@ -205,9 +228,15 @@ def test_a_connection_waits_only_for_resources_that_delete_data_through_it():
         {**body(deletionPolicy="Retain"), "status": applied},
         {**body(deletionPolicy="Delete"), "status": {}},  # never applied: deletes nothing
     ]
-    snapshot = {"metadata": {"namespace": "ns", "name": "nightly"}, "spec": {"deletionPolicy": "Delete"},
-                "status": {"connection": "ns/main", "snapshots": [{"name": "s1"}]}}
-    found = dependents("ns/main", collections, [snapshot, {**snapshot, "status": {"connection": "ns/other",
-                                                                                   "snapshots": [{"name": "x"}]}}])
+    snapshot = {
+        "metadata": {"namespace": "ns", "name": "nightly"},
+        "spec": {"deletionPolicy": "Delete"},
+        "status": {"connection": "ns/main", "snapshots": [{"name": "s1"}]},
+    }
+    found = dependents(
+        "ns/main",
+        collections,
+        [snapshot, {**snapshot, "status": {"connection": "ns/other", "snapshots": [{"name": "x"}]}}],
+    )
     assert found == [("collectionsnapshots", "ns", "nightly"), ("vectorcollections", "ns", "docs")]
     assert "CollectionSnapshot ns/nightly, VectorCollection ns/docs" in waiting_for(found).message

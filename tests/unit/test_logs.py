@@ -23,7 +23,7 @@ class Records(logging.Handler):
 def test_kopf_still_logs_temporary_errors_with_the_phrase_we_match():
     source = inspect.getsource(execution)
     assert 'logger.error(f"{handler} failed temporarily: {str(e) or repr(e)}")' in source
-    assert logs.REQUEUE_MARK in 'Handler \'x\' failed temporarily: ConnectionNotReady: ...'
+    assert logs.REQUEUE_MARK in "Handler 'x' failed temporarily: ConnectionNotReady: ..."
 
 
 def test_requeues_are_downgraded_to_info_other_errors_stay():
@@ -43,5 +43,7 @@ def test_requeues_are_downgraded_to_info_other_errors_stay():
     finally:
         objects.removeHandler(capture)
     assert [(r.levelname, r.levelno) for r in capture.records] == [
-        ("INFO", logging.INFO), ("ERROR", logging.ERROR), ("ERROR", logging.ERROR)
+        ("INFO", logging.INFO),
+        ("ERROR", logging.ERROR),
+        ("ERROR", logging.ERROR),
     ]

@@ -58,8 +58,7 @@ def referenced_names() -> dict[str, set[str]]:
 
 
 def promtool(*args: str, cwd: Path) -> str:
-    proc = subprocess.run([str(gotools.build("promtool")), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([str(gotools.build("promtool")), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -73,9 +72,14 @@ def test_rules_pass_promtool_check_and_unit_tests(tmp_path):
 
 def test_every_alert_asked_for_is_there_and_unit_tested():
     alerts = {rule["alert"] for group in rule_spec()["groups"] for rule in group["rules"]}
-    assert alerts == {"QdrantOperatorCircuitBreakerOpen", "QdrantOperatorConnectionUnhealthy",
-                      "QdrantOperatorCollectionsStalled", "QdrantOperatorDriftCorrectedOften",
-                      "QdrantOperatorReconcileErrors", "QdrantOperatorDeletesAbandoned"}
+    assert alerts == {
+        "QdrantOperatorCircuitBreakerOpen",
+        "QdrantOperatorConnectionUnhealthy",
+        "QdrantOperatorCollectionsStalled",
+        "QdrantOperatorDriftCorrectedOften",
+        "QdrantOperatorReconcileErrors",
+        "QdrantOperatorDeletesAbandoned",
+    }
     tests = yaml.safe_load((REPO / "tests/monitoring/alerts_test.yaml").read_text())["tests"]
     firing = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case.get("exp_alerts")}
     assert firing == alerts
@@ -103,12 +107,16 @@ def test_monitors_select_the_operators_metrics_port():
     service, pod = base["Service"], base["Deployment"]["spec"]["template"]
     service_monitor = yaml.safe_load((BUNDLE / "servicemonitor.yaml").read_text())
     pod_monitor = yaml.safe_load((BUNDLE / "podmonitor.yaml").read_text())
-    for monitor, target_labels in ((service_monitor, service["metadata"]["labels"]),
-                                   (pod_monitor, pod["metadata"]["labels"])):
+    for monitor, target_labels in (
+        (service_monitor, service["metadata"]["labels"]),
+        (pod_monitor, pod["metadata"]["labels"]),
+    ):
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
-        assert set(monitor["spec"]) == {"selector", "endpoints" if monitor["kind"] == "ServiceMonitor"
-                                        else "podMetricsEndpoints"}
+        assert set(monitor["spec"]) == {
+            "selector",
+            "endpoints" if monitor["kind"] == "ServiceMonitor" else "podMetricsEndpoints",
+        }
         assert monitor["spec"]["selector"]["matchLabels"].items() <= target_labels.items()
     [endpoint] = service_monitor["spec"]["endpoints"]
     assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
@@ -120,8 +128,13 @@ def test_monitors_select_the_operators_metrics_port():
 
 
 def monitorcheck(objects: list[dict]) -> list[dict]:
-    proc = subprocess.run([str(gohelpers.build("monitorcheck"))], input="".join(json.dumps(o) + "\n" for o in objects),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(gohelpers.build("monitorcheck"))],
+        input="".join(json.dumps(o) + "\n" for o in objects),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -129,10 +142,15 @@ def monitorcheck(objects: list[dict]) -> list[dict]:
 def test_monitoring_objects_decode_into_prometheus_operator_types(tmp_path):
     from tests.unit.test_chart import MONITORING, OTHER_VALUES, template, template_values
 
-    bundle = [yaml.safe_load((BUNDLE / name).read_text())
-              for name in ("servicemonitor.yaml", "podmonitor.yaml", "prometheusrule.yaml")]
-    charted = [obj for obj in template(*MONITORING) + template_values(OTHER_VALUES, tmp_path)
-               if obj["apiVersion"].startswith("monitoring.coreos.com/")]
+    bundle = [
+        yaml.safe_load((BUNDLE / name).read_text())
+        for name in ("servicemonitor.yaml", "podmonitor.yaml", "prometheusrule.yaml")
+    ]
+    charted = [
+        obj
+        for obj in template(*MONITORING) + template_values(OTHER_VALUES, tmp_path)
+        if obj["apiVersion"].startswith("monitoring.coreos.com/")
+    ]
     assert len(charted) == 4
     results = monitorcheck(bundle + charted)
     assert [r["kind"] for r in results] == [o["kind"] for o in bundle + charted]

@@ -26,10 +26,16 @@ def _value_class(cls: type) -> bool:
 
 
 def _stateful_classes() -> set[str]:
-    modules = [importlib.import_module(m.name) for m in pkgutil.walk_packages(collection_operator.__path__,
-                                                                             "collection_operator.")]
-    return {name for module in modules for name, cls in inspect.getmembers(module, inspect.isclass)
-            if cls.__module__.startswith("collection_operator") and not _value_class(cls)}
+    modules = [
+        importlib.import_module(m.name)
+        for m in pkgutil.walk_packages(collection_operator.__path__, "collection_operator.")
+    ]
+    return {
+        name
+        for module in modules
+        for name, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__.startswith("collection_operator") and not _value_class(cls)
+    }
 
 
 PACKAGE_CLASSES = _stateful_classes() | {"Context"}
@@ -39,11 +45,17 @@ def findings(source: str) -> list[str]:
     """Module-level containers under non-constant names, instances of the package's own classes, and
     `global` statements."""
     tree = ast.parse(source)
-    out = [f"line {node.lineno}: global {', '.join(node.names)}" for node in ast.walk(tree)
-           if isinstance(node, ast.Global)]
+    out = [
+        f"line {node.lineno}: global {', '.join(node.names)}" for node in ast.walk(tree) if isinstance(node, ast.Global)
+    ]
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) and node.value is not None else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign) and node.value is not None
+            else []
+        )
         value = getattr(node, "value", None)
         for target in targets:
             if not isinstance(target, ast.Name):
@@ -65,6 +77,7 @@ def test_the_rule_catches_what_it_is_for():
 
 
 def test_no_module_level_mutable_state():
-    found = {str(path.relative_to(PACKAGE)): f for path in sorted(PACKAGE.rglob("*.py"))
-             if (f := findings(path.read_text()))}
+    found = {
+        str(path.relative_to(PACKAGE)): f for path in sorted(PACKAGE.rglob("*.py")) if (f := findings(path.read_text()))
+    }
     assert found == {}

@@ -26,7 +26,10 @@ def test_version_comes_from_the_package_metadata(capsys):
 
 
 def test_the_wheel_carries_py_typed(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
-                   check=True, timeout=240)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True,
+        timeout=240,
+    )
     wheel = next(tmp_path.glob("qdrant_collection_operator-*.whl"))
     assert "collection_operator/py.typed" in zipfile.ZipFile(wheel).namelist()

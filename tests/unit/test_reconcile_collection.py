@@ -15,9 +15,16 @@ from collection_operator.reconcile.collection import Ownership, owner_marker, ow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MARKER = owner_marker("ns", "docs", "uid-1")
 QDRANT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000, "max_indexing_threads": 0, "on_disk": False}
-QDRANT_OPTIMIZERS = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000, "default_segment_number": 0,
-                     "max_segment_size": None, "memmap_threshold": None, "indexing_threshold": 10000,
-                     "flush_interval_sec": 5, "max_optimization_threads": None}
+QDRANT_OPTIMIZERS = {
+    "deleted_threshold": 0.2,
+    "vacuum_min_vector_number": 1000,
+    "default_segment_number": 0,
+    "max_segment_size": None,
+    "memmap_threshold": None,
+    "indexing_threshold": 10000,
+    "flush_interval_sec": 5,
+    "max_optimization_threads": None,
+}
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
@@ -28,10 +35,14 @@ def live_from(body: dict[str, Any], indexes: dict[str, Any] | None = None) -> di
     """What GET /collections/{name} returns after PUT with `body`: Qdrant's defaults filled in."""
     body = copy.deepcopy(body)
     return {
-        "status": "green", "points_count": 0, "indexed_vectors_count": 0, "segments_count": 2,
+        "status": "green",
+        "points_count": 0,
+        "indexed_vectors_count": 0,
+        "segments_count": 2,
         "config": {
             "params": {
-                "vectors": body["vectors"], "shard_number": body.get("shard_number", 1),
+                "vectors": body["vectors"],
+                "shard_number": body.get("shard_number", 1),
                 "replication_factor": body.get("replication_factor", 1),
                 "write_consistency_factor": body.get("write_consistency_factor", 1),
                 "on_disk_payload": body.get("on_disk_payload", True),
@@ -60,12 +71,18 @@ def complete() -> VectorCollectionSpec:
 def test_create_maps_every_field_to_qdrant_names():
     p = run(complete(), None)
     body = p.create
-    assert body["vectors"]["text"] == {"size": 768, "distance": "Cosine", "datatype": "float32", "on_disk": False,
-                                       "hnsw_config": {"m": 32, "ef_construct": 200}}
+    assert body["vectors"]["text"] == {
+        "size": 768,
+        "distance": "Cosine",
+        "datatype": "float32",
+        "on_disk": False,
+        "hnsw_config": {"m": 32, "ef_construct": 200},
+    }
     assert body["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
     assert body["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
-    assert body["sparse_vectors"] == {"keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000},
-                                                   "modifier": "idf"}}
+    assert body["sparse_vectors"] == {
+        "keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000}, "modifier": "idf"}
+    }
     assert body["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
     assert body["optimizers_config"]["default_segment_number"] == 2
     assert body["wal_config"] == {"wal_capacity_mb": 32, "wal_segments_ahead": 0}
@@ -87,10 +104,20 @@ def test_unnamed_vector_is_bare_vector_params():
 def test_a_collection_as_created_is_in_sync():
     s = complete()
     p = run(s, None)
-    info = live_from(p.create, {name: {"data_type": schema["type"], "params": schema, "points": 0}
-                                for name, schema in p.create_indexes.items()})
-    again = run(s, info, live_aliases={"docs-current": "docs"}, managed_indexes=list(p.create_indexes),
-                managed_aliases=["docs-current"])
+    info = live_from(
+        p.create,
+        {
+            name: {"data_type": schema["type"], "params": schema, "points": 0}
+            for name, schema in p.create_indexes.items()
+        },
+    )
+    again = run(
+        s,
+        info,
+        live_aliases={"docs-current": "docs"},
+        managed_indexes=list(p.create_indexes),
+        managed_aliases=["docs-current"],
+    )
     assert not again.writes and again.drift == [] and again.immutable == []
 
 
@@ -155,13 +182,21 @@ def test_fields_left_out_are_qdrants_business():
 
 
 def test_payload_indexes_added_changed_and_only_managed_ones_removed():
-    s = spec(vectors=[{"size": 4, "distance": "Dot"}], payloadIndexes=[
-        {"field": "tenant", "type": "Keyword", "params": {"isTenant": True}}, {"field": "n", "type": "Integer"}])
-    info = live_from(run(s, None).create, {
-        "tenant": {"data_type": "keyword", "params": {"type": "keyword", "is_tenant": False}, "points": 0},
-        "old": {"data_type": "keyword", "points": 0},
-        "foreign": {"data_type": "keyword", "points": 0},
-    })
+    s = spec(
+        vectors=[{"size": 4, "distance": "Dot"}],
+        payloadIndexes=[
+            {"field": "tenant", "type": "Keyword", "params": {"isTenant": True}},
+            {"field": "n", "type": "Integer"},
+        ],
+    )
+    info = live_from(
+        run(s, None).create,
+        {
+            "tenant": {"data_type": "keyword", "params": {"type": "keyword", "is_tenant": False}, "points": 0},
+            "old": {"data_type": "keyword", "points": 0},
+            "foreign": {"data_type": "keyword", "points": 0},
+        },
+    )
     p = run(s, info, managed_indexes=["tenant", "old"])
     assert p.create_indexes == {"tenant": {"type": "keyword", "is_tenant": True}, "n": {"type": "integer"}}
     assert p.delete_indexes == ["tenant", "old"]
@@ -170,12 +205,23 @@ def test_payload_indexes_added_changed_and_only_managed_ones_removed():
 def test_aliases_created_removed_and_never_stolen():
     info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
     live = {"taken": "other", "gone": "docs", "theirs": "docs"}
-    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new"]), info, live_aliases=live,
-            managed_aliases=["gone"])
-    assert p.alias_actions == [{"create_alias": {"collection_name": "docs", "alias_name": "new"}},
-                               {"delete_alias": {"alias_name": "gone"}}]
-    conflict = run(spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new", "taken", "coll"], hnsw={"m": 9}),
-                   info, live_aliases=live, managed_aliases=["gone"], collections=["coll", "docs"])
+    p = run(
+        spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new"]),
+        info,
+        live_aliases=live,
+        managed_aliases=["gone"],
+    )
+    assert p.alias_actions == [
+        {"create_alias": {"collection_name": "docs", "alias_name": "new"}},
+        {"delete_alias": {"alias_name": "gone"}},
+    ]
+    conflict = run(
+        spec(vectors=[{"size": 4, "distance": "Dot"}], aliases=["new", "taken", "coll"], hnsw={"m": 9}),
+        info,
+        live_aliases=live,
+        managed_aliases=["gone"],
+        collections=["coll", "docs"],
+    )
     assert conflict.alias_conflicts == ["taken", "coll"]
     assert not conflict.writes, "a conflict writes nothing, not even the rest of the plan"
 

@@ -9,28 +9,35 @@ from collection_operator.qdrant import ConnectionReport
 from collection_operator.reconcile.connection import verdict
 
 
-def report(health: Health, version: str | None = "1.19.0", breaker: BreakerState = BreakerState.CLOSED,
-           reason: str | None = None) -> ConnectionReport:
+def report(
+    health: Health,
+    version: str | None = "1.19.0",
+    breaker: BreakerState = BreakerState.CLOSED,
+    reason: str | None = None,
+) -> ConnectionReport:
     return ConnectionReport(health, version, False, 1, breaker, reason, f"{reason} message" if reason else None)
 
 
-@pytest.mark.parametrize(("given", "state", "reason"), [
-    (report(Health.UNKNOWN, None), "Reconciling", "Connecting"),
-    (report(Health.HEALTHY), "Ready", "Connected"),
-    # A refusal is a configuration problem: Failed at the first probe, not after the failure threshold.
-    (report(Health.DEGRADED, None, reason="Unauthorized"), "Failed", "Unauthorized"),
-    (report(Health.DEGRADED, reason="TLSError"), "Failed", "TLSError"),
-    # Never connected and failing: not Ready either.
-    (report(Health.DEGRADED, None, reason="Unreachable"), "Failed", "Unreachable"),
-    # Was connected, one probe failed: Ready but Degraded until the threshold.
-    (report(Health.DEGRADED, reason="Unreachable"), "Ready", "Degraded"),
-    (report(Health.DEGRADED), "Ready", "Degraded"),  # answered, but reports trouble
-    (report(Health.UNHEALTHY, reason="Unreachable"), "Failed", "Unreachable"),
-    (report(Health.UNHEALTHY, breaker=BreakerState.OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
-    # Half-open while still unhealthy: the same outage, so the reason does not flap (no new Event).
-    (report(Health.UNHEALTHY, breaker=BreakerState.HALF_OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
-    (report(Health.HEALTHY, breaker=BreakerState.HALF_OPEN), "Reconciling", "Recovering"),
-])
+@pytest.mark.parametrize(
+    ("given", "state", "reason"),
+    [
+        (report(Health.UNKNOWN, None), "Reconciling", "Connecting"),
+        (report(Health.HEALTHY), "Ready", "Connected"),
+        # A refusal is a configuration problem: Failed at the first probe, not after the failure threshold.
+        (report(Health.DEGRADED, None, reason="Unauthorized"), "Failed", "Unauthorized"),
+        (report(Health.DEGRADED, reason="TLSError"), "Failed", "TLSError"),
+        # Never connected and failing: not Ready either.
+        (report(Health.DEGRADED, None, reason="Unreachable"), "Failed", "Unreachable"),
+        # Was connected, one probe failed: Ready but Degraded until the threshold.
+        (report(Health.DEGRADED, reason="Unreachable"), "Ready", "Degraded"),
+        (report(Health.DEGRADED), "Ready", "Degraded"),  # answered, but reports trouble
+        (report(Health.UNHEALTHY, reason="Unreachable"), "Failed", "Unreachable"),
+        (report(Health.UNHEALTHY, breaker=BreakerState.OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
+        # Half-open while still unhealthy: the same outage, so the reason does not flap (no new Event).
+        (report(Health.UNHEALTHY, breaker=BreakerState.HALF_OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
+        (report(Health.HEALTHY, breaker=BreakerState.HALF_OPEN), "Reconciling", "Recovering"),
+    ],
+)
 def test_verdict(given: ConnectionReport, state: str, reason: str) -> None:
     v = verdict(given)
     assert (v.state, v.reason) == (state, reason)

@@ -26,8 +26,10 @@ def test_redact_url_masks_userinfo_and_credential_query_parameters():
 
 
 def test_redact_text_masks_urls_query_values_and_headers_inside_free_text():
-    text = ("client for http://u:hunter22@q:6333/?api_key=abc1234 started; headers {'api-key': 'abc1234', "
-            '"Authorization": "Bearer xyz98765"}')
+    text = (
+        "client for http://u:hunter22@q:6333/?api_key=abc1234 started; headers {'api-key': 'abc1234', "
+        '"Authorization": "Bearer xyz98765"}'
+    )
     out = redact.redact_text(text)
     assert "hunter22" not in out and "abc1234" not in out and "xyz98765" not in out
     assert "http://***@q:6333/?api_key=***" in out
@@ -96,8 +98,12 @@ def response(status: int, body: bytes, reason: str = "Error") -> UnexpectedRespo
 def test_only_qdrants_own_error_text_reaches_a_message():
     qdrant = classify(response(400, json.dumps({"status": {"error": "Wrong input: bad"}, "time": 0}).encode()))
     assert qdrant.message == "HTTP 400: Wrong input: bad"
-    for body in (f"<html>{MARKER}</html>".encode(), json.dumps({"error": MARKER}).encode(),
-                 json.dumps({"status": {"error": {"x": MARKER}}}).encode(), json.dumps([MARKER]).encode()):
+    for body in (
+        f"<html>{MARKER}</html>".encode(),
+        json.dumps({"error": MARKER}).encode(),
+        json.dumps({"status": {"error": {"x": MARKER}}}).encode(),
+        json.dumps([MARKER]).encode(),
+    ):
         for status in (400, 404, 500, 503):
             error = classify(response(status, body))
             assert MARKER not in error.message, (status, body)

@@ -84,8 +84,10 @@ def test_the_newest_snapshot_is_always_kept():
 
 
 def snapshot_body(*recs: dict[str, Any]) -> dict[str, Any]:
-    return {"spec": {"collectionRef": {"name": "docs"}},
-            "status": {"collectionName": "src", "connection": "qdrant/main", "snapshots": list(recs)}}
+    return {
+        "spec": {"collectionRef": {"name": "docs"}},
+        "status": {"collectionName": "src", "connection": "qdrant/main", "snapshots": list(recs)},
+    }
 
 
 def test_restore_annotation_format():
@@ -96,20 +98,29 @@ def test_restore_annotation_format():
 
 
 def test_source_is_the_named_or_the_newest_snapshot():
-    body = snapshot_body({"name": "a", "createdAt": "2030-05-01T00:00:00Z", "pointsCount": 3},
-                         {"name": "b", "createdAt": "2030-05-02T00:00:00Z", "checksum": "c"})
+    body = snapshot_body(
+        {"name": "a", "createdAt": "2030-05-01T00:00:00Z", "pointsCount": 3},
+        {"name": "b", "createdAt": "2030-05-02T00:00:00Z", "checksum": "c"},
+    )
     newest = logic.source_snapshot("nightly", body, None)
-    assert (newest.record.name, newest.ref, newest.collection, newest.connection) == \
-        ("b", "nightly/b", "src", "qdrant/main")
+    assert (newest.record.name, newest.ref, newest.collection, newest.connection) == (
+        "b",
+        "nightly/b",
+        "src",
+        "qdrant/main",
+    )
     assert logic.source_snapshot("nightly", body, "a").record.points_count == 3
     assert newest.location("http://q:6333/") == "http://q:6333/collections/src/snapshots/b"
 
 
-@pytest.mark.parametrize(("body", "name", "reason"), [
-    (None, None, "SnapshotNotFound"),
-    ({"status": {}}, None, "SnapshotNotReady"),
-    (snapshot_body({"name": "a"}), "zzz", "SnapshotNotFound"),
-])
+@pytest.mark.parametrize(
+    ("body", "name", "reason"),
+    [
+        (None, None, "SnapshotNotFound"),
+        ({"status": {}}, None, "SnapshotNotReady"),
+        (snapshot_body({"name": "a"}), "zzz", "SnapshotNotFound"),
+    ],
+)
 def test_unusable_sources(body, name, reason):
     with pytest.raises(logic.SourceNotReady) as err:
         logic.source_snapshot("nightly", body, name)
@@ -123,8 +134,9 @@ async def test_take_records_points_and_time():
     q = FakeSnapshots()
     q.points["src"] = 7
     record = await logic.take(q, "src", CREATED)
-    assert record == SnapshotRecord(name="src-0.snapshot", created_at="2030-05-01T12:00:30Z", size_bytes=1024,
-                                    checksum="abc", points_count=7)
+    assert record == SnapshotRecord(
+        name="src-0.snapshot", created_at="2030-05-01T12:00:30Z", size_bytes=1024, checksum="abc", points_count=7
+    )
     q.write_during_snapshot = 1
     assert (await logic.take(q, "src", CREATED)).points_count is None, "a racing write makes the count unknown"
     with pytest.raises(logic.SourceNotReady, match="does not exist"):
@@ -133,8 +145,9 @@ async def test_take_records_points_and_time():
 
 async def restore_case(q: FakeSnapshots, *, in_place: bool = False, points_count: int | None = 7) -> None:
     q.snapshots["s.snapshot"] = 7
-    source = logic.SourceSnapshot("nightly", SnapshotRecord(name="s.snapshot", checksum="abc",
-                                                            points_count=points_count), "src", "ns/main")
+    source = logic.SourceSnapshot(
+        "nightly", SnapshotRecord(name="s.snapshot", checksum="abc", points_count=points_count), "src", "ns/main"
+    )
     target = logic.RestoreTarget("copy", "ns/copy/uid-copy", in_place, "ns/docs")
     await logic.restore(q, target, source, source.location("http://q:6333"), "key")
 

@@ -60,8 +60,10 @@ class ConditionStatus(StrEnum):
 class Condition(StatusModel):
     """A metav1.Condition: one aspect of the resource's state."""
 
-    type: str = Field(description="Ready (the summary), Reconciling (work in progress), Stalled (a person must "
-                      "act) or Paused (reconciling held back by the paused annotation).")
+    type: str = Field(
+        description="Ready (the summary), Reconciling (work in progress), Stalled (a person must "
+        "act) or Paused (reconciling held back by the paused annotation)."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",

@@ -12,6 +12,8 @@ from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireM
 # Qdrant accepts nearly any collection name but the ones below break URLs or file names.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
 VECTOR_NAME_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
+
+
 def _no_double_dot(name: str) -> str:
     if ".." in name:
         raise ValueError("must not contain '..' (Qdrant refuses it)")
@@ -19,9 +21,17 @@ def _no_double_dot(name: str) -> str:
 
 
 # RE2 patterns (the API server's) have no lookahead: '..' is refused by a CEL rule and by the model.
-CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN, max_length=255, json_schema_extra={
-    "x-kubernetes-validations": [cel("!self.contains('..')", "must not contain '..' (Qdrant refuses it)")]}),
-    AfterValidator(_no_double_dot)]
+CollectionName = Annotated[
+    str,
+    Field(
+        pattern=COLLECTION_NAME_PATTERN,
+        max_length=255,
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("!self.contains('..')", "must not contain '..' (Qdrant refuses it)")]
+        },
+    ),
+    AfterValidator(_no_double_dot),
+]
 
 
 class Preset(StrEnum):
@@ -48,8 +58,10 @@ class Hnsw(WireModel):
 
     m: int | None = Field(None, ge=0, le=1024, description="Edges per node; 0 disables the HNSW graph.")
     ef_construct: int | None = Field(
-        None, ge=4, le=65536, description="Neighbours considered while building the index: higher is more accurate "
-        "and slower to build."
+        None,
+        ge=4,
+        le=65536,
+        description="Neighbours considered while building the index: higher is more accurate and slower to build.",
     )
     full_scan_threshold: int | None = Field(
         None, ge=0, description="Segment size (KB of vectors) below which a search scans instead of using the index."
@@ -75,8 +87,10 @@ class Scalar(WireModel):
 
     type: ScalarType = Field(ScalarType.INT8, description="The quantized type; Int8 is the only one.")
     quantile: float | None = Field(
-        None, ge=0.5, le=1.0, description="Share of values used to find the quantization bounds; outliers beyond "
-        "it are clipped."
+        None,
+        ge=0.5,
+        le=1.0,
+        description="Share of values used to find the quantization bounds; outliers beyond it are clipped.",
     )
     always_ram: bool | None = Field(None, description=ALWAYS_RAM)
 
@@ -157,13 +171,16 @@ class Vector(WireModel):
     )
 
     name: str = Field(
-        "", pattern=VECTOR_NAME_PATTERN, max_length=64,
+        "",
+        pattern=VECTOR_NAME_PATTERN,
+        max_length=64,
         description='Name of the vector, unique in the list; "" (the default) is the single unnamed vector.',
     )
     size: int = Field(ge=1, le=65536, description="Dimensions. Immutable.")
     distance: Distance = Field(description="Similarity function. Immutable.")
-    datatype: Datatype | None = Field(None, description="Storage type of each component (Float32 when left out). "
-                                      "Immutable.")
+    datatype: Datatype | None = Field(
+        None, description="Storage type of each component (Float32 when left out). Immutable."
+    )
     on_disk: bool | None = Field(None, description="Store the vectors on disk (memory-mapped) instead of in RAM.")
     multivector: Multivector | None = Field(None, description="Make this a multivector. Immutable.")
     hnsw: Hnsw | None = Field(None, description="HNSW parameters for this vector; override spec.hnsw.")
@@ -430,8 +447,9 @@ class VectorCollectionStatus(StatusBase):
     collection_name: str | None = Field(None, description="The collection's name in Qdrant.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection.")
     qdrant_status: QdrantStatus | None = Field(
-        None, description="Qdrant's own status: green (ready), yellow (optimizing), grey (optimization pending), "
-        "red (failed)."
+        None,
+        description="Qdrant's own status: green (ready), yellow (optimizing), grey (optimization pending), "
+        "red (failed).",
     )
     points_count: int | None = Field(None, description="Points in the collection (Qdrant's approximate count).")
     indexed_vectors_count: int | None = Field(None, description="Vectors already in a vector index.")
@@ -445,5 +463,7 @@ class VectorCollectionStatus(StatusBase):
     )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
     applied_generation: int | None = Field(
-        None, description="The generation last applied to Qdrant in full (observedGeneration also advances "
-        "when a generation is refused, e.g. Stalled).")
+        None,
+        description="The generation last applied to Qdrant in full (observedGeneration also advances "
+        "when a generation is refused, e.g. Stalled).",
+    )

@@ -117,8 +117,11 @@ class QdrantConnectionSpec(WireModel):
         description="Qdrant's REST endpoint, http:// or https://, without credentials (see apiKeySecretRef).",
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel(f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')",
-                    URL_CREDENTIALS_MESSAGE, reason="FieldValueInvalid"),
+                cel(
+                    f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')",
+                    URL_CREDENTIALS_MESSAGE,
+                    reason="FieldValueInvalid",
+                ),
             ]
         },
     )
@@ -163,8 +166,9 @@ class BreakerState(StrEnum):
 
 class QdrantConnectionStatus(StatusBase):
     health: Health | None = Field(
-        None, description="From the health probes: Healthy, Degraded (some fail), Unhealthy (failureThreshold "
-        "reached) or Unknown (no probe yet)."
+        None,
+        description="From the health probes: Healthy, Degraded (some fail), Unhealthy (failureThreshold "
+        "reached) or Unknown (no probe yet).",
     )
     server_version: str | None = Field(None, description="Qdrant's version, from GET /.")
     distributed: bool | None = Field(None, description="Whether Qdrant runs in distributed (cluster) mode.")

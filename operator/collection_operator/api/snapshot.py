@@ -65,8 +65,9 @@ class SnapshotRecord(StatusModel):
 
 class CollectionSnapshotStatus(StatusBase):
     phase: Phase | None = Field(
-        None, description="Pending, InProgress (a snapshot is being taken), Completed (one-off done, or scheduled "
-        "and waiting) or Failed (retried)."
+        None,
+        description="Pending, InProgress (a snapshot is being taken), Completed (one-off done, or scheduled "
+        "and waiting) or Failed (retried).",
     )
     collection_name: str | None = Field(None, description="The Qdrant collection the snapshots were taken of.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection they live on.")

@@ -128,9 +128,7 @@ def _fit_pool_minimum(pool: dict[str, Any], explicit: Pool | None) -> None:
         pool["min_connections"] = pool["max_connections"]
 
 
-def resolve(
-    spec: QdrantConnectionSpec, profiles: dict[Environment, ClientSettings] | None = None
-) -> ClientSettings:
+def resolve(spec: QdrantConnectionSpec, profiles: dict[Environment, ClientSettings] | None = None) -> ClientSettings:
     """The settings of one connection: its environment's profile, then the spec's explicit fields."""
     table = PROFILES if profiles is None else profiles
     return apply_overrides(table[Environment(spec.environment)], spec)

@@ -67,8 +67,9 @@ class OperatorSettings(BaseModel):
     )
     allow_link_local: bool = Field(False, description="Let Qdrant URLs reach link-local and metadata addresses.")
     peering_name: str | None = Field(
-        None, description="kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace) shared "
-        "by the replicas: exactly one is active, the others stand by. None: standalone (one replica)."
+        None,
+        description="kopf peering object (ClusterKopfPeering, or KopfPeering per watched namespace) shared "
+        "by the replicas: exactly one is active, the others stand by. None: standalone (one replica).",
     )
     peering_priority: int | None = Field(
         None, ge=0, description="This replica's priority in the peering (highest is active); None: random per start."
@@ -168,7 +169,7 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 class SettingsBuilder:
     """Layers of settings data, each later layer winning field by field; `build()` validates once.
 
-        settings = SettingsBuilder().file(path).environment().set(metrics_port=0).build()
+    settings = SettingsBuilder().file(path).environment().set(metrics_port=0).build()
     """
 
     def __init__(self) -> None:

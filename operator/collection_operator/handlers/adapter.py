@@ -62,8 +62,9 @@ def requeue(outcome: Outcome[Any]) -> None:
     """Ask kopf to run the handler again (an expected wait, not an error)."""
     if outcome.requeue_after is not None:
         v = outcome.verdict
-        raise kopf.TemporaryError(f"{v.reason}: {v.message}; looking again in {outcome.requeue_after:.0f}s",
-                                  delay=outcome.requeue_after)
+        raise kopf.TemporaryError(
+            f"{v.reason}: {v.message}; looking again in {outcome.requeue_after:.0f}s", delay=outcome.requeue_after
+        )
 
 
 def collection_lock(ctx: Context, body: Mapping[str, Any]) -> asyncio.Lock:
@@ -71,15 +72,21 @@ def collection_lock(ctx: Context, body: Mapping[str, Any]) -> asyncio.Lock:
     return ctx.lock(f"{COLLECTIONS}/{body['metadata']['namespace']}/{body['metadata']['name']}")
 
 
-async def reconcile_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
-                               snapshots: Mapping[str, Any]) -> CollectionOutcome:
+async def reconcile_collection(
+    ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any], snapshots: Mapping[str, Any]
+) -> CollectionOutcome:
     """One VectorCollection reconcile under its lock: step, metrics, Events, status."""
     async with collection_lock(ctx, body):
         return await _reconcile_collection(ctx, body, uids, snapshots)
 
 
-async def sweep_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
-                           snapshots: Mapping[str, Any], latest: Callable[[], Mapping[str, Any] | None]) -> None:
+async def sweep_collection(
+    ctx: Context,
+    body: Mapping[str, Any],
+    uids: Mapping[str, Any],
+    snapshots: Mapping[str, Any],
+    latest: Callable[[], Mapping[str, Any] | None],
+) -> None:
     """The drift sweep's reconcile, on the resource as it is once its lock is held (`latest()`, from the live
     index; the sweep's list can be seconds old) and never on one that is gone or being deleted: acting on a
     stale body re-created a Delete-policy collection just removed by its delete handler."""
@@ -90,12 +97,18 @@ async def sweep_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[
         await _reconcile_collection(ctx, current, uids, snapshots)
 
 
-async def _reconcile_collection(ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any],
-                                snapshots: Mapping[str, Any]) -> CollectionOutcome:
+async def _reconcile_collection(
+    ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any], snapshots: Mapping[str, Any]
+) -> CollectionOutcome:
     logs.new_correlation_id()
-    env = collection_step.Environment(ctx.connections, ctx.kube, ctx.gates, ctx.restores,
-                                      owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids,
-                                      snapshots=lookup(snapshots))
+    env = collection_step.Environment(
+        ctx.connections,
+        ctx.kube,
+        ctx.gates,
+        ctx.restores,
+        owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids,
+        snapshots=lookup(snapshots),
+    )
     with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
         observed = collection_step.Observed.of(body, ctx.statuses.current(COLLECTIONS, body))
         outcome = await collection_step.step(observed, env)
@@ -113,9 +126,16 @@ def lookup(index: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any] | None
     return lambda key: next(iter(index.get(key, ())), None)
 
 
-async def delete_with_budget(ctx: Context, body: Mapping[str, Any], retry: int, what: str, left: str,
-                             attempt: Callable[[], Awaitable[tuple[str, str, str]]],
-                             retry_on: tuple[type[Exception], ...], connection: str | None = None) -> None:
+async def delete_with_budget(
+    ctx: Context,
+    body: Mapping[str, Any],
+    retry: int,
+    what: str,
+    left: str,
+    attempt: Callable[[], Awaitable[tuple[str, str, str]]],
+    retry_on: tuple[type[Exception], ...],
+    connection: str | None = None,
+) -> None:
     """Run one delete attempt; on a failure in `retry_on`, retry with backoff until the budget is spent,
     then release the resource with a Warning naming what was left behind: in a log line, a metric, an
     Event on the resource and one on its QdrantConnection `connection` ("namespace/name"), which may
@@ -131,10 +151,17 @@ async def delete_with_budget(ctx: Context, body: Mapping[str, Any], retry: int, 
             ctx.post_event(body, "Warning", "DeleteAbandoned", decision.warning)
             if connection is not None:
                 ns, name = connection.split("/", 1)
-                ref = {"apiVersion": body.get("apiVersion"), "kind": "QdrantConnection",
-                       "metadata": {"namespace": ns, "name": name}}
-                ctx.post_event(ref, "Warning", "DeleteAbandoned", f"{body.get('kind')} {meta['namespace']}/"
-                               f"{meta['name']}: {decision.warning}")
+                ref = {
+                    "apiVersion": body.get("apiVersion"),
+                    "kind": "QdrantConnection",
+                    "metadata": {"namespace": ns, "name": name},
+                }
+                ctx.post_event(
+                    ref,
+                    "Warning",
+                    "DeleteAbandoned",
+                    f"{body.get('kind')} {meta['namespace']}/{meta['name']}: {decision.warning}",
+                )
             return
         raise kopf.TemporaryError(str(exc), delay=decision.delay) from exc
     ctx.post_event(body, type_, reason, message)

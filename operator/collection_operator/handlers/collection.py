@@ -37,8 +37,7 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="spec")
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="metadata.annotations", when=_annotations_toggled)
 async def vectorcollection(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    outcome = await reconcile_collection(memo.context, body, kwargs["vectorcollection_uids"],
-                                         kwargs["snapshot_bodies"])
+    outcome = await reconcile_collection(memo.context, body, kwargs["vectorcollection_uids"], kwargs["snapshot_bodies"])
     requeue(outcome)
 
 
@@ -52,10 +51,16 @@ async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: A
     ctx = memo.context
     observed = collection_step.Observed.of(body, body.get("status") or {})
     async with collection_lock(ctx, body):  # never beside a drift sweep of the same resource
-        await delete_with_budget(ctx, body, retry, f"collection of {observed.key}",
-                                 "the collection is left in Qdrant", lambda: collection_step.delete(
-                                     observed, ctx.connections), (ReconcileError, QdrantError),
-                                 connection=observed.connection)
+        await delete_with_budget(
+            ctx,
+            body,
+            retry,
+            f"collection of {observed.key}",
+            "the collection is left in Qdrant",
+            lambda: collection_step.delete(observed, ctx.connections),
+            (ReconcileError, QdrantError),
+            connection=observed.connection,
+        )
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)

@@ -38,8 +38,12 @@ async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectio
     try:
         await write(ctx, PLURAL, body, outcome)
     except (TimeoutError, ApiException, OSError) as exc:
-        log.warning("connection %s/%s: status not written, retrying: %s",
-                    body["metadata"]["namespace"], body["metadata"]["name"], exc)
+        log.warning(
+            "connection %s/%s: status not written, retrying: %s",
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            exc,
+        )
 
 
 def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnectionStatus]:
@@ -65,8 +69,9 @@ async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, A
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def connection_daemon(namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo,
-                            stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+async def connection_daemon(
+    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any
+) -> None:
     ctx: Context = memo.context
     namespace = namespace or "default"  # always set: the kind is namespaced
     key = f"{namespace}/{name}"
@@ -144,8 +149,7 @@ WAIT_FOR_DEPENDENTS_SECONDS = 5.0
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str,
-                             **kwargs: Any) -> None:
+async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any) -> None:
     """Keep a deleted connection (and its client) while resources still need it to delete their data in
     Qdrant, as a namespace deletion removes everything at once; then close the client."""
     ctx: Context = memo.context
@@ -156,8 +160,9 @@ async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | 
         await _client_for_deletion(ctx, body, key)
     if waiting:
         await _write(ctx, body, Outcome(waiting_for(waiting), QdrantConnectionStatus()))
-        raise kopf.TemporaryError(f"waiting for {len(waiting)} dependent resource(s)",
-                                  delay=WAIT_FOR_DEPENDENTS_SECONDS)
+        raise kopf.TemporaryError(
+            f"waiting for {len(waiting)} dependent resource(s)", delay=WAIT_FOR_DEPENDENTS_SECONDS
+        )
     await ctx.connections.close(key)
     ctx.statuses.forget(PLURAL, body["metadata"]["uid"])
 

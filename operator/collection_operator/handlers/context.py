@@ -77,8 +77,15 @@ class ConnectionRegistry:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.first_probe(key).wait(), within)
 
-    async def apply(self, key: str, namespace: str, name: str, spec: QdrantConnectionSpec, settings: ClientSettings,
-                    credentials: Credentials) -> ConnectionRuntime:
+    async def apply(
+        self,
+        key: str,
+        namespace: str,
+        name: str,
+        spec: QdrantConnectionSpec,
+        settings: ClientSettings,
+        credentials: Credentials,
+    ) -> ConnectionRuntime:
         """Build the client, or change the running one in place so its breaker and metrics carry on."""
         verify = not (spec.tls and spec.tls.insecure_skip_verify)
         runtime = self.running.get(key)
@@ -92,8 +99,9 @@ class ConnectionRegistry:
             return runtime
         if runtime is not None:
             await runtime.gateway.aclose()
-        gateway = QdrantGateway(spec.url, settings, name=key, api_key=credentials.api_key, ca_pem=credentials.ca_pem,
-                                verify=verify)
+        gateway = QdrantGateway(
+            spec.url, settings, name=key, api_key=credentials.api_key, ca_pem=credentials.ca_pem, verify=verify
+        )
         gateway.start()
         runtime = ConnectionRuntime(namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations))
         self.running[key] = runtime

@@ -88,15 +88,19 @@ async def run(
     watch = list(namespaces or operator_settings.namespaces)
     health = f"http://{bind}:{operator_settings.health_port}/healthz" if operator_settings.health_port else None
     memo = memo if memo is not None else kopf.Memo()
-    memo.update(operator_settings=operator_settings, settings_path=settings_path,
-                secrets=secrets if secrets is not None else SecretValues())
+    memo.update(
+        operator_settings=operator_settings,
+        settings_path=settings_path,
+        secrets=secrets if secrets is not None else SecretValues(),
+    )
     peering = operator_settings.peering_name
     await kopf.operator(
         # Replicas share a kopf peering object: the one with the highest priority runs, the others pause
         # and take over when its keep-alives stop (peering_lifetime_seconds). Equal priorities would pause all.
         standalone=peering is None,
         peering_name=peering,
-        priority=operator_settings.peering_priority if operator_settings.peering_priority is not None
+        priority=operator_settings.peering_priority
+        if operator_settings.peering_priority is not None
         else random.randrange(2**31),
         clusterwide=not watch,
         namespaces=watch,

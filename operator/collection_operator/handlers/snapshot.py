@@ -38,15 +38,17 @@ async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
 
     while not stopped:
         try:
-            step = await run.step(body["spec"], datetime.now(UTC), lookup(kwargs["vectorcollection_bodies"]),
-                                  ctx.connections, progress)
+            step = await run.step(
+                body["spec"], datetime.now(UTC), lookup(kwargs["vectorcollection_bodies"]), ctx.connections, progress
+            )
             await report(ctx, PLURAL, body, step.outcome)
             delay = step.delay
         except Exception:  # e.g. the API server refused a status write: the run keeps the records
             run.failures += 1
             delay = backoff(run.failures)
-            log.exception("CollectionSnapshot %s/%s: step failed; again in %.0fs", meta["namespace"], meta["name"],
-                          delay)
+            log.exception(
+                "CollectionSnapshot %s/%s: step failed; again in %.0fs", meta["namespace"], meta["name"], delay
+            )
         await stopped.wait(delay)
     ctx.statuses.forget(PLURAL, meta["uid"])
 
@@ -64,6 +66,13 @@ async def delete_snapshot_files(body: kopf.Body, status: kopf.Status, memo: kopf
         collection, deleted = await delete_files(status, memo.context.connections)
         return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}"
 
-    await delete_with_budget(memo.context, body, retry, f"snapshot files of {status.get('collectionName')}",
-                             f"the files are left in Qdrant: {names}", attempt, (ReconcileError, QdrantError),
-                             connection=status.get("connection"))
+    await delete_with_budget(
+        memo.context,
+        body,
+        retry,
+        f"snapshot files of {status.get('collectionName')}",
+        f"the files are left in Qdrant: {names}",
+        attempt,
+        (ReconcileError, QdrantError),
+        connection=status.get("connection"),
+    )

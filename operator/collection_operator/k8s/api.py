@@ -65,5 +65,11 @@ class KubeApi:
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""
         await self._custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH  # type: ignore[call-arg]
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,  # type: ignore[call-arg]
         )

@@ -14,8 +14,9 @@ def changes(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str,
     return {k: v for k, v in desired.items() if current.get(k) != v}
 
 
-async def write_status(kube: KubeApi, plural: str, namespace: str, name: str, current: Mapping[str, Any],
-                       desired: Mapping[str, Any]) -> dict[str, Any]:
+async def write_status(
+    kube: KubeApi, plural: str, namespace: str, name: str, current: Mapping[str, Any], desired: Mapping[str, Any]
+) -> dict[str, Any]:
     """Patch what differs; returns the patch (empty: nothing was written)."""
     patch = changes(current, desired)
     if patch:

@@ -84,5 +84,6 @@ class QdrantSnapshots:
         await self.gateway.update_collection(collection, models.UpdateCollection(metadata=metadata))
 
     async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
-        await self.gateway.recover_snapshot(collection, location, checksum=checksum, api_key=api_key,
-                                            timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
+        await self.gateway.recover_snapshot(
+            collection, location, checksum=checksum, api_key=api_key, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
+        )

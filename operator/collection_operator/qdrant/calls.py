@@ -82,9 +82,7 @@ class CollectionCalls:
         if collection is None:
             response = await self.call("list_aliases", lambda c: c.get_aliases(), idempotent=True)
         else:
-            response = await self.call(
-                "list_aliases", lambda c: c.get_collection_aliases(collection), idempotent=True
-            )
+            response = await self.call("list_aliases", lambda c: c.get_collection_aliases(collection), idempotent=True)
         return list(response.aliases)
 
     async def update_aliases(self, actions: Sequence[models.AliasOperations]) -> None:
@@ -96,7 +94,9 @@ class CollectionCalls:
     ) -> models.SnapshotDescription:
         """Not retried: a lost reply would otherwise leave a second, untracked file behind."""
         result = await self.call(
-            "create_snapshot", lambda c: c.create_snapshot(collection, wait=True), idempotent=False,
+            "create_snapshot",
+            lambda c: c.create_snapshot(collection, wait=True),
+            idempotent=False,
             timeout_seconds=timeout_seconds,
         )
         if result is None:  # only with wait=False
@@ -116,7 +116,12 @@ class CollectionCalls:
         return True
 
     async def recover_snapshot(
-        self, collection: str, location: str, *, checksum: str | None = None, api_key: str | None = None,
+        self,
+        collection: str,
+        location: str,
+        *,
+        checksum: str | None = None,
+        api_key: str | None = None,
         timeout_seconds: float | None = None,
     ) -> None:
         """Recover `collection` from a snapshot URL or file:// path. Long and not retried. `api_key` is what

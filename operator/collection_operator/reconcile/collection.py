@@ -84,8 +84,14 @@ def _same(desired: Any, actual: Any) -> bool:
 
 
 def _spec_path(qdrant_path: list[str]) -> str:
-    names = {"hnsw_config": "hnsw", "optimizer_config": "optimizers", "optimizers_config": "optimizers",
-             "quantization_config": "quantization", "multivector_config": "multivector", "params": None}
+    names = {
+        "hnsw_config": "hnsw",
+        "optimizer_config": "optimizers",
+        "optimizers_config": "optimizers",
+        "quantization_config": "quantization",
+        "multivector_config": "multivector",
+        "params": None,
+    }
     out = ""
     for i, part in enumerate(qdrant_path):
         if i > 0 and qdrant_path[i - 1] in ("vectors", "sparse_vectors"):
@@ -178,8 +184,12 @@ def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, ad
     for key in ("shard_number", "sharding_method", "replication_factor", "write_consistency_factor", "on_disk_payload"):
         if key in desired:
             comparisons += _leaves(desired[key], params.get(key), ["params", key])
-    blocks = {"hnsw_config": "hnsw_config", "optimizers_config": "optimizer_config",
-              "quantization_config": "quantization_config", "wal_config": "wal_config"}
+    blocks = {
+        "hnsw_config": "hnsw_config",
+        "optimizers_config": "optimizer_config",
+        "quantization_config": "quantization_config",
+        "wal_config": "wal_config",
+    }
     for want_key, live_key in blocks.items():
         if want_key in desired:
             comparisons += _leaves(desired[want_key], config.get(live_key), [want_key])
@@ -199,8 +209,9 @@ def _vector_names(vectors: dict[str, Any]) -> list[str]:
     return [""] if "size" in vectors else sorted(vectors)
 
 
-def _add_to_patch(patch: dict[str, Any], path: list[str], spec: VectorCollectionSpec, unnamed: bool,
-                  desired: dict[str, Any]) -> None:
+def _add_to_patch(
+    patch: dict[str, Any], path: list[str], spec: VectorCollectionSpec, unnamed: bool, desired: dict[str, Any]
+) -> None:
     """Put the whole desired block that contains a drifting leaf into the PATCH body."""
     head = path[0]
     if head == "vectors":
@@ -230,8 +241,9 @@ def _plan_indexes(desired: dict[str, dict[str, Any]], live: dict[str, Any], mana
     out.delete_indexes += [name for name in managed if name not in desired and name in live]
 
 
-def _plan_aliases(wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan,
-                  names: set[str]) -> None:
+def _plan_aliases(
+    wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan, names: set[str]
+) -> None:
     for alias in wanted:
         holder = live.get(alias)
         if holder is None and alias in names:

@@ -39,8 +39,15 @@ class Observed:
     @classmethod
     def of(cls, body: Mapping[str, Any], status: Mapping[str, Any]) -> Observed:
         meta = body["metadata"]
-        return cls(meta["namespace"], meta["name"], meta["uid"], meta.get("generation", 0),
-                   meta.get("annotations") or {}, body["spec"], status)
+        return cls(
+            meta["namespace"],
+            meta["name"],
+            meta["uid"],
+            meta.get("generation", 0),
+            meta.get("annotations") or {},
+            body["spec"],
+            status,
+        )
 
     @property
     def key(self) -> str:
@@ -67,17 +74,20 @@ class Environment:
 def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
     """The status as it is (paused, unmanaged): everything but what the verdict rewrites."""
     return VectorCollectionStatus.model_validate(
-        {k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")})
-
+        {k: v for k, v in current.items() if k not in ("conditions", "observedGeneration")}
+    )
 
 
 async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     if observed.annotations.get(PAUSED) == "true":
-        return Outcome(Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"),
-                       _kept(observed.status))
+        return Outcome(
+            Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"), _kept(observed.status)
+        )
     if observed.annotations.get(MANAGED) == "false":
-        return Outcome(Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
-                       _kept(observed.status))
+        return Outcome(
+            Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
+            _kept(observed.status),
+        )
     try:
         spec = VectorCollectionSpec.model_validate(dict(observed.spec))
     except pydantic.ValidationError as exc:
@@ -88,15 +98,23 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
         runtime = usable(env.connections, key, observed.namespace)
     except ReconcileError as exc:
         return with_fields(outcome_for(exc, status()), collection_name=name, connection=key)
-    request = Request(observed.key, observed.namespace, observed.name, observed.uid, observed.annotations,
-                      observed.status)
-    restoring, restored = await restore_step(request, spec, name, runtime, env.restores, env.connections,
-                                             env.secrets, env.snapshots)
+    request = Request(
+        observed.key, observed.namespace, observed.name, observed.uid, observed.annotations, observed.status
+    )
+    restoring, restored = await restore_step(
+        request, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots
+    )
     if restoring is not None:
         return with_fields(restoring, collection_name=name, connection=key)
     target = Target(observed.namespace, observed.name, observed.uid, observed.generation, key, dict(observed.status))
-    outcome = await sync(runtime.collections, spec, target, env.gates.setdefault(key, ReindexGate()),
-                         owner_alive=env.owner_alive, write_slot=runtime.operations)
+    outcome = await sync(
+        runtime.collections,
+        spec,
+        target,
+        env.gates.setdefault(key, ReindexGate()),
+        owner_alive=env.owner_alive,
+        write_slot=runtime.operations,
+    )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")
         with_fields(outcome, restored_from=restored)
@@ -105,8 +123,11 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
 
 def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:
     """Only a Delete-policy, managed resource that was applied to Qdrant once may delete anything."""
-    return (spec.get("deletionPolicy") == "Delete" and annotations.get(MANAGED) != "false"
-            and status.get("appliedGeneration") is not None)
+    return (
+        spec.get("deletionPolicy") == "Delete"
+        and annotations.get(MANAGED) != "false"
+        and status.get("appliedGeneration") is not None
+    )
 
 
 async def delete(observed: Observed, connections: ConnectionsPort) -> tuple[str, str, str]:

@@ -50,8 +50,11 @@ class Target:
         """The operator has observed or created this collection before (e.g. it was still optimizing), or
         found it held by someone else: then it looks before any create, so a conflict costs one read."""
         ready: dict[str, Any] = next((c for c in self.status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        return (self.ever_reconciled or self.status.get("qdrantStatus") is not None
-                or ready.get("reason") in EXISTS_ELSEWHERE)
+        return (
+            self.ever_reconciled
+            or self.status.get("qdrantStatus") is not None
+            or ready.get("reason") in EXISTS_ELSEWHERE
+        )
 
 
 @dataclass
@@ -133,8 +136,12 @@ async def _sync(
     if info is None and target.ever_reconciled and spec.drift_policy == DriftPolicy.REPORT:
         missing = Difference("collection", name, None).as_status()
         return Outcome(
-            Verdict(State.STALLED, "CollectionMissing", f"collection {name} was deleted in Qdrant; driftPolicy "
-                    "Report leaves it so: set Enforce to re-create it (empty)"),
+            Verdict(
+                State.STALLED,
+                "CollectionMissing",
+                f"collection {name} was deleted in Qdrant; driftPolicy "
+                "Report leaves it so: set Enforce to re-create it (empty)",
+            ),
             status(drift=[missing]),
         )
 
@@ -143,29 +150,60 @@ async def _sync(
     if info is not None:
         owned, holder = ownership(info, target.marker)
         if owned == Ownership.OTHER and holder is not None and owner_alive(holder):
-            return Outcome(Verdict(State.STALLED, "ResourceConflict",
-                                   f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}"),
-                           status())
+            return Outcome(
+                Verdict(
+                    State.STALLED,
+                    "ResourceConflict",
+                    f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}",
+                ),
+                status(),
+            )
         if owned != Ownership.OURS:
             if spec.on_existing != OnExisting.ADOPT:
-                return Outcome(Verdict(State.STALLED, "AlreadyExists",
-                                       f"collection {name} exists in Qdrant and was not created by this resource; "
-                                       "set onExisting: Adopt to manage it"), status())
+                return Outcome(
+                    Verdict(
+                        State.STALLED,
+                        "AlreadyExists",
+                        f"collection {name} exists in Qdrant and was not created by this resource; "
+                        "set onExisting: Adopt to manage it",
+                    ),
+                    status(),
+                )
             adopt = True
 
-    p = plan(spec, info, target.marker, live_aliases=aliases, managed_indexes=managed_indexes,
-             managed_aliases=managed_aliases, collection=name, adopt=adopt, collections=names)
+    p = plan(
+        spec,
+        info,
+        target.marker,
+        live_aliases=aliases,
+        managed_indexes=managed_indexes,
+        managed_aliases=managed_aliases,
+        collection=name,
+        adopt=adopt,
+        collections=names,
+    )
     if p.alias_conflicts:
-        held = ", ".join(f"{a} ({'a collection' if a in names or a == name else 'alias of ' + aliases[a]})"
-                         for a in p.alias_conflicts)
-        conflict = Outcome(Verdict(State.STALLED, "AliasConflict", f"aliases taken in Qdrant, nothing was written: "
-                                   f"{held}; rename them or free them in Qdrant"), status())
+        held = ", ".join(
+            f"{a} ({'a collection' if a in names or a == name else 'alias of ' + aliases[a]})"
+            for a in p.alias_conflicts
+        )
+        conflict = Outcome(
+            Verdict(
+                State.STALLED,
+                "AliasConflict",
+                f"aliases taken in Qdrant, nothing was written: {held}; rename them or free them in Qdrant",
+            ),
+            status(),
+        )
         return with_fields(conflict, **observed_status(info)) if info is not None else conflict
     if p.immutable:
         changes = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in p.immutable)
         return Outcome(
-            Verdict(State.STALLED, "ImmutableFieldChanged",
-                    f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}"),
+            Verdict(
+                State.STALLED,
+                "ImmutableFieldChanged",
+                f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}",
+            ),
             status(drift=[d.as_status() for d in p.immutable]),
         )
     if p.reindexes and info is not None:
@@ -197,13 +235,15 @@ async def _sync(
     if outcome.qdrant_writes:
         info = await gateway.get_collection(name)
     if info is None:
-        return Outcome(Verdict(State.FAILED, "QdrantUnavailable", f"collection {name} vanished while reconciling"),
-                       status())
+        return Outcome(
+            Verdict(State.FAILED, "QdrantUnavailable", f"collection {name} vanished while reconciling"), status()
+        )
 
     outcome.status = _status(info, spec, p, aliases, name)
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
-        outcome.verdict = Verdict(State.READY, "DriftDetected",
-                                  "driftPolicy Report: differences are listed in status.drift and left alone")
+        outcome.verdict = Verdict(
+            State.READY, "DriftDetected", "driftPolicy Report: differences are listed in status.drift and left alone"
+        )
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
     gate.release(key)
@@ -213,8 +253,9 @@ async def _sync(
 
 def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:
     if info.get("status") == "red":
-        outcome.verdict = Verdict(State.FAILED, "QdrantUnavailable",
-                                  "Qdrant reports the collection red (optimizer failed)")
+        outcome.verdict = Verdict(
+            State.FAILED, "QdrantUnavailable", "Qdrant reports the collection red (optimizer failed)"
+        )
     else:
         outcome.verdict = Verdict(State.RECONCILING, "Optimizing", why)
     with_fields(outcome, **observed_status(info))
@@ -253,8 +294,9 @@ async def _apply(gateway: CollectionsPort, name: str, p: Plan) -> int:
     return writes
 
 
-def _status(info: dict[str, Any], spec: VectorCollectionSpec, p: Plan, aliases_before: dict[str, str],
-            name: str) -> VectorCollectionStatus:
+def _status(
+    info: dict[str, Any], spec: VectorCollectionSpec, p: Plan, aliases_before: dict[str, str], name: str
+) -> VectorCollectionStatus:
     aliases = dict(aliases_before)
     for action in p.alias_actions:
         if "create_alias" in action:

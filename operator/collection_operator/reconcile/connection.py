@@ -49,8 +49,11 @@ def verdict(report: ConnectionReport) -> Verdict:
     ):
         # HalfOpen while still unhealthy is the same outage waiting for its trial call, not a new transition.
         cause = f" after {report.error_reason}" if report.error_reason else ""
-        return Verdict(State.FAILED, "CircuitOpen",
-                       f"circuit breaker open{cause}: {report.error_message or ''}".strip().rstrip(":"))
+        return Verdict(
+            State.FAILED,
+            "CircuitOpen",
+            f"circuit breaker open{cause}: {report.error_message or ''}".strip().rstrip(":"),
+        )
     if report.circuit_breaker == BreakerState.HALF_OPEN:
         # The probe that half-opened it decides within one call; until then collections hold back too,
         # since the breaker lets only that one trial through.
@@ -76,4 +79,3 @@ def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus
         circuit_breaker=report.circuit_breaker,
         collections=collections,
     )
-

@@ -13,9 +13,13 @@ def usable(connections: ConnectionsPort, key: str, namespace: str | None = None)
     """The connection `key`, ready for calls from `namespace` (None: any); ReconcileError otherwise."""
     runtime = connections.get(key)
     if runtime is not None and namespace is not None and not runtime.allows(namespace):
-        raise ReconcileError(Verdict(State.STALLED, "ConnectionNotAllowed",
-                                     f"QdrantConnection {key} does not list namespace {namespace} in "
-                                     "allowedNamespaces"))
+        raise ReconcileError(
+            Verdict(
+                State.STALLED,
+                "ConnectionNotAllowed",
+                f"QdrantConnection {key} does not list namespace {namespace} in allowedNamespaces",
+            )
+        )
     if runtime is None:
         why = "is not connected yet" if connections.exists(key) else "not found (or not seen by the operator yet)"
         problem = f"QdrantConnection {key} {why}"

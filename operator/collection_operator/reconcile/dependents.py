@@ -13,8 +13,9 @@ Dependent = tuple[str, str, str]  # (plural, namespace, name)
 KINDS = {"vectorcollections": "VectorCollection", "collectionsnapshots": "CollectionSnapshot"}
 
 
-def dependents(key: str, collections: Iterable[Mapping[str, Any]], snapshots: Iterable[Mapping[str, Any]]
-               ) -> list[Dependent]:
+def dependents(
+    key: str, collections: Iterable[Mapping[str, Any]], snapshots: Iterable[Mapping[str, Any]]
+) -> list[Dependent]:
     """Resources that still need connection `key` to delete their data in Qdrant: Delete-policy
     VectorCollections using it and Delete-policy CollectionSnapshots holding files on it. The connection
     is not released before they are gone (a namespace deletion removes them all at once)."""
@@ -22,16 +23,25 @@ def dependents(key: str, collections: Iterable[Mapping[str, Any]], snapshots: It
     def ref(plural: str, body: Mapping[str, Any]) -> Dependent:
         return plural, body["metadata"]["namespace"], body["metadata"]["name"]
 
-    out = [ref("vectorcollections", b) for b in collections
-           if deletes_collection(b.get("spec") or {}, b["metadata"].get("annotations") or {}, b.get("status") or {})]
-    out += [ref("collectionsnapshots", b) for b in snapshots
-            if (b.get("status") or {}).get("connection") == key and deletes_files(b.get("spec") or {}, b["status"])]
+    out = [
+        ref("vectorcollections", b)
+        for b in collections
+        if deletes_collection(b.get("spec") or {}, b["metadata"].get("annotations") or {}, b.get("status") or {})
+    ]
+    out += [
+        ref("collectionsnapshots", b)
+        for b in snapshots
+        if (b.get("status") or {}).get("connection") == key and deletes_files(b.get("spec") or {}, b["status"])
+    ]
     return sorted(out)
 
 
 def waiting_for(waiting: list[Dependent]) -> Verdict:
     names = [f"{KINDS[plural]} {namespace}/{name}" for plural, namespace, name in waiting]
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return Verdict(State.RECONCILING, "WaitingForDependents",
-                   f"deletion waits until {len(names)} resource(s) that delete data in Qdrant through this "
-                   f"connection are gone: {shown}")
+    return Verdict(
+        State.RECONCILING,
+        "WaitingForDependents",
+        f"deletion waits until {len(names)} resource(s) that delete data in Qdrant through this "
+        f"connection are gone: {shown}",
+    )

@@ -35,10 +35,16 @@ def _compact(mapping: dict[str, Any]) -> dict[str, Any]:
 def hnsw(h: Hnsw | None) -> dict[str, Any] | None:
     if h is None:
         return None
-    return _compact({
-        "m": h.m, "ef_construct": h.ef_construct, "full_scan_threshold": h.full_scan_threshold,
-        "max_indexing_threads": h.max_indexing_threads, "on_disk": h.on_disk, "payload_m": h.payload_m,
-    })
+    return _compact(
+        {
+            "m": h.m,
+            "ef_construct": h.ef_construct,
+            "full_scan_threshold": h.full_scan_threshold,
+            "max_indexing_threads": h.max_indexing_threads,
+            "on_disk": h.on_disk,
+            "payload_m": h.payload_m,
+        }
+    )
 
 
 def quantization(q: Quantization | None) -> dict[str, Any] | str | None:
@@ -56,15 +62,17 @@ def quantization(q: Quantization | None) -> dict[str, Any] | str | None:
 
 
 def vector(v: Vector) -> dict[str, Any]:
-    return _compact({
-        "size": v.size,
-        "distance": v.distance,
-        "datatype": v.datatype.lower() if v.datatype else None,
-        "on_disk": v.on_disk,
-        "multivector_config": {"comparator": "max_sim"} if v.multivector else None,
-        "hnsw_config": hnsw(v.hnsw),
-        "quantization_config": quantization(v.quantization),
-    })
+    return _compact(
+        {
+            "size": v.size,
+            "distance": v.distance,
+            "datatype": v.datatype.lower() if v.datatype else None,
+            "on_disk": v.on_disk,
+            "multivector_config": {"comparator": "max_sim"} if v.multivector else None,
+            "hnsw_config": hnsw(v.hnsw),
+            "quantization_config": quantization(v.quantization),
+        }
+    )
 
 
 def vectors(spec: VectorCollectionSpec) -> dict[str, Any] | None:
@@ -86,12 +94,18 @@ def sparse_vector(s: SparseVector) -> dict[str, Any]:
 def optimizers(o: Optimizers | None) -> dict[str, Any] | None:
     if o is None:
         return None
-    return _compact({
-        "deleted_threshold": o.deleted_threshold, "vacuum_min_vector_number": o.vacuum_min_vector_number,
-        "default_segment_number": o.default_segment_number, "max_segment_size": o.max_segment_size,
-        "memmap_threshold": o.memmap_threshold, "indexing_threshold": o.indexing_threshold,
-        "flush_interval_sec": o.flush_interval_sec, "max_optimization_threads": o.max_optimization_threads,
-    })
+    return _compact(
+        {
+            "deleted_threshold": o.deleted_threshold,
+            "vacuum_min_vector_number": o.vacuum_min_vector_number,
+            "default_segment_number": o.default_segment_number,
+            "max_segment_size": o.max_segment_size,
+            "memmap_threshold": o.memmap_threshold,
+            "indexing_threshold": o.indexing_threshold,
+            "flush_interval_sec": o.flush_interval_sec,
+            "max_optimization_threads": o.max_optimization_threads,
+        }
+    )
 
 
 def payload_index_schema(index: PayloadIndex) -> dict[str, Any]:
@@ -110,21 +124,26 @@ def create_body(spec: VectorCollectionSpec, owner: str) -> dict[str, Any]:
 def desired_config(spec: VectorCollectionSpec, owner: str) -> dict[str, Any]:
     """The collection's configuration as the spec states it, in create-body shape; a disabled
     quantization stays "Disabled" so that an update can switch quantization off."""
-    return _compact({
-        "vectors": vectors(spec) or {},
-        "sparse_vectors": {s.name: sparse_vector(s) for s in spec.sparse_vectors} or None,
-        "shard_number": spec.shard_number,
-        "sharding_method": spec.sharding_method.lower() if spec.sharding_method else None,
-        "replication_factor": spec.replication_factor,
-        "write_consistency_factor": spec.write_consistency_factor,
-        "on_disk_payload": spec.on_disk_payload,
-        "hnsw_config": hnsw(spec.hnsw),
-        "optimizers_config": optimizers(spec.optimizers),
-        "wal_config": _compact({"wal_capacity_mb": spec.wal.capacity_mb, "wal_segments_ahead": spec.wal.segments_ahead})
-        if spec.wal else None,
-        "quantization_config": quantization(spec.quantization),
-        "metadata": {OWNER_KEY: owner},
-    })
+    return _compact(
+        {
+            "vectors": vectors(spec) or {},
+            "sparse_vectors": {s.name: sparse_vector(s) for s in spec.sparse_vectors} or None,
+            "shard_number": spec.shard_number,
+            "sharding_method": spec.sharding_method.lower() if spec.sharding_method else None,
+            "replication_factor": spec.replication_factor,
+            "write_consistency_factor": spec.write_consistency_factor,
+            "on_disk_payload": spec.on_disk_payload,
+            "hnsw_config": hnsw(spec.hnsw),
+            "optimizers_config": optimizers(spec.optimizers),
+            "wal_config": _compact(
+                {"wal_capacity_mb": spec.wal.capacity_mb, "wal_segments_ahead": spec.wal.segments_ahead}
+            )
+            if spec.wal
+            else None,
+            "quantization_config": quantization(spec.quantization),
+            "metadata": {OWNER_KEY: owner},
+        }
+    )
 
 
 def _without_disabled(body: dict[str, Any]) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def after_failed_delete(attempt: int, what: str, left: str, exc: Exception) -> D
     """Both delete handlers' retry budget: capped exponential backoff, then release after DELETE_ATTEMPTS
     so a resource is never trapped by an unreachable Qdrant."""
     if attempt + 1 >= DELETE_ATTEMPTS:
-        return DeleteDecision(True, warning=f"{what} could not be deleted after {DELETE_ATTEMPTS} attempts ({exc}); "
-                              f"the resource is released and {left}")
+        return DeleteDecision(
+            True,
+            warning=f"{what} could not be deleted after {DELETE_ATTEMPTS} attempts ({exc}); "
+            f"the resource is released and {left}",
+        )
     return DeleteDecision(False, delay=min(5 * 2**attempt, 60))

@@ -71,15 +71,25 @@ def _requested(req: Request, spec: VectorCollectionSpec) -> tuple[str, str, str 
         return annotation, resource, name, True
     source = spec.source.snapshot if spec.source else None
     if source and req.status.get("restoredFrom") is None and req.status.get("appliedGeneration") is None:
-        return f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}", source.snapshot_ref.name, \
-            source.snapshot_name, False
+        return (
+            f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}",
+            source.snapshot_ref.name,
+            source.snapshot_name,
+            False,
+        )
     return None
 
 
-async def restore_step(req: Request, spec: VectorCollectionSpec, collection: str, runtime: ConnectionPort,
-                       tracker: RestoreTracker, connections: ConnectionsPort, secrets: SecretsPort,
-                       snapshots: Callable[[str], Mapping[str, Any] | None]
-                       ) -> tuple[CollectionOutcome | None, str | None]:
+async def restore_step(
+    req: Request,
+    spec: VectorCollectionSpec,
+    collection: str,
+    runtime: ConnectionPort,
+    tracker: RestoreTracker,
+    connections: ConnectionsPort,
+    secrets: SecretsPort,
+    snapshots: Callable[[str], Mapping[str, Any] | None],
+) -> tuple[CollectionOutcome | None, str | None]:
     """(outcome, None) while a restore is asked for and not done; (None, restoredFrom or None) when the
     ordinary sync may run. `snapshots` finds a CollectionSnapshot body by "namespace/name"."""
     try:
@@ -110,27 +120,36 @@ async def restore_step(req: Request, spec: VectorCollectionSpec, collection: str
     except LookupError as exc:
         return _failed("SecretNotFound", f"source connection: {exc.args[0] if exc.args else exc}"), None
     assert snapshot_body is not None  # source_snapshot raised otherwise
-    target = logic.RestoreTarget(collection, owner_marker(req.namespace, req.name, req.uid), in_place,
-                                 f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}")
+    target = logic.RestoreTarget(
+        collection,
+        owner_marker(req.namespace, req.name, req.uid),
+        in_place,
+        f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}",
+    )
     location = source.location(source_runtime.spec.url)
-    task = asyncio.create_task(logic.restore(runtime.snapshots, target, source, location, key),
-                               name=f"restore {req.key}")
+    task = asyncio.create_task(
+        logic.restore(runtime.snapshots, target, source, location, key), name=f"restore {req.key}"
+    )
     tracker.running[req.key] = _Restore(request, source.ref, task)
     log.info("restoring %s (collection %s) from %s", req.key, collection, location)
     return _restoring(collection, source.ref), None
 
 
 def _restoring(collection: str, ref: str) -> CollectionOutcome:
-    return Outcome(Verdict(State.RECONCILING, "Restoring", f"recovering {collection} from {ref}"), status(),
-                   requeue_after=RESTORE_POLL_SECONDS)
+    return Outcome(
+        Verdict(State.RECONCILING, "Restoring", f"recovering {collection} from {ref}"),
+        status(),
+        requeue_after=RESTORE_POLL_SECONDS,
+    )
 
 
 def _failed(reason: str, message: str) -> CollectionOutcome:
     return Outcome(Verdict(State.FAILED, reason, message), status(), requeue_after=SOURCE_RECHECK_SECONDS)
 
 
-def _finished(key: str, collection: str, done: _Restore, tracker: RestoreTracker
-              ) -> tuple[CollectionOutcome | None, str | None]:
+def _finished(
+    key: str, collection: str, done: _Restore, tracker: RestoreTracker
+) -> tuple[CollectionOutcome | None, str | None]:
     exc = done.task.exception()
     if exc is None:
         tracker.failures.pop(key, None)

@@ -136,8 +136,11 @@ def source_snapshot(resource: str, body: Mapping[str, Any] | None, snapshot_name
     else:
         found = [r for r in records if r.name == snapshot_name]
         if not found:
-            raise SourceNotReady("SnapshotNotFound", f"CollectionSnapshot {resource} holds no snapshot "
-                                 f"{snapshot_name} (it has {', '.join(r.name for r in records)})")
+            raise SourceNotReady(
+                "SnapshotNotFound",
+                f"CollectionSnapshot {resource} holds no snapshot "
+                f"{snapshot_name} (it has {', '.join(r.name for r in records)})",
+            )
         record = found[0]
     return SourceSnapshot(resource, record, status["collectionName"], status["connection"])
 
@@ -152,8 +155,13 @@ async def take(gateway: SnapshotsPort, collection: str, now: datetime) -> Snapsh
         raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
     description = await gateway.create_snapshot(collection)
     after = await gateway.count(collection)
-    return SnapshotRecord(name=description["name"], created_at=format_time(now), size_bytes=description.get("size"),
-                          checksum=description.get("checksum"), points_count=before if before == after else None)
+    return SnapshotRecord(
+        name=description["name"],
+        created_at=format_time(now),
+        size_bytes=description.get("size"),
+        checksum=description.get("checksum"),
+        points_count=before if before == after else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,9 @@ class RestoreTarget:
     source_owner: str  # "<namespace>/<name>" of the VectorCollection the snapshot was taken of
 
 
-async def restore(gateway: SnapshotsPort, target: RestoreTarget, source: SourceSnapshot, location: str,
-                  api_key: str | None) -> None:
+async def restore(
+    gateway: SnapshotsPort, target: RestoreTarget, source: SourceSnapshot, location: str, api_key: str | None
+) -> None:
     """Recover, claim, verify. The snapshot carries its source's owner marker, so the restored collection
     is marked as this resource's before anything else looks at it."""
     metadata = await gateway.metadata(target.collection)
@@ -179,5 +188,7 @@ async def restore(gateway: SnapshotsPort, target: RestoreTarget, source: SourceS
     await gateway.set_metadata(target.collection, {mapping.OWNER_KEY: target.marker})
     expected = source.record.points_count
     if expected is not None and (count := await gateway.count(target.collection)) != expected:
-        raise RestoreFailed("RestoreVerificationFailed", f"collection {target.collection} holds {count} points after "
-                            f"recovering {source.ref}, which held {expected}")
+        raise RestoreFailed(
+            "RestoreVerificationFailed",
+            f"collection {target.collection} holds {count} points after recovering {source.ref}, which held {expected}",
+        )

@@ -53,16 +53,28 @@ class SnapshotRun:
         self.connection: str | None = status.get("connection")
         self.failures = 0
 
-    def outcome(self, verdict: Verdict, *, reconciled: bool = False, next_run: datetime | None = None
-                ) -> SnapshotOutcome:
-        fields = {"phase": self.phase, "collection_name": self.collection, "connection": self.connection,
-                  "snapshots": self.records, "last_snapshot_time": self.last,
-                  "next_schedule_time": logic.format_time(next_run) if next_run else None}
+    def outcome(
+        self, verdict: Verdict, *, reconciled: bool = False, next_run: datetime | None = None
+    ) -> SnapshotOutcome:
+        fields = {
+            "phase": self.phase,
+            "collection_name": self.collection,
+            "connection": self.connection,
+            "snapshots": self.records,
+            "last_snapshot_time": self.last,
+            "next_schedule_time": logic.format_time(next_run) if next_run else None,
+        }
         status = CollectionSnapshotStatus.model_validate({k: v for k, v in fields.items() if v is not None})
         return Outcome(verdict, status, reconciled=reconciled)
 
-    async def step(self, spec_body: Mapping[str, Any], now: datetime, collections: Lookup,
-                   connections: ConnectionsPort, report: Report) -> Next:
+    async def step(
+        self,
+        spec_body: Mapping[str, Any],
+        now: datetime,
+        collections: Lookup,
+        connections: ConnectionsPort,
+        report: Report,
+    ) -> Next:
         """Do what is due now. `collections` finds a VectorCollection body by "namespace/name"; `report`
         writes the in-progress status before a snapshot starts."""
         self.phase = self.phase or Phase.PENDING
@@ -80,25 +92,31 @@ class SnapshotRun:
                     return Next(self.outcome(exc.verdict), TICK_SECONDS)
             if plan.due is None:
                 done = self.records[-1].name if self.records else "?"
-                return Next(self.outcome(Verdict(State.READY, "Completed", f"snapshot {done} taken"), reconciled=True),
-                            TICK_SECONDS)
+                return Next(
+                    self.outcome(Verdict(State.READY, "Completed", f"snapshot {done} taken"), reconciled=True),
+                    TICK_SECONDS,
+                )
             return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
         try:
             await self._take(spec, now, collections, connections, report)
         except (ReconcileError, QdrantError) as exc:
             self.phase = Phase.FAILED
-            verdict = verdict_for(exc, "" if isinstance(exc, ReconcileError) else f"snapshot of {self.collection} "
-                                  "failed: ")
+            verdict = verdict_for(
+                exc, "" if isinstance(exc, ReconcileError) else f"snapshot of {self.collection} failed: "
+            )
             if verdict.state == State.STALLED:  # a person must act; re-checked every tick, no backoff
                 return Next(self.outcome(verdict), TICK_SECONDS)
             self.failures += 1
             delay = backoff(self.failures)
-            return Next(self.outcome(Verdict(verdict.state, verdict.reason, f"{verdict.message}; retrying in "
-                                             f"{delay:.0f}s")), delay)
+            return Next(
+                self.outcome(Verdict(verdict.state, verdict.reason, f"{verdict.message}; retrying in {delay:.0f}s")),
+                delay,
+            )
         self.failures = 0
         self.phase = Phase.COMPLETED
-        taken = self.outcome(Verdict(State.READY, "Completed", f"snapshot {self.records[-1].name} taken"),
-                             reconciled=True)
+        taken = self.outcome(
+            Verdict(State.READY, "Completed", f"snapshot {self.records[-1].name} taken"), reconciled=True
+        )
         taken.event("SnapshotTaken", f"snapshot {self.records[-1].name} of {self.collection}")
         if spec.schedule is None:
             return Next(taken, TICK_SECONDS)
@@ -107,27 +125,38 @@ class SnapshotRun:
         return Next(scheduled, 0.0)
 
     def _scheduled(self, due: datetime) -> SnapshotOutcome:
-        return self.outcome(Verdict(State.READY, "Scheduled", f"next snapshot at {logic.format_time(due)}"),
-                            reconciled=True, next_run=due)
+        return self.outcome(
+            Verdict(State.READY, "Scheduled", f"next snapshot at {logic.format_time(due)}"),
+            reconciled=True,
+            next_run=due,
+        )
 
-    async def _take(self, spec: CollectionSnapshotSpec, now: datetime, collections: Lookup,
-                    connections: ConnectionsPort, report: Report) -> None:
+    async def _take(
+        self,
+        spec: CollectionSnapshotSpec,
+        now: datetime,
+        collections: Lookup,
+        connections: ConnectionsPort,
+        report: Report,
+    ) -> None:
         ref = f"{self.namespace}/{spec.collection_ref.name}"
         source = collections(ref)
         if source is None:
             raise ReconcileError(Verdict(State.STALLED, "CollectionNotFound", f"VectorCollection {ref} does not exist"))
         vc_status = source.get("status") or {}
         collection, connection = vc_status.get("collectionName"), vc_status.get("connection")
-        not_reconciled = ReconcileError(Verdict(State.FAILED, "CollectionNotReady",
-                                                f"VectorCollection {ref} has not been reconciled yet"))
+        not_reconciled = ReconcileError(
+            Verdict(State.FAILED, "CollectionNotReady", f"VectorCollection {ref} has not been reconciled yet")
+        )
         if not collection or not connection:
             raise not_reconciled
         runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.phase, self.collection, self.connection = Phase.IN_PROGRESS, collection, connection
-        await report(self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress",
-                                          f"taking a snapshot of {collection}")))
+        await report(
+            self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress", f"taking a snapshot of {collection}"))
+        )
         try:
             record = await logic.take(runtime.snapshots, collection, now)
         except logic.SourceNotReady as exc:

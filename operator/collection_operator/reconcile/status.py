@@ -16,15 +16,22 @@ def now() -> str:
 
 
 def _condition(type_: str, status: bool, reason: str, message: str, generation: int | None) -> Condition:
-    return Condition(type=type_, status=ConditionStatus.TRUE if status else ConditionStatus.FALSE, reason=reason,
-                     message=message, last_transition_time="", observed_generation=generation)
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        last_transition_time="",
+        observed_generation=generation,
+    )
 
 
 HANDS_OFF = (State.PAUSED, State.UNMANAGED)
 
 
-def conditions_for(verdict: Verdict, generation: int | None, current: Sequence[Mapping[str, Any]] = ()
-                   ) -> list[Condition]:
+def conditions_for(
+    verdict: Verdict, generation: int | None, current: Sequence[Mapping[str, Any]] = ()
+) -> list[Condition]:
     """Ready is the summary; Reconciling says work is in progress; Stalled says a person must act.
     Paused and Unmanaged keep the last verdict's Ready and Stalled (as suspended Flux objects do, so kstatus
     reads what was last true) and add a condition of their own type saying why nothing moves."""
@@ -33,18 +40,27 @@ def conditions_for(verdict: Verdict, generation: int | None, current: Sequence[M
     if v.state in HANDS_OFF:
         # A resource paused from birth has no verdict to keep: no Ready at all (kstatus: Current, nothing moves).
         kept = [Condition.model_validate(c) for c in current if c.get("type") in ("Ready", "Stalled")]
-        return [*kept, _condition("Reconciling", False, "Idle", "", generation),
-                _condition(v.state.value, True, v.reason, v.message, generation)]
+        return [
+            *kept,
+            _condition("Reconciling", False, "Idle", "", generation),
+            _condition(v.state.value, True, v.reason, v.message, generation),
+        ]
     return [
         _condition("Ready", v.ready, v.reason, v.message, generation),
-        _condition("Reconciling", reconciling, v.reason if reconciling else "Idle", v.message if reconciling else "",
-                   generation),
+        _condition(
+            "Reconciling",
+            reconciling,
+            v.reason if reconciling else "Idle",
+            v.message if reconciling else "",
+            generation,
+        ),
         _condition("Stalled", stalled, v.reason if stalled else "NotStalled", v.message if stalled else "", generation),
     ]
 
 
-def merge_conditions(old: Sequence[Mapping[str, Any]], new: list[Condition], timestamp: str | None = None
-                     ) -> list[Condition]:
+def merge_conditions(
+    old: Sequence[Mapping[str, Any]], new: list[Condition], timestamp: str | None = None
+) -> list[Condition]:
     """New conditions keep their lastTransitionTime while their status does not change, so an
     unchanged verdict produces byte-identical conditions and no write."""
     previous = {c.get("type"): c for c in old}
@@ -59,8 +75,9 @@ def merge_conditions(old: Sequence[Mapping[str, Any]], new: list[Condition], tim
     return merged
 
 
-def desired_wire(status: StatusModel, verdict: Verdict, current: Mapping[str, Any], generation: int | None,
-                 *, reconciled: bool) -> dict[str, Any]:
+def desired_wire(
+    status: StatusModel, verdict: Verdict, current: Mapping[str, Any], generation: int | None, *, reconciled: bool
+) -> dict[str, Any]:
     """The status the resource should have: the fields the step set (explicit None removes one),
     the conditions, and observedGeneration: the generation the verdict is about (kstatus, Flux), so it advances
     with every final verdict, Ready or Stalled or Paused, and not while work or a transient failure is
