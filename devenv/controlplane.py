@@ -320,8 +320,10 @@ def _wait(what: str, check, timeout: float, name: str) -> None:
 
 
 def _bindable(port: int) -> bool:
-    """Nothing listens on it and no connection holds it (a connect test misses a client's local port)."""
+    """Nothing listens on it and no client connection holds it (a connect test misses those). SO_REUSEADDR as
+    the servers set it, so a port in TIME_WAIT after a restart of our own servers still counts as free."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
