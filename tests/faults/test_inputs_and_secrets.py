@@ -190,10 +190,8 @@ def test_secrets_never_in_logs_events_or_status(scenario: Scenario, faults_logs:
         scenario.apply([creds])
         names = scenario.create(4)
         took = scenario.converge(60, since=started)
-        log = scenario.operator.log_path
-        probes = lambda: log.read_text(errors="replace").count("/cluster")  # noqa: E731
-        seen = probes()
-        wait_for(lambda: probes() >= seen + 6, 60, "a few more health probes")
+        # Converging took several 1 s health intervals, each re-reading the Secret. (Request lines no longer
+        # count probes: the HTTP client loggers are pinned to WARNING.)
     finally:
         scenario.operator.stop()
         scenario.operator.log_format = "text"
