@@ -54,10 +54,14 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
     )
     active_log, standby_log = tmp_path / "active.log", tmp_path / "standby.log"
     active = start(control_plane, namespace, 200, active_log)
-    standby = start(control_plane, namespace, 100, standby_log)
+    standby = None
     try:
-        # Both start paused until the peering is read; only the higher priority resumes.
+        # Every replica starts paused until it has read the peering. Two replicas that read an empty
+        # peering in the same instant both resume for one keepalive (kopf's design; the create-conflict
+        # check covers that window), so the standby starts once the active one is on record.
         wait_for(lambda: RESUMED in active_log.read_text(errors="replace"), 60, "the active replica to resume")
+        standby = start(control_plane, namespace, 100, standby_log)
+        wait_for(lambda: len(cluster.get("kopfpeerings", PEERING).get("status") or {}) == 2, 60, "both replicas on record")
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         for i in range(3):
             cluster.apply(
@@ -98,7 +102,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         )
     finally:
         for proc in (active, standby):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
         control_plane.admin("delete", "namespace", namespace, "--wait=false", check=False)
