@@ -61,7 +61,9 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         # check covers that window), so the standby starts once the active one is on record.
         wait_for(lambda: RESUMED in active_log.read_text(errors="replace"), 60, "the active replica to resume")
         standby = start(control_plane, namespace, 100, standby_log)
-        wait_for(lambda: len(cluster.get("kopfpeerings", PEERING).get("status") or {}) == 2, 60, "both replicas on record")
+        wait_for(
+            lambda: len(cluster.get("kopfpeerings", PEERING).get("status") or {}) == 2, 60, "both replicas on record"
+        )
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         for i in range(3):
             cluster.apply(
