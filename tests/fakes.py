@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collection_operator.api.connection import QdrantConnectionSpec
+from collection_operator.qdrant import Topology
 from collection_operator.qdrant.errors import AlreadyExists
 from collection_operator.reconcile import mapping
 
@@ -24,6 +25,7 @@ class FakeQdrant:
         self.fail_create: Exception | None = None
         self.create_attempts = 0
         self.created_status = "green"
+        self.views: dict[str, dict[str, Any]] = {}  # GET /collections/{name}/cluster, as a test sets it
 
     async def get_collection(self, name: str) -> dict[str, Any] | None:
         self.reads.append(f"get {name}")
@@ -83,6 +85,20 @@ class FakeQdrant:
                 self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
 
 
+    async def cluster_view(self, name: str) -> dict[str, Any]:
+        self.reads.append(f"cluster {name}")
+        default = {"peer_id": 1, "local_shards": [{"shard_id": 0, "state": "Active"}], "remote_shards": []}
+        return copy.deepcopy(self.views.get(name, default))
+
+    async def change_placement(self, name: str, operation: dict[str, Any]) -> None:
+        self.writes.append(f"placement {name} {operation}")
+
+    async def create_shard_key(self, name: str, key: str) -> None:
+        self.writes.append(f"shard key {name} {key}")
+        view = self.views.setdefault(name, {"peer_id": 1, "local_shards": [], "remote_shards": []})
+        view["local_shards"].append({"shard_id": len(view["local_shards"]), "shard_key": key, "state": "Active"})
+
+
 class FakeSnapshots:
     """SnapshotsPort: point counts and owner markers per collection, snapshot files with their counts."""
 
@@ -133,6 +149,7 @@ class FakeConnection:
     snapshots: FakeSnapshots = field(default_factory=FakeSnapshots)
     problem: str | None = None
     operations: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    topology: Topology | None = None  # a distributed Qdrant's peers
 
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces

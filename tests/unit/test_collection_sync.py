@@ -7,7 +7,7 @@ from typing import Any
 from collection_operator.api import VectorCollectionSpec
 from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.collection_sync import ReindexGate, Target, sync
+from collection_operator.reconcile.collection_sync import ConnectionGate, Target, sync
 from tests.fakes import FakeQdrant
 
 
@@ -22,9 +22,9 @@ def target(name: str = "docs", uid: str = "u1", generation: int = 1, status: dic
 
 
 async def run(
-    q: FakeQdrant, s: VectorCollectionSpec, t: Target, gate: ReindexGate | None = None, alive: tuple[str, ...] = ()
+    q: FakeQdrant, s: VectorCollectionSpec, t: Target, gate: ConnectionGate | None = None, alive: tuple[str, ...] = ()
 ):
-    return await sync(q, s, t, gate or ReindexGate(), owner_alive=lambda m: m.rsplit("/", 1)[-1] in alive)
+    return await sync(q, s, t, gate or ConnectionGate(), owner_alive=lambda m: m.rsplit("/", 1)[-1] in alive)
 
 
 async def test_create_then_nothing_to_do():
@@ -66,7 +66,7 @@ async def test_a_new_resource_creates_without_looking_first_and_never_overwrites
 
 
 async def test_reindexing_changes_go_one_at_a_time_per_connection():
-    q, gate = FakeQdrant(), ReindexGate()
+    q, gate = FakeQdrant(), ConnectionGate()
     for name in ("a", "b"):
         await run(q, spec(collectionName=name), target(name, uid=name), gate)
     status = {"appliedGeneration": 1}

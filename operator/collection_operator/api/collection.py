@@ -443,6 +443,17 @@ class Drift(StatusModel):
     actual: str = Field(description="The value found in Qdrant.")
 
 
+class ReplicaStatus(StatusModel):
+    peer: str = Field(description="The Qdrant peer id holding this replica.")
+    state: str = Field(description="Qdrant's replica state: Active, Partial, Recovery, Dead, ...")
+
+
+class ShardStatus(StatusModel):
+    id: int = Field(description="Shard id.")
+    key: str | None = Field(None, description="Shard key (shardingMethod Custom).")
+    replicas: list[ReplicaStatus] = Field(default_factory=list, description="Where the shard's replicas are.")
+
+
 class VectorCollectionStatus(StatusBase):
     collection_name: str | None = Field(None, description="The collection's name in Qdrant.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection.")
@@ -456,6 +467,11 @@ class VectorCollectionStatus(StatusBase):
     segments_count: int | None = Field(None, description="Segments over all shards.")
     shard_number: int | None = Field(None, description="Shards, as Qdrant reports them.")
     replication_factor: int | None = Field(None, description="Replicas of each shard, as Qdrant reports them.")
+    shards: list[ShardStatus] | None = Field(
+        None,
+        description="Distributed Qdrant: each shard's replicas and their states (the operator keeps every shard at "
+        "replicationFactor Active replicas on distinct peers).",
+    )
     aliases: list[str] = Field(default_factory=list, description="The collection's aliases in Qdrant.")
     payload_indexes: list[str] = Field(default_factory=list, description="Fields with a payload index in Qdrant.")
     drift: list[Drift] = Field(

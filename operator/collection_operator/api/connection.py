@@ -173,6 +173,13 @@ class QdrantConnectionStatus(StatusBase):
     server_version: str | None = Field(None, description="Qdrant's version, from GET /.")
     distributed: bool | None = Field(None, description="Whether Qdrant runs in distributed (cluster) mode.")
     peers: int | None = Field(None, description="Peers in the Qdrant cluster.")
+    leader: str | None = Field(None, description="Distributed Qdrant: the peer id of the consensus leader.")
+    pending_operations: int | None = Field(
+        None, description="Distributed Qdrant: consensus operations not yet applied on the node the URL reaches."
+    )
+    unreachable_peers: list[str] | None = Field(
+        None, description="Distributed Qdrant: peers that did not answer the last health probe."
+    )
     circuit_breaker: BreakerState | None = Field(
         None, description="Closed (calls pass), Open (calls refused) or HalfOpen (one trial call)."
     )

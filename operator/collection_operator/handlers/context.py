@@ -18,9 +18,9 @@ import kopf
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi
-from ..qdrant import QdrantGateway
+from ..qdrant import QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
-from ..reconcile.collection_sync import ReindexGate
+from ..reconcile.collection_sync import ConnectionGate
 from ..reconcile.connection import Credentials
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.restore import RestoreTracker
@@ -46,6 +46,10 @@ class ConnectionRuntime:
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces
         return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    @property
+    def topology(self) -> Topology | None:
+        return self.gateway.report.topology
 
     def not_ready(self) -> str | None:
         verdict = connection_verdict(self.gateway.report)
@@ -154,7 +158,7 @@ class Context:
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     statuses: StatusCache = field(default_factory=StatusCache)
     restores: RestoreTracker = field(default_factory=RestoreTracker)
-    gates: dict[str, ReindexGate] = field(default_factory=dict)  # one re-index at a time per connection
+    gates: dict[str, ConnectionGate] = field(default_factory=dict)  # one re-index at a time per connection
     watcher: SettingsWatcher | None = None
     poster: EventPoster = kopf_event
     # One reconcile per resource at a time: a spec change and a drift sweep never interleave. Weak values:

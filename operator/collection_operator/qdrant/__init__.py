@@ -51,7 +51,7 @@ from .errors import (
     classify,
 )
 from .gateway import ConnectionReport, QdrantGateway
-from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult
+from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult, Topology
 from .pool import ConnectionPool
 from .retry import backoff_delay, retrying
 from .vectors import Search, VectorOperations
@@ -76,6 +76,7 @@ __all__ = [
     "QdrantGateway",
     "Search",
     "TLSError",
+    "Topology",
     "Transient",
     "Unauthorized",
     "Unreachable",

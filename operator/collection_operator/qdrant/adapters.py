@@ -20,6 +20,7 @@ class QdrantCollections:
     """CollectionsPort."""
 
     _aliases = TypeAdapter(list[models.AliasOperations])
+    _operation: TypeAdapter[models.ClusterOperations] = TypeAdapter(models.ClusterOperations)
 
     def __init__(self, gateway: QdrantGateway):
         self.gateway = gateway
@@ -55,6 +56,15 @@ class QdrantCollections:
 
     async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
         await self.gateway.update_aliases(self._aliases.validate_python(actions))
+
+    async def cluster_view(self, name: str) -> dict[str, Any]:
+        return (await self.gateway.collection_cluster(name)).model_dump(mode="json", exclude_none=True)
+
+    async def change_placement(self, name: str, operation: dict[str, Any]) -> None:
+        await self.gateway.update_collection_cluster(name, self._operation.validate_python(operation))
+
+    async def create_shard_key(self, name: str, key: str) -> None:
+        await self.gateway.create_shard_key(name, key)
 
 
 class QdrantSnapshots:

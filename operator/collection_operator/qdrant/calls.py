@@ -89,6 +89,32 @@ class CollectionCalls:
         """Atomic alias changes. Not retried: replaying a partly applied delete would fail."""
         await self.call("update_aliases", lambda c: c.update_collection_aliases(list(actions)), idempotent=False)
 
+    async def collection_cluster(self, name: str) -> models.CollectionClusterInfo:
+        """Shards, replicas and transfers as the node behind the URL sees them (any node agrees on placement)."""
+        return await self.call("collection_cluster", lambda c: c.collection_cluster_info(name), idempotent=True)
+
+    async def update_collection_cluster(self, name: str, operation: models.ClusterOperations) -> None:
+        """One placement change (replicate a shard, drop a replica). Not retried: a replayed replicate could
+        start a second transfer; the reconciler looks at the placement again instead."""
+
+        async def update(client: AsyncQdrantClient) -> None:
+            wait = int(self.settings.timeouts.request_seconds)
+            await client.http.distributed_api.update_collection_cluster(
+                name, cluster_operations=operation, timeout=wait
+            )
+
+        await self.call("update_collection_cluster", update, idempotent=False)
+
+    async def create_shard_key(self, name: str, key: str) -> None:
+        """Idempotent in effect: the caller creates only keys missing from the placement it just read."""
+
+        async def create(client: AsyncQdrantClient) -> None:
+            wait = int(self.settings.timeouts.request_seconds)
+            body = models.CreateShardingKey(shard_key=key)
+            await client.http.distributed_api.create_shard_key(name, create_sharding_key=body, timeout=wait)
+
+        await self.call("create_shard_key", create, idempotent=False)
+
     async def create_snapshot(
         self, collection: str, *, timeout_seconds: float | None = None
     ) -> models.SnapshotDescription:

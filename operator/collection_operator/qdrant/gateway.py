@@ -22,7 +22,7 @@ from ..config.address_policy import AddressPolicy, Refusal, check, host_of
 from .breaker import CircuitBreaker
 from .calls import CollectionCalls
 from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
-from .health import HealthMonitor, HealthReport, ProbeResult
+from .health import HealthMonitor, HealthReport, ProbeResult, Topology
 from .pool import ConnectionPool
 from .retry import retrying
 from .session import Session, new_session
@@ -45,6 +45,7 @@ class ConnectionReport:
     circuit_breaker: BreakerState
     error_reason: str | None  # reason of the last probe's failure (Unreachable, Unauthorized, TLSError ...)
     error_message: str | None = dataclasses.field(default=None, compare=False)
+    topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
 
 
 OnReport = Callable[[ConnectionReport], Awaitable[None] | None]
@@ -75,6 +76,7 @@ class QdrantGateway(CollectionCalls):
         self._retired: set[Session] = set()
         self._callback_tasks: set[asyncio.Task[None]] = set()
         self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
+        self._down_since: dict[int, float] = {}  # peers of a distributed Qdrant not answering, since when (epoch)
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -117,7 +119,8 @@ class QdrantGateway(CollectionCalls):
             peers=health.peers,
             circuit_breaker=self.breaker.state,
             error_reason=health.error_reason,
-            error_message=health.error.message if health.error else None,
+            error_message=health.error.message if health.error else health.trouble,
+            topology=health.topology,
         )
 
     def subscribe(self, callback: OnReport) -> None:
@@ -279,13 +282,39 @@ class QdrantGateway(CollectionCalls):
         if cluster is None or cluster.status == "disabled":
             return ProbeResult(version.version, distributed=False, peers=1)
         assert isinstance(cluster, models.ClusterStatusOneOf1)
+        now = time.time()
+        unreachable = await self._unreachable_peers(cluster)
+        self._down_since = {peer: self._down_since.get(peer, now) for peer in unreachable}
+        topology = Topology(
+            peers=tuple(sorted(int(peer) for peer in cluster.peers)),
+            down_since=tuple(sorted(self._down_since.items())),
+            leader=cluster.raft_info.leader,
+            pending_operations=cluster.raft_info.pending_operations,
+        )
         trouble = None
         thread = cluster.consensus_thread_status.consensus_thread_status
         if thread != "working":
             trouble = f"consensus thread {thread}"
-        elif cluster.message_send_failures:
-            trouble = f"cannot reach peers {sorted(cluster.message_send_failures)}"
-        return ProbeResult(version.version, distributed=True, peers=len(cluster.peers), trouble=trouble)
+        elif topology.unreachable:
+            trouble = f"peers not answering: {', '.join(map(str, topology.unreachable))}"
+        return ProbeResult(
+            version.version, distributed=True, peers=len(cluster.peers), trouble=trouble, topology=topology
+        )
+
+    async def _unreachable_peers(self, cluster: models.ClusterStatusOneOf1) -> tuple[int, ...]:
+        """Peers that do not answer. The cluster telemetry asks every peer; GET /cluster's send failures
+        only cover the peers the probed node itself messages (a follower talks to the leader alone), so
+        they are the fallback when the telemetry is refused (e.g. an older server)."""
+        wait = max(1, int(self.settings.health_check.timeout_seconds / 2))
+        try:
+            telemetry = (await self._session.client.http.distributed_api.cluster_telemetry(timeout=wait)).result
+        except Exception as exc:
+            log.debug("connection %s: cluster telemetry unavailable (%s)", self.name, type(exc).__name__)
+            telemetry = None
+        if telemetry is not None and telemetry.cluster is not None:
+            return tuple(sorted(int(p) for p, info in telemetry.cluster.peers.items() if not info.responsive))
+        failing = set(cluster.message_send_failures or {})
+        return tuple(sorted(int(p) for p, info in cluster.peers.items() if info.uri in failing))
 
     def _probed(self, error: QdrantError | None) -> None:
         self.breaker.record_probe(error is None or not error.breaker_failure)

@@ -1,6 +1,7 @@
 """Health of one target: a pure state machine (HealthTracker) and the probing task (HealthMonitor).
 
-Unknown until the first probe ends. A probe is GET / (server version) and GET /cluster (peers). Healthy
+Unknown until the first probe ends. A probe is GET / (server version), GET /cluster (peers, leader) and, when
+distributed, GET /cluster/telemetry (which peers answer). Healthy
 after `success_threshold` consecutive good probes; Unhealthy after `failure_threshold` consecutive failed
 ones; Degraded in between (failing but not yet past the threshold, recovering, or the server answers but
 reports trouble, e.g. its consensus thread stopped).
@@ -23,11 +24,33 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
+class Topology:
+    """A distributed Qdrant's peers as the probed node sees them (peer ids are Qdrant's uint64s)."""
+
+    peers: tuple[int, ...]
+    down_since: tuple[tuple[int, float], ...] = ()  # (peer, epoch seconds) of peers not answering, since when
+    leader: int | None = None
+    pending_operations: int = 0  # consensus operations not yet applied on the probed node
+
+    @property
+    def unreachable(self) -> tuple[int, ...]:
+        return tuple(peer for peer, _ in self.down_since)
+
+    @property
+    def reachable(self) -> frozenset[int]:
+        return frozenset(self.peers) - frozenset(self.unreachable)
+
+    def down_longer_than(self, seconds: float, now: float) -> frozenset[int]:
+        return frozenset(peer for peer, since in self.down_since if now - since >= seconds)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProbeResult:
     server_version: str
     distributed: bool
     peers: int
     trouble: str | None = None  # the server answered but says something is wrong
+    topology: Topology | None = None  # distributed only
 
 
 class HealthTracker:
@@ -59,6 +82,8 @@ class HealthReport:
     peers: int | None = None
     error: QdrantError | None = dataclasses.field(default=None, compare=False)
     error_reason: str | None = None  # compared instead of the error object, so a repeated failure is no change
+    trouble: str | None = None  # what the server said is wrong when it answered (Degraded)
+    topology: Topology | None = None
 
 
 Probe = Callable[[], Awaitable[ProbeResult]]
@@ -107,7 +132,14 @@ class HealthMonitor:
         else:
             metrics.HEALTH_PROBE_DURATION.labels(self.name, "ok").observe(time.perf_counter() - started)
             health = self._tracker.record(True, trouble=result.trouble is not None)
-            report = HealthReport(health, result.server_version, result.distributed, result.peers)
+            report = HealthReport(
+                health,
+                result.server_version,
+                result.distributed,
+                result.peers,
+                trouble=result.trouble,
+                topology=result.topology,
+            )
             outcome = None
         if self._on_probe is not None:
             self._on_probe(outcome)

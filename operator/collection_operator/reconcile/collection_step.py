@@ -13,7 +13,16 @@ import pydantic
 from ..api.base import PREFIX
 from ..api.collection import VectorCollectionSpec, VectorCollectionStatus
 from .collection import Ownership, owner_marker, ownership
-from .collection_sync import CollectionOutcome, ReindexGate, Target, collection_name, status, sync, with_fields
+from .collection_sync import (
+    Cluster,
+    CollectionOutcome,
+    ConnectionGate,
+    Target,
+    collection_name,
+    status,
+    sync,
+    with_fields,
+)
 from .connections import usable
 from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for
 from .ports import ConnectionsPort, SecretsPort
@@ -65,7 +74,7 @@ class Environment:
 
     connections: ConnectionsPort
     secrets: SecretsPort
-    gates: dict[str, ReindexGate]  # per connection key
+    gates: dict[str, ConnectionGate]  # per connection key
     restores: RestoreTracker
     owner_alive: Callable[[str], bool]  # is the VectorCollection of this uid still there?
     snapshots: Callable[[str], Mapping[str, Any] | None]  # CollectionSnapshot body by "namespace/name"
@@ -107,13 +116,17 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     if restoring is not None:
         return with_fields(restoring, collection_name=name, connection=key)
     target = Target(observed.namespace, observed.name, observed.uid, observed.generation, key, dict(observed.status))
+    topology = runtime.topology
+    # Placement changes have a gate of their own ("namespace/name/placement" cannot be a connection's key).
+    cluster = Cluster(topology, env.gates.setdefault(f"{key}/placement", ConnectionGate())) if topology else None
     outcome = await sync(
         runtime.collections,
         spec,
         target,
-        env.gates.setdefault(key, ReindexGate()),
+        env.gates.setdefault(key, ConnectionGate()),
         owner_alive=env.owner_alive,
         write_slot=runtime.operations,
+        cluster=cluster,
     )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")

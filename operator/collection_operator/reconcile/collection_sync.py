@@ -7,13 +7,16 @@ Outcome (verdict, status fields, events, when to look again), which the handler 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec, VectorCollectionStatus
+from ..qdrant import Topology
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
+from . import replication
 from .collection import Difference, Ownership, Plan, observed_status, owner_marker, ownership, plan
 from .outcome import Outcome, State, Verdict, outcome_for
 from .ports import CollectionsPort
@@ -21,6 +24,7 @@ from .ports import CollectionsPort
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
+REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
 EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
@@ -58,9 +62,9 @@ class Target:
 
 
 @dataclass
-class ReindexGate:
-    """At most one re-indexing change in flight per connection: the holder keeps it until its
-    collection is green again; others wait (requeue) instead of piling rebuilds onto one Qdrant."""
+class ConnectionGate:
+    """One heavy change in flight per connection (a re-index, a shard transfer): the holder keeps it until its
+    collection is done; others wait (requeue) instead of piling rebuilds or copies onto one Qdrant."""
 
     holder: str | None = None
 
@@ -90,15 +94,25 @@ def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
     return spec.collection_name or resource_name
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """A distributed Qdrant as one sync sees it: the connection's topology and its one-transfer-at-a-time gate."""
+
+    topology: Topology
+    gate: ConnectionGate
+
+
 async def sync(
     gateway: CollectionsPort,
     spec: VectorCollectionSpec,
     target: Target,
-    gate: ReindexGate,
+    gate: ConnectionGate,
     owner_alive: Callable[[str], bool],
     write_slot: AbstractAsyncContextManager[Any] | None = None,
+    cluster: Cluster | None = None,
 ) -> CollectionOutcome:
-    """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded)."""
+    """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded);
+    `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor."""
     name = collection_name(spec, target.name)
     slot = write_slot or nullcontext()
     try:
@@ -109,16 +123,82 @@ async def sync(
         except AlreadyExists:
             outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
             outcome.create_conflicts += 1
+        if outcome.reconciled and (cluster is not None or spec.shard_keys):
+            outcome = await _placement(gateway, spec, target, name, slot, cluster, outcome)
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
+
+
+async def _placement(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    name: str,
+    write_slot: AbstractAsyncContextManager[Any],
+    cluster: Cluster | None,
+    outcome: CollectionOutcome,
+) -> CollectionOutcome:
+    """After the collection itself is in sync: its shard keys exist, and on a distributed Qdrant every shard
+    has the declared number of Active replicas (one placement change per pass, then look again)."""
+    view = await gateway.cluster_view(name)
+    live_keys = {shard.key for shard in replication.shards_of(view)}
+    missing_keys = [key for key in spec.shard_keys if key not in live_keys]
+    if missing_keys:
+        async with write_slot:
+            for key in missing_keys:
+                await gateway.create_shard_key(name, key)
+                outcome.qdrant_writes += 1
+        outcome.event("ShardKeysCreated", f"created shard keys {', '.join(missing_keys)} in {name}")
+        if cluster is None:
+            return outcome
+        view = await gateway.cluster_view(name)
+    if cluster is None:
+        return outcome
+    factor = outcome.status.replication_factor or 1
+    rp = replication.plan_replicas(view, cluster.topology, factor, time.time())
+    with_fields(outcome, shards=[shard.as_status() for shard in rp.shards])
+    key = f"{target.namespace}/{target.name}"
+    if rp.unavailable:
+        cluster.gate.release(key)
+        ids = ", ".join(map(str, rp.unavailable))
+        outcome.verdict = Verdict(
+            State.FAILED,
+            "ShardUnavailable",
+            f"no Active replica on a reachable peer for shard {ids}: " + "; ".join(rp.short),
+        )
+        outcome.requeue_after = REPLICATION_RECHECK_SECONDS
+        outcome.reconciled = False
+        return outcome
+    if rp.transfers:
+        return _replicating(outcome, f"shard transfer in flight: {'; '.join(rp.transfers)}")
+    if rp.action is not None:
+        if not cluster.gate.admit(key):
+            return _replicating(outcome, f"waiting for another collection's shard transfer ({cluster.gate.holder})")
+        async with write_slot:
+            await gateway.change_placement(name, rp.action.body)
+        outcome.qdrant_writes += 1
+        outcome.event(*rp.action.event)
+        return _replicating(outcome, rp.action.event[1])
+    cluster.gate.release(key)
+    if rp.short:
+        outcome.verdict = Verdict(State.READY, "Degraded", "; ".join(rp.short))
+        outcome.requeue_after = REPLICATION_RECHECK_SECONDS
+    return outcome
+
+
+def _replicating(outcome: CollectionOutcome, why: str) -> CollectionOutcome:
+    outcome.verdict = Verdict(State.RECONCILING, "Replicating", why)
+    outcome.requeue_after = REPLICATION_RECHECK_SECONDS
+    outcome.reconciled = False
+    return outcome
 
 
 async def _sync(
     gateway: CollectionsPort,
     spec: VectorCollectionSpec,
     target: Target,
-    gate: ReindexGate,
+    gate: ConnectionGate,
     owner_alive: Callable[[str], bool],
     name: str,
     write_slot: AbstractAsyncContextManager[Any],

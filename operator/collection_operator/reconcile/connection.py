@@ -71,11 +71,15 @@ def verdict(report: ConnectionReport) -> Verdict:
 
 
 def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus:
+    topology = report.topology
     return QdrantConnectionStatus(
         health=report.health,
         server_version=report.server_version,
         distributed=report.distributed,
         peers=report.peers,
+        leader=str(topology.leader) if topology and topology.leader is not None else None,
+        pending_operations=topology.pending_operations if topology else None,
+        unreachable_peers=[str(peer) for peer in topology.unreachable] if topology else None,
         circuit_breaker=report.circuit_breaker,
         collections=collections,
     )

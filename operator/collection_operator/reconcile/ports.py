@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from ..api.connection import QdrantConnectionSpec
+from ..qdrant import Topology
 
 
 class CollectionsPort(Protocol):
@@ -35,6 +36,14 @@ class CollectionsPort(Protocol):
 
     async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
         """POST /collections/aliases: the actions apply atomically."""
+
+    async def cluster_view(self, name: str) -> dict[str, Any]:
+        """GET /collections/{name}/cluster: local and remote shards with their states, transfers in flight."""
+
+    async def change_placement(self, name: str, operation: dict[str, Any]) -> None:
+        """POST /collections/{name}/cluster: one replicate_shard or drop_replica."""
+
+    async def create_shard_key(self, name: str, key: str) -> None: ...
 
 
 class SnapshotsPort(Protocol):
@@ -77,6 +86,10 @@ class ConnectionPort(Protocol):
     @property
     def operations(self) -> AbstractAsyncContextManager[Any]:
         """Bounds create/update/delete calls in flight on this connection."""
+
+    @property
+    def topology(self) -> Topology | None:
+        """A distributed Qdrant's peers as of the last health probe; None for a single node."""
 
     def allows(self, namespace: str) -> bool: ...
 
