@@ -41,7 +41,7 @@ class FakeQdrant:
             "points_count": 0,
             "segments_count": 1,
             "config": {
-                "params": {"vectors": body["vectors"]},
+                "params": {"vectors": body["vectors"], "replication_factor": body.get("replication_factor") or 1},
                 "hnsw_config": body.get("hnsw_config", {"m": 16}),
                 "metadata": body.get("metadata"),
             },

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from collection_operator.api import VectorCollectionSpec
+from collection_operator.qdrant import Topology
 from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.collection_sync import ConnectionGate, Target, sync
+from collection_operator.reconcile.collection_sync import Cluster, ConnectionGate, Target, sync
+from collection_operator.reconcile.outcome import State
 from tests.fakes import FakeQdrant
 
 
@@ -162,3 +165,58 @@ async def test_a_conflicting_resource_looks_instead_of_creating_on_every_resync(
     again = await run(q, spec(collectionName="first"), target("second", uid="u2", status=status), alive=("u1",))
     assert again.verdict.reason == "ResourceConflict"
     assert q.create_attempts == 0 and q.reads == ["get first"], "one read per resync while stalled, no create"
+
+
+def distributed(peers: tuple[int, ...], down: dict[int, float] | None = None) -> Cluster:
+    return Cluster(Topology(peers, tuple(sorted((down or {}).items()))), ConnectionGate())
+
+
+def one_shard_on(q: FakeQdrant, name: str, *peers: int) -> None:
+    remote = [{"shard_id": 0, "peer_id": p, "state": "Active"} for p in peers[1:]]
+    q.views[name] = {"peer_id": peers[0], "local_shards": [{"shard_id": 0, "state": "Active"}], "remote_shards": remote}
+
+
+async def test_distributed_replicates_one_shard_at_a_time_and_reports_placement():
+    q = FakeQdrant()
+    await run(q, spec(replicationFactor=2), target())
+    one_shard_on(q, "docs", 1)
+    q.writes.clear()
+    c = distributed((1, 2))
+    outcome = await sync(q, spec(replicationFactor=2), target(), ConnectionGate(), lambda _: False, cluster=c)
+    assert outcome.verdict.reason == "Replicating" and not outcome.reconciled and outcome.requeue_after
+    replicate = {"replicate_shard": {"shard_id": 0, "from_peer_id": 1, "to_peer_id": 2}}
+    assert q.writes == [f"placement docs {replicate}"]
+    assert [e[1] for e in outcome.events] == ["ReplicaAdding"] and c.gate.holder == "ns/docs"
+    assert outcome.status.to_patch()["shards"] == [{"id": 0, "replicas": [{"peer": "1", "state": "Active"}]}]
+    # Another collection on the same connection waits for the gate instead of starting a second transfer.
+    await run(q, spec(replicationFactor=2), target("other"))
+    one_shard_on(q, "other", 2)
+    q.writes.clear()
+    other = await sync(q, spec(replicationFactor=2), target("other"), ConnectionGate(), lambda _: False, cluster=c)
+    assert other.verdict.reason == "Replicating" and "ns/docs" in other.verdict.message and q.writes == []
+    # Once shard 0 has its second replica, the first holder releases the gate: InSync.
+    one_shard_on(q, "docs", 1, 2)
+    done = await sync(q, spec(replicationFactor=2), target(), ConnectionGate(), lambda _: False, cluster=c)
+    assert done.verdict.reason == "InSync" and done.reconciled and c.gate.holder is None
+
+
+async def test_distributed_with_a_peer_down_is_degraded_but_ready():
+    q = FakeQdrant()
+    await run(q, spec(replicationFactor=2), target())
+    one_shard_on(q, "docs", 1, 2)
+    c = distributed((1, 2), down={2: time.time()})
+    outcome = await sync(q, spec(replicationFactor=2), target(), ConnectionGate(), lambda _: False, cluster=c)
+    assert outcome.verdict.state == State.READY and outcome.verdict.reason == "Degraded"
+    assert "shard 0: 1 of 2 replicas Active; peer 2 not answering" in outcome.verdict.message
+
+
+async def test_shard_keys_are_created_once_and_never_dropped():
+    q = FakeQdrant()
+    custom = spec(shardingMethod="Custom", shardKeys=["a", "b"])
+    first = await run(q, custom, target())
+    assert q.writes == ["create docs", "shard key docs a", "shard key docs b"]
+    assert [e[1] for e in first.events] == ["Created", "ShardKeysCreated"] and first.verdict.reason == "InSync"
+    q.writes.clear()
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
+    await run(q, spec(shardingMethod="Custom", shardKeys=["b"]), target(status=status))
+    assert q.writes == []
