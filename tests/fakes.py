@@ -84,7 +84,6 @@ class FakeQdrant:
             if "create_alias" in action:
                 self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
 
-
     async def cluster_view(self, name: str) -> dict[str, Any]:
         self.reads.append(f"cluster {name}")
         default = {"peer_id": 1, "local_shards": [{"shard_id": 0, "state": "Active"}], "remote_shards": []}
