@@ -6,6 +6,8 @@
 --                conflict)
 --   Progressing  no status yet, observedGeneration behind metadata.generation (a change not yet applied,
 --                also while it waits for Qdrant: it lands by itself), or Reconciling=True
+--   Degraded     Ready=True with reason Degraded: it works, short of what was asked (replicas missing
+--                after a Qdrant node was lost; some health probes failing)
 --   Healthy      Ready=True for the current generation
 --   Degraded     Ready=False for a generation already applied (Qdrant unreachable, key refused, red)
 local hs = {status = "Progressing", message = "Waiting for the operator to report status"}
@@ -47,6 +49,10 @@ if generation ~= nil and (observed == nil or observed < generation) then
 end
 if reconciling ~= nil and reconciling.status == "True" then
   hs.message = says(reconciling)
+  return hs
+end
+if ready ~= nil and ready.status == "True" and ready.reason == "Degraded" then
+  hs.status, hs.message = "Degraded", says(ready)
   return hs
 end
 if ready ~= nil and ready.status == "True" then
