@@ -138,3 +138,59 @@ def test_replication_factor_is_kept_and_repaired(cluster, operator, tmp_path: Pa
     finally:
         for node in nodes + ([fresh] if fresh and fresh not in nodes else []):
             node.stop()
+
+
+def test_custom_sharding_and_write_consistency_on_the_cluster(cluster, operator, tmp_path: Path):
+    nodes = qdrant_real.start_cluster(real_binary(), tmp_path / "qdrant", 3)
+    try:
+        cluster.apply("QdrantConnection", "main", {"url": nodes[0].url, "environment": "Testing"})
+        cluster.wait_condition("qdrantconnections", "main", "Connected")
+        name = unique("keys")
+        spec = {
+            "connectionRef": {"name": "main"},
+            "collectionName": name,
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "shardingMethod": "Custom",
+            "shardKeys": ["tenant-a", "tenant-b"],
+            "shardNumber": 2,
+            "replicationFactor": 2,
+            "writeConsistencyFactor": 2,
+        }
+        cluster.apply("VectorCollection", name, spec)
+        body = wait_for(lambda: in_sync(cluster, name), 120, "the collection InSync")
+        params = get(nodes[1], f"/collections/{name}")["config"]["params"]
+        assert params["sharding_method"] == "custom" and params["write_consistency_factor"] == 2
+        # Each key has shardNumber shards, each with replicationFactor Active replicas on distinct peers.
+        shards = body["status"]["shards"]
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for shard in shards:
+            by_key.setdefault(shard["key"], []).append(shard)
+        assert sorted(by_key) == ["tenant-a", "tenant-b"] and all(len(s) == 2 for s in by_key.values()), shards
+        for shard in shards:
+            peers = [r["peer"] for r in shard["replicas"] if r["state"] == "Active"]
+            assert len(set(peers)) == 2, shard
+
+        client = QdrantClient(url=nodes[2].url, timeout=60)
+        try:
+            for key, first in (("tenant-a", 0), ("tenant-b", 1000)):
+                batch = [m.PointStruct(id=first + i, vector=[1.0, 0.0, 0.0, float(i)]) for i in range(300)]
+                client.upsert(name, batch, shard_key_selector=key, wait=True)
+            for node in nodes:
+                other = QdrantClient(url=node.url, timeout=60)
+                try:
+                    assert other.count(name, exact=True, shard_key_selector="tenant-a").count == 300
+                    assert other.count(name, exact=True).count == 600
+                finally:
+                    other.close()
+        finally:
+            client.close()
+
+        # A key added to the spec is created; the existing data stays where it is.
+        spec["shardKeys"] = ["tenant-a", "tenant-b", "tenant-c"]
+        cluster.apply("VectorCollection", name, spec)
+        body = wait_for(lambda: in_sync(cluster, name), 120, "tenant-c created")
+        assert {s.get("key") for s in body["status"]["shards"]} == {"tenant-a", "tenant-b", "tenant-c"}
+        assert exact_count(nodes[0], name) == 600
+    finally:
+        for node in nodes:
+            node.stop()
