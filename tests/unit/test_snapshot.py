@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.api.snapshot import Retention, SnapshotRecord
+from collection_operator.qdrant import Topology
+from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
-from tests.fakes import FakeSnapshots
+from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -242,3 +245,38 @@ async def test_restore_verification_mismatch_is_reported():
         await restore_case(q, points_count=8)
     assert err.value.reason == "RestoreVerificationFailed" and "holds 7 points" in str(err.value)
     await restore_case(FakeSnapshots(), points_count=None)  # count unknown when taken: nothing to verify
+
+
+@pytest.mark.parametrize(
+    ("record", "stalled"),
+    [
+        ({"name": "s.snapshot"}, True),  # a cluster snapshot from before the shard check: nothing to verify
+        ({"name": "s.snapshot", "pointsCount": 7}, False),  # the count verifies it
+        ({"name": "s.snapshot", "peer": "11", "shards": [0, 1, 2]}, False),
+    ],
+)
+async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalled):
+    main = FakeConnection(topology=Topology(peers=(11, 22, 33)))
+    main.snapshots.points["src"], main.snapshots.snapshots["s.snapshot"] = 7, 7
+    body = {
+        "spec": {"collectionRef": {"name": "docs"}},
+        "status": {"collectionName": "src", "connection": "ns/main", "snapshots": [record]},
+    }
+    spec = VectorCollectionSpec.model_validate(
+        {
+            "connectionRef": {"name": "main"},
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "source": {"snapshot": {"snapshotRef": {"name": "nightly"}}},
+        }
+    )
+    req = restore.Request("ns/copy", "ns", "copy", "uid-copy", {}, {})
+    tracker = restore.RestoreTracker()
+    outcome, _ = await restore.restore_step(
+        req, spec, "copy", main, tracker, FakeConnections({"ns/main": main}), FakeSecrets(), lambda _: body
+    )
+    try:
+        assert outcome is not None
+        assert (outcome.verdict.reason == "DistributedSnapshotUnsupported") is stalled, outcome.verdict
+        assert bool(tracker.running) is not stalled
+    finally:
+        await tracker.aclose()
