@@ -107,12 +107,15 @@ class FakeSnapshots:
         self.snapshots: dict[str, int] = {}  # snapshot name -> points it holds
         self.calls: list[str] = []
         self.write_during_snapshot = 0
+        self.peer: str | None = None
+        self.views: list[dict[str, Any]] = []  # GET /collections/{name}/cluster answers, in order (last repeats)
 
     async def count(self, collection: str) -> int | None:
         return self.points.get(collection)
 
     async def create_snapshot(self, collection: str) -> dict[str, Any]:
-        name = f"{collection}-{len(self.snapshots)}.snapshot"
+        peer = f"{self.peer}-" if self.peer else ""  # distributed Qdrant names the file after the taking node
+        name = f"{collection}-{peer}{len(self.snapshots)}.snapshot"
         self.snapshots[name] = self.points[collection]
         self.points[collection] += self.write_during_snapshot
         return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": 1024, "checksum": "abc"}
@@ -135,6 +138,10 @@ class FakeSnapshots:
         marker = metadata[mapping.OWNER_KEY]
         self.calls.append(f"owner {collection} {marker}")
         self.owners[collection] = marker
+
+    async def placement(self, collection: str) -> dict[str, Any]:
+        self.calls.append(f"placement {collection}")
+        return self.views.pop(0) if len(self.views) > 1 else self.views[0]
 
 
 @dataclass

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.api.snapshot import Retention, SnapshotRecord
+from collection_operator.qdrant import Topology
+from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
-from tests.fakes import FakeSnapshots
+from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -143,6 +146,63 @@ async def test_take_records_points_and_time():
         await logic.take(q, "missing", CREATED)
 
 
+def cluster_view(peer: int, local: dict[int, str], remote: dict[int, list[tuple[int, str]]]) -> dict[str, Any]:
+    """GET /collections/{name}/cluster as node `peer` answers it."""
+    return {
+        "peer_id": peer,
+        "shard_count": len(set(local) | set(remote)),
+        "local_shards": [{"shard_id": s, "state": state} for s, state in local.items()],
+        "remote_shards": [{"shard_id": s, "peer_id": p, "state": st} for s, reps in remote.items() for p, st in reps],
+    }
+
+
+EVERY_SHARD = cluster_view(11, {0: "Active", 1: "Active", 2: "Active"}, {0: [(22, "Active")], 1: [(33, "Active")]})
+
+
+def test_coverage_names_the_shards_the_node_lacks():
+    cover = logic.coverage(cluster_view(11, {1: "Active", 2: "Partial"}, {0: [(22, "Active")], 2: [(33, "Active")]}))
+    assert (cover.peer, cover.shards, cover.complete) == ("11", [0, 1, 2], False)
+    assert cover.elsewhere == {0: ["22 (Active)"], 2: ["here (Partial)", "33 (Active)"]}
+    assert logic.coverage(EVERY_SHARD).complete
+
+
+async def test_a_distributed_snapshot_is_refused_unless_the_node_holds_every_shard():
+    q = FakeSnapshots()
+    q.points["src"] = 7
+    q.views = [cluster_view(11, {2: "Active"}, {0: [(22, "Active")], 1: [(33, "Active")]})]
+    with pytest.raises(
+        logic.SnapshotRefused, match=r"peer 11\) holds Active replicas of shards \[2\] of \[0, 1, 2\]"
+    ) as exc:
+        await logic.check_coverage(q, "src")
+    assert exc.value.reason == "DistributedSnapshotUnsupported" and "shard 0 on 22 (Active)" in str(exc.value)
+    assert not q.snapshots, "nothing was taken"
+    with pytest.raises(logic.SourceNotReady):
+        await logic.check_coverage(q, "missing")
+
+
+async def test_a_complete_distributed_snapshot_records_its_node_and_shards():
+    q = FakeSnapshots()
+    q.points["src"], q.peer, q.views = 7, "11", [EVERY_SHARD]
+    record = await logic.take(q, "src", CREATED, await logic.check_coverage(q, "src"))
+    assert (record.name, record.peer, record.shards, record.points_count) == ("src-11-0.snapshot", "11", [0, 1, 2], 7)
+
+
+@pytest.mark.parametrize(
+    ("peer", "after", "match"),
+    [
+        ("22", EVERY_SHARD, "another node wrote snapshot src-22-0.snapshot"),  # a load balancer
+        ("11", cluster_view(11, {0: "Active", 1: "Active"}, {2: [(22, "Active")]}), r"shards \[0, 1\] of"),
+    ],
+)
+async def test_a_snapshot_that_turns_out_partial_is_deleted_and_refused(peer, after, match):
+    q = FakeSnapshots()
+    q.points["src"], q.peer, q.views = 7, peer, [EVERY_SHARD, after]
+    cover = await logic.check_coverage(q, "src")
+    with pytest.raises(logic.SnapshotRefused, match=match):
+        await logic.take(q, "src", CREATED, cover)
+    assert not q.snapshots, "the file was deleted"
+
+
 async def restore_case(q: FakeSnapshots, *, in_place: bool = False, points_count: int | None = 7) -> None:
     q.snapshots["s.snapshot"] = 7
     source = logic.SourceSnapshot(
@@ -185,3 +245,38 @@ async def test_restore_verification_mismatch_is_reported():
         await restore_case(q, points_count=8)
     assert err.value.reason == "RestoreVerificationFailed" and "holds 7 points" in str(err.value)
     await restore_case(FakeSnapshots(), points_count=None)  # count unknown when taken: nothing to verify
+
+
+@pytest.mark.parametrize(
+    ("record", "stalled"),
+    [
+        ({"name": "s.snapshot"}, True),  # a cluster snapshot from before the shard check: nothing to verify
+        ({"name": "s.snapshot", "pointsCount": 7}, False),  # the count verifies it
+        ({"name": "s.snapshot", "peer": "11", "shards": [0, 1, 2]}, False),
+    ],
+)
+async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalled):
+    main = FakeConnection(topology=Topology(peers=(11, 22, 33)))
+    main.snapshots.points["src"], main.snapshots.snapshots["s.snapshot"] = 7, 7
+    body = {
+        "spec": {"collectionRef": {"name": "docs"}},
+        "status": {"collectionName": "src", "connection": "ns/main", "snapshots": [record]},
+    }
+    spec = VectorCollectionSpec.model_validate(
+        {
+            "connectionRef": {"name": "main"},
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "source": {"snapshot": {"snapshotRef": {"name": "nightly"}}},
+        }
+    )
+    req = restore.Request("ns/copy", "ns", "copy", "uid-copy", {}, {})
+    tracker = restore.RestoreTracker()
+    outcome, _ = await restore.restore_step(
+        req, spec, "copy", main, tracker, FakeConnections({"ns/main": main}), FakeSecrets(), lambda _: body
+    )
+    try:
+        assert outcome is not None
+        assert (outcome.verdict.reason == "DistributedSnapshotUnsupported") is stalled, outcome.verdict
+        assert bool(tracker.running) is not stalled
+    finally:
+        await tracker.aclose()

@@ -61,6 +61,14 @@ class SnapshotRecord(StatusModel):
     points_count: int | None = Field(
         None, description="Points in the collection when it was taken (absent if writes raced); restores verify it."
     )
+    peer: str | None = Field(
+        None, description="Distributed Qdrant: the peer id of the node that took it; the file is on that node only."
+    )
+    shards: list[int] | None = Field(
+        None,
+        description="Distributed Qdrant: the shard ids it holds, every shard of the collection (a snapshot that "
+        "would miss one is refused, never recorded).",
+    )
 
 
 class CollectionSnapshotStatus(StatusBase):

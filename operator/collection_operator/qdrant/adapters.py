@@ -97,3 +97,6 @@ class QdrantSnapshots:
         await self.gateway.recover_snapshot(
             collection, location, checksum=checksum, api_key=api_key, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
         )
+
+    async def placement(self, collection: str) -> dict[str, Any]:
+        return (await self.gateway.collection_cluster(collection)).model_dump(mode="json", exclude_none=True)

@@ -64,6 +64,10 @@ class SnapshotsPort(Protocol):
     async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
         """Recover from a snapshot URL; `api_key` is sent to the server that holds the file."""
 
+    async def placement(self, collection: str) -> dict[str, Any]:
+        """GET /collections/{name}/cluster (distributed Qdrant): the answering node's peer id, its local
+        shards and the remote ones, with replica states."""
+
 
 class SecretsPort(Protocol):
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:

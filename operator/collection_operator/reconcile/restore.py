@@ -120,6 +120,14 @@ async def restore_step(
     except LookupError as exc:
         return _failed("SecretNotFound", f"source connection: {exc.args[0] if exc.args else exc}"), None
     assert snapshot_body is not None  # source_snapshot raised otherwise
+    if source_runtime.topology is not None and source.record.shards is None and source.record.points_count is None:
+        # Taken on a cluster before snapshots were checked for every shard, and nothing to verify it against.
+        message = (
+            f"snapshot {source.ref} of a distributed collection records neither its shards nor its point count: "
+            "it may hold only the shards of the node that took it, and a restore could not be verified; take a "
+            "new snapshot"
+        )
+        return Outcome(Verdict(State.STALLED, logic.DISTRIBUTED_UNSUPPORTED, message), status()), None
     target = logic.RestoreTarget(
         collection,
         owner_marker(req.namespace, req.name, req.uid),

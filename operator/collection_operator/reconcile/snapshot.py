@@ -15,6 +15,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from ..api.snapshot import Phase, Retention, SnapshotRecord
+from ..qdrant.errors import QdrantError
 from . import mapping
 from .ports import SnapshotsPort
 
@@ -31,6 +32,17 @@ class RestoreFailed(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+class SnapshotRefused(Exception):
+    """A snapshot that would not hold the whole collection; a person must act (condition reason in `reason`)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
 
 
 def format_time(moment: datetime) -> str:
@@ -148,20 +160,104 @@ def source_snapshot(resource: str, body: Mapping[str, Any] | None, snapshot_name
 # ----- Qdrant work --------------------------------------------------------------------------------
 
 
-async def take(gateway: SnapshotsPort, collection: str, now: datetime) -> SnapshotRecord:
-    """One snapshot, with the exact point count it holds when no write raced it (restores verify it)."""
+@dataclass(frozen=True)
+class Coverage:
+    """Which shards of a distributed collection the node behind the connection URL holds Active replicas of."""
+
+    peer: str
+    shards: list[int]  # every shard id of the collection
+    elsewhere: dict[int, list[str]]  # shard id -> the peers (and their replica states) that hold it instead
+
+    @property
+    def complete(self) -> bool:
+        return not self.elsewhere
+
+
+def coverage(view: Mapping[str, Any]) -> Coverage:
+    """From GET /collections/{name}/cluster as one node answers it."""
+    local = {s["shard_id"]: s.get("state") for s in view.get("local_shards") or []}
+    remote: dict[int, list[str]] = {}
+    for shard in view.get("remote_shards") or []:
+        remote.setdefault(shard["shard_id"], []).append(f"{shard['peer_id']} ({shard.get('state')})")
+    elsewhere = {
+        shard: ([f"here ({local[shard]})"] if shard in local else []) + remote.get(shard, [])
+        for shard in sorted(set(local) | set(remote))
+        if local.get(shard) != "Active"
+    }
+    return Coverage(str(view["peer_id"]), sorted(set(local) | set(remote)), elsewhere)
+
+
+def _refusal(collection: str, cover: Coverage) -> SnapshotRefused:
+    held = sorted(set(cover.shards) - set(cover.elsewhere))
+    missing = "; ".join(f"shard {shard} on {', '.join(peers)}" for shard, peers in cover.elsewhere.items())
+    return SnapshotRefused(
+        DISTRIBUTED_UNSUPPORTED,
+        f"collection {collection} is distributed and the node behind the connection URL (peer {cover.peer}) holds "
+        f"Active replicas of shards {held} of {cover.shards} only ({missing}): a snapshot through it would miss "
+        "the other shards, and Qdrant takes shard snapshots only on a node that holds the shard. Point the "
+        "QdrantConnection at a node holding every shard (replicationFactor equal to the number of peers puts "
+        "one on each node); re-checked every few seconds",
+    )
+
+
+async def check_coverage(gateway: SnapshotsPort, collection: str) -> Coverage:
+    """Distributed Qdrant writes a collection snapshot of the shards the node that takes it holds, nothing
+    else, and takes shard snapshots only on a node holding the shard: through one URL a complete snapshot
+    exists only when that node holds an Active replica of every shard. SnapshotRefused otherwise."""
+    if await gateway.count(collection) is None:
+        raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
+    cover = coverage(await gateway.placement(collection))
+    if not cover.complete:
+        raise _refusal(collection, cover)
+    return cover
+
+
+async def take(gateway: SnapshotsPort, collection: str, now: datetime, cover: Coverage | None = None) -> SnapshotRecord:
+    """One snapshot, with the exact point count it holds when no write raced it (restores verify it). On a
+    cluster `cover` is check_coverage's answer: after the snapshot the file's name must carry that node's
+    peer id and the node must still hold every shard, else the file is deleted and SnapshotRefused."""
     before = await gateway.count(collection)
     if before is None:
         raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
     description = await gateway.create_snapshot(collection)
     after = await gateway.count(collection)
+    if cover is not None:
+        await _confirm(gateway, collection, cover, description["name"])
     return SnapshotRecord(
         name=description["name"],
         created_at=format_time(now),
         size_bytes=description.get("size"),
         checksum=description.get("checksum"),
         points_count=before if before == after else None,
+        peer=cover.peer if cover else None,
+        shards=cover.shards if cover else None,
     )
+
+
+async def _confirm(gateway: SnapshotsPort, collection: str, cover: Coverage, name: str) -> None:
+    """The node that wrote `name` is the one checked, and still holds every shard; else the file goes."""
+    again = coverage(await gateway.placement(collection))
+    problem = None
+    if not name.startswith(f"{collection}-{cover.peer}-"):
+        problem = SnapshotRefused(
+            DISTRIBUTED_UNSUPPORTED,
+            f"the connection URL reached peer {cover.peer} for the shard check but another node wrote snapshot "
+            f"{name} (a load balancer in front of several nodes?); point the QdrantConnection at one node",
+        )
+    elif not again.complete:
+        problem = _refusal(collection, again)
+    elif (again.peer, again.shards) != (cover.peer, cover.shards):
+        problem = SnapshotRefused(
+            DISTRIBUTED_UNSUPPORTED,
+            f"the shards of {collection} changed while snapshot {name} was taken ({cover.shards} on peer "
+            f"{cover.peer}, then {again.shards} on peer {again.peer}); re-checked every few seconds",
+        )
+    if problem is not None:
+        try:  # never leave a partial file behind that looks like a backup
+            await gateway.delete_snapshot(collection, name)
+        except QdrantError as exc:
+            raise SnapshotRefused(problem.reason, f"{problem}; deleting {name} failed too ({exc})") from exc
+        raise problem
 
 
 @dataclass(frozen=True)

@@ -153,14 +153,19 @@ class SnapshotRun:
         runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
-        self.phase, self.collection, self.connection = Phase.IN_PROGRESS, collection, connection
-        await report(
-            self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress", f"taking a snapshot of {collection}"))
-        )
+        self.collection, self.connection = collection, connection
         try:
-            record = await logic.take(runtime.snapshots, collection, now)
+            # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (Stalled).
+            cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
+            self.phase = Phase.IN_PROGRESS
+            await report(
+                self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress", f"taking a snapshot of {collection}"))
+            )
+            record = await logic.take(runtime.snapshots, collection, now, cover)
         except logic.SourceNotReady as exc:
             raise ReconcileError(Verdict(State.FAILED, exc.reason, str(exc))) from exc
+        except logic.SnapshotRefused as exc:  # a partial snapshot is never taken, nor recorded
+            raise ReconcileError(Verdict(State.STALLED, exc.reason, str(exc))) from exc
         self.records.append(record)
         self.last = record.created_at
         for old in logic.expired(self.records, spec.retention, now):
