@@ -240,3 +240,20 @@ def test_a_connection_waits_only_for_resources_that_delete_data_through_it():
     )
     assert found == [("collectionsnapshots", "ns", "nightly"), ("vectorcollections", "ns", "docs")]
     assert "CollectionSnapshot ns/nightly, VectorCollection ns/docs" in waiting_for(found).message
+
+
+@pytest.mark.parametrize("state", [State.PAUSED, State.UNMANAGED])
+def test_hands_off_keeps_what_still_holds_of_the_last_verdict(state):
+    from collection_operator.reconcile.status import conditions_for
+
+    def types(current: list[dict[str, str]]) -> dict[str, str]:
+        return {c.type: f"{c.status}/{c.reason}" for c in conditions_for(Verdict(state, state.value), 3, current)}
+
+    stamp = {"lastTransitionTime": "2026-01-01T00:00:00Z", "message": ""}
+    ready = {"type": "Ready", "status": "True", "reason": "InSync", **stamp}
+    optimizing = {"type": "Ready", "status": "False", "reason": "Optimizing", **stamp}
+    stalled = {"type": "Stalled", "status": "True", "reason": "ImmutableFieldChanged", **stamp}
+    assert types([ready])["Ready"] == "True/InSync" and types([ready])[state.value] == f"True/{state.value}"
+    # Work in progress stops while hands are off: its Ready=False would read InProgress to kstatus forever.
+    assert "Ready" not in types([optimizing]) and types([optimizing])["Reconciling"] == "False/Idle"
+    assert types([optimizing, stalled])["Stalled"] == "True/ImmutableFieldChanged"

@@ -33,13 +33,18 @@ def conditions_for(
     verdict: Verdict, generation: int | None, current: Sequence[Mapping[str, Any]] = ()
 ) -> list[Condition]:
     """Ready is the summary; Reconciling says work is in progress; Stalled says a person must act.
-    Paused and Unmanaged keep the last verdict's Ready and Stalled (as suspended Flux objects do, so kstatus
-    reads what was last true) and add a condition of their own type saying why nothing moves."""
+    Paused and Unmanaged keep what still holds of the last verdict, a Ready=True and the Stalled condition
+    (as suspended Flux objects do), and add a condition of their own type saying why nothing moves. A
+    Ready=False of work in progress is dropped: nothing progresses while hands are off, and kstatus reads
+    any Ready=False as InProgress (Flux would wait for it forever), a resource without Ready as Current."""
     v = verdict
     reconciling, stalled = v.state == State.RECONCILING, v.state == State.STALLED
     if v.state in HANDS_OFF:
-        # A resource paused from birth has no verdict to keep: no Ready at all (kstatus: Current, nothing moves).
-        kept = [Condition.model_validate(c) for c in current if c.get("type") in ("Ready", "Stalled")]
+        kept = [
+            Condition.model_validate(c)
+            for c in current
+            if c.get("type") == "Stalled" or (c.get("type") == "Ready" and c.get("status") == "True")
+        ]
         return [
             *kept,
             _condition("Reconciling", False, "Idle", "", generation),
