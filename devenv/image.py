@@ -202,21 +202,16 @@ def deps(base: str) -> str:
         )
         with working_container(base) as container:
             in_image(container, Path(wheels), "python3", "-m", "venv", "--without-pip", VENV)
-            in_image(
-                container,
-                Path(wheels),
-                f"{VENV}/bin/python",
-                "/pip.whl/pip",
-                "install",
-                "--quiet",
-                "--no-index",
-                "--no-cache-dir",
-                "--find-links=/wheels",
-                *PROJECT["dependencies"],
-            )
+            pip_install(container, Path(wheels), "--find-links=/wheels", *PROJECT["dependencies"])
             in_image(container, Path(wheels), *TRIM)  # the packages' own test suites (17 MB)
             buildah("commit", "--rm", "--quiet", container, ref)
     return ref
+
+
+def pip_install(container: str, wheels: Path, *args: str) -> None:
+    """pip (from the mounted wheel) inside the image's venv, offline: only the wheels in /wheels."""
+    pip = [f"{VENV}/bin/python", "/pip.whl/pip", "install", "--quiet", "--no-index", "--no-cache-dir"]
+    in_image(container, wheels, *pip, *args)
 
 
 def labels() -> dict[str, str]:
@@ -262,18 +257,7 @@ def app(base: str) -> str:
         with tempfile.TemporaryDirectory(dir=CACHE) as wheels, working_container(base) as container:
             run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", wheels, str(REPO))
             wheel = next(Path(wheels).glob("*.whl")).name
-            in_image(
-                container,
-                Path(wheels),
-                f"{VENV}/bin/python",
-                "/pip.whl/pip",
-                "install",
-                "--quiet",
-                "--no-index",
-                "--no-deps",
-                "--no-cache-dir",
-                f"/wheels/{wheel}",
-            )
+            pip_install(container, Path(wheels), "--no-deps", f"/wheels/{wheel}")
             buildah("config", *config, container)
             buildah("commit", "--rm", "--quiet", container, ref)
     buildah("tag", ref, f"localhost/{IMAGE}")
