@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.controlplane import namespace_name
-from tests.fixtures.operator import wait_for
+from tests.fixtures.operator import unique, wait_for
 from tests.integration.audit import AuditWindow
 
 pytestmark = pytest.mark.integration
@@ -237,3 +237,32 @@ def test_allowed_namespaces(cluster, operator, keyed_server, other_namespace):
     # Its own namespace is always allowed, whatever the list says.
     _collection(cluster, "insider", {"name": "shared"})
     cluster.wait_condition("vectorcollections", "insider", "InSync")
+
+
+def test_read_only_key_is_stalled_and_a_read_write_key_recovers(cluster, operator, qdrant_server_factory):
+    """Issue 9.7: a key Qdrant lets read but not write is said on the connection, not discovered write by
+    write by its collections; the check changes nothing in Qdrant and is made once per key."""
+    server = qdrant_server_factory(api_key=KEY, read_only_api_key="ro-" + KEY)
+    secret(cluster, "ro", "ro-" + KEY)
+    cluster.apply(
+        "QdrantConnection", "ro", {"url": server.url, "environment": "Testing", "apiKeySecretRef": {"name": "ro"}}
+    )
+    stalled = cluster.wait_condition(PLURAL, "ro", "ReadOnlyKey", type_="Stalled")
+    assert cluster.condition(PLURAL, "ro")["status"] == "False"
+    assert "read-only" in next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")["message"]
+    collection = unique("ro")
+    cluster.apply(
+        "VectorCollection",
+        "docs",
+        {"connectionRef": {"name": "ro"}, "collectionName": collection, "vectors": [{"size": 4, "distance": "Dot"}]},
+    )
+    waiting = cluster.wait_condition("vectorcollections", "docs", "ConnectionNotReady", status="False")
+    assert "ReadOnlyKey" in next(c for c in waiting["status"]["conditions"] if c["type"] == "Ready")["message"]
+    with server.http(timeout=10) as http:
+        assert http.get("/collections").json()["result"]["collections"] == []  # nothing was created
+    probes = [r for r in server.requests()["requests"] if r["method"] != "GET"]
+    assert [f"{r['method']} {r['template']}" for r in probes] == ["POST /collections/aliases"]  # asked once
+
+    secret(cluster, "ro", KEY)  # rotated to the read-write key: re-read, asked again, Ready
+    cluster.wait_condition(PLURAL, "ro", "Connected", timeout=60)
+    cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=60)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from collection_operator.api.connection import BreakerState, Health
@@ -36,6 +38,13 @@ def report(
         # Half-open while still unhealthy: the same outage, so the reason does not flap (no new Event).
         (report(Health.UNHEALTHY, breaker=BreakerState.HALF_OPEN, reason="Unreachable"), "Failed", "CircuitOpen"),
         (report(Health.HEALTHY, breaker=BreakerState.HALF_OPEN), "Reconciling", "Recovering"),
+        # A read-only key: a person must give a read-write one; an outage still reads as an outage.
+        (dataclasses.replace(report(Health.HEALTHY), read_only=True), "Stalled", "ReadOnlyKey"),
+        (
+            dataclasses.replace(report(Health.UNHEALTHY, reason="Unreachable"), read_only=True),
+            "Failed",
+            "Unreachable",
+        ),
     ],
 )
 def test_verdict(given: ConnectionReport, state: str, reason: str) -> None:

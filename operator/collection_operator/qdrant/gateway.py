@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from .. import metrics
 from ..api.connection import BreakerState, Health
@@ -46,6 +47,7 @@ class ConnectionReport:
     error_reason: str | None  # reason of the last probe's failure (Unreachable, Unauthorized, TLSError ...)
     error_message: str | None = dataclasses.field(default=None, compare=False)
     topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
+    read_only: bool = False  # the API key may read but not write
 
 
 OnReport = Callable[[ConnectionReport], Awaitable[None] | None]
@@ -77,6 +79,7 @@ class QdrantGateway(CollectionCalls):
         self._callback_tasks: set[asyncio.Task[None]] = set()
         self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._down_since: dict[int, float] = {}  # peers of a distributed Qdrant not answering, since when (epoch)
+        self._writable: bool | None = None  # whether the API key may write; learned once per key
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -121,6 +124,7 @@ class QdrantGateway(CollectionCalls):
             error_reason=health.error_reason,
             error_message=health.error.message if health.error else health.trouble,
             topology=health.topology,
+            read_only=health.read_only,
         )
 
     def subscribe(self, callback: OnReport) -> None:
@@ -157,6 +161,7 @@ class QdrantGateway(CollectionCalls):
         if (api_key, ca_pem, verify) == self._credentials:
             return
         self._credentials = (api_key, ca_pem, verify)
+        self._writable = None  # a new key: ask again
         await self._replace_session()
 
     async def update_settings(self, settings: ClientSettings) -> None:
@@ -278,9 +283,12 @@ class QdrantGateway(CollectionCalls):
         await self.check_address()
         http = self._session.client.http
         version = await http.service_api.root()
+        if self._writable is None and self._credentials[0]:
+            self._writable = await self._key_can_write()
+        read_only = self._writable is False
         cluster = (await http.distributed_api.cluster_status()).result
         if cluster is None or cluster.status == "disabled":
-            return ProbeResult(version.version, distributed=False, peers=1)
+            return ProbeResult(version.version, distributed=False, peers=1, read_only=read_only)
         assert isinstance(cluster, models.ClusterStatusOneOf1)
         now = time.time()
         unreachable = await self._unreachable_peers(cluster)
@@ -298,8 +306,26 @@ class QdrantGateway(CollectionCalls):
         elif topology.unreachable:
             trouble = f"peers not answering: {', '.join(map(str, topology.unreachable))}"
         return ProbeResult(
-            version.version, distributed=True, peers=len(cluster.peers), trouble=trouble, topology=topology
+            version.version,
+            distributed=True,
+            peers=len(cluster.peers),
+            trouble=trouble,
+            topology=topology,
+            read_only=read_only,
         )
+
+    async def _key_can_write(self) -> bool | None:
+        """Whether the API key may write, learned without changing anything: an empty alias transaction is
+        a no-op for a read-write key and refused (403) for a read-only one. None: no answer, ask again."""
+        try:
+            await self._session.client.http.aliases_api.update_aliases(
+                change_aliases_operation=models.ChangeAliasesOperation(actions=[])
+            )
+        except UnexpectedResponse as exc:
+            return False if exc.status_code == 403 else None
+        except Exception:  # the probe's own calls report connection trouble
+            return None
+        return True
 
     async def _unreachable_peers(self, cluster: models.ClusterStatusOneOf1) -> tuple[int, ...]:
         """Peers that do not answer. The cluster telemetry asks every peer; GET /cluster's send failures

@@ -51,6 +51,7 @@ class ProbeResult:
     peers: int
     trouble: str | None = None  # the server answered but says something is wrong
     topology: Topology | None = None  # distributed only
+    read_only: bool = False  # the API key may read but not write (Qdrant's read_only_api_key, or a JWT)
 
 
 class HealthTracker:
@@ -84,6 +85,7 @@ class HealthReport:
     error_reason: str | None = None  # compared instead of the error object, so a repeated failure is no change
     trouble: str | None = None  # what the server said is wrong when it answered (Degraded)
     topology: Topology | None = None
+    read_only: bool = False
 
 
 Probe = Callable[[], Awaitable[ProbeResult]]
@@ -139,6 +141,7 @@ class HealthMonitor:
                 result.peers,
                 trouble=result.trouble,
                 topology=result.topology,
+                read_only=result.read_only,
             )
             outcome = None
         if self._on_probe is not None:

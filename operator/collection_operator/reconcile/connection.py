@@ -65,6 +65,13 @@ def verdict(report: ConnectionReport) -> Verdict:
         return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
     if report.health == Health.UNHEALTHY:
         return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
+    if report.read_only:
+        return Verdict(
+            State.STALLED,
+            "ReadOnlyKey",
+            "the API key is read-only (Qdrant refuses it every write): collections and snapshots cannot be created "
+            "or changed; put a read-write key in the Secret (it is re-read within a health interval)",
+        )
     if report.health == Health.DEGRADED:
         return Verdict(State.READY, "Degraded", report.error_message or "some health probes fail")
     return Verdict(State.READY, "Connected", f"Qdrant {report.server_version}")
