@@ -287,9 +287,22 @@ def _pid(name: str) -> int | None:
     try:
         pid = int((RUN / f"{name}.pid").read_text())
         os.kill(pid, 0)
-        return pid
     except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         return None
+    return None if _exited(pid) else pid
+
+
+def _exited(pid: int) -> bool:
+    """A server this process started and that died lingers as a zombie until reaped (a test session starts
+    the control plane itself): reap it, and count it as gone."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent reaps it
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _spawn(name: str, args: list[str]) -> None:

@@ -129,7 +129,13 @@ def restart_control_plane() -> None:
         assert pid is not None, f"{name} is not running from {cp.RUN}"
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda name=name: cp._pid(name) is None, 30, f"{name} to exit")
+    # The same ports again, or every client that read its kubeconfig before (the operators, watchers) is
+    # stranded: up() would move to free ports if one were still held, so wait until all four are free.
+    cp.down(quiet=True)
+    ports = (cp.ETCD_PORT, cp.ETCD_PEER_PORT, cp.API_PORT, cp.KCM_PORT)
+    wait_for(lambda: all(cp._bindable(p) for p in ports), 60, f"ports {ports} to be free again")
     cp.up()
+    assert cp.API_PORT == ports[2], f"the control plane moved to port {cp.API_PORT}"
 
 
 @dataclass

@@ -5,7 +5,6 @@ collection owned by exactly its live resource - within a deadline, and records t
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.integration
 def ready(sc: Scenario, count: int, **spec: object) -> list[str]:
     """count collections created, Ready and filled with points."""
     names = sc.create(count, start=len(sc.policies), **spec)
-    wait_for(lambda: sc.count_converged(names) == len(names), 90, f"{len(names)} collections Ready")
+    wait_for(lambda: sc.count_converged(names) == len(names), 180, f"{len(names)} collections Ready")
     sc.fill(names)
     return names
 
@@ -54,12 +53,12 @@ def test_qdrant_slow_and_flaky(scenario: Scenario) -> None:
     )
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) -> None:
     """Two SIGKILLs in each phase, each once a further share of the phase's work is done."""
     kills, took = 2, dict[str, float]()
     scenario.qdrant.set_faults(latency_ms=20)
-    names = scenario.create(24)
+    names = scenario.create(50)
     phases = [
         ("create", lambda: None, lambda: len(scenario.in_qdrant(names))),
         (
@@ -74,10 +73,10 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
         act()
         for k in range(1, kills + 1):
             share = k * len(names) // (kills + 1)
-            wait_for(lambda share=share, progress=progress: progress() >= share, 90, f"{phase}: {share} done")
+            wait_for(lambda share=share, progress=progress: progress() >= share, 150, f"{phase}: {share} done")
             scenario.operator.kill()
             scenario.operator.start()
-        took[phase] = scenario.converge(120, since=started)
+        took[phase] = scenario.converge(240, since=started)
         if phase == "create":
             scenario.fill(names)
     phases_took = ", ".join(f"{phase} {s:.0f} s" for phase, s in took.items())
@@ -88,12 +87,6 @@ def test_operator_sigkilled_during_create_update_and_delete(scenario: Scenario) 
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.skipif(
-    not os.environ.get("FAULTS_CONTROL_PLANE"),
-    reason="opt-in (FAULTS_CONTROL_PLANE=1): in a full "
-    "run on the default ports the restarted control plane left every later scenario without an API "
-    "server; it passed when run with its own DEVENV_API_PORT/DEVENV_ETCD_PORT",
-)
 def test_api_server_and_etcd_restarted(scenario: Scenario) -> None:
     kept = ready(scenario, 6)
     started = time.monotonic()
@@ -117,15 +110,15 @@ def test_resources_deleted_while_operator_down(scenario: Scenario) -> None:
     scenario.record("operator SIGKILL, then 9 deletes and 3 updates (re-index), operator started again", took)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 def test_namespace_of_many_collections_deleted(scenario: Scenario) -> None:
-    names = ready(scenario, 60)
+    names = ready(scenario, 100)
     started = time.monotonic()
     scenario.plane.admin("delete", "namespace", scenario.namespace, "--wait=false")
     wait_for(
         lambda: "NotFound" in scenario.plane.admin("get", "namespace", scenario.namespace, check=False),
-        180,
+        300,
         "the namespace to be gone",
     )
-    took = scenario.converge(30, since=started)
+    took = scenario.converge(60, since=started)
     scenario.record(f"namespace deleted with its connection and {len(names)} collections", took)
