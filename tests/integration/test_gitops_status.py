@@ -144,14 +144,16 @@ def spec(collection: str, connection: str = "main", **more: Any) -> dict[str, An
     }
 
 
-def test_collection_lifecycle(cluster, connection):
+def test_collection_lifecycle(cluster, connection, qdrant_server):
     """Applied, Ready, an in-place change while Qdrant re-indexes, a vector added (Stalled), reverted,
     paused (and changed while paused), resumed, unmanaged."""
     with recording(cluster, VC, "docs") as versions:
         cluster.apply("VectorCollection", "docs", spec(cluster.namespace))
         cluster.wait_condition(VC, "docs", "InSync")
         cluster.apply("VectorCollection", "docs", spec(cluster.namespace, hnsw={"m": 32}))
-        cluster.wait_condition(VC, "docs", "Optimizing", status="True", type_="Reconciling")
+        if qdrant_server.is_dev:  # real Qdrant indexes nothing below its threshold: an empty collection stays green
+            cluster.wait_condition(VC, "docs", "Optimizing", status="True", type_="Reconciling")
+        observed(cluster, VC, "docs")
         cluster.wait_condition(VC, "docs", "InSync")
         added = spec(cluster.namespace, hnsw={"m": 32})
         added["vectors"].append({"name": "b", "size": 4, "distance": "Dot"})
@@ -168,17 +170,8 @@ def test_collection_lifecycle(cluster, connection):
         observed(cluster, VC, "docs")
         cluster.kubectl("annotate", VC, "docs", f"{MANAGED}=false")
         cluster.wait_condition(VC, "docs", "Unmanaged", type_="Unmanaged")
-    check(
-        VC,
-        versions,
-        "no status",
-        "generation not observed",
-        "InSync",
-        "Optimizing",
-        "ImmutableFieldChanged",
-        "Paused",
-        "Unmanaged",
-    )
+    must_see = ["no status", "generation not observed", "InSync", "ImmutableFieldChanged", "Paused", "Unmanaged"]
+    check(VC, versions, *must_see, *(["Optimizing"] if qdrant_server.is_dev else []))
 
 
 def test_connection_and_collection_when_qdrant_goes_away(cluster, operator, qdrant_server_factory):
