@@ -34,6 +34,7 @@ and jitter on retryable failures. Errors are the typed QdrantError subclasses in
 """
 
 from .breaker import CircuitBreaker
+from .endpoints import Gateway, QdrantEndpoints
 from .errors import (
     AddressNotAllowed,
     AlreadyExists,
@@ -50,7 +51,7 @@ from .errors import (
     Unreachable,
     classify,
 )
-from .gateway import ConnectionReport, QdrantGateway
+from .gateway import ConnectionReport, EndpointReport, QdrantGateway
 from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult, Topology
 from .pool import ConnectionPool
 from .retry import backoff_delay, retrying
@@ -64,6 +65,8 @@ __all__ = [
     "Conflict",
     "ConnectionPool",
     "ConnectionReport",
+    "EndpointReport",
+    "Gateway",
     "HealthMonitor",
     "HealthReport",
     "HealthTracker",
@@ -72,6 +75,7 @@ __all__ = [
     "OutcomeUnknown",
     "PoolExhausted",
     "ProbeResult",
+    "QdrantEndpoints",
     "QdrantError",
     "QdrantGateway",
     "Search",
