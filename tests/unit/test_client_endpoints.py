@@ -222,3 +222,14 @@ async def test_single_url_connection_writes_no_endpoint_list() -> None:
     gateway = QdrantGateway(URLS[0], resolve(spec), name="t/one")
     assert "endpoints" not in status(gateway.report, 0).to_wire()
     await gateway.aclose()
+
+
+async def test_snapshots_stay_on_the_first_endpoint() -> None:
+    client, _ = endpoints(circuitBreaker={"failureThreshold": 1, "openSeconds": 30})
+    client.members[0].breaker.record_failure()  # the first endpoint is out: other calls move on, snapshots do not
+    fn, seen = server(client, lambda i: i)
+    assert await client.call("op", fn, idempotent=True) in (1, 2)
+    for snapshot_call in (client.list_snapshots("c"), client.delete_snapshot("c", "s"), client.create_snapshot("c")):
+        with pytest.raises(CircuitOpen):
+            await snapshot_call
+    await client.aclose()

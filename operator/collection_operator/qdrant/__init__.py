@@ -11,6 +11,11 @@ Construct and run:
     await gateway.update_settings(new_settings)          # spec or settings file changed
     await gateway.aclose()
 
+Several endpoints of one Qdrant (the nodes of a cluster): `QdrantEndpoints(urls, settings, name=...)` has
+the same surface (start, subscribe, report, update_*, aclose, call and the typed calls) over one
+QdrantGateway per URL, with balancing, failover and a quorum report (see `endpoints`). `Gateway` is the
+union of the two, what VectorOperations and the operator's adapters take.
+
 `settings` is a `config.ClientSettings` (from `config.resolve(spec)` or `OperatorSettings.resolve`).
 
 State: `gateway.health` (Health: Unknown before the first probe, then Healthy/Degraded/Unhealthy),

@@ -17,6 +17,7 @@ Each endpoint keeps its own QdrantGateway: pool, circuit breaker and health moni
   reached it (a lost reply is OutcomeUnknown) it is never sent again, to that endpoint or another.
 - Report: Healthy while every endpoint answers, Degraded while a majority (quorum) does, Unhealthy once a
   majority is down (health Unhealthy or breaker Open); `report.endpoints` has each endpoint's own view.
+- Snapshots (create, list, delete) always go to the first endpoint: the file lives on the node that took it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from qdrant_client import AsyncQdrantClient
+from qdrant_client import AsyncQdrantClient, models
 
 from .. import metrics
 from ..api.connection import BreakerState, Health, LoadBalancing
@@ -344,6 +345,22 @@ class QdrantEndpoints(CollectionCalls):
             metrics.ENDPOINT_OUTSTANDING.labels(self.name, url).set(self.outstanding[index])
         metrics.ENDPOINT_ATTEMPTS.labels(self.name, url, "ok").inc()
         return result
+
+    # ----- snapshots: pinned to the first endpoint -------------------------------------------------------
+    # A collection snapshot is a file on the node that took it; listing, deleting or downloading it through
+    # another node would not find it. So snapshot calls all go to the first endpoint (spec.primary_url, which
+    # restores download from too), with that endpoint's own retry policy: no failover for them.
+
+    async def create_snapshot(
+        self, collection: str, *, timeout_seconds: float | None = None
+    ) -> models.SnapshotDescription:
+        return await self.members[0].create_snapshot(collection, timeout_seconds=timeout_seconds)
+
+    async def list_snapshots(self, collection: str) -> list[models.SnapshotDescription]:
+        return await self.members[0].list_snapshots(collection)
+
+    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
+        return await self.members[0].delete_snapshot(collection, snapshot)
 
     # ----- internals ---------------------------------------------------------------------------------
 
