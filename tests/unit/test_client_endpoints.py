@@ -74,10 +74,10 @@ def test_spec_takes_url_or_endpoints_exactly_one() -> None:
     assert QdrantConnectionSpec.model_validate({"endpoints": list(URLS)}).targets == URLS
     assert QdrantConnectionSpec.model_validate({"url": URLS[0]}).targets == (URLS[0],)
     for wrong in ({}, {"url": URLS[0], "endpoints": list(URLS)}):
-        with pytest.raises(pydantic.ValidationError, match="exactly one of spec.url and spec.endpoints"):
+        with pytest.raises(pydantic.ValidationError, match=r"exactly one of spec\.url and spec\.endpoints"):
             QdrantConnectionSpec.model_validate(wrong)
     for bad in ("http://user:pw@q:6333", "http://q:6333/?api-key=x"):
-        with pytest.raises(pydantic.ValidationError, match="spec.endpoints must not contain credentials"):
+        with pytest.raises(pydantic.ValidationError, match=r"spec\.endpoints must not contain credentials"):
             QdrantConnectionSpec.model_validate({"endpoints": [URLS[0], bad]})
     with pytest.raises(pydantic.ValidationError):
         QdrantConnectionSpec.model_validate({"endpoints": []})
@@ -227,7 +227,7 @@ async def test_single_url_connection_writes_no_endpoint_list() -> None:
 async def test_snapshots_stay_on_the_first_endpoint() -> None:
     client, _ = endpoints(circuitBreaker={"failureThreshold": 1, "openSeconds": 30})
     client.members[0].breaker.record_failure()  # the first endpoint is out: other calls move on, snapshots do not
-    fn, seen = server(client, lambda i: i)
+    fn, _ = server(client, lambda i: i)
     assert await client.call("op", fn, idempotent=True) in (1, 2)
     for snapshot_call in (client.list_snapshots("c"), client.delete_snapshot("c", "s"), client.create_snapshot("c")):
         with pytest.raises(CircuitOpen):
