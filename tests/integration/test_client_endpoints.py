@@ -19,7 +19,8 @@ from collection_operator.api.connection import BreakerState, Health, QdrantConne
 from collection_operator.config import ClientSettings, resolve
 from collection_operator.qdrant import QdrantEndpoints, QdrantError, Search, VectorOperations
 from devenv import qdrant_real
-from tests.fixtures.qdrant import QdrantServer, real_binary
+from tests.fixtures.nodes import ensure_running, restart
+from tests.fixtures.qdrant import QdrantServer
 
 pytestmark = pytest.mark.integration
 DIM = 4
@@ -212,6 +213,7 @@ async def test_dev_servers_round_robin_setting_applies_in_place(
 
 async def test_cluster_node_stopped_during_searches_and_writes(qdrant_cluster: list[qdrant_real.Node]) -> None:
     nodes = qdrant_cluster
+    await in_thread(lambda: ensure_running(nodes))
     urls = [n.url for n in nodes]
     name = f"ep-cluster-{uuid.uuid4().hex[:6]}"
     async with started(QdrantEndpoints(urls, settings(urls), name="ep/cluster")) as client:
@@ -240,10 +242,7 @@ async def test_cluster_node_stopped_during_searches_and_writes(qdrant_cluster: l
             assert client.report.topology is not None and len(client.report.topology.unreachable) == 1
             await stream.run_until(300)
         finally:
-            if victim.proc is None or victim.proc.poll() is not None:
-                # Same storage: it rejoins as the same peer. Not waiting for /readyz, which stays 503 while its
-                # replicas catch up under the write stream; the client's own probes say when it answers.
-                await in_thread(lambda: victim.start(real_binary()))
+            await in_thread(lambda: restart(victim))  # same storage and ports: it rejoins as the same peer
         await eventually(
             lambda: client.report.health is Health.HEALTHY and client.report.endpoints[1].in_rotation,
             "the restarted node back in rotation, the connection Healthy",

@@ -10,8 +10,8 @@ import pytest
 
 from devenv import qdrant_real
 from tests.fixtures.controlplane import KubectlError
+from tests.fixtures.nodes import ensure_running, restart
 from tests.fixtures.operator import Cluster, unique, wait_for
-from tests.fixtures.qdrant import real_binary
 
 pytestmark = pytest.mark.integration
 PLURAL = "qdrantconnections"
@@ -69,6 +69,7 @@ def test_cluster_node_down_and_back_keeps_collections_ready(
     cluster: Cluster, operator: Any, qdrant_cluster: list[qdrant_real.Node]
 ) -> None:
     nodes = qdrant_cluster
+    ensure_running(nodes)
     urls = [n.url for n in nodes]
     cluster.apply(
         "QdrantConnection",
@@ -123,7 +124,7 @@ def test_cluster_node_down_and_back_keeps_collections_ready(
             body = cluster.wait_condition(COLLECTIONS, changing, timeout=90)
             assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
         finally:
-            victim.start(real_binary())
+            restart(victim)
         st = cluster.wait_condition(PLURAL, "nodes", "Connected", timeout=120)["status"]
         assert all(e["health"] == "Healthy" and e["inRotation"] for e in st["endpoints"]), st["endpoints"]
     assert not [s for s in watch.seen if s[1] != "True"], sorted(watch.seen, key=str)
