@@ -233,3 +233,22 @@ async def test_snapshots_stay_on_the_first_endpoint() -> None:
         with pytest.raises(CircuitOpen):
             await snapshot_call
     await client.aclose()
+
+
+async def test_placement_is_read_on_the_first_endpoint_while_it_answers() -> None:
+    client, _ = endpoints(circuitBreaker={"failureThreshold": 1, "openSeconds": 30})
+    seen: list[int] = []
+
+    def on(index: int) -> Any:
+        async def cluster_info(name: str) -> str:
+            seen.append(index)
+            return f"placement from {index}"
+
+        return cluster_info
+
+    for index, member in enumerate(client.members):
+        member._session.client.collection_cluster_info = on(index)  # type: ignore[method-assign]
+    assert [await client.collection_cluster("c") for _ in range(3)] == ["placement from 0"] * 3
+    client.members[0].breaker.record_failure()  # the first endpoint is out: read elsewhere rather than fail
+    assert await client.collection_cluster("c") in ("placement from 1", "placement from 2")
+    await client.aclose()

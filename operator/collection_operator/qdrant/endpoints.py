@@ -18,6 +18,7 @@ Each endpoint keeps its own QdrantGateway: pool, circuit breaker and health moni
 - Report: Healthy while every endpoint answers, Degraded while a majority (quorum) does, Unhealthy once a
   majority is down (health Unhealthy or breaker Open); `report.endpoints` has each endpoint's own view.
 - Snapshots (create, list, delete) always go to the first endpoint: the file lives on the node that took it.
+  A collection's placement is read there too while it answers (its local shards are what a snapshot holds).
 """
 
 from __future__ import annotations
@@ -350,6 +351,16 @@ class QdrantEndpoints(CollectionCalls):
     # A collection snapshot is a file on the node that took it; listing, deleting or downloading it through
     # another node would not find it. So snapshot calls all go to the first endpoint (spec.primary_url, which
     # restores download from too), with that endpoint's own retry policy: no failover for them.
+
+    async def collection_cluster(self, name: str) -> models.CollectionClusterInfo:
+        """The placement as the first endpoint sees it (its local shards are the ones a snapshot taken there
+        holds), from another endpoint only when the first one cannot answer."""
+        try:
+            return await self.members[0].collection_cluster(name)
+        except QdrantError as error:
+            if not (error.retryable or isinstance(error, (*REFUSED, *NOT_SENT))):
+                raise
+        return await super().collection_cluster(name)
 
     async def create_snapshot(
         self, collection: str, *, timeout_seconds: float | None = None
