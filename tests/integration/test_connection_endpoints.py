@@ -61,6 +61,14 @@ class Watch:
         self._thread.join(30)
 
 
+def applied(cluster: Cluster, name: str) -> bool:
+    """Ready=True about the current generation."""
+    body = cluster.get(COLLECTIONS, name)
+    generation = body["metadata"]["generation"]
+    ready = next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    return body["status"].get("observedGeneration") == generation and ready.get("status") == "True"
+
+
 def endpoint(cluster: Cluster, name: str, index: int) -> dict[str, Any]:
     return dict(cluster.get(PLURAL, name)["status"]["endpoints"][index])
 
@@ -121,8 +129,9 @@ def test_cluster_node_down_and_back_keeps_collections_ready(
             cluster.apply(
                 "VectorCollection", changing, {**base, "collectionName": changing, "hnsw": {"efConstruct": 123}}
             )
-            body = cluster.wait_condition(COLLECTIONS, changing, timeout=90)
-            assert body["status"]["observedGeneration"] == body["metadata"]["generation"]
+            wait_for(lambda: applied(cluster, changing), 90, "the change applied while the node is down")
+            info = nodes[0].get(f"/collections/{changing}") or {}
+            assert info["result"]["config"]["hnsw_config"]["ef_construct"] == 123
         finally:
             restart(victim)
         st = cluster.wait_condition(PLURAL, "nodes", "Connected", timeout=120)["status"]
