@@ -190,6 +190,7 @@ class QdrantEndpoints(CollectionCalls):
             error_reason=error_reason,
             error_message=self._message(reports, answering, source),
             topology=source.topology if source else None,
+            read_only=any(r.read_only for r in reports),  # one API key for all endpoints
             endpoints=endpoints,
         )
 
