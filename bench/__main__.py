@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, grpc, operator
+from bench import client, endpoints, grpc, operator
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -22,6 +22,7 @@ def main() -> None:
             asyncio.run(benchmark(tier))
         if tier == "real":
             asyncio.run(grpc.main(tier))
+            asyncio.run(endpoints.main(tier))
 
 
 if __name__ == "__main__":

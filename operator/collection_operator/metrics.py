@@ -64,6 +64,42 @@ HEALTH_PROBE_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+# ----- several endpoints per connection (spec.endpoints): per endpoint, as the connection sees it -----------
+# Each endpoint's own client also records the series above under connection="<connection>@<endpoint>".
+
+ENDPOINT_HEALTH = Enum(
+    "qdrant_operator_endpoint_health",
+    "Health of one endpoint of a connection with several, from its own health probes.",
+    ["connection", "endpoint"],
+    states=[health.value for health in Health],
+)
+ENDPOINT_BREAKER_STATE = Enum(
+    "qdrant_operator_endpoint_circuit_breaker_state",
+    "Circuit breaker state of one endpoint of a connection with several.",
+    ["connection", "endpoint"],
+    states=[state.value for state in BreakerState],
+)
+ENDPOINT_IN_ROTATION = Gauge(
+    "qdrant_operator_endpoint_in_rotation",
+    "1 while calls are sent to the endpoint, 0 while it is taken out (breaker open or probes failing).",
+    ["connection", "endpoint"],
+)
+ENDPOINT_OUTSTANDING = Gauge(
+    "qdrant_operator_endpoint_outstanding_requests",
+    "Attempts in flight on the endpoint (what least-outstanding balancing compares).",
+    ["connection", "endpoint"],
+)
+ENDPOINT_ATTEMPTS = Counter(
+    "qdrant_operator_endpoint_attempts_total",
+    "Attempts sent to (or refused before reaching) the endpoint, by outcome (ok or error reason).",
+    ["connection", "endpoint", "outcome"],
+)
+ENDPOINT_FAILOVERS = Counter(
+    "qdrant_operator_endpoint_failovers_total",
+    "Calls moved from the endpoint to another one after a failure, by the failure's reason.",
+    ["connection", "endpoint", "reason"],
+)
+
 # ----- reconcilers (handlers record these) ---------------------------------------------------------------
 
 RECONCILE_DURATION = Histogram(

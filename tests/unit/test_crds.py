@@ -61,7 +61,7 @@ def test_printer_columns_show_readiness_with_its_reason():
     assert _columns("VectorCollection") == ["Collection", "Connection", "Ready", "Reason", "Points", "Age"]
     assert _columns("VectorCollection", wide=True)[6:] == ["Qdrant", "Indexed", "Segments", "Shards", "Replication"]
     assert _columns("QdrantConnection") == ["URL", "Environment", "Health", "Version", "Ready", "Reason", "Age"]
-    assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Collections"]
+    assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Endpoints", "Collections"]
     assert _columns("CollectionSnapshot") == ["Collection", "Schedule", "Last", "Phase", "Ready", "Reason", "Age"]
     assert _columns("CollectionSnapshot", wide=True)[7:] == ["Next", "Connection"]
     for kind in KINDS:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .base import SecretKeyRef, StatusBase, WireModel, cel
+from .base import SecretKeyRef, StatusBase, StatusModel, WireModel, cel
 
 
 class Environment(StrEnum):
@@ -105,25 +106,73 @@ URL_CREDENTIALS_MESSAGE = (
 )
 
 
+URL_PATTERN = r"^https?://[^\s/]+(/.*)?$"
+URL_CREDENTIALS_RULE = f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')"
+ENDPOINT_CREDENTIALS_MESSAGE = URL_CREDENTIALS_MESSAGE.replace("spec.url", "spec.endpoints")
+MAX_ENDPOINTS = 16
+
+# One of spec.endpoints: the same rules as spec.url, each URL on its own.
+EndpointUrl = Annotated[
+    str,
+    Field(
+        pattern=URL_PATTERN,
+        max_length=2048,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(URL_CREDENTIALS_RULE, ENDPOINT_CREDENTIALS_MESSAGE, reason="FieldValueInvalid"),
+            ]
+        },
+    ),
+]
+
+
+class LoadBalancing(StrEnum):
+    LEAST_OUTSTANDING = "LeastOutstanding"
+    ROUND_ROBIN = "RoundRobin"
+
+
 class QdrantConnectionSpec(WireModel):
     """How to reach one Qdrant. Blocks left out take the environment's defaults."""
 
     # A rejected value is never echoed in an error (it may hold a password): the errors name the field only.
-    model_config = ConfigDict(hide_input_in_errors=True)
-
-    url: str = Field(
-        pattern=r"^https?://[^\s/]+(/.*)?$",
-        max_length=2048,
-        description="Qdrant's REST endpoint, http:// or https://, without credentials (see apiKeySecretRef).",
+    model_config = ConfigDict(
+        hide_input_in_errors=True,
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    f"!self.matches('{URL_USERINFO}') && !self.matches('{URL_CREDENTIAL_PARAM}')",
-                    URL_CREDENTIALS_MESSAGE,
+                    "has(self.url) != has(self.endpoints)",
+                    "set exactly one of spec.url and spec.endpoints",
                     reason="FieldValueInvalid",
-                ),
+                )
             ]
         },
+    )
+
+    url: str | None = Field(
+        None,
+        pattern=URL_PATTERN,
+        max_length=2048,
+        description="Qdrant's REST endpoint, http:// or https://, without credentials (see apiKeySecretRef). "
+        "Exactly one of url and endpoints.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(URL_CREDENTIALS_RULE, URL_CREDENTIALS_MESSAGE, reason="FieldValueInvalid"),
+            ]
+        },
+    )
+    endpoints: list[EndpointUrl] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ENDPOINTS,
+        description="Several REST endpoints of one Qdrant deployment (the nodes of a cluster), each like url; "
+        "the same API key and CA for all. Calls are spread over the endpoints that answer (see loadBalancing), "
+        "an endpoint that fails is taken out until its probes pass again. Exactly one of url and endpoints.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    load_balancing: LoadBalancing = Field(
+        LoadBalancing.LEAST_OUTSTANDING,
+        description="With endpoints: LeastOutstanding sends each call to the endpoint with the fewest calls in "
+        "flight; RoundRobin takes them in turn.",
     )
     api_key_secret_ref: ApiKeySecretRef | None = Field(None, description="Qdrant's API key, from a Secret.")
     tls: Tls | None = Field(None, description="TLS settings for https:// URLs.")
@@ -145,10 +194,40 @@ class QdrantConnectionSpec(WireModel):
 
     @field_validator("url")
     @classmethod
-    def _no_credentials(cls, url: str) -> str:
-        if re.search(URL_USERINFO, url) or re.search(URL_CREDENTIAL_PARAM, url):
+    def _no_credentials(cls, url: str | None) -> str | None:
+        if url is not None and (re.search(URL_USERINFO, url) or re.search(URL_CREDENTIAL_PARAM, url)):
             raise ValueError(URL_CREDENTIALS_MESSAGE)
         return url
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_without_credentials(cls, endpoints: list[str] | None) -> list[str] | None:
+        if endpoints is None:
+            return None
+        if any(re.search(URL_USERINFO, url) or re.search(URL_CREDENTIAL_PARAM, url) for url in endpoints):
+            raise ValueError(ENDPOINT_CREDENTIALS_MESSAGE)
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("spec.endpoints must not repeat a URL")
+        return endpoints
+
+    @model_validator(mode="after")
+    def _url_or_endpoints(self) -> Any:
+        if (self.url is None) == (self.endpoints is None):
+            raise ValueError("set exactly one of spec.url and spec.endpoints")
+        return self
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The URLs the client calls: (url,) or the endpoints, in their order."""
+        if self.endpoints is not None:
+            return tuple(self.endpoints)
+        assert self.url is not None  # one of the two, by the validator above
+        return (self.url,)
+
+    @property
+    def primary_url(self) -> str:
+        """The first target: where a snapshot of this connection is downloaded from by URL."""
+        return self.targets[0]
 
 
 class Health(StrEnum):
@@ -162,6 +241,17 @@ class BreakerState(StrEnum):
     CLOSED = "Closed"
     OPEN = "Open"
     HALF_OPEN = "HalfOpen"
+
+
+class EndpointStatus(StatusModel):
+    """One of spec.endpoints as the client last saw it."""
+
+    url: str = Field(description="The endpoint, as in spec.endpoints.")
+    health: Health = Field(description="From this endpoint's own health probes.")
+    server_version: str | None = Field(None, description="Qdrant's version on this endpoint, from GET /.")
+    circuit_breaker: BreakerState = Field(description="This endpoint's circuit breaker.")
+    in_rotation: bool = Field(description="Whether calls are sent to it (false: taken out until its probes pass).")
+    reason: str | None = Field(None, description="Why its last probe failed (Unreachable, Unauthorized ...).")
 
 
 class QdrantConnectionStatus(StatusBase):
@@ -184,3 +274,9 @@ class QdrantConnectionStatus(StatusBase):
         None, description="Closed (calls pass), Open (calls refused) or HalfOpen (one trial call)."
     )
     collections: int | None = Field(None, description="How many VectorCollections use this connection.")
+    endpoints: list[EndpointStatus] | None = Field(
+        None,
+        description="With spec.endpoints: every endpoint with its health, version and breaker. The fields above "
+        "are the connection's as a whole: Healthy while every endpoint answers, Degraded while a majority does, "
+        "Unhealthy below that; serverVersion, peers and leader as an answering endpoint reports them.",
+    )

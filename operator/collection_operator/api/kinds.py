@@ -60,6 +60,7 @@ KINDS = (
             AGE,
             Column("Breaker", ".status.circuitBreaker", priority=1),
             Column("Peers", ".status.peers", "integer", priority=1),
+            Column("Endpoints", ".spec.endpoints", priority=1),
             Column("Collections", ".status.collections", "integer", priority=1),
         ),
         "How to reach one Qdrant deployment, and the pooled, health-monitored client behind it.",

@@ -11,7 +11,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..api.connection import CircuitBreaker, Environment, HealthCheck, Pool, QdrantConnectionSpec, Retry, Timeouts
+from ..api.connection import (
+    CircuitBreaker,
+    Environment,
+    HealthCheck,
+    LoadBalancing,
+    Pool,
+    QdrantConnectionSpec,
+    Retry,
+    Timeouts,
+)
 from .address_policy import AddressPolicy
 
 
@@ -72,6 +81,7 @@ class ClientSettings(_Frozen):
     health_check: HealthSettings
     circuit_breaker: BreakerSettings = BreakerSettings()
     max_concurrent_operations: int = Field(4, ge=1)
+    load_balancing: LoadBalancing = LoadBalancing.LEAST_OUTSTANDING  # several endpoints: how calls are spread
     # The operator's, not the spec's: which URLs may be called at all (OperatorSettings.address_policy).
     address_policy: AddressPolicy = AddressPolicy()
 
@@ -118,6 +128,7 @@ def apply_overrides(base: ClientSettings, override: ProfileOverride | QdrantConn
     _fit_pool_minimum(data["pool"], override.pool)
     if isinstance(override, QdrantConnectionSpec):
         data["max_concurrent_operations"] = override.max_concurrent_operations
+        data["load_balancing"] = override.load_balancing
     return ClientSettings.model_validate(data)
 
 

@@ -112,7 +112,7 @@ async def connection_daemon(
                         await stopped.wait(TICK_SECONDS)
                         continue
             assert credentials is not None
-            wanted = (spec.url, settings, credentials, spec.tls.insecure_skip_verify if spec.tls else False)
+            wanted = (spec.targets, settings, credentials, spec.tls.insecure_skip_verify if spec.tls else False)
             runtime = ctx.connections.get(key)
             if runtime is None or wanted != applied:
                 runtime = await ctx.connections.apply(key, namespace, name, spec, settings, credentials)

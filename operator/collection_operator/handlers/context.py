@@ -18,7 +18,7 @@ import kopf
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi
-from ..qdrant import QdrantGateway, Topology
+from ..qdrant import Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.collection_sync import ConnectionGate
 from ..reconcile.connection import Credentials
@@ -36,7 +36,7 @@ class ConnectionRuntime:
     namespace: str
     name: str
     spec: QdrantConnectionSpec
-    gateway: QdrantGateway
+    gateway: Gateway  # QdrantGateway for spec.url, QdrantEndpoints for spec.endpoints
     operations: asyncio.Semaphore  # collection create/update/delete in flight on this connection
 
     def __post_init__(self) -> None:
@@ -93,7 +93,7 @@ class ConnectionRegistry:
         """Build the client, or change the running one in place so its breaker and metrics carry on."""
         verify = not (spec.tls and spec.tls.insecure_skip_verify)
         runtime = self.running.get(key)
-        if runtime is not None and runtime.spec.url == spec.url:
+        if runtime is not None and runtime.spec.targets == spec.targets:
             await runtime.gateway.update_settings(settings)
             await runtime.gateway.update_credentials(credentials.api_key, credentials.ca_pem, verify)
             if spec.max_concurrent_operations != runtime.spec.max_concurrent_operations:
@@ -103,13 +103,29 @@ class ConnectionRegistry:
             return runtime
         if runtime is not None:
             await runtime.gateway.aclose()
-        gateway = QdrantGateway(
-            spec.url, settings, name=key, api_key=credentials.api_key, ca_pem=credentials.ca_pem, verify=verify
-        )
+        gateway: Gateway
+        if spec.endpoints is not None:
+            gateway = QdrantEndpoints(
+                spec.endpoints,
+                settings,
+                name=key,
+                api_key=credentials.api_key,
+                ca_pem=credentials.ca_pem,
+                verify=verify,
+            )
+        else:
+            gateway = QdrantGateway(
+                spec.primary_url,
+                settings,
+                name=key,
+                api_key=credentials.api_key,
+                ca_pem=credentials.ca_pem,
+                verify=verify,
+            )
         gateway.start()
         runtime = ConnectionRuntime(namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations))
         self.running[key] = runtime
-        log.info("connection %s: client for %s started", key, spec.url)
+        log.info("connection %s: client for %s started", key, ", ".join(spec.targets))
         return runtime
 
     async def close(self, key: str) -> None:

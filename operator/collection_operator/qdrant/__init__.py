@@ -11,6 +11,11 @@ Construct and run:
     await gateway.update_settings(new_settings)          # spec or settings file changed
     await gateway.aclose()
 
+Several endpoints of one Qdrant (the nodes of a cluster): `QdrantEndpoints(urls, settings, name=...)` has
+the same surface (start, subscribe, report, update_*, aclose, call and the typed calls) over one
+QdrantGateway per URL, with balancing, failover and a quorum report (see `endpoints`). `Gateway` is the
+union of the two, what VectorOperations and the operator's adapters take.
+
 `settings` is a `config.ClientSettings` (from `config.resolve(spec)` or `OperatorSettings.resolve`).
 
 State: `gateway.health` (Health: Unknown before the first probe, then Healthy/Degraded/Unhealthy),
@@ -34,6 +39,7 @@ and jitter on retryable failures. Errors are the typed QdrantError subclasses in
 """
 
 from .breaker import CircuitBreaker
+from .endpoints import Gateway, QdrantEndpoints
 from .errors import (
     AddressNotAllowed,
     AlreadyExists,
@@ -50,7 +56,7 @@ from .errors import (
     Unreachable,
     classify,
 )
-from .gateway import ConnectionReport, QdrantGateway
+from .gateway import ConnectionReport, EndpointReport, QdrantGateway
 from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult, Topology
 from .pool import ConnectionPool
 from .retry import backoff_delay, retrying
@@ -64,6 +70,8 @@ __all__ = [
     "Conflict",
     "ConnectionPool",
     "ConnectionReport",
+    "EndpointReport",
+    "Gateway",
     "HealthMonitor",
     "HealthReport",
     "HealthTracker",
@@ -72,6 +80,7 @@ __all__ = [
     "OutcomeUnknown",
     "PoolExhausted",
     "ProbeResult",
+    "QdrantEndpoints",
     "QdrantError",
     "QdrantGateway",
     "Search",

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from qdrant_client import models
 
+from .endpoints import Gateway
 from .errors import NotFound
-from .gateway import QdrantGateway
 from .vectors import VectorOperations
 
 # Snapshots and recoveries copy whole collections: far longer than an ordinary request's budget.
@@ -22,7 +22,7 @@ class QdrantCollections:
     _aliases = TypeAdapter(list[models.AliasOperations])
     _operation: TypeAdapter[models.ClusterOperations] = TypeAdapter(models.ClusterOperations)
 
-    def __init__(self, gateway: QdrantGateway):
+    def __init__(self, gateway: Gateway):
         self.gateway = gateway
 
     async def get_collection(self, name: str) -> dict[str, Any] | None:
@@ -70,7 +70,7 @@ class QdrantCollections:
 class QdrantSnapshots:
     """SnapshotsPort."""
 
-    def __init__(self, gateway: QdrantGateway):
+    def __init__(self, gateway: Gateway):
         self.gateway = gateway
 
     async def count(self, collection: str) -> int | None:

@@ -48,6 +48,20 @@ class ConnectionReport:
     error_message: str | None = dataclasses.field(default=None, compare=False)
     topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
     read_only: bool = False  # the API key may read but not write
+    endpoints: tuple[EndpointReport, ...] = ()  # several endpoints (QdrantEndpoints): each one's own view
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointReport:
+    """One endpoint of a QdrantEndpoints, as its own gateway last saw it."""
+
+    url: str
+    health: Health
+    server_version: str | None
+    circuit_breaker: BreakerState
+    in_rotation: bool  # calls are sent to it (False: taken out until its probes pass and its breaker closes)
+    error_reason: str | None
+    error_message: str | None = dataclasses.field(default=None, compare=False)
 
 
 OnReport = Callable[[ConnectionReport], Awaitable[None] | None]
@@ -206,6 +220,17 @@ class QdrantGateway(CollectionCalls):
             raise
         finally:
             metrics.REQUEST_DURATION.labels(self.name, operation, outcome).observe(time.perf_counter() - started)
+
+    async def attempt(
+        self,
+        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
+        *,
+        idempotent: bool,
+        timeout_seconds: float | None = None,
+    ) -> T:
+        """One attempt, no retries: address check, breaker, pool lease, per-attempt timeout. Raises a
+        QdrantError subclass. QdrantEndpoints retries across its endpoints with this."""
+        return await self._attempt(fn, idempotent, timeout_seconds)
 
     async def check_address(self) -> None:
         """Raise AddressNotAllowed unless the operator's address policy allows this URL, checked on every

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from qdrant_client import models
 
-from .gateway import QdrantGateway
+from .endpoints import Gateway
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ class Search:
 
 
 class VectorOperations:
-    def __init__(self, gateway: QdrantGateway, collection: str) -> None:
+    def __init__(self, gateway: Gateway, collection: str) -> None:
         self.gateway = gateway
         self.collection = collection
 

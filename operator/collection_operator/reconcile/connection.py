@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.connection import BreakerState, Health, QdrantConnectionSpec, QdrantConnectionStatus
+from ..api.connection import BreakerState, EndpointStatus, Health, QdrantConnectionSpec, QdrantConnectionStatus
 from ..qdrant import ConnectionReport
 from .outcome import State, Verdict
 from .ports import SecretsPort
@@ -89,4 +89,16 @@ def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus
         unreachable_peers=[str(peer) for peer in topology.unreachable] if topology else None,
         circuit_breaker=report.circuit_breaker,
         collections=collections,
+        endpoints=[
+            EndpointStatus(
+                url=endpoint.url,
+                health=endpoint.health,
+                server_version=endpoint.server_version,
+                circuit_breaker=endpoint.circuit_breaker,
+                in_rotation=endpoint.in_rotation,
+                reason=endpoint.error_reason,
+            )
+            for endpoint in report.endpoints
+        ]
+        or None,
     )

@@ -134,7 +134,7 @@ async def restore_step(
         in_place,
         f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}",
     )
-    location = source.location(source_runtime.spec.url)
+    location = source.location(source_runtime.spec.primary_url)
     task = asyncio.create_task(
         logic.restore(runtime.snapshots, target, source, location, key), name=f"restore {req.key}"
     )
