@@ -103,25 +103,12 @@ class ConnectionRegistry:
             return runtime
         if runtime is not None:
             await runtime.gateway.aclose()
-        gateway: Gateway
-        if spec.endpoints is not None:
-            gateway = QdrantEndpoints(
-                spec.endpoints,
-                settings,
-                name=key,
-                api_key=credentials.api_key,
-                ca_pem=credentials.ca_pem,
-                verify=verify,
-            )
-        else:
-            gateway = QdrantGateway(
-                spec.primary_url,
-                settings,
-                name=key,
-                api_key=credentials.api_key,
-                ca_pem=credentials.ca_pem,
-                verify=verify,
-            )
+        auth: dict[str, Any] = {"api_key": credentials.api_key, "ca_pem": credentials.ca_pem, "verify": verify}
+        gateway: Gateway = (
+            QdrantEndpoints(spec.endpoints, settings, name=key, **auth)
+            if spec.endpoints is not None
+            else QdrantGateway(spec.primary_url, settings, name=key, **auth)
+        )
         gateway.start()
         runtime = ConnectionRuntime(namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations))
         self.running[key] = runtime
