@@ -150,11 +150,10 @@ async def _placement(
                 await gateway.create_shard_key(name, key)
                 outcome.qdrant_writes += 1
         outcome.event("ShardKeysCreated", f"created shard keys {', '.join(missing_keys)} in {name}")
-        if cluster is None:
-            return outcome
-        view = await gateway.cluster_view(name)
     if cluster is None:
         return outcome
+    if missing_keys:
+        view = await gateway.cluster_view(name)  # the new keys' shards, placed by Qdrant
     factor = outcome.status.replication_factor or 1
     rp = replication.plan_replicas(view, cluster.topology, factor, time.time())
     with_fields(outcome, shards=[shard.as_status() for shard in rp.shards])
