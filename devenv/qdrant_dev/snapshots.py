@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import random
 import shutil
 import tarfile
 import uuid
@@ -20,6 +19,7 @@ class SnapshotsMixin:
 
     data_dir: Path
     collections: dict[str, Collection]
+    peer_id: int
 
     if TYPE_CHECKING:  # provided by Engine
 
@@ -40,11 +40,12 @@ class SnapshotsMixin:
         coll = self.resolve(name)
         for shard in coll.shards:
             shard.flush()
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-        snap_name = f"{coll.name}-{random.getrandbits(52)}-{now.strftime('%Y-%m-%d-%H-%M-%S')}.snapshot"
+        # As Qdrant names them: two snapshots taken in one second share a name, the second replacing the first.
+        now = dt.datetime.now(dt.UTC)
+        snap_name = f"{coll.name}-{self.peer_id}-{now.strftime('%Y-%m-%d-%H-%M-%S')}.snapshot"
         target = self.snapshot_dir(coll.name)
         target.mkdir(parents=True, exist_ok=True)
-        partial = target / (snap_name + ".tmp")
+        partial = target / f"{snap_name}-{uuid.uuid4().hex}.tmp"
         # Preallocated engine files are mostly zeros: fast gzip keeps the archive small.
         with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
             tar.add(coll.path / "collection.json", arcname="collection.json")

@@ -65,3 +65,17 @@ def test_snapshot_recover_returns_the_same_points(client: QdrantClient, qdrant_s
 
     assert client.delete_snapshot(name, snap.name, wait=True)
     assert snap.name not in {s.name for s in client.list_snapshots(name)}
+
+
+def test_snapshots_in_one_second_share_a_name(client: QdrantClient, name: str) -> None:
+    """Qdrant names a snapshot `<collection>-<peer id>-<UTC second>.snapshot`: a second snapshot in the same
+    second replaces the first file (why the operator spaces the snapshots of one collection a second apart)."""
+    client.create_collection(name, vectors_config=m.VectorParams(size=4, distance=m.Distance.DOT))
+    names: list[str] = []
+    while len(names) < 20 and len(set(names)) == len(names):  # back to back until two land in one second
+        snap = client.create_snapshot(name, wait=True)
+        assert snap is not None and snap.name.startswith(f"{name}-") and snap.name.endswith(".snapshot")
+        names.append(snap.name)
+    assert len(set(names)) < len(names), f"20 snapshots back to back, no two names alike: {names}"
+    assert len({n[len(name) + 1 :].split("-")[0] for n in names}) == 1, f"one peer id in every name: {names}"
+    assert sorted(s.name for s in client.list_snapshots(name)) == sorted(set(names)), "one file per name"

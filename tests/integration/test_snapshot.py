@@ -101,6 +101,27 @@ def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdra
     assert deleted != record["name"]
 
 
+def test_snapshots_of_one_collection_at_once_keep_their_own_files(cluster, connection, qdrant_server):
+    """Qdrant names snapshot files by the second: two taken at once must still be two files, each with the
+    checksum its record carries, and deleting one resource must leave the other's file alone."""
+    collection = source_collection(cluster, qdrant_server)
+    kept, dropped = "kept", "dropped"
+    for name, policy in ((kept, "Retain"), (dropped, "Delete")):
+        cluster.apply("CollectionSnapshot", name, {"collectionRef": {"name": "docs"}, "deletionPolicy": policy})
+    records = {
+        n: cluster.wait_condition(PLURAL, n, "Completed", timeout=60)["status"]["snapshots"] for n in (kept, dropped)
+    }
+    [keep], [drop] = records[kept], records[dropped]
+    assert keep["name"] != drop["name"]
+    assert qdrant_snapshots(qdrant_server, collection) == sorted([keep["name"], drop["name"]])
+    with qdrant_server.http(timeout=30) as http:
+        for record in (keep, drop):
+            served = http.get(f"/collections/{collection}/snapshots/{record['name']}")
+            assert hashlib.sha256(served.raise_for_status().content).hexdigest() == record["checksum"]
+    cluster.kubectl("delete", PLURAL, dropped, "--timeout=60s")
+    assert qdrant_snapshots(qdrant_server, collection) == [keep["name"]]
+
+
 def test_restore_example_into_new_collection(cluster, connection, qdrant_server):
     source = source_collection(cluster, qdrant_server, name="minimal")
     snapshot, spec = example("collectionsnapshot-once.yaml")

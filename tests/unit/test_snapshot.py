@@ -3,6 +3,8 @@ taking / restoring through a fake gateway. No sleeps, no network."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +13,10 @@ import pytest
 from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.api.snapshot import Retention, SnapshotRecord
 from collection_operator.qdrant import Topology
+from collection_operator.qdrant.calls import SnapshotTurns
 from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
+from collection_operator.reconcile.snapshot_step import delete_files, held_elsewhere
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
@@ -280,3 +284,57 @@ async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalle
         assert bool(tracker.running) is not stalled
     finally:
         await tracker.aclose()
+
+
+# ----- shared file names --------------------------------------------------------------------------
+
+
+def _snapshot_body(ns: str, name: str, connection: str, collection: str, *files: str) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "status": {"connection": connection, "collectionName": collection, "snapshots": [{"name": f} for f in files]},
+    }
+
+
+def test_a_file_another_resource_records_is_held_elsewhere():
+    bodies = [
+        _snapshot_body("ns", "me", "ns/main", "src", "a", "b"),  # itself: never counts
+        _snapshot_body("ns", "twin", "ns/main", "src", "b", "c"),  # same second, same name: b is shared
+        _snapshot_body("other", "far", "ns/main", "src", "a"),  # another namespace, same collection: a too
+        _snapshot_body("ns", "elsewhere", "ns/main", "dst", "x"),  # another collection: not the same file
+        _snapshot_body("ns", "other-qdrant", "ns/backup", "src", "y"),
+        {"metadata": {"namespace": "ns", "name": "new"}},  # no status yet
+    ]
+    assert held_elsewhere("ns/me", "ns/main", "src", ["a", "b"], bodies) == {"a", "b"}
+    assert held_elsewhere("ns/twin", "ns/main", "src", ["b", "c"], bodies) == {"b"}
+    assert held_elsewhere("ns/elsewhere", "ns/main", "dst", ["x"], bodies) == set()
+    assert held_elsewhere("ns/other-qdrant", "ns/backup", "src", ["y"], bodies) == set()
+
+
+async def test_delete_files_keeps_what_another_resource_holds():
+    main = FakeConnection()
+    main.snapshots.snapshots.update({"a": 1, "b": 1})
+    status = {"connection": "ns/main", "collectionName": "src", "snapshots": [{"name": "a"}, {"name": "b"}]}
+    collection, deleted = await delete_files(status, FakeConnections({"ns/main": main}), keep={"b"})
+    assert (collection, deleted) == ("src", ["a"]) and set(main.snapshots.snapshots) == {"b"}
+
+
+async def test_snapshots_of_one_collection_take_turns_a_spacing_apart():
+    turns, spacing = SnapshotTurns(spacing=0.05), 0.05
+    loop = asyncio.get_running_loop()
+    spans: dict[str, list[tuple[float, float]]] = {"a": [], "b": []}
+
+    async def snapshot(collection: str) -> None:
+        async with turns.turn(collection):
+            start = loop.time()
+            await asyncio.sleep(0.01)
+            spans[collection].append((start, loop.time()))
+
+    await asyncio.gather(*(snapshot(c) for c in "aaab"))
+    a = sorted(spans["a"])
+    assert all(nxt[0] >= prev[1] + spacing for prev, nxt in itertools.pairwise(a)), a
+    assert spans["b"][0][0] < a[1][0], "another collection does not wait for this one's turns"
+    await asyncio.sleep(spacing)
+    async with turns.turn("c"):
+        pass
+    assert set(turns._turns) == {"c"}, "collections idle past their spacing are forgotten"

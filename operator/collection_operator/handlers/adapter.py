@@ -126,6 +126,11 @@ def lookup(index: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any] | None
     return lambda key: next(iter(index.get(key, ())), None)
 
 
+def every(index: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """All bodies of such an index."""
+    return [body for store in index.values() for body in store]
+
+
 async def delete_with_budget(
     ctx: Context,
     body: Mapping[str, Any],

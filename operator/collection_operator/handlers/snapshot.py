@@ -12,8 +12,15 @@ import kopf
 from ..api import GROUP, VERSION
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
-from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, backoff, delete_files, deletes_files
-from .adapter import delete_with_budget, lookup, report
+from ..reconcile.snapshot_step import (
+    SnapshotOutcome,
+    SnapshotRun,
+    backoff,
+    delete_files,
+    deletes_files,
+    held_elsewhere,
+)
+from .adapter import delete_with_budget, every, lookup, report
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,7 @@ async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
     """Snapshots run here, in the resource's own task, never inside a handler other resources wait on."""
     ctx: Context = memo.context
     meta = body["metadata"]
-    run = SnapshotRun(meta["namespace"], meta["creationTimestamp"], body.get("status") or {})
+    run = SnapshotRun(meta["namespace"], meta["name"], meta["creationTimestamp"], body.get("status") or {})
 
     async def progress(outcome: SnapshotOutcome) -> None:
         await report(ctx, PLURAL, body, outcome)
@@ -39,7 +46,12 @@ async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
     while not stopped:
         try:
             step = await run.step(
-                body["spec"], datetime.now(UTC), lookup(kwargs["vectorcollection_bodies"]), ctx.connections, progress
+                body["spec"],
+                datetime.now(UTC),
+                lookup(kwargs["vectorcollection_bodies"]),
+                ctx.connections,
+                progress,
+                every(kwargs["snapshot_bodies"]),
             )
             await report(ctx, PLURAL, body, step.outcome)
             delay = step.delay
@@ -58,20 +70,31 @@ def _deletes_files(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_files)
-async def delete_snapshot_files(body: kopf.Body, status: kopf.Status, memo: kopf.Memo, retry: int, **_: Any) -> None:
+async def delete_snapshot_files(
+    body: kopf.Body, status: kopf.Status, memo: kopf.Memo, retry: int, **kwargs: Any
+) -> None:
     """The finalizer is only there for Delete-policy resources that hold files (the `when` filter)."""
-    names = ", ".join(r["name"] for r in status.get("snapshots") or [])
+    meta = body["metadata"]
+    names = [r["name"] for r in status.get("snapshots") or []]
+    shared = held_elsewhere(
+        f"{meta['namespace']}/{meta['name']}",
+        status.get("connection"),
+        status.get("collectionName"),
+        names,
+        every(kwargs["snapshot_bodies"]),
+    )
 
     async def attempt() -> tuple[str, str, str]:
-        collection, deleted = await delete_files(status, memo.context.connections)
-        return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}"
+        collection, deleted = await delete_files(status, memo.context.connections, keep=shared)
+        kept = f"; kept {', '.join(sorted(shared))}, which another CollectionSnapshot records too" if shared else ""
+        return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}{kept}"
 
     await delete_with_budget(
         memo.context,
         body,
         retry,
         f"snapshot files of {status.get('collectionName')}",
-        f"the files are left in Qdrant: {names}",
+        f"the files are left in Qdrant: {', '.join(names)}",
         attempt,
         (ReconcileError, QdrantError),
         connection=status.get("connection"),

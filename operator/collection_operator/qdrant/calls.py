@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
@@ -11,11 +14,47 @@ from ..config import ClientSettings
 from .errors import NotFound, QdrantError
 
 
+@dataclass
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    free_at: float = 0.0  # event-loop time from which a new snapshot gets a new file name
+
+
+class SnapshotTurns:
+    """Qdrant names a snapshot file `<collection>-<peer id>-<UTC second>.snapshot`: a second snapshot of a
+    collection within the same second replaces the first file, which a record, a checksum or a retention
+    rule may still refer to. So snapshots of one collection through one client run one at a time, each
+    starting at least `spacing` seconds after the previous one returned."""
+
+    def __init__(self, spacing: float = 1.0) -> None:
+        self.spacing = spacing
+        self._turns: dict[str, _Turn] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, collection: str) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        now = loop.time()  # collections idle past their spacing are forgotten: the map stays small
+        self._turns = {k: t for k, t in self._turns.items() if t.users or t.free_at > now}
+        turn = self._turns.setdefault(collection, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                await asyncio.sleep(max(0.0, turn.free_at - loop.time()))
+                try:
+                    yield
+                finally:  # a failed or timed-out call may still have written the file
+                    turn.free_at = loop.time() + self.spacing
+        finally:
+            turn.users -= 1
+
+
 class CollectionCalls:
     """Mixed into QdrantGateway: Qdrant's collection, index, alias and snapshot endpoints."""
 
     settings: ClientSettings
     call: Callable[..., Awaitable[Any]]  # QdrantGateway.call: breaker, pool lease, timeout, retries
+    snapshot_turns: SnapshotTurns
 
     async def list_collections(self) -> list[str]:
         response = await self.call("list_collections", lambda c: c.get_collections(), idempotent=True)
@@ -118,13 +157,15 @@ class CollectionCalls:
     async def create_snapshot(
         self, collection: str, *, timeout_seconds: float | None = None
     ) -> models.SnapshotDescription:
-        """Not retried: a lost reply would otherwise leave a second, untracked file behind."""
-        result = await self.call(
-            "create_snapshot",
-            lambda c: c.create_snapshot(collection, wait=True),
-            idempotent=False,
-            timeout_seconds=timeout_seconds,
-        )
+        """Not retried: a lost reply would otherwise leave a second, untracked file behind. Spaced by
+        SnapshotTurns, so two snapshots through this client never share a file name."""
+        async with self.snapshot_turns.turn(collection):
+            result = await self.call(
+                "create_snapshot",
+                lambda c: c.create_snapshot(collection, wait=True),
+                idempotent=False,
+                timeout_seconds=timeout_seconds,
+            )
         if result is None:  # only with wait=False
             raise QdrantError(f"snapshot of {collection} returned no description")
         return result

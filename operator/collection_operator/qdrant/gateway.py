@@ -21,7 +21,7 @@ from ..api.connection import BreakerState, Health
 from ..config import ClientSettings
 from ..config.address_policy import AddressPolicy, Refusal, check, host_of
 from .breaker import CircuitBreaker
-from .calls import CollectionCalls
+from .calls import CollectionCalls, SnapshotTurns
 from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
 from .health import HealthMonitor, HealthReport, ProbeResult, Topology
 from .pool import ConnectionPool
@@ -94,6 +94,7 @@ class QdrantGateway(CollectionCalls):
         self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._down_since: dict[int, float] = {}  # peers of a distributed Qdrant not answering, since when (epoch)
         self._writable: bool | None = None  # whether the API key may write; learned once per key
+        self.snapshot_turns = SnapshotTurns()
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,

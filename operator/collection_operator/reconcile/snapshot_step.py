@@ -5,7 +5,7 @@ the live body's status lags behind our own writes (a one-off must never be taken
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,8 +43,8 @@ class Next:
 class SnapshotRun:
     """One CollectionSnapshot's loop state, seeded from the status it had when the loop started."""
 
-    def __init__(self, namespace: str, created: str, status: Mapping[str, Any]):
-        self.namespace = namespace
+    def __init__(self, namespace: str, name: str, created: str, status: Mapping[str, Any]):
+        self.namespace, self.name = namespace, name
         self.created = created
         self.records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
         self.last: str | None = status.get("lastSnapshotTime")
@@ -74,9 +74,11 @@ class SnapshotRun:
         collections: Lookup,
         connections: ConnectionsPort,
         report: Report,
+        others: Iterable[Mapping[str, Any]] = (),
     ) -> Next:
         """Do what is due now. `collections` finds a VectorCollection body by "namespace/name"; `report`
-        writes the in-progress status before a snapshot starts."""
+        writes the in-progress status before a snapshot starts; `others` are the CollectionSnapshot bodies
+        retention must not delete a shared file for (held_elsewhere)."""
         self.phase = self.phase or Phase.PENDING
         try:
             spec = CollectionSnapshotSpec.model_validate(dict(spec_body))
@@ -98,7 +100,7 @@ class SnapshotRun:
                 )
             return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
         try:
-            await self._take(spec, now, collections, connections, report)
+            await self._take(spec, now, collections, connections, report, others)
         except (ReconcileError, QdrantError) as exc:
             self.phase = Phase.FAILED
             verdict = verdict_for(
@@ -138,6 +140,7 @@ class SnapshotRun:
         collections: Lookup,
         connections: ConnectionsPort,
         report: Report,
+        others: Iterable[Mapping[str, Any]],
     ) -> None:
         ref = f"{self.namespace}/{spec.collection_ref.name}"
         source = collections(ref)
@@ -168,9 +171,13 @@ class SnapshotRun:
             raise ReconcileError(Verdict(State.STALLED, exc.reason, str(exc))) from exc
         self.records.append(record)
         self.last = record.created_at
-        for old in logic.expired(self.records, spec.retention, now):
+        expired = logic.expired(self.records, spec.retention, now)
+        own = f"{self.namespace}/{self.name}"
+        shared = held_elsewhere(own, connection, collection, (r.name for r in expired), others)
+        for old in expired:
             try:
-                await runtime.snapshots.delete_snapshot(collection, old.name)
+                if old.name not in shared:
+                    await runtime.snapshots.delete_snapshot(collection, old.name)
             except QdrantError as exc:  # kept in status and tried again after the next snapshot
                 log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
                 continue
@@ -182,10 +189,29 @@ def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
 
 
-async def delete_files(status: Mapping[str, Any], connections: ConnectionsPort) -> tuple[str, list[str]]:
-    """deletionPolicy Delete: remove the files a CollectionSnapshot created; (collection, names) deleted."""
+def held_elsewhere(
+    own: str, connection: str | None, collection: str | None, names: Iterable[str], bodies: Iterable[Mapping[str, Any]]
+) -> set[str]:
+    """Those of `names` that another CollectionSnapshot (not `own`, "namespace/name") on the same connection
+    and collection records too. Qdrant gives snapshots taken in one second the same name (by another client,
+    or an operator before SnapshotTurns), and a file one resource still holds is never deleted for another."""
+    shared: set[str] = set()
+    for body in bodies:
+        meta, other = body.get("metadata") or {}, body.get("status") or {}
+        if f"{meta.get('namespace')}/{meta.get('name')}" == own:
+            continue
+        if (other.get("connection"), other.get("collectionName")) == (connection, collection):
+            shared |= {r["name"] for r in other.get("snapshots") or []}
+    return shared & set(names)
+
+
+async def delete_files(
+    status: Mapping[str, Any], connections: ConnectionsPort, keep: Container[str] = ()
+) -> tuple[str, list[str]]:
+    """deletionPolicy Delete: remove the files a CollectionSnapshot created but those in `keep`
+    (held_elsewhere); (collection, names) deleted."""
     collection = status.get("collectionName") or ""
-    names = [r["name"] for r in status.get("snapshots") or []]
+    names = [r["name"] for r in status.get("snapshots") or [] if r["name"] not in keep]
     runtime = usable(connections, status.get("connection") or "")
     for name in names:
         await runtime.snapshots.delete_snapshot(collection, name)
