@@ -14,7 +14,6 @@ import argparse
 import base64
 import json
 import os
-import random
 import re
 import secrets
 import signal
@@ -26,6 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+try:
+    from devenv import ports
+except ModuleNotFoundError:  # run as a script (python3 devenv/...): its own directory is on sys.path
+    import ports  # type: ignore[no-redef]
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
@@ -332,39 +336,17 @@ def _wait(what: str, check, timeout: float, name: str) -> None:
     raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
 
 
-def _bindable(port: int) -> bool:
-    """Nothing listens on it and no client connection holds it (a connect test misses those). SO_REUSEADDR as
-    the servers set it, so a port in TIME_WAIT after a restart of our own servers still counts as free."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_pair() -> int:
-    """A port p such that p and p + 1 are both free, below the kernel's ephemeral range (32768 and up), where
-    client connections would otherwise take them between this check and the servers' start."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000, 2)
-        if _bindable(port) and _bindable(port + 1):
-            return port
-    raise SystemExit("no two adjacent free ports found on the loopback address")
-
-
 def _choose_ports() -> None:
     """Keep the configured ports when they are free; else (another checkout's control plane or demo holds
     them) pick free ones and remember them for this checkout. Ports set in the environment are never moved."""
     global API_PORT, ETCD_PORT, ETCD_PEER_PORT, KCM_PORT
-    taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if not _bindable(p)]
+    taken = [p for p in (ETCD_PORT, ETCD_PEER_PORT, API_PORT, KCM_PORT) if not ports.bindable(p)]
     if taken and PORTS_FROM_ENV:
         raise SystemExit(
             f"port {HOST}:{taken[0]} is taken by another process; choose other DEVENV_API_PORT/DEVENV_ETCD_PORT"
         )
     if taken:
-        API_PORT, ETCD_PORT = _free_pair(), _free_pair()
+        API_PORT, ETCD_PORT = ports.free_ports(4)[::2]
         ETCD_PEER_PORT, KCM_PORT = ETCD_PORT + 1, API_PORT + 1
         log(f"ports {', '.join(map(str, taken))} are taken: using API server port {API_PORT}, etcd port {ETCD_PORT}")
     STATE.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -28,6 +27,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    from devenv import ports
+except ModuleNotFoundError:  # run as a script (python3 devenv/...): its own directory is on sys.path
+    import ports  # type: ignore[no-redef]
 
 QDRANT_VERSION = "1.19.0"
 QDRANT_COMMIT = "74f3e85b9473c62560006c043e13737ce6b48412"
@@ -255,27 +259,6 @@ def build() -> None:
 RUN_FILE = STATE / "qdrant-real.json"  # the nodes `up` / `cluster-up` started: pids, ports, storage
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_ports(count: int, first: int | None = None) -> list[int]:
-    """`count` consecutive free loopback ports from `first`, or from the kernel's choice if taken."""
-    if first and all(port_free(first + i) for i in range(count)):
-        return [first + i for i in range(count)]
-    while True:
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            base = int(s.getsockname()[1])
-        if base + count < 65536 and all(port_free(base + i) for i in range(count)):
-            return [base + i for i in range(count)]
-
-
 @dataclass
 class Node:
     """One Qdrant process on loopback: REST, gRPC and (in a cluster) p2p ports, its own storage."""
@@ -394,15 +377,15 @@ def start_cluster(
 ) -> list[Node]:
     """N nodes on loopback, each with REST, gRPC and p2p ports; node 1 starts the cluster, the others
     bootstrap from it one at a time; returns when every node's /cluster lists all N peers."""
-    ports = free_ports(3 * nodes, first_port)
+    chosen = ports.free_ports(3 * nodes, first_port)
     started: list[Node] = []
     try:
         for i in range(nodes):
             node = Node(
-                ports[3 * i],
-                ports[3 * i + 1],
+                chosen[3 * i],
+                chosen[3 * i + 1],
                 root / f"node{i + 1}",
-                p2p_port=ports[3 * i + 2],
+                p2p_port=chosen[3 * i + 2],
                 api_key=api_key,
                 bootstrap=started[0].p2p_url if started else None,
             )
@@ -449,7 +432,7 @@ def up(port: int, api_key: str | None) -> None:
     exe = _require_binary()
     down(quiet=True)
     root = Path(tempfile.mkdtemp(prefix="qdrant-real-"))
-    http, grpc = free_ports(2, port)
+    http, grpc = ports.free_ports(2, port)
     if http != port:
         log(f"port {port} is taken; using {http}")
     node = Node(http, grpc, root / "node1", api_key=api_key)

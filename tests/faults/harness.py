@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import controlplane as cp
+from devenv import ports
 from tests.fixtures.controlplane import SESSION_PREFIX, ControlPlane
 from tests.fixtures.operator import GROUP, wait_for
 from tests.fixtures.qdrant import QdrantServer
@@ -54,12 +54,6 @@ def secret_forms(secret: str) -> list[str]:
     return [secret, base64.b64encode(secret.encode()).decode().rstrip("=")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class OperatorProcess:
     """`qdrant-collection-operator run --verbose -n NS...`: DEBUG logs, appended to one file across restarts."""
@@ -72,7 +66,7 @@ class OperatorProcess:
     starts: int = 0
 
     def start(self) -> None:
-        health = _free_port()
+        health = ports.free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.plane.operator_kubeconfig),
@@ -133,7 +127,7 @@ def restart_control_plane() -> None:
     # stranded: up() would move to free ports if one were still held, so wait until all four are free.
     cp.down(quiet=True)
     ports = (cp.ETCD_PORT, cp.ETCD_PEER_PORT, cp.API_PORT, cp.KCM_PORT)
-    wait_for(lambda: all(cp._bindable(p) for p in ports), 60, f"ports {ports} to be free again")
+    wait_for(lambda: all(ports.bindable(p) for p in ports), 60, f"ports {ports} to be free again")
     cp.up()
     assert cp.API_PORT == ports[2], f"the control plane moved to port {cp.API_PORT}"
 

@@ -13,7 +13,7 @@ import pytest
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 
-from devenv import qdrant_real
+from devenv import ports, qdrant_real
 from tests.fixtures.operator import Cluster, unique, wait_for
 from tests.fixtures.qdrant import real_binary
 
@@ -119,7 +119,7 @@ def test_replication_factor_is_kept_and_repaired(cluster, operator, tmp_path: Pa
         assert all(exact_count(n, name) == POINTS for n in nodes)  # still served by the other replicas
 
         # A fresh node joins: the lost replicas are re-made on it and the gone peer's replicas dropped.
-        port_http, port_grpc, port_p2p = qdrant_real.free_ports(3)
+        port_http, port_grpc, port_p2p = ports.free_ports(3)
         fresh = qdrant_real.Node(
             port_http, port_grpc, tmp_path / "qdrant" / "node4", p2p_port=port_p2p, bootstrap=nodes[0].p2p_url
         )

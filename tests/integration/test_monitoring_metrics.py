@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
+from devenv.ports import free_port
 from tests.fixtures.operator import wait_for
-from tests.integration.test_operator_process import BIN, free_port, get
+from tests.integration.test_operator_process import BIN, get
 from tests.unit.test_monitoring import exported_names, referenced_names
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,6 @@ with its metrics endpoint, kopf's liveness probe and a hot-reloaded settings fil
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from devenv.ports import free_port
 from tests.fixtures.operator import Cluster, unique, wait_for
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent / "qdrant-collection-operator"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def operator_env(**settings: str) -> dict[str, str]:

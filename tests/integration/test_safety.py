@@ -16,7 +16,6 @@ import base64
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import pytest
 import yaml
 
 from devenv import controlplane as cp
+from devenv.ports import free_port
 from tests.fixtures.operator import Cluster, wait_for
 from tests.integration.audit import AuditWindow
 
@@ -39,12 +39,6 @@ BIN = Path(sys.executable).parent / "qdrant-collection-operator"
 REPO = Path(__file__).resolve().parents[2]
 SECRET_MARKER = f"s3cret-{uuid.uuid4().hex}"
 BODY_MARKER = f"peer-body-{uuid.uuid4().hex}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RunningOperator:
