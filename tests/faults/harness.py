@@ -126,10 +126,10 @@ def restart_control_plane() -> None:
     # The same ports again, or every client that read its kubeconfig before (the operators, watchers) is
     # stranded: up() would move to free ports if one were still held, so wait until all four are free.
     cp.down(quiet=True)
-    ports = (cp.ETCD_PORT, cp.ETCD_PEER_PORT, cp.API_PORT, cp.KCM_PORT)
-    wait_for(lambda: all(ports.bindable(p) for p in ports), 60, f"ports {ports} to be free again")
+    held = (cp.ETCD_PORT, cp.ETCD_PEER_PORT, cp.API_PORT, cp.KCM_PORT)
+    wait_for(lambda: all(ports.bindable(p) for p in held), 60, f"ports {held} to be free again")
     cp.up()
-    assert cp.API_PORT == ports[2], f"the control plane moved to port {cp.API_PORT}"
+    assert cp.API_PORT == held[2], f"the control plane moved to port {cp.API_PORT}"
 
 
 @dataclass
