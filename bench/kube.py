@@ -75,24 +75,34 @@ class ReadyWatch:
     def __init__(self, api: client.CustomObjectsApi, namespace: str) -> None:
         self.api, self.namespace = api, namespace
         self.ready_at: dict[str, float] = {}
+        self.errors: list[str] = []  # watch streams that broke and were started again
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
-            async with watch.Watch() as stream:
-                async for event in stream.stream(
-                    self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=300
+            try:
+                await self._watch()
+            except Exception as exc:  # a broken stream (API server busy, 410 Gone): list and watch again
+                self.errors.append(repr(exc)[:200])
+                await asyncio.sleep(0.5)
+
+    async def _watch(self) -> None:
+        async with watch.Watch() as stream:
+            async for event in stream.stream(
+                self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=300
+            ):
+                obj = event["object"]
+                if event.get("type") == "ERROR" or "name" not in ((obj or {}).get("metadata") or {}):  # a Status
+                    raise RuntimeError(f"watch event {event.get('type')}: {str(obj)[:150]}")
+                name = obj["metadata"]["name"]
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                if name not in self.ready_at and any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in conditions
                 ):
-                    obj = event["object"]
-                    name = obj["metadata"]["name"]
-                    conditions = (obj.get("status") or {}).get("conditions") or []
-                    if name not in self.ready_at and any(
-                        c["type"] == "Ready" and c["status"] == "True" for c in conditions
-                    ):
-                        self.ready_at[name] = time.perf_counter()
-                        async with self._changed:
-                            self._changed.notify_all()
+                    self.ready_at[name] = time.perf_counter()
+                    async with self._changed:
+                        self._changed.notify_all()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())

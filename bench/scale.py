@@ -24,7 +24,8 @@ On the local environment: the real control plane (bench.kube), 3 dev Qdrant serv
    turn); RSS, threads and open fds every minute: first/last/max and slope. The asyncio task count is not
    visible from outside the process (no metric or log line carries it), so it is not reported.
 
-Writes bench/results/scale.json and prints a summary. It reports; it never asserts timings.
+Writes bench/results/scale.json and prints each phase as it ends and a summary (SCALE_OPERATOR_LOG keeps the
+operator's log). It reports; it never asserts timings.
 """
 
 from __future__ import annotations
@@ -587,6 +588,7 @@ async def _run(
         ready.start()
         try:
             results["bulk"] = await bulk(api, ns, ready, names, tag, bare_s)
+            _progress(results, "bulk")
             await asyncio.sleep(10)
             rss_loaded = op.rss_kib()
             logs.reset()
@@ -600,7 +602,9 @@ async def _run(
                 "target_idle_mib": 100,
                 "target_per_1000_mib": 20,
             }
+            _progress(results, "memory")
             results["restart"] = await restart(op, logs, ns, all_names, SHORT_RESYNC_S)
+            _progress(results, "restart")
             try:
                 results["sweep"] = await sweep(op, logs, api, ns, ready, all_names, tag)
             except TimeoutError as exc:  # reported, and the drift and soak phases still run
@@ -619,10 +623,13 @@ async def _run(
                 "target_ratio": 2.0,
             }
             results["resync_cost"] = resync_cost(results["sweep"]) if "wall_s" in results["sweep"] else {}
+            _progress(results, "sweep", "fairness", "resync_cost")
             results["drift"] = await drift(servers, names, tag)
+            _progress(results, "drift")
             results["soak"] = await soak(op, api, ns, names)
         finally:
             await ready.stop()
+            results["ready_watch_restarts"] = ready.errors
     return results
 
 
@@ -655,6 +662,12 @@ async def main(tier: str = "dev") -> dict[str, Any]:
     out.write_text(json.dumps(results, indent=2) + "\n")
     _print(results, out)
     return results
+
+
+def _progress(results: dict[str, Any], *keys: str) -> None:
+    """Each phase's figures as soon as it is over (the soak takes half an hour)."""
+    for key in keys:
+        print(f"[scale] {key}: {json.dumps(results[key])}", flush=True)
 
 
 def _cleanup(ns: str, op: OperatorProcess, servers: Iterable[QdrantServer]) -> None:
