@@ -100,7 +100,7 @@ async def _sequential(
         operator_s.append(await ready.wait([name]) - started)
         names.append(name)
         started = time.perf_counter()
-        await bare.createcollection_body(f"{tag}-bare-one-{i}", vectors_config=BARE_BODY)
+        await bare.create_collection(f"{tag}-bare-one-{i}", vectors_config=BARE_BODY)
         bare_s.append(time.perf_counter() - started)
     return operator_s, bare_s, names
 
@@ -127,7 +127,7 @@ async def _bulk(
 
     async def one(i: int) -> None:
         async with limit:
-            await bare.createcollection_body(f"{tag}-bare-bulk-{i}", vectors_config=BARE_BODY)
+            await bare.create_collection(f"{tag}-bare-bulk-{i}", vectors_config=BARE_BODY)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(BULK)))
@@ -197,11 +197,11 @@ async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
         bare = AsyncQdrantClient(url=server_url, check_compatibility=False)
         bulk_bare = AsyncQdrantClient(url=bulk_bare_url, check_compatibility=False)
         try:
-            await bare.createcollection_body(f"{tag}-warm", vectors_config=BARE_BODY)  # connections opened
+            await bare.create_collection(f"{tag}-warm", vectors_config=BARE_BODY)  # connections opened
             since = cp.AUDIT_LOG.stat().st_size
             operator_s, bare_s, names = await _sequential(api, namespace, ready, bare, tag)
             phases = {**_audit_phases(namespace, names, since), **_metric_means(f"{namespace}/bench")}
-            await bulk_bare.createcollection_body(f"{tag}-warm", vectors_config=BARE_BODY)
+            await bulk_bare.create_collection(f"{tag}-warm", vectors_config=BARE_BODY)
             bulk_operator_s, bulk_bare_s, applied_s = await _bulk(api, namespace, ready, bulk_bare, tag)
         finally:
             await ready.stop()
