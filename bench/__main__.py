@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, endpoints, grpc, operator
+from bench import client, endpoints, grpc, operator, scale
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -20,6 +20,8 @@ def main() -> None:
             continue
         for benchmark in BENCHMARKS:
             asyncio.run(benchmark(tier))
+        if tier == "dev":  # 1,000 collections on the dev servers (SCALE_COLLECTIONS, SCALE_SOAK_SECONDS shorten it)
+            asyncio.run(scale.main(tier))
         if tier == "real":
             asyncio.run(grpc.main(tier))
             asyncio.run(endpoints.main(tier))

@@ -21,8 +21,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,59 +32,29 @@ from pathlib import Path
 from typing import Any
 
 import prometheus_client
-from kubernetes_asyncio import client, config, watch
-from qdrant_client import AsyncQdrantClient, models
+from kubernetes_asyncio import client, config
+from qdrant_client import AsyncQdrantClient
 
 from bench.client import results_file, start_server
+from bench.kube import (
+    BARE_BODY,
+    CONCURRENCY,
+    PLURAL,
+    ReadyWatch,
+    audit_events,
+    collection_body,
+    connect,
+    control_plane,
+    kubectl,
+    ms,
+    percentile,
+)
 from collection_operator.api import GROUP, VERSION
 from collection_operator.handlers import operator as operator_main
 from devenv import controlplane as cp
 
-REPO = Path(__file__).resolve().parents[1]
-KUBECTL = Path(sys.executable).parent / "kubectl"
-PLURAL = "vectorcollections"
-DIM = 64
 SEQUENTIAL = 15
 BULK = 200
-CONCURRENCY = 4  # the connection's maxConcurrentOperations (API.md default)
-READY_TIMEOUT_S = 300.0
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 1)
-
-
-def _p(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def _kubectl(*args: str, stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        [str(KUBECTL), f"--kubeconfig={cp.ADMIN_KUBECONFIG}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return proc.stdout
-
-
-@contextmanager
-def _control_plane() -> Iterator[None]:
-    tokens = cp.TOKENS.exists() and cp._tokens()
-    running = bool(tokens and cp._pid("kube-apiserver") and cp._apiserver_ready(tokens["admin"]))
-    if not running:
-        cp.up()
-    _kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
-    _kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
-    for manifest in ("namespace.yaml", "rbac.yaml"):
-        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/base" / manifest))
-    try:
-        yield
-    finally:
-        if not running:
-            cp.down()
 
 
 @contextmanager
@@ -121,62 +89,6 @@ def _operator(namespace: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-class ReadyWatch:
-    """One watch on the namespace's VectorCollections: when each first reported Ready=True."""
-
-    def __init__(self, api: client.CustomObjectsApi, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
-        self.ready_at: dict[str, float] = {}
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            async with watch.Watch() as stream:
-                async for event in stream.stream(
-                    self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=300
-                ):
-                    obj = event["object"]
-                    name = obj["metadata"]["name"]
-                    conditions = (obj.get("status") or {}).get("conditions") or []
-                    if name not in self.ready_at and any(
-                        c["type"] == "Ready" and c["status"] == "True" for c in conditions
-                    ):
-                        self.ready_at[name] = time.perf_counter()
-                        async with self._changed:
-                            self._changed.notify_all()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def wait(self, names: list[str]) -> float:
-        """When the last of `names` was Ready."""
-        async with asyncio.timeout(READY_TIMEOUT_S), self._changed:
-            await self._changed.wait_for(lambda: all(n in self.ready_at for n in names))
-        return max(self.ready_at[n] for n in names)
-
-
-def _collection(name: str, collection: str, connection: str = "bench") -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "VectorCollection",
-        "metadata": {"name": name},
-        "spec": {
-            "connectionRef": {"name": connection},
-            "collectionName": collection,
-            "vectors": [{"size": DIM, "distance": "Cosine"}],
-        },
-    }
-
-
-BARE_BODY = models.VectorParams(size=DIM, distance=models.Distance.COSINE)
-
-
 async def _sequential(
     api: client.CustomObjectsApi, ns: str, ready: ReadyWatch, bare: AsyncQdrantClient, tag: str
 ) -> tuple[list[float], list[float], list[str]]:
@@ -184,7 +96,7 @@ async def _sequential(
     for i in range(SEQUENTIAL):
         name = f"one-{i}"
         started = time.perf_counter()
-        await api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _collection(name, f"{tag}-one-{i}"))
+        await api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, collection_body(name, f"{tag}-one-{i}"))
         operator_s.append(await ready.wait([name]) - started)
         names.append(name)
         started = time.perf_counter()
@@ -202,7 +114,9 @@ async def _bulk(
     # All 200 applied at once, as one `kubectl apply -f` of a 200-document file would (but without its start-up).
     await asyncio.gather(
         *(
-            api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _collection(name, f"{tag}-{name}", "bulk"))
+            api.create_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, collection_body(name, f"{tag}-{name}", "bulk")
+            )
             for name in names
         )
     )
@@ -226,28 +140,22 @@ def _audit_phases(namespace: str, names: list[str], since: int) -> dict[str, flo
     status: dict[str, datetime] = {}
     status_writes: dict[str, int] = {}
     kopf_patches: dict[str, int] = {}
-    with cp.AUDIT_LOG.open("rb") as handle:
-        handle.seek(since)
-        for line in handle.read().splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            ref = event.get("objectRef") or {}
-            if ref.get("resource") != PLURAL or ref.get("namespace") != namespace or ref.get("name") not in names:
-                continue
-            at = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
-            name = ref["name"]
-            if event["verb"] == "create":
-                created[name] = at
-            elif ref.get("subresource") == "status":
-                status.setdefault(name, at)
-                status_writes[name] = status_writes.get(name, 0) + 1
-            elif event["verb"] == "patch":
-                kopf_patches[name] = kopf_patches.get(name, 0) + 1
+    for event in audit_events(since):
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") != PLURAL or ref.get("namespace") != namespace or ref.get("name") not in names:
+            continue
+        at = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+        name = ref["name"]
+        if event["verb"] == "create":
+            created[name] = at
+        elif ref.get("subresource") == "status":
+            status.setdefault(name, at)
+            status_writes[name] = status_writes.get(name, 0) + 1
+        elif event["verb"] == "patch":
+            kopf_patches[name] = kopf_patches.get(name, 0) + 1
     to_status = [(status[n] - created[n]).total_seconds() for n in names if n in status and n in created]
     return {
-        "create_to_status_write_p50_ms": _ms(statistics.median(to_status)) if to_status else -1.0,
+        "create_to_status_write_p50_ms": ms(statistics.median(to_status)) if to_status else -1.0,
         "kopf_metadata_patches_per_collection": statistics.mean(kopf_patches.values()) if kopf_patches else 0.0,
         # More than one means another operator (e.g. a test session's, watching all namespaces) handled them too.
         "status_writes_per_collection": statistics.mean(status_writes.values()) if status_writes else 0.0,
@@ -272,27 +180,7 @@ def _metric_means(connection: str) -> dict[str, float]:
                 sums.setdefault(key, [0.0, 0.0])[0] += sample.value
             elif sample.name.endswith("_count"):
                 sums.setdefault(key, [0.0, 0.0])[1] += sample.value
-    return {f"{key}_mean_ms": _ms(total / count) for key, (total, count) in sums.items() if count}
-
-
-async def _connect(api: client.CustomObjectsApi, namespace: str, name: str, url: str) -> None:
-    await api.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "qdrantconnections",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "QdrantConnection",
-            "metadata": {"name": name},
-            "spec": {"url": url, "environment": "Production", "maxConcurrentOperations": CONCURRENCY},
-        },
-    )
-    deadline = time.monotonic() + 60
-    while not _connection_ready(namespace, name):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"QdrantConnection {name} did not become Ready")
-        await asyncio.sleep(0.2)
+    return {f"{key}_mean_ms": ms(total / count) for key, (total, count) in sums.items() if count}
 
 
 async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
@@ -302,8 +190,8 @@ async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
     cfg.connection_pool_maxsize = BULK
     async with client.ApiClient(configuration=cfg) as api_client:
         api = client.CustomObjectsApi(api_client)
-        await _connect(api, namespace, "bench", server_url)
-        await _connect(api, namespace, "bulk", bulk_operator_url)
+        await connect(api, namespace, "bench", server_url)
+        await connect(api, namespace, "bulk", bulk_operator_url)
         ready = ReadyWatch(api, namespace)
         ready.start()
         bare = AsyncQdrantClient(url=server_url, check_compatibility=False)
@@ -322,14 +210,14 @@ async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
     return {
         "sequential": {
             "collections": SEQUENTIAL,
-            "operator_apply_to_ready_p50_ms": _ms(_p(operator_s, 50)),
-            "operator_apply_to_ready_p95_ms": _ms(_p(operator_s, 95)),
-            "bare_client_create_p50_ms": _ms(_p(bare_s, 50)),
-            "bare_client_create_p95_ms": _ms(_p(bare_s, 95)),
-            "operator_overhead_p50_ms": _ms(_p(operator_s, 50) - _p(bare_s, 50)),
+            "operator_apply_to_ready_p50_ms": ms(percentile(operator_s, 50)),
+            "operator_apply_to_ready_p95_ms": ms(percentile(operator_s, 95)),
+            "bare_client_create_p50_ms": ms(percentile(bare_s, 50)),
+            "bare_client_create_p95_ms": ms(percentile(bare_s, 95)),
+            "operator_overhead_p50_ms": ms(percentile(operator_s, 50) - percentile(bare_s, 50)),
             "overhead_target_ms": 150,
-            "ratio_operator_over_bare_p50": round(_p(operator_s, 50) / _p(bare_s, 50), 2),
-            "ratio_operator_over_bare_p95": round(_p(operator_s, 95) / _p(bare_s, 95), 2),
+            "ratio_operator_over_bare_p50": round(percentile(operator_s, 50) / percentile(bare_s, 50), 2),
+            "ratio_operator_over_bare_p95": round(percentile(operator_s, 95) / percentile(bare_s, 95), 2),
             "where_the_time_goes": phases,
         },
         "bulk": {
@@ -346,35 +234,22 @@ async def _run(urls: list[str], namespace: str, tag: str) -> dict[str, Any]:
     }
 
 
-def _connection_ready(namespace: str, name: str) -> bool:
-    out = _kubectl(
-        "get",
-        "qdrantconnections",
-        name,
-        "-n",
-        namespace,
-        "-o",
-        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-    )
-    return out.strip() == "True"
-
-
 async def main(tier: str = "dev") -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     namespace = f"bench-{tag}"
-    with _control_plane(), tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
+    with control_plane(), tempfile.TemporaryDirectory(prefix="bench-operator-") as tmp:
         for i in range(3):
             (Path(tmp) / str(i)).mkdir()
         servers = [start_server(tier, Path(tmp) / str(i) / "data") for i in range(3)]
-        _kubectl("create", "namespace", namespace)
+        kubectl("create", "namespace", namespace)
         try:
             with _operator(namespace):
                 results = await _run([server.url for server in servers], namespace, tag)
                 # Retain (the default) deletes nothing in Qdrant; removing them while the operator runs lets
                 # it release any finalizer, so the namespace goes away cleanly.
-                _kubectl("delete", PLURAL, "--all", "-n", namespace, "--timeout=120s")
+                kubectl("delete", PLURAL, "--all", "-n", namespace, "--timeout=120s")
         finally:
-            _kubectl("delete", "namespace", namespace, "--wait=false")
+            kubectl("delete", "namespace", namespace, "--wait=false")
             for server in servers:
                 server.close()
     engine = "dev Qdrant (qdrant-edge engine)" if tier == "dev" else "real Qdrant 1.19.0 (release build)"
