@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ from bench.kube import (
 )
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
+from devenv.ports import free_port
 from tests.fixtures.qdrant import QdrantServer
 
 COLLECTIONS = int(os.environ.get("SCALE_COLLECTIONS", "1000"))
@@ -81,12 +81,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRITE_METHODS = ("PUT", "POST", "PATCH", "DELETE")
 READ_ONE = "GET /collections/{collection_name}"
 PROBE_TEMPLATES = ("GET /", "GET /cluster", "GET /healthz", "GET /readyz")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _uptime() -> str:
@@ -108,7 +102,7 @@ class OperatorProcess:
 
     def start(self, resync_s: float) -> float:
         """Start it; returns the seconds until its liveness endpoint answered."""
-        self.metrics_port, health_port = _free_port(), _free_port()
+        self.metrics_port, health_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_OPERATOR_")}
         env.update(
             KUBECONFIG=str(cp.OPERATOR_KUBECONFIG),
