@@ -76,8 +76,9 @@ async def reconcile_collection(
     ctx: Context, body: Mapping[str, Any], uids: Mapping[str, Any], snapshots: Mapping[str, Any]
 ) -> CollectionOutcome:
     """One VectorCollection reconcile under its lock: step, metrics, Events, status."""
-    async with collection_lock(ctx, body):
-        return await _reconcile_collection(ctx, body, uids, snapshots)
+    with ctx.handling():
+        async with collection_lock(ctx, body):
+            return await _reconcile_collection(ctx, body, uids, snapshots)
 
 
 async def sweep_collection(
@@ -86,15 +87,15 @@ async def sweep_collection(
     uids: Mapping[str, Any],
     snapshots: Mapping[str, Any],
     latest: Callable[[], Mapping[str, Any] | None],
-) -> None:
+) -> CollectionOutcome | None:
     """The drift sweep's reconcile, on the resource as it is once its lock is held (`latest()`, from the live
     index; the sweep's list can be seconds old) and never on one that is gone or being deleted: acting on a
     stale body re-created a Delete-policy collection just removed by its delete handler."""
     async with collection_lock(ctx, body):
         current = latest()
         if current is None or current["metadata"].get("deletionTimestamp"):
-            return
-        await _reconcile_collection(ctx, current, uids, snapshots)
+            return None
+        return await _reconcile_collection(ctx, current, uids, snapshots)
 
 
 async def _reconcile_collection(

@@ -37,6 +37,7 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="spec")
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="metadata.annotations", when=_annotations_toggled)
 async def vectorcollection(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    memo.context.connections.declared = kwargs["qdrantconnection_keys"]  # kopf's live index
     outcome = await reconcile_collection(memo.context, body, kwargs["vectorcollection_uids"], kwargs["snapshot_bodies"])
     requeue(outcome)
 

@@ -4,8 +4,10 @@ status when the report changes, and sweeps its collections for drift."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -23,7 +25,16 @@ from .context import Context
 
 log = logging.getLogger(__name__)
 PLURAL = "qdrantconnections"
+# A drift sweep lets handler work (new and changed objects) go first, waiting before each resource at most
+# this long and in all at most a budget, so a steady stream of changes delays a sweep but never stops it.
+SWEEP_YIELD_SECONDS, SWEEP_YIELD_BUDGET_SECONDS = 5.0, 60.0
 TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def qdrantconnection_keys(namespace: str | None, name: str, **_: Any) -> dict[str, bool]:
+    """Every QdrantConnection by "namespace/name", known before any handler runs (ConnectionRegistry.declared)."""
+    return {f"{namespace}/{name}": True}
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)
@@ -50,11 +61,16 @@ def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnection
     return Outcome(Verdict(state, reason, message), QdrantConnectionStatus())
 
 
-async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, Any]) -> None:
-    """Drift sweep: the same reconcile as the handlers', one collection at a time."""
+async def _sweep(
+    ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, Any], follow_ups: dict[str, asyncio.Task[None]]
+) -> None:
+    """Drift sweep: the same reconcile as the handlers', one collection at a time. One that asks to be looked
+    at again (a re-index it started holds the connection's gate until it is seen done) gets a follow-up task,
+    as a handler's requeue would, so the sweep itself never waits for it."""
     uids = kwargs["vectorcollection_uids"]
     ctx.statuses.keep_only(COLLECTIONS, uids)
     by_name = lookup(kwargs["vectorcollection_bodies"])
+    budget = SWEEP_YIELD_BUDGET_SECONDS
     for body in bodies:
         meta = body["metadata"]
 
@@ -62,10 +78,41 @@ async def _sweep(ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, A
             current = by_name(name)
             return current if current is not None and current["metadata"]["uid"] == uid else None
 
+        if budget > 0:
+            waited = time.monotonic()
+            await ctx.quiet(within=min(SWEEP_YIELD_SECONDS, budget))
+            budget -= time.monotonic() - waited
         try:
-            await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
+            outcome = await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
         except Exception:  # one broken resource must not stop the sweep of the others
             log.exception("drift sweep of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
+            continue
+        uid = meta["uid"]
+        if outcome is not None and outcome.requeue_after is not None and uid not in follow_ups:
+            again = _follow_up(ctx, body, uids, kwargs["snapshot_bodies"], latest, outcome.requeue_after)
+            follow_ups[uid] = asyncio.create_task(again, name=f"follow-up:{uid}")
+            follow_ups[uid].add_done_callback(functools.partial(_forget, follow_ups, uid))
+
+
+def _forget(follow_ups: dict[str, asyncio.Task[None]], uid: str, _: asyncio.Task[None]) -> None:
+    follow_ups.pop(uid, None)
+
+
+async def _follow_up(
+    ctx: Context,
+    body: dict[str, Any],
+    uids: Any,
+    snapshots: Any,
+    latest: Callable[[], Any],
+    delay: float | None,
+) -> None:
+    try:
+        while delay is not None:
+            await asyncio.sleep(delay)
+            outcome = await sweep_collection(ctx, body, uids, snapshots, latest)
+            delay = outcome.requeue_after if outcome is not None else None
+    except Exception:
+        log.exception("follow-up of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
@@ -81,6 +128,7 @@ async def connection_daemon(
     read_refs: tuple[Any, ...] | None = None
     next_credentials_check = next_sweep = 0.0
     sweeping: asyncio.Task[None] | None = None
+    follow_ups: dict[str, asyncio.Task[None]] = {}  # by collection uid
     was_ready: bool | None = None  # the connection's readiness at the last probed tick
     resweep = False  # readiness changed: every collection re-checks now, not at the next resync
     try:
@@ -134,12 +182,13 @@ async def connection_daemon(
             if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
                 next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
-                sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs), name=f"sweep:{key}")
+                sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs, follow_ups), name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
-        if sweeping is not None:
-            sweeping.cancel()
-            await asyncio.gather(sweeping, return_exceptions=True)
+        tasks = [t for t in (sweeping, *follow_ups.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if not (stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
             await ctx.connections.close(key)
         # else: the delete handler below owns the client until the resources that need it are gone.

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -59,25 +59,28 @@ class ConnectionRuntime:
 @dataclass
 class ConnectionRegistry:
     """The running connections by "namespace/name" (the reconcilers' ConnectionsPort). A daemon registers
-    its key while it runs, connected or not, so a missing resource reads "not found"."""
+    its key while it runs, connected or not; `declared` is kopf's live index of the QdrantConnections that
+    exist, filled before any handler runs, so a reconcile at operator start knows a daemon is coming."""
 
     running: dict[str, ConnectionRuntime] = field(default_factory=dict)
     daemons: set[str] = field(default_factory=set)
     probed: dict[str, asyncio.Event] = field(default_factory=dict)
+    declared: Container[str] = field(default_factory=frozenset)
 
     def get(self, key: str) -> ConnectionRuntime | None:
         return self.running.get(key)
 
     def exists(self, key: str) -> bool:
-        return key in self.daemons
+        return key in self.daemons or key in self.declared
 
     def first_probe(self, key: str) -> asyncio.Event:
         """Set once the connection's client has its first health verdict."""
         return self.probed.setdefault(key, asyncio.Event())
 
     async def settled(self, key: str, within: float) -> None:
-        # Collections reconciled at operator start wait briefly instead of flapping to ConnectionNotReady.
-        if key in self.daemons:
+        # Collections reconciled at operator start wait for their connection's first probe instead of
+        # writing ConnectionNotReady (status, Event, retry) only to be Ready again ten seconds later.
+        if self.exists(key) and not self.first_probe(key).is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.first_probe(key).wait(), within)
 
@@ -167,6 +170,29 @@ class Context:
     # One reconcile per resource at a time: a spec change and a drift sweep never interleave. Weak values:
     # a lock lives while someone holds or waits for it, so the map never outgrows the work in flight.
     _locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(default_factory=weakref.WeakValueDictionary)
+    _handling: int = 0  # handler reconciles (new and changed objects) in flight
+    _quiet: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._quiet.set()
+
+    @contextlib.contextmanager
+    def handling(self) -> Iterator[None]:
+        """Marks a handler's reconcile, which drift sweeps let go first (see `quiet`)."""
+        self._handling += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._handling -= 1
+            if not self._handling:
+                self._quiet.set()
+
+    async def quiet(self, within: float) -> None:
+        """A sweep waits, before each resource, until no handler reconcile runs: new and changed objects go
+        before routine re-checks. At most `within` seconds, so a steady stream of changes never stops sweeps."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._quiet.wait(), within)
 
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.poster(body, type_, reason, self.secrets.scrub(message))

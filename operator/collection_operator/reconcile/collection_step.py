@@ -30,7 +30,7 @@ from .restore import Request, RestoreTracker, restore_step
 
 PAUSED = f"{PREFIX}paused"
 MANAGED = f"{PREFIX}managed"
-CONNECTION_SETTLE_SECONDS = 5.0  # how long a reconcile waits for its connection's first health probe
+CONNECTION_SETTLE_SECONDS = 15.0  # how long a reconcile waits for its connection's first health probe
 
 
 @dataclass(frozen=True)
