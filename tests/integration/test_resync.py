@@ -56,3 +56,52 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_fac
     # The sweeps did run: each one read the collection.
     reads = counts.get("GET /collections/{collection_name}", 0)
     assert reads >= WINDOW_RESYNCS - 1, counts
+
+
+def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, operator, qdrant_factory):
+    """An operator restart re-verifies every collection in Qdrant and, nothing having changed, writes nothing:
+    no status, no Event, no kopf annotation, no Qdrant write. (Collections resumed before their connection's
+    daemon had probed Qdrant used to go ConnectionNotReady and back: three writes each.)"""
+    server = qdrant_factory()
+    cluster.apply("QdrantConnection", "restart", {"url": server.url, "environment": "Testing"})
+    cluster.wait_condition("qdrantconnections", "restart", "Connected")
+    names = [f"restart-{i}" for i in range(20)]
+    for name in names:
+        cluster.apply(
+            "VectorCollection",
+            name,
+            {
+                "connectionRef": {"name": "restart"},
+                "collectionName": f"{name}-{uuid.uuid4().hex[:6]}",
+                "vectors": [{"size": 4, "distance": "Dot"}],
+            },
+        )
+    for name in names:
+        cluster.wait_condition("vectorcollections", name, "InSync")
+        wait_for(
+            lambda name=name: (
+                f"kopf.{GROUP}/last-handled-configuration"
+                in (cluster.get("vectorcollections", name)["metadata"].get("annotations") or {})
+            ),
+            10,
+            "kopf to finish",
+        )
+
+    server.reset_requests()
+    window = AuditWindow.open(control_plane.audit_log)
+    operator.restart()
+    wait_for(
+        lambda: server.requests()["counts"].get("GET /collections/{collection_name}", 0) >= len(names),
+        60,
+        "every collection re-read in Qdrant",
+    )
+    time.sleep(2 * RESYNC_SECONDS)  # what a restart would write has been written by now
+
+    writes = {n: window.writes("vectorcollections", cluster.namespace, n) for n in names}
+    assert all(w == [] for w in writes.values()), {
+        n: [(e["verb"], e["objectRef"].get("subresource")) for e in w] for n, w in writes.items() if w
+    }
+    events = cluster.kubectl("get", "events", "--field-selector", "reason=ConnectionNotReady", "-o", "name")
+    assert events.strip() == ""
+    counts: dict[str, int] = server.requests()["counts"]
+    assert {k: n for k, n in counts.items() if k.split()[0] in WRITE_METHODS} == {}
