@@ -3,6 +3,7 @@ on change, Events only on transitions, the delete budget, and the pre-checks bef
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -257,3 +258,34 @@ def test_hands_off_keeps_what_still_holds_of_the_last_verdict(state):
     # Work in progress stops while hands are off: its Ready=False would read InProgress to kstatus forever.
     assert "Ready" not in types([optimizing]) and types([optimizing])["Reconciling"] == "False/Idle"
     assert types([optimizing, stalled])["Stalled"] == "True/ImmutableFieldChanged"
+
+
+async def test_sweeps_wait_for_handler_work_but_not_forever(ctx):
+    await asyncio.wait_for(ctx.quiet(within=10), 1)  # nothing in flight: no wait at all
+    order: list[str] = []
+
+    async def handler() -> None:
+        with ctx.handling():
+            await asyncio.sleep(0.05)
+            order.append("handler")
+
+    async def sweep_item() -> None:
+        await asyncio.sleep(0)  # the handler has started
+        await ctx.quiet(within=10)
+        order.append("sweep")
+
+    await asyncio.gather(sweep_item(), handler())
+    assert order == ["handler", "sweep"]
+    with ctx.handling():  # a handler that never ends delays a sweep by `within`, no more
+        await asyncio.wait_for(ctx.quiet(within=0.01), 1)
+
+
+async def test_connections_declared_in_the_index_are_waited_for(ctx):
+    registry = ctx.connections
+    await asyncio.wait_for(registry.settled("ns/unknown", 10), 1)  # not declared: no daemon is coming
+    registry.declared = {"ns/main": [True]}
+    waiting = asyncio.create_task(registry.settled("ns/main", 10))
+    await asyncio.sleep(0.01)
+    assert not waiting.done(), "a declared connection's first probe is waited for"
+    registry.first_probe("ns/main").set()
+    await asyncio.wait_for(waiting, 1)
