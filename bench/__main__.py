@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, endpoints, grpc, operator
+from bench import client, endpoints, grpc, operator, peer
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -20,6 +20,8 @@ def main() -> None:
             continue
         for benchmark in BENCHMARKS:
             asyncio.run(benchmark(tier))
+        if tier == "dev":  # side by side with the PyPI qdrant-operator: the dev tier only (README "Side by side")
+            asyncio.run(peer.main(tier))
         if tier == "real":
             asyncio.run(grpc.main(tier))
             asyncio.run(endpoints.main(tier))
