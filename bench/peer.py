@@ -443,6 +443,15 @@ async def _release(api: client.CustomObjectsApi, namespace: str, group: str, plu
         )
 
 
+async def _gone(api: client.CustomObjectsApi, group: str, plural: str, namespace: str) -> None:
+    """Until the operator has let every resource of `plural` go (one list a second, not a wait per object)."""
+    for _ in range(int(READY_TIMEOUT_S)):
+        if not (await api.list_namespaced_custom_object(group, "v1alpha1", namespace, plural))["items"]:
+            return
+        await asyncio.sleep(1)
+    raise TimeoutError(f"{plural} in {namespace} still there after {READY_TIMEOUT_S} s")
+
+
 def _per(calls: int, n: int) -> float:
     return round(calls / n, 2) if n else 0.0
 
@@ -542,10 +551,13 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
                 hosts = dict(proxy.hosts)
 
                 # Retain (both defaults): deleting the resources while the operator runs touches no data.
-                _kubectl("delete", subject.plural, "--all", "-n", namespace, "--timeout=600s")
-                subject.stop()
-                plurals = list(PEER_KINDS.values()) if subject_name == "peer" else [conn_plural]
-                await _release(api, namespace, subject.group, plurals)
+                try:
+                    _kubectl("delete", subject.plural, "--all", "-n", namespace, "--wait=false")
+                    await _gone(api, subject.group, subject.plural, namespace)
+                finally:
+                    subject.stop()
+                    plurals = list(PEER_KINDS.values()) if subject_name == "peer" else [conn_plural]
+                    await _release(api, namespace, subject.group, [*plurals, subject.plural])
         finally:
             subject.stop()
             _kubectl("delete", "namespace", namespace, "--wait=false")
@@ -610,12 +622,15 @@ async def main(tier: str = "dev") -> dict[str, Any]:
     with _control_plane():
         _apply_peer_crds()
         ours = await measure("ours", n, tier)
+        print(f"ours, {n} collections: {json.dumps({k: v for k, v in ours.items() if k != 'log_tail'})}", flush=True)
         peer = await measure("peer", n, tier)
     results = {
         "server": f"dev Qdrant (qdrant-edge engine) on loopback, one per operator; control plane "
         f"{cp.KUBERNETES_VERSION}",
         "peer": f"{PEER_PACKAGE} {PEER_RELEASE} from PyPI (kopf, run on Python {sys.version.split()[0]})",
         "collections": n,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+        "cpus": os.cpu_count(),
         "ours": ours,
         "peer_results": peer,
         "ratio_peer_over_ours": {key: _ratio(peer.get(key), ours.get(key)) for key in RATIOS},
