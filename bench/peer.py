@@ -655,5 +655,38 @@ def _print(results: dict[str, Any], out: Path) -> None:
     print(f"  written to {out}")
 
 
+ROWS = [
+    ("applied at once until all Ready", "all_ready_s", "s"),
+    ("... until all exist in Qdrant", "all_in_qdrant_s", "s"),
+    ("Qdrant calls per collection created", "qdrant_calls_per_collection_create", ""),
+    ("Qdrant calls per minute, idle", "qdrant_calls_idle_per_minute", ""),
+    ("collection deleted in Qdrant until re-created", "drift_deleted_to_recreated_s", "s"),
+    ("restart until every collection re-checked", "restart_all_rechecked_s", "s"),
+    ("Qdrant calls in that restart", "qdrant_calls_restart", ""),
+    ("RSS idle (no collections)", "rss_idle_mib", "MiB"),
+    ("RSS with the collections", "rss_loaded_mib", "MiB"),
+    ("RSS after the restart", "rss_after_restart_mib", "MiB"),
+]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's table from a results file: `python -m bench.peer table`."""
+    ours, peer = results["ours"], results["peer_results"]
+    lines = [
+        f"| {results['collections']} collections | this operator | qdrant-operator {PEER_RELEASE} | peer / ours |",
+        "|---|---|---|---|",
+    ]
+    for label, key, unit in ROWS:
+        ratio = _ratio(peer.get(key), ours.get(key))
+        cells = [
+            f"{v} {unit}".strip() if v is not None else "not within the limit" for v in (ours.get(key), peer.get(key))
+        ]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {'' if ratio is None else f'{ratio}x'} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:] == ["table"]:
+        print(markdown(json.loads(results_file("peer", "dev").read_text())))
+    else:
+        asyncio.run(main())
