@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, endpoints, grpc, operator, scale
+from bench import client, endpoints, grpc, operator, peer, scale
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -20,8 +20,9 @@ def main() -> None:
             continue
         for benchmark in BENCHMARKS:
             asyncio.run(benchmark(tier))
-        if tier == "dev":  # 1,000 collections on the dev servers (SCALE_COLLECTIONS, SCALE_SOAK_SECONDS shorten it)
-            asyncio.run(scale.main(tier))
+        if tier == "dev":
+            asyncio.run(scale.main(tier))  # 1,000 collections (SCALE_COLLECTIONS, SCALE_SOAK_SECONDS shorten it)
+            asyncio.run(peer.main(tier))  # side by side with the PyPI qdrant-operator (README "Side by side")
         if tier == "real":
             asyncio.run(grpc.main(tier))
             asyncio.run(endpoints.main(tier))
