@@ -60,7 +60,7 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_fac
 
 def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, operator, qdrant_factory):
     """An operator restart re-verifies every collection in Qdrant and, nothing having changed, writes nothing:
-    no status, no Event, no kopf annotation, no Qdrant write. (Collections resumed before their connection's
+    no status (not the connection's either), no Event, no kopf annotation, no Qdrant write. (Collections resumed before their connection's
     daemon had probed Qdrant used to go ConnectionNotReady and back: three writes each.)"""
     server = qdrant_factory()
     cluster.apply("QdrantConnection", "restart", {"url": server.url, "environment": "Testing"})
@@ -101,6 +101,7 @@ def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, 
     assert all(w == [] for w in writes.values()), {
         n: [(e["verb"], e["objectRef"].get("subresource")) for e in w] for n, w in writes.items() if w
     }
+    assert window.writes("qdrantconnections", cluster.namespace, "restart") == []
     events = cluster.kubectl("get", "events", "--field-selector", "reason=ConnectionNotReady", "-o", "name")
     assert events.strip() == ""
     counts: dict[str, int] = server.requests()["counts"]
