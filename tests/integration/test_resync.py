@@ -60,8 +60,8 @@ def test_noop_resync_writes_nothing(cluster, control_plane, operator, qdrant_fac
 
 def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, operator, qdrant_factory):
     """An operator restart re-verifies every collection in Qdrant and, nothing having changed, writes nothing:
-    no status (not the connection's either), no Event, no kopf annotation, no Qdrant write. (Collections resumed before their connection's
-    daemon had probed Qdrant used to go ConnectionNotReady and back: three writes each.)"""
+    no status (not the connection's either), no Event, no kopf annotation, no Qdrant write. (Collections
+    resumed before their connection's daemon had probed Qdrant used to go ConnectionNotReady and back.)"""
     server = qdrant_factory()
     cluster.apply("QdrantConnection", "restart", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "restart", "Connected")
