@@ -72,8 +72,8 @@ def control_plane() -> Iterator[None]:
 class ReadyWatch:
     """One watch on the namespace's VectorCollections: when each first reported Ready=True."""
 
-    def __init__(self, api: client.CustomObjectsApi, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, group: str = GROUP, plural: str = PLURAL) -> None:
+        self.api, self.namespace, self.group, self.plural = api, namespace, group, plural
         self.ready_at: dict[str, float] = {}
         self.errors: list[str] = []  # watch streams that broke and were started again
         self._changed = asyncio.Condition()
@@ -90,7 +90,12 @@ class ReadyWatch:
     async def _watch(self) -> None:
         async with watch.Watch() as stream:
             async for event in stream.stream(
-                self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=300
+                self.api.list_namespaced_custom_object,
+                self.group,
+                VERSION,
+                self.namespace,
+                self.plural,
+                timeout_seconds=300,
             ):
                 obj = event["object"]
                 if event.get("type") == "ERROR" or "name" not in ((obj or {}).get("metadata") or {}):  # a Status

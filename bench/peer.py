@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, config
 
 from bench.client import results_file, start_server
-from bench.operator import _control_plane, _kubectl
+from bench.kube import ReadyWatch, control_plane, kubectl
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
 from devenv.ports import free_port
@@ -161,9 +161,9 @@ def peer_crds() -> list[dict[str, Any]]:
 
 def _apply_peer_crds() -> None:
     crds = {"apiVersion": "v1", "kind": "List", "items": peer_crds()}
-    _kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crds))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crds))
     for plural in PEER_KINDS.values():
-        _kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.{PEER_GROUP}")
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{plural}.{PEER_GROUP}")
 
 
 # ------------------------------------------------------------------ the proxy every Qdrant call passes through
@@ -340,7 +340,7 @@ class Subject:
                             return
                 except httpx.HTTPError:
                     pass
-            elif _kubectl(
+            elif kubectl(
                 "get", "qdrantconnections", "bench", "-n", namespace,
                 "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
             ).strip() == "True":  # fmt: skip
@@ -364,50 +364,6 @@ class Subject:
 
 
 # ------------------------------------------------------------------ measurement
-
-
-class ReadyWatch:
-    """When each resource of one plural in one namespace first reported Ready=True."""
-
-    def __init__(self, api: client.CustomObjectsApi, group: str, plural: str, namespace: str) -> None:
-        self.api, self.group, self.plural, self.namespace = api, group, plural, namespace
-        self.ready_at: dict[str, float] = {}
-        self._changed = asyncio.Condition()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        while True:
-            async with watch.Watch() as stream:
-                async for event in stream.stream(
-                    self.api.list_namespaced_custom_object,
-                    self.group,
-                    "v1alpha1",
-                    self.namespace,
-                    self.plural,
-                    timeout_seconds=300,
-                ):
-                    obj = event["object"]
-                    name = obj["metadata"]["name"]
-                    conditions = (obj.get("status") or {}).get("conditions") or []
-                    if name not in self.ready_at and any(
-                        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
-                    ):
-                        self.ready_at[name] = time.perf_counter()
-                        async with self._changed:
-                            self._changed.notify_all()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def wait(self, names: list[str]) -> float:
-        async with asyncio.timeout(READY_TIMEOUT_S), self._changed:
-            await self._changed.wait_for(lambda: all(n in self.ready_at for n in names))
-        return max(self.ready_at[n] for n in names)
 
 
 async def _in_qdrant(http: httpx.AsyncClient, names: set[str]) -> float:
@@ -473,7 +429,7 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
             "qdrantcollections" if subject_name == "peer" else "vectorcollections",
             Path(tmp) / "operator.log",
         )
-        _kubectl("create", "namespace", namespace)
+        kubectl("create", "namespace", namespace)
         cfg = client.Configuration()
         await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
         cfg.connection_pool_maxsize = 200
@@ -492,7 +448,7 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
                 await asyncio.sleep(SETTLE_S)
                 rss_idle = subject.rss_kib()
 
-                ready = ReadyWatch(api, subject.group, subject.plural, namespace)
+                ready = ReadyWatch(api, namespace, subject.group, subject.plural)
                 ready.start()
                 names = [f"c-{i}" for i in range(n)]
                 collections = {name: f"{tag}-{name}" for name in names}
@@ -511,7 +467,7 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
                 all_ready: float | None = None
                 all_in_qdrant: float | None = None
                 try:
-                    all_ready = await asyncio.wait_for(ready.wait(names), _ready_budget())
+                    all_ready = await asyncio.wait_for(ready.wait(names, READY_TIMEOUT_S), _ready_budget())
                 except TimeoutError:
                     pass  # what was Ready and in Qdrant by then is reported; the other phases still run
                 finally:
@@ -564,7 +520,7 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
 
                 # Retain (both defaults): deleting the resources while the operator runs touches no data.
                 try:
-                    _kubectl("delete", subject.plural, "--all", "-n", namespace, "--wait=false")
+                    kubectl("delete", subject.plural, "--all", "-n", namespace, "--wait=false")
                     await _gone(api, subject.group, subject.plural, namespace)
                 finally:
                     subject.stop()
@@ -572,7 +528,7 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
                     await _release(api, namespace, subject.group, [*plurals, subject.plural])
         finally:
             subject.stop()
-            _kubectl("delete", "namespace", namespace, "--wait=false")
+            kubectl("delete", "namespace", namespace, "--wait=false")
             proxy.stop()
             server.close()
             log_tail = subject.log.read_text(errors="replace").splitlines()[-20:] if subject.log.exists() else []
@@ -636,7 +592,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         return {}
     n = _collections()
     peer_python()
-    with _control_plane():
+    with control_plane():
         _apply_peer_crds()
         ours = await measure("ours", n, tier)
         print(f"ours, {n} collections: {json.dumps({k: v for k, v in ours.items() if k != 'log_tail'})}", flush=True)

@@ -33,3 +33,14 @@ def test_the_wheel_carries_py_typed(tmp_path):
     )
     wheel = next(tmp_path.glob("qdrant_collection_operator-*.whl"))
     assert "collection_operator/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_every_benchmark_module_imports():
+    """`make bench` runs them all in one go, hours in: a broken import must fail here, not there."""
+    import importlib
+    import pkgutil
+
+    import bench
+
+    for module in pkgutil.iter_modules(bench.__path__):
+        importlib.import_module(f"bench.{module.name}")
