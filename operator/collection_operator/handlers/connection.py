@@ -174,7 +174,8 @@ async def connection_daemon(
             users = sum(1 for b in bodies if runtime.allows(b["metadata"]["namespace"]))
             metrics.COLLECTIONS_MANAGED.labels(key).set(users)
             probed = report.health.value != "Unknown"
-            if probed or not body.get("status"):  # after a restart the last verdict stands until the first probe
+            # After a restart the last verdict stands until the first probe; a new connection says Connecting.
+            if probed or not (body.get("status") or {}).get("conditions"):
                 await _write(ctx, body, Outcome(logic.verdict(report), logic.status(report, users), reconciled=probed))
             ready = runtime.not_ready() is None
             if probed:
