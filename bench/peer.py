@@ -51,7 +51,7 @@ import httpx
 from kubernetes_asyncio import client, config
 
 from bench.client import results_file, start_server
-from bench.kube import ReadyWatch, control_plane, kubectl
+from bench.kube import ReadyWatch, collection_body, control_plane, kubectl
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
 from devenv.ports import free_port
@@ -279,16 +279,7 @@ class Subject:
                     "vectors": [{"size": DIM, "distance": "Cosine"}],
                 },
             }
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "VectorCollection",
-            "metadata": {"name": name},
-            "spec": {
-                "connectionRef": {"name": "bench"},
-                "collectionName": collection,
-                "vectors": [{"size": DIM, "distance": "Cosine"}],
-            },
-        }
+        return collection_body(name, collection)
 
     # -- process
 
