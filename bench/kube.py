@@ -4,11 +4,13 @@ bodies, a watch for Ready, the API server's audit log and percentiles."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,30 @@ CONCURRENCY = 4  # the connection's maxConcurrentOperations (API.md default)
 READY_TIMEOUT_S = 300.0
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 BARE_BODY = models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+RUNTIME_VENV = cp.CACHE / "runtime-venv"
+
+
+def venv_with(venv: Path, requirements: list[str], *pip_args: str) -> Path:
+    """A venv holding just `requirements` (created and filled from PyPI when they change); its interpreter."""
+    python = venv / "bin" / "python"
+    wanted = hashlib.sha256("\n".join([*requirements, *pip_args]).encode()).hexdigest()[:16]
+    stamp = venv / f".installed-{wanted}"
+    if not stamp.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True, capture_output=True)
+        subprocess.run([*pip, *pip_args, *requirements], check=True)
+        stamp.touch()
+    return python
+
+
+def operator_command() -> tuple[list[str], dict[str, str]]:
+    """The operator's command line and environment as its image runs it: this checkout's code with only its
+    runtime dependencies. Not the benchmarks' venv: kopf imports any Kubernetes client library it finds
+    installed (kubernetes_asyncio there, for the benchmarks), which would count in the operator's memory."""
+    requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    python = venv_with(RUNTIME_VENV, requirements)
+    return [str(python), "-m", "collection_operator.cli"], {"PYTHONPATH": str(REPO / "operator")}
 
 
 def ms(seconds: float) -> float:

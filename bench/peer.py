@@ -51,7 +51,7 @@ import httpx
 from kubernetes_asyncio import client, config
 
 from bench.client import results_file, start_server
-from bench.kube import ReadyWatch, collection_body, control_plane, kubectl
+from bench.kube import ReadyWatch, collection_body, control_plane, kubectl, operator_command, venv_with
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
 from devenv.ports import free_port
@@ -99,29 +99,9 @@ def _idle_seconds() -> float:
 
 
 def peer_python() -> Path:
-    """The peer's venv (created and filled from PyPI on first use); its interpreter."""
-    python = PEER_VENV / "bin" / "python"
-    stamp = PEER_VENV / f".installed-{PEER_PACKAGE}-{PEER_RELEASE}"
-    if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True, capture_output=True
-        )
-        # Requires-Python >=3.12 in its metadata; 3.11 is what this machine has (and all of it runs there).
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--ignore-requires-python",
-                f"{PEER_PACKAGE}=={PEER_RELEASE}",
-            ],
-            check=True,
-        )
-        stamp.touch()
-    return python
+    """The peer's venv (created and filled from PyPI on first use); its interpreter. Its package says
+    Requires-Python >=3.12; 3.11 is what this machine has (and all of it runs there)."""
+    return venv_with(PEER_VENV, [f"{PEER_PACKAGE}=={PEER_RELEASE}"], "--ignore-requires-python")
 
 
 def peer_crds() -> list[dict[str, Any]]:
@@ -302,12 +282,13 @@ class Subject:
                 "HOME": os.environ.get("HOME", "/tmp"),
             }
         else:
+            command, runtime = operator_command()
             cmd = [
-                sys.executable, "-m", "collection_operator.cli", "run", "--namespace", namespace,
-                "--bind", "127.0.0.1", "--log-format", "text",
+                *command, "run", "--namespace", namespace, "--bind", "127.0.0.1", "--log-format", "text",
             ]  # fmt: skip
             env = {
                 **os.environ,
+                **runtime,
                 "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
                 "QDRANT_OPERATOR_METRICS_PORT": "0",
                 "QDRANT_OPERATOR_HEALTH_PORT": "0",

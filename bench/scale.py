@@ -35,7 +35,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -60,6 +59,7 @@ from bench.kube import (
     control_plane,
     kubectl,
     ms,
+    operator_command,
     percentile,
 )
 from collection_operator.api import GROUP, VERSION
@@ -76,7 +76,6 @@ SHORT_RESYNC_S = 60.0  # restart, sweep, drift and soak: the candidate default
 PROBES = 5  # single applies for the idle fairness figure
 API_PARALLEL = 50  # creates in flight to the API server while applying the bulk
 SAMPLE_EVERY_S = 60.0
-BIN = Path(sys.executable).parent / "qdrant-collection-operator"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WRITE_METHODS = ("PUT", "POST", "PATCH", "DELETE")
 READ_ONE = "GET /collections/{collection_name}"
@@ -103,8 +102,10 @@ class OperatorProcess:
     def start(self, resync_s: float) -> float:
         """Start it; returns the seconds until its liveness endpoint answered."""
         self.metrics_port, health_port = free_port(), free_port()
+        command, runtime = operator_command()
         env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_OPERATOR_")}
         env.update(
+            runtime,
             KUBECONFIG=str(cp.OPERATOR_KUBECONFIG),
             PYTHONUNBUFFERED="1",
             QDRANT_OPERATOR_METRICS_PORT=str(self.metrics_port),
@@ -114,7 +115,7 @@ class OperatorProcess:
         started = time.perf_counter()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(BIN), "run", "-n", self.namespace, "--log-format", "json"],
+                [*command, "run", "-n", self.namespace, "--log-format", "json"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

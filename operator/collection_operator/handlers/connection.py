@@ -12,11 +12,11 @@ from typing import Any
 
 import kopf
 import pydantic
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
+from ..k8s.api import KubeApiError
 from ..reconcile import connection as logic
 from ..reconcile.dependents import Dependent, dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
@@ -48,7 +48,7 @@ async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectio
     # the daemon would close the client and lose its breaker and health history.
     try:
         await write(ctx, PLURAL, body, outcome)
-    except (TimeoutError, ApiException, OSError) as exc:
+    except (TimeoutError, KubeApiError, OSError) as exc:
         log.warning(
             "connection %s/%s: status not written, retrying: %s",
             body["metadata"]["namespace"],
@@ -156,7 +156,7 @@ async def connection_daemon(
                     await stopped.wait(min(settings.health_check.interval_seconds, 10))
                     next_credentials_check = 0.0
                     continue
-                except (TimeoutError, ApiException, OSError, UnicodeDecodeError) as exc:
+                except (TimeoutError, KubeApiError, OSError, UnicodeDecodeError) as exc:
                     log.warning("connection %s: reading its Secrets failed, retrying: %s", key, exc)
                     next_credentials_check = 0.0
                     if credentials is None:

@@ -15,6 +15,7 @@ import prometheus_client
 from ..api import FINALIZER, GROUP
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
+from ..k8s.api import login as k8s_login
 from ..redact import SecretValues
 from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
 from .context import Context
@@ -24,9 +25,9 @@ KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
     """In a Pod its service account; elsewhere KUBECONFIG, as kubectl does. No client library needed."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    return k8s_login(settings)
 
 
 @kopf.on.startup()
@@ -45,7 +46,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # its 5 s default ran the create handler of 669 of 1,000 collections applied at once a second time.
     settings.persistence.consistency_timeout = 30.0
     settings.peering.lifetime = memo.operator_settings.peering_lifetime_seconds
-    ctx = Context(memo.operator_settings, await KubeApi.connect(memo.secrets), memo.secrets, memo.settings_path)
+    kube = await KubeApi.connect(memo.secrets, settings)
+    ctx = Context(memo.operator_settings, kube, memo.secrets, memo.settings_path)
     if (path := settings_file(ctx.settings_path)) is not None:
 
         def changed(new: OperatorSettings) -> None:

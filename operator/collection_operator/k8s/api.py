@@ -1,19 +1,24 @@
 """The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status.
-KubeApi is the reconcilers' SecretsPort."""
+KubeApi is the reconcilers' SecretsPort.
+
+The credentials are kopf's own (its service-account and kubeconfig logins, the ones kopf watches with), and
+the transport is httpx, as for Qdrant. No generated client library: kubernetes_asyncio's 859 modules were
+about 40 MiB of the operator's memory for these three calls."""
 
 from __future__ import annotations
 
 import base64
-import os
+import urllib.parse
 from typing import Any
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
+import httpx
+import kopf
 
 from ..api import GROUP, VERSION
 from ..redact import SecretValues
 
 MERGE_PATCH = "application/merge-patch+json"
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 class SecretNotFound(LookupError):
@@ -21,36 +26,74 @@ class SecretNotFound(LookupError):
     as reconcile/ports.py's SecretsPort promises."""
 
 
+class KubeApiError(Exception):
+    """The API server answered a call with an error status (or not at all: status 0)."""
+
+    def __init__(self, status: int, method: str, path: str, reason: str):
+        super().__init__(f"{method} {path}: {status} {reason}".rstrip())
+        self.status = status
+
+
+def login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """In a Pod its service account; elsewhere KUBECONFIG (or ~/.kube/config), as kubectl does."""
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no service account token and no kubeconfig (KUBECONFIG or ~/.kube/config)")
+    return info
+
+
+def _client(info: kopf.ConnectionInfo) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=info.server,
+        verify=info.as_ssl_context(),
+        headers={**info.as_http_headers(), "User-Agent": "qdrant-collection-operator"},
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+        timeout=TIMEOUT,
+    )
+
+
+def _quote(*parts: str) -> str:
+    return "/".join(urllib.parse.quote(p, safe="") for p in parts)
+
+
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient, secrets: SecretValues):
-        self._api = api_client
+    def __init__(self, info: kopf.ConnectionInfo, secrets: SecretValues, settings: kopf.OperatorSettings):
         self.secrets = secrets
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+        self._settings = settings
+        self._http = _client(info)
 
     @classmethod
-    async def connect(cls, secrets: SecretValues, kubeconfig: str | None = None) -> KubeApi:
-        """In a Pod: the service account. Elsewhere: KUBECONFIG or ~/.kube/config, as kubectl does."""
-        cfg = client.Configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=cfg)
-        else:
-            # The library reads KUBECONFIG once at import; read it now, as kopf's login does.
-            path = kubeconfig or os.environ.get("KUBECONFIG")
-            await config.load_kube_config(config_file=path, client_configuration=cfg)
-        return cls(client.ApiClient(configuration=cfg), secrets)
+    async def connect(cls, secrets: SecretValues, settings: kopf.OperatorSettings) -> KubeApi:
+        return cls(login(settings), secrets, settings)
 
     async def close(self) -> None:
-        await self._api.close()
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; on 401 log in again once (a service account's token file is rotated in place)."""
+        for attempt in (1, 2):
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise KubeApiError(0, method, path, f"{type(exc).__name__}: {exc}") from None
+            if response.status_code == 401 and attempt == 1:
+                old, self._http = self._http, _client(login(self._settings))
+                await old.aclose()
+                continue
+            break
+        if response.status_code >= 400:
+            raise KubeApiError(response.status_code, method, path, response.reason_phrase)
+        return response
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         try:
-            secret = await self._core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
+            response = await self._call("GET", f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}")
+        except KubeApiError as exc:
             if exc.status == 404:
                 raise SecretNotFound(f"Secret {namespace}/{name} not found") from None
             raise
-        data = secret.data or {}
+        data = response.json().get("data") or {}
         if key not in data:
             raise SecretNotFound(f"Secret {namespace}/{name} has no key {key!r}")
         value = base64.b64decode(data[key])
@@ -59,17 +102,14 @@ class KubeApi:
 
     async def names(self, plural: str, namespace: str) -> set[str]:
         """The names of one kind's resources in a namespace, read now (list: what kopf's role already has)."""
-        listed = await self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
-        return {item["metadata"]["name"] for item in listed.get("items", [])}
+        response = await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}")
+        return {item["metadata"]["name"] for item in response.json().get("items", [])}
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""
-        await self._custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            {"status": status},
-            _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+        await self._call(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural, name)}/status",
+            json={"status": status},
+            headers={"Content-Type": MERGE_PATCH},
         )
