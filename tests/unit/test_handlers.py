@@ -12,7 +12,7 @@ import pytest
 
 from collection_operator.api.collection import VectorCollectionStatus
 from collection_operator.config import OperatorSettings
-from collection_operator.handlers.adapter import delete_with_budget, requeue, sweep_collection, write
+from collection_operator.handlers.adapter import delete_with_budget, indexed, requeue, sweep_collection, write
 from collection_operator.handlers.context import Context
 from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
@@ -289,3 +289,39 @@ async def test_connections_declared_in_the_index_are_waited_for(ctx):
     assert not waiting.done(), "a declared connection's first probe is waited for"
     registry.first_probe("ns/main").set()
     await asyncio.wait_for(waiting, 1)
+
+
+def test_an_index_keeps_what_reconcilers_read_and_drops_the_servers_bookkeeping():
+    body = {
+        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
+        "kind": "VectorCollection",
+        "metadata": {
+            "name": "c",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 3,
+            "annotations": {
+                "qdrant.collection-operator.dev/paused": "true",
+                "kopf.qdrant.collection-operator.dev/last-handled-configuration": '{"spec": {}}',
+            },
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+        },
+        "spec": {"collectionName": "c"},
+        "status": {"phase": "Ready"},
+    }
+    kept = indexed(body)
+    assert kept["metadata"] == {
+        "name": "c",
+        "namespace": "ns",
+        "uid": "u1",
+        "generation": 3,
+        "annotations": {"qdrant.collection-operator.dev/paused": "true"},
+    }
+    assert (kept["apiVersion"], kept["kind"], kept["spec"], kept["status"]) == (
+        body["apiVersion"],
+        body["kind"],
+        body["spec"],
+        body["status"],
+    )
+    assert "managedFields" in body["metadata"]  # the body kopf handed over is left as it was
+    assert "annotations" not in indexed({"metadata": {"name": "c"}})["metadata"]

@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from .. import logs, metrics
+from ..api import GROUP
 from ..api.base import StatusModel
 from ..k8s.status import write_status
 from ..reconcile import collection_step
@@ -23,6 +24,8 @@ from .context import Context
 
 log = logging.getLogger(__name__)
 COLLECTIONS = "vectorcollections"
+KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations (set up in handlers/operator.py)
+KOPF_ANNOTATIONS = f"{KOPF_PREFIX}/"
 # A transition into these states is news a person should see as a Warning; Paused/Unmanaged (HANDS_OFF) were
 # asked for and get a Normal Event.
 WARN_STATES = (State.FAILED, State.STALLED)
@@ -120,6 +123,17 @@ async def _reconcile_collection(
     if outcome.create_conflicts:
         metrics.CREATE_CONFLICTS.inc(outcome.create_conflicts)
     return outcome
+
+
+def indexed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What an index keeps of a body: all the reconcilers read, without the server's managedFields and kopf's
+    own annotations (its diff base repeats the spec). Those were about half of each body an index held, and
+    the indexes hold every resource for the operator's lifetime."""
+    meta = body["metadata"]
+    kept_meta = {k: v for k, v in meta.items() if k != "managedFields"}
+    if annotations := meta.get("annotations"):
+        kept_meta["annotations"] = {k: v for k, v in annotations.items() if not k.startswith(KOPF_ANNOTATIONS)}
+    return {**body, "metadata": kept_meta}
 
 
 def lookup(index: Mapping[str, Any]) -> Callable[[str], Mapping[str, Any] | None]:

@@ -13,7 +13,7 @@ from ..api.snapshot import RESTORE_FROM
 from ..qdrant import QdrantError
 from ..reconcile import collection_step
 from ..reconcile.outcome import ReconcileError
-from .adapter import COLLECTIONS, collection_lock, delete_with_budget, reconcile_collection, requeue
+from .adapter import COLLECTIONS, collection_lock, delete_with_budget, indexed, reconcile_collection, requeue
 
 TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM)
 
@@ -67,4 +67,4 @@ async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: A
 @kopf.index(GROUP, VERSION, COLLECTIONS)
 def vectorcollection_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     """VectorCollections by "namespace/name": what CollectionSnapshots take snapshots of."""
-    return {f"{namespace}/{name}": dict(body)}
+    return {f"{namespace}/{name}": indexed(body)}

@@ -20,7 +20,7 @@ from ..k8s.api import KubeApiError
 from ..reconcile import connection as logic
 from ..reconcile.dependents import Dependent, dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
-from .adapter import COLLECTIONS, lookup, sweep_collection, write
+from .adapter import COLLECTIONS, indexed, lookup, sweep_collection, write
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def qdrantconnection_keys(namespace: str | None, name: str, **_: Any) -> dict[st
 @kopf.index(GROUP, VERSION, COLLECTIONS)
 def collections_by_connection(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, Any]:
     ref = spec.get("connectionRef") or {}
-    return {f"{ref.get('namespace') or namespace}/{ref.get('name')}": dict(body)}
+    return {f"{ref.get('namespace') or namespace}/{ref.get('name')}": indexed(body)}
 
 
 async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectionStatus]) -> None:

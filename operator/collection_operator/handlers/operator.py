@@ -12,16 +12,16 @@ from typing import Any
 import kopf
 import prometheus_client
 
-from ..api import FINALIZER, GROUP
+from ..api import FINALIZER
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
 from ..k8s.api import login as k8s_login
 from ..redact import SecretValues
 from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
+from .adapter import KOPF_PREFIX
 from .context import Context
 
 log = logging.getLogger(__name__)
-KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations
 
 
 @kopf.on.login()

@@ -20,7 +20,7 @@ from ..reconcile.snapshot_step import (
     deletes_files,
     held_elsewhere,
 )
-from .adapter import delete_with_budget, every, lookup, report
+from .adapter import delete_with_budget, every, indexed, lookup, report
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ PLURAL = "collectionsnapshots"
 @kopf.index(GROUP, VERSION, PLURAL)
 def snapshot_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     """CollectionSnapshots by "namespace/name": what VectorCollections restore from."""
-    return {f"{namespace}/{name}": dict(body)}
+    return {f"{namespace}/{name}": indexed(body)}
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
