@@ -6,6 +6,8 @@ health here; latencies and pool figures go to metrics, never to a resource's sta
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from prometheus_client import Counter, Enum, Gauge, Histogram
 
 from .api.connection import BreakerState, Health
@@ -129,3 +131,15 @@ CREATE_CONFLICTS = Counter(
     "Collection creates Qdrant answered with 'already exists' (a retry after a lost reply, or a collection made "
     "elsewhere); the operator then observes it and never overwrites.",
 )
+INTERNAL_ENTRIES = Gauge(
+    "qdrant_operator_internal_entries",
+    "Entries in the operator's in-memory bookkeeping, by what they are (asyncio tasks, resource locks, status "
+    "cache, re-index gates, restores): bounded by the resources and the work in flight, so a steady rise is a leak.",
+    ["holds"],
+)
+
+
+def watch_internal_entries(sizes: Mapping[str, Callable[[], int]]) -> None:
+    """Read at each scrape (in the metrics server's thread): len() of the operator's containers."""
+    for holds, size in sizes.items():
+        INTERNAL_ENTRIES.labels(holds).set_function(size)

@@ -325,3 +325,26 @@ def test_an_index_keeps_what_reconcilers_read_and_drops_the_servers_bookkeeping(
     )
     assert "managedFields" in body["metadata"]  # the body kopf handed over is left as it was
     assert "annotations" not in indexed({"metadata": {"name": "c"}})["metadata"]
+
+
+async def test_the_internal_entries_gauge_counts_what_the_operator_holds(ctx):
+    from prometheus_client import REGISTRY
+
+    from collection_operator import metrics
+
+    metrics.watch_internal_entries(ctx.internal_entries(asyncio.get_running_loop()))
+
+    def entries(holds: str) -> float | None:
+        return REGISTRY.get_sample_value("qdrant_operator_internal_entries", {"holds": holds})
+
+    assert entries("resource_locks") == 0
+    held = ctx.lock("vectorcollections/ns/a")
+    async with held:
+        assert entries("resource_locks") == 1
+        ctx.statuses.remember("vectorcollections", "u1", {"phase": "Ready"})
+        assert entries("status_cache") == 1
+        waiting = asyncio.create_task(asyncio.sleep(3600))
+        assert entries("asyncio_tasks") >= 2  # this test and the task
+        waiting.cancel()
+    del held  # the per-resource locks are weak: one nobody holds or waits for is gone
+    assert entries("resource_locks") == 0

@@ -197,6 +197,17 @@ class Context:
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.poster(body, type_, reason, self.secrets.scrub(message))
 
+    def internal_entries(self, loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[], int]]:
+        """What the operator holds in memory, for the qdrant_operator_internal_entries gauge (a soak's leak check)."""
+        return {
+            "asyncio_tasks": lambda: len(asyncio.all_tasks(loop)),
+            "resource_locks": lambda: len(self._locks),
+            "status_cache": lambda: len(self.statuses.written),
+            "reindex_gates": lambda: len(self.gates),
+            "restores": lambda: len(self.restores.running) + len(self.restores.failures),
+            "connections": lambda: len(self.connections.running),
+        }
+
     def lock(self, key: str) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:

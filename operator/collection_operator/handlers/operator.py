@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import prometheus_client
 
+from .. import metrics
 from ..api import FINALIZER
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
@@ -55,6 +56,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
         ctx.watcher = SettingsWatcher(path, on_change=changed)
         ctx.watcher.start()
+    metrics.watch_internal_entries(ctx.internal_entries(asyncio.get_running_loop()))
     memo.context = ctx
 
 
