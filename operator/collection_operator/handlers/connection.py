@@ -28,6 +28,10 @@ PLURAL = "qdrantconnections"
 # A drift sweep lets handler work (new and changed objects) go first, waiting before each resource at most
 # this long and in all at most a budget, so a steady stream of changes delays a sweep but never stops it.
 SWEEP_YIELD_SECONDS, SWEEP_YIELD_BUDGET_SECONDS = 5.0, 60.0
+# A routine sweep spreads its collections evenly over this share of the resync interval instead of checking
+# them back to back: each is still checked once per interval, and Qdrant, the API server and new objects see
+# a steady trickle rather than a burst of 1,000 reconciles. A re-sweep after an outage is not spread.
+SWEEP_SPREAD = 0.5
 TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)
 
 
@@ -62,17 +66,25 @@ def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnection
 
 
 async def _sweep(
-    ctx: Context, bodies: list[dict[str, Any]], kwargs: dict[str, Any], follow_ups: dict[str, asyncio.Task[None]]
+    ctx: Context,
+    bodies: list[dict[str, Any]],
+    kwargs: dict[str, Any],
+    follow_ups: dict[str, asyncio.Task[None]],
+    spread: float = 0.0,
 ) -> None:
-    """Drift sweep: the same reconcile as the handlers', one collection at a time. One that asks to be looked
-    at again (a re-index it started holds the connection's gate until it is seen done) gets a follow-up task,
-    as a handler's requeue would, so the sweep itself never waits for it."""
+    """Drift sweep: the same reconcile as the handlers', one collection at a time, the i-th starting no earlier
+    than i * spread / len(bodies) seconds in. One that asks to be looked at again (a re-index it started holds
+    the connection's gate until it is seen done) gets a follow-up task, as a handler's requeue would, so the
+    sweep itself never waits for it."""
     uids = kwargs["vectorcollection_uids"]
     ctx.statuses.keep_only(COLLECTIONS, uids)
     by_name = lookup(kwargs["vectorcollection_bodies"])
     budget = SWEEP_YIELD_BUDGET_SECONDS
-    for body in bodies:
+    started, spacing = time.monotonic(), spread / max(len(bodies), 1)
+    for i, body in enumerate(bodies):
         meta = body["metadata"]
+        if (due := started + i * spacing - time.monotonic()) > 0:
+            await asyncio.sleep(due)
 
         def latest(uid: str = meta["uid"], name: str = f"{meta['namespace']}/{meta['name']}") -> Any:
             current = by_name(name)
@@ -186,8 +198,10 @@ async def connection_daemon(
                 was_ready = ready
             if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
                 # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
+                spread = 0.0 if resweep else ctx.settings.resync_interval_seconds * SWEEP_SPREAD
                 next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
-                sweeping = asyncio.create_task(_sweep(ctx, list(bodies), kwargs, follow_ups), name=f"sweep:{key}")
+                sweep = _sweep(ctx, list(bodies), kwargs, follow_ups, spread)
+                sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         tasks = [t for t in (sweeping, *follow_ups.values()) if t is not None]
