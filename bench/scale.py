@@ -15,8 +15,9 @@ On the local environment: the real control plane (bench.kube), 3 dev Qdrant serv
    operator's reconcile counter), and the writes meanwhile: Kubernetes from the API server's audit log,
    Qdrant from the dev servers' request counts (every method but GET);
 4. sweep: one routine drift sweep of all collections, spread over half the 60 s resync (wall time, Qdrant
-   calls by kind, CPU seconds with the idle CPU rate subtracted), and during it new collections' apply-to-Ready (fairness: target within 2x the
-   idle figure), with the sweep checked to be running (collections still to be read) when each got Ready;
+   calls by kind, CPU seconds with the idle CPU rate subtracted), and during it new collections'
+   apply-to-Ready (fairness: target within 2x the idle figure), with the sweep checked to be running
+   (collections still to be read) when each got Ready;
 5. drift: collections changed behind the operator's back with qdrant-client (HNSW ef_construct raised, a
    collection deleted) and the time until Qdrant shows them restored; what a 60 s default resync would cost
    next to the 300 s one, from the measured sweep;
