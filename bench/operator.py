@@ -58,7 +58,7 @@ BULK = 200
 
 
 @contextmanager
-def _operator(namespace: str) -> Iterator[None]:
+def operator_in_thread(namespace: str) -> Iterator[None]:
     """The operator in a thread with its own event loop, watching only `namespace`, as its RBAC identity."""
     env = {
         "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
@@ -243,7 +243,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         servers = [start_server(tier, Path(tmp) / str(i) / "data") for i in range(3)]
         kubectl("create", "namespace", namespace)
         try:
-            with _operator(namespace):
+            with operator_in_thread(namespace):
                 results = await _run([server.url for server in servers], namespace, tag)
                 # Retain (the default) deletes nothing in Qdrant; removing them while the operator runs lets
                 # it release any finalizer, so the namespace goes away cleanly.

@@ -1,0 +1,163 @@
+"""Memory benchmark: what 1,000 VectorCollections (MEMORY_COLLECTIONS) cost the operator, live objects against
+RSS.
+
+bench/scale.py reads the operator process's RSS from outside; this one runs the operator in-process (in a
+thread, as bench/operator.py does) so that the Python objects it holds can be counted. On the local control
+plane and one dev Qdrant: the connection Ready, then a census of the garbage collector's objects and RSS;
+every collection created at once and Ready; 20 s later the census again. Reports, per 1,000 collections, the
+RSS growth and the bytes of the objects that are new and still alive (each gc-tracked object plus the strings,
+numbers and bytes it refers to), by type. What RSS grew beyond the live objects is the allocator's high-water
+mark of the burst (objects freed since, pages not returned to the system). Writes bench/results/memory.json.
+The operator shares the process with this script and the benchmarks' kubernetes_asyncio, so the absolute RSS
+is not the operator's own (bench/scale.py's is); the growth is."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.client import results_file, start_server
+from bench.kube import CONCURRENCY, PLURAL, collection_body, connection_ready, control_plane, kubectl
+from bench.operator import operator_in_thread
+from collection_operator.api import GROUP, VERSION
+
+COLLECTIONS = int(os.environ.get("MEMORY_COLLECTIONS", "1000"))
+SETTLE_S = 20.0
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def census() -> dict[int, Any]:
+    gc.collect()
+    return {id(o): o for o in gc.get_objects()}
+
+
+def new_since(before: dict[int, Any]) -> tuple[int, Counter[str], Counter[str]]:
+    """Bytes and counts by type of the gc-tracked objects alive now that were not before, with the untracked
+    objects (str, int, bytes, ...) they refer to, each counted once."""
+    gc.collect()
+    seen: set[int] = set()
+    sizes: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        if id(obj) in before and before[id(obj)] is obj:
+            continue
+        kind = type(obj).__qualname__ if isinstance(type(obj).__qualname__, str) else repr(type(obj))
+        size = sys.getsizeof(obj)
+        for ref in gc.get_referents(obj):
+            if not gc.is_tracked(ref) and id(ref) not in seen:
+                seen.add(id(ref))
+                size += sys.getsizeof(ref)
+        sizes[kind] += size
+        counts[kind] += 1
+    return sum(sizes.values()), sizes, counts
+
+
+def _ready(namespace: str) -> int:
+    out = kubectl(
+        "get",
+        PLURAL,
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+    )
+    return out.split().count("True")
+
+
+async def main(tier: str = "dev") -> dict[str, Any]:
+    return await asyncio.to_thread(_measure, tier)  # all of it waits on kubectl and the operator's thread
+
+
+def _measure(tier: str) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    ns = f"memory-{tag}"
+    with control_plane(), tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        server = start_server(tier, Path(tmp) / "data")
+        kubectl("create", "namespace", ns)
+        try:
+            with operator_in_thread(ns):
+                connection = {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "QdrantConnection",
+                    "metadata": {"name": "bench", "namespace": ns},
+                    "spec": {"url": server.url, "environment": "Production", "maxConcurrentOperations": CONCURRENCY},
+                }
+                kubectl("apply", "-f", "-", stdin=json.dumps(connection))
+                deadline = time.monotonic() + 60
+                while not connection_ready(ns, "bench"):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("QdrantConnection bench did not become Ready")
+                    time.sleep(0.5)
+                time.sleep(SETTLE_S)
+                before = census()  # holds every object alive now, so no new one can take an old one's id
+                rss_before = rss_mib()  # with the census itself in it, as in the figure after
+                items = []
+                for i in range(COLLECTIONS):
+                    body = collection_body(f"c{i:04d}", f"{tag}-c{i:04d}")
+                    body["metadata"]["namespace"] = ns
+                    items.append(body)
+                listing = Path(tmp) / "collections.json"
+                listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+                started = time.monotonic()
+                kubectl("create", "-f", str(listing), timeout=600)
+                while (ready := _ready(ns)) < COLLECTIONS:
+                    if time.monotonic() - started > 900:
+                        raise RuntimeError(f"only {ready} of {COLLECTIONS} Ready after 900 s")
+                    time.sleep(2)
+                all_ready_s = time.monotonic() - started
+                rss_peak_window = rss_mib()
+                time.sleep(SETTLE_S)
+                rss_after = rss_mib()
+                live, sizes, counts = new_since(before)
+                del before
+        finally:
+            kubectl("delete", "namespace", ns, "--wait=false")
+            server.close()
+    per_1000 = 1000 / COLLECTIONS
+    results = {
+        "server": f"dev Qdrant on loopback; operator in-process, {COLLECTIONS} collections on one connection",
+        "collections": COLLECTIONS,
+        "all_ready_s": round(all_ready_s, 1),
+        "rss_before_mib": round(rss_before, 1),
+        "rss_when_all_ready_mib": round(rss_peak_window, 1),
+        "rss_after_settling_mib": round(rss_after, 1),
+        "rss_per_1000_mib": round((rss_after - rss_before) * per_1000, 1),
+        "live_objects_per_1000_mib": round(live / 2**20 * per_1000, 1),
+        "allocator_high_water_per_1000_mib": round(((rss_after - rss_before) - live / 2**20) * per_1000, 1),
+        "live_by_type_per_1000_kib": {
+            kind: {"kib": round(size / 1024 * per_1000, 1), "objects": round(counts[kind] * per_1000)}
+            for kind, size in sizes.most_common(12)
+        },
+        "target_per_1000_mib": 20,
+    }
+    out = results_file("memory", tier)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"memory benchmark ({results['server']})")
+    print(
+        f"  per 1,000 collections: RSS +{results['rss_per_1000_mib']} MiB, of which live objects "
+        f"{results['live_objects_per_1000_mib']} MiB and allocator high-water "
+        f"{results['allocator_high_water_per_1000_mib']} MiB (target <= 20 MiB)"
+    )
+    print(f"  live, by type (KiB per 1,000): {results['live_by_type_per_1000_kib']}")
+    print(f"  results: {out}")
+    return results
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
