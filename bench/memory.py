@@ -7,16 +7,20 @@ plane and one dev Qdrant: the connection Ready, then a census of the garbage col
 every collection created at once and Ready; 20 s later the census again. Reports, per 1,000 collections, the
 RSS growth and the bytes of the objects that are new and still alive (each gc-tracked object plus the strings,
 numbers and bytes it refers to), by type. What RSS grew beyond the live objects is the allocator's high-water
-mark of the burst (objects freed since, pages not returned to the system). Writes bench/results/memory.json.
+mark of the burst (objects freed since, pages not returned to the system). Also the peak RSS of importing
+the operator and each of its heavy dependencies alone, in the runtime venv of bench.kube.operator_command (what
+bounds the idle figure). Writes bench/results/memory.json.
 The operator shares the process with this script and the benchmarks' kubernetes_asyncio, so the absolute RSS
 is not the operator's own (bench/scale.py's is); the growth is."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import results_file, start_server
-from bench.kube import CONCURRENCY, PLURAL, collection_body, connection_ready, control_plane, kubectl
+from bench.kube import CONCURRENCY, PLURAL, collection_body, connection_ready, control_plane, kubectl, operator_command
 from bench.operator import operator_in_thread
 from collection_operator.api import GROUP, VERSION
 
@@ -54,7 +58,7 @@ def new_since(before: dict[int, Any]) -> tuple[int, Counter[str], Counter[str]]:
     sizes: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     for obj in gc.get_objects():
-        if id(obj) in before and before[id(obj)] is obj:
+        if obj is before or (id(obj) in before and before[id(obj)] is obj):
             continue
         kind = type(obj).__qualname__ if isinstance(type(obj).__qualname__, str) else repr(type(obj))
         size = sys.getsizeof(obj)
@@ -65,6 +69,38 @@ def new_since(before: dict[int, Any]) -> tuple[int, Counter[str], Counter[str]]:
         sizes[kind] += size
         counts[kind] += 1
     return sum(sizes.values()), sizes, counts
+
+
+def _malloc_trim() -> float | None:
+    """RSS after glibc's malloc_trim(0) (free heap pages handed back to the system), or None without glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return None
+    return rss_mib()
+
+
+IMPORTS = {
+    "python": "",
+    "kopf": "import kopf",
+    "qdrant_client": "import qdrant_client",
+    "httpx, pydantic, prometheus_client": "import httpx, pydantic, prometheus_client",
+    "the operator (all of it)": "import collection_operator.handlers.operator",
+}
+
+
+def import_costs() -> dict[str, float]:
+    """Peak RSS (MiB) of importing each, alone, in the operator's runtime venv (its dependencies only)."""
+    command, env = operator_command()
+    costs = {}
+    for what, statement in IMPORTS.items():
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
+        code = f"{statement}\nprint([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+        out = subprocess.run(
+            [command[0], "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+        )
+        costs[what] = round(int(out.stdout.split()[-1]) / 1024, 1)
+    return costs
 
 
 def _ready(namespace: str) -> int:
@@ -115,6 +151,7 @@ def _measure(tier: str) -> dict[str, Any]:
                 listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
                 started = time.monotonic()
                 kubectl("create", "-f", str(listing), timeout=600)
+                del items  # the benchmark's own copies are not the operator's
                 while (ready := _ready(ns)) < COLLECTIONS:
                     if time.monotonic() - started > 900:
                         raise RuntimeError(f"only {ready} of {COLLECTIONS} Ready after 900 s")
@@ -124,6 +161,7 @@ def _measure(tier: str) -> dict[str, Any]:
                 time.sleep(SETTLE_S)
                 rss_after = rss_mib()
                 live, sizes, counts = new_since(before)
+                trimmed = _malloc_trim()
                 del before
         finally:
             kubectl("delete", "namespace", ns, "--wait=false")
@@ -137,6 +175,7 @@ def _measure(tier: str) -> dict[str, Any]:
         "rss_when_all_ready_mib": round(rss_peak_window, 1),
         "rss_after_settling_mib": round(rss_after, 1),
         "rss_per_1000_mib": round((rss_after - rss_before) * per_1000, 1),
+        "rss_per_1000_after_malloc_trim_mib": round((trimmed - rss_before) * per_1000, 1) if trimmed else None,
         "live_objects_per_1000_mib": round(live / 2**20 * per_1000, 1),
         "allocator_high_water_per_1000_mib": round(((rss_after - rss_before) - live / 2**20) * per_1000, 1),
         "live_by_type_per_1000_kib": {
@@ -144,6 +183,8 @@ def _measure(tier: str) -> dict[str, Any]:
             for kind, size in sizes.most_common(12)
         },
         "target_per_1000_mib": 20,
+        "import_peak_rss_mib": import_costs(),
+        "target_idle_mib": 100,
     }
     out = results_file("memory", tier)
     out.parent.mkdir(exist_ok=True)
@@ -152,9 +193,11 @@ def _measure(tier: str) -> dict[str, Any]:
     print(
         f"  per 1,000 collections: RSS +{results['rss_per_1000_mib']} MiB, of which live objects "
         f"{results['live_objects_per_1000_mib']} MiB and allocator high-water "
-        f"{results['allocator_high_water_per_1000_mib']} MiB (target <= 20 MiB)"
+        f"{results['allocator_high_water_per_1000_mib']} MiB (target <= 20 MiB); after malloc_trim(0) "
+        f"+{results['rss_per_1000_after_malloc_trim_mib']} MiB"
     )
     print(f"  live, by type (KiB per 1,000): {results['live_by_type_per_1000_kib']}")
+    print(f"  peak RSS of imports alone, runtime venv (MiB; idle target 100): {results['import_peak_rss_mib']}")
     print(f"  results: {out}")
     return results
 
