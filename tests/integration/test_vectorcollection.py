@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import prometheus_client
 import pytest
 import yaml
 
-from tests.fixtures.operator import unique, wait_for
+from tests.fixtures.operator import RESYNC_SECONDS, unique, wait_for
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -158,6 +159,42 @@ def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_ser
     with qdrant_server.http(timeout=10) as http:
         http.delete(f"/collections/{name}").raise_for_status()
     wait_for(lambda: qdrant_collection(qdrant_server, name), 60, "the collection to be re-created")
+
+
+def test_a_collection_or_alias_deleted_by_hand_is_back_before_the_next_resync(
+    cluster, connection, qdrant_server, operator
+):
+    """With drift sweeps an hour apart, the existence check (one list of collections and one of aliases per
+    connection) still brings back a deleted collection and a deleted alias within seconds."""
+    name = unique("exist")
+    cluster.apply(
+        "VectorCollection",
+        "exist",
+        {
+            "connectionRef": {"name": "main"},
+            "collectionName": name,
+            "vectors": [{"size": 4, "distance": "Dot"}],
+            "aliases": [f"{name}-a"],
+        },
+    )
+    cluster.wait_condition(PLURAL, "exist", "InSync")
+    ctx = operator.context
+    saved = ctx.settings
+    ctx.settings = saved.model_copy(update={"resync_interval_seconds": 3600, "existence_check_interval_seconds": 1})
+    try:
+        wait_for(lambda: qdrant_server.count("GET", "/collections") > 0, 30, "an existence check")
+        time.sleep(RESYNC_SECONDS + 1)  # a sweep scheduled before the change has run: the next is an hour away
+        with qdrant_server.http(timeout=10) as http:
+            http.delete(f"/collections/{name}").raise_for_status()
+        wait_for(lambda: qdrant_collection(qdrant_server, name), 30, "the collection to be re-created")
+        wait_for(lambda: aliases_of(qdrant_server, name) == [f"{name}-a"], 30, "its alias to be back")
+        with qdrant_server.http(timeout=10) as http:
+            http.post(
+                "/collections/aliases", json={"actions": [{"delete_alias": {"alias_name": f"{name}-a"}}]}
+            ).raise_for_status()
+        wait_for(lambda: aliases_of(qdrant_server, name) == [f"{name}-a"], 30, "the deleted alias to be back")
+    finally:
+        ctx.settings = saved
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])

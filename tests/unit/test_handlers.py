@@ -370,3 +370,17 @@ async def test_a_routine_sweep_spreads_its_collections_over_the_time_it_is_given
     begin = asyncio.get_running_loop().time()
     await connection._sweep(ctx, bodies, kwargs, {})  # a re-sweep after an outage: back to back
     assert started[-1] - begin < 0.3, "not spread (the spread sweep's last one started 0.3 s in)"
+
+
+def test_the_existence_check_picks_out_applied_collections_gone_from_qdrant():
+    from collection_operator.reconcile.collection_step import MANAGED, PAUSED, gone_from_qdrant
+
+    applied = {"appliedGeneration": 2, "collectionName": "c", "aliases": ["c-a"]}
+    here, moved = {"c", "other"}, {"c-a": "other"}
+    assert not gone_from_qdrant({}, applied, here, {"c-a": "c"})
+    assert gone_from_qdrant({}, applied, {"other"}, {"c-a": "c"})  # the collection is gone
+    assert gone_from_qdrant({}, applied, here, {})  # its alias is gone
+    assert gone_from_qdrant({}, applied, here, moved)  # its alias points elsewhere
+    assert not gone_from_qdrant({}, {"collectionName": "c"}, set(), {})  # never applied: its handler's business
+    assert not gone_from_qdrant({PAUSED: "true"}, applied, set(), {})
+    assert not gone_from_qdrant({MANAGED: "false"}, applied, set(), {})

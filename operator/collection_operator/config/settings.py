@@ -3,6 +3,7 @@
 The settings file (all keys optional; snake_case or the API's camelCase inside profile blocks):
 
     resync_interval_seconds = 300
+    existence_check_interval_seconds = 30   # 0: off
     metrics_port = 8080
     health_port = 8081
     log_format = "json"            # text | json
@@ -54,6 +55,12 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     resync_interval_seconds: float = Field(300.0, gt=0, description="How often each resource is re-checked.")
+    existence_check_interval_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How often each connection lists its collections and aliases (two calls, whatever the "
+        "number of collections) to notice one deleted or moved in Qdrant between resyncs; 0 turns it off.",
+    )
     metrics_port: int = Field(8080, ge=0, le=65535)
     health_port: int = Field(8081, ge=0, le=65535)
     log_format: LogFormat = LogFormat.TEXT
@@ -126,6 +133,7 @@ class _EnvSchema(BaseSettings):
     """Only tells pydantic-settings which variables exist and how they nest; never instantiated."""
 
     resync_interval_seconds: float | None = None
+    existence_check_interval_seconds: float | None = None
     metrics_port: int | None = None
     health_port: int | None = None
     log_format: str | None = None

@@ -17,11 +17,13 @@ from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
 from ..k8s.api import KubeApiError
+from ..qdrant.errors import QdrantError
 from ..reconcile import connection as logic
+from ..reconcile.collection_step import gone_from_qdrant
 from ..reconcile.dependents import Dependent, dependents, waiting_for
 from ..reconcile.outcome import Outcome, State, Verdict
 from .adapter import COLLECTIONS, indexed, lookup, sweep_collection, write
-from .context import Context
+from .context import ConnectionRuntime, Context
 
 log = logging.getLogger(__name__)
 PLURAL = "qdrantconnections"
@@ -106,6 +108,43 @@ async def _sweep(
             follow_ups[uid].add_done_callback(functools.partial(_forget, follow_ups, uid))
 
 
+async def _existence_check(
+    ctx: Context,
+    runtime: ConnectionRuntime,
+    bodies: list[dict[str, Any]],
+    kwargs: dict[str, Any],
+    follow_ups: dict[str, asyncio.Task[None]],
+) -> None:
+    """Between sweeps: one list of the connection's collections and one of its aliases. A collection deleted
+    in Qdrant (or an alias of its removed or moved) is reconciled now, as the next sweep would, instead of up
+    to a resync interval later."""
+    try:
+        collections = set(await runtime.collections.list_collections())
+        aliases = await runtime.collections.list_aliases()
+    except QdrantError as exc:  # an outage: the health monitor reports it, and the re-sweep follows recovery
+        log.debug("existence check of connection %s/%s failed: %s", runtime.namespace, runtime.name, exc)
+        return
+    gone = [
+        body
+        for body in bodies
+        if gone_from_qdrant(
+            body["metadata"].get("annotations") or {},
+            ctx.statuses.current(COLLECTIONS, body),
+            collections,
+            aliases,
+        )
+    ]
+    if gone:
+        log.info(
+            "connection %s/%s: %d collection(s) or alias(es) gone from Qdrant, reconciling now: %s",
+            runtime.namespace,
+            runtime.name,
+            len(gone),
+            ", ".join(f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in gone[:10]),
+        )
+        await _sweep(ctx, gone, kwargs, follow_ups)
+
+
 def _forget(follow_ups: dict[str, asyncio.Task[None]], uid: str, _: asyncio.Task[None]) -> None:
     follow_ups.pop(uid, None)
 
@@ -146,6 +185,7 @@ async def connection_daemon(
     follow_ups: dict[str, asyncio.Task[None]] = {}  # by collection uid
     was_ready: bool | None = None  # the connection's readiness at the last probed tick
     resweep = False  # readiness changed: every collection re-checks now, not at the next resync
+    next_existence_check = time.monotonic() + ctx.settings.existence_check_interval_seconds
     try:
         while not stopped:
             now = time.monotonic()
@@ -202,6 +242,16 @@ async def connection_daemon(
                 next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
                 sweep = _sweep(ctx, list(bodies), kwargs, follow_ups, spread)
                 sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
+            elif (
+                ready
+                and ctx.settings.existence_check_interval_seconds
+                and now >= next_existence_check
+                and (sweeping is None or sweeping.done())
+            ):
+                # In the sweep's slot: a sweep in progress checks the same and more.
+                next_existence_check = now + ctx.settings.existence_check_interval_seconds
+                check = _existence_check(ctx, runtime, list(bodies), kwargs, follow_ups)
+                sweeping = asyncio.create_task(check, name=f"existence-check:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
         tasks = [t for t in (sweeping, *follow_ups.values()) if t is not None]

@@ -4,7 +4,7 @@ that honours deletionPolicy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,20 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
         outcome.event("Restored", f"collection {name} recovered from {restored}")
         with_fields(outcome, restored_from=restored)
     return outcome
+
+
+def gone_from_qdrant(
+    annotations: Mapping[str, str], status: Mapping[str, Any], collections: Container[str], aliases: Mapping[str, str]
+) -> bool:
+    """From one list of a connection's collections and one of its aliases: the collection this resource applied
+    is gone, or one of its aliases is gone or points elsewhere. Paused, unmanaged and never applied resources
+    are their handlers' business."""
+    if annotations.get(PAUSED) == "true" or annotations.get(MANAGED) == "false":
+        return False
+    name = status.get("collectionName")
+    if status.get("appliedGeneration") is None or not name:
+        return False
+    return name not in collections or any(aliases.get(alias) != name for alias in status.get("aliases") or ())
 
 
 def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:
