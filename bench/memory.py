@@ -127,44 +127,50 @@ def _measure(tier: str) -> dict[str, Any]:
         kubectl("create", "namespace", ns)
         try:
             with operator_in_thread(ns):
-                connection = {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "QdrantConnection",
-                    "metadata": {"name": "bench", "namespace": ns},
-                    "spec": {"url": server.url, "environment": "Production", "maxConcurrentOperations": CONCURRENCY},
-                }
-                kubectl("apply", "-f", "-", stdin=json.dumps(connection))
-                deadline = time.monotonic() + 60
-                while not connection_ready(ns, "bench"):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("QdrantConnection bench did not become Ready")
-                    time.sleep(0.5)
-                time.sleep(SETTLE_S)
-                before = census()  # holds every object alive now, so no new one can take an old one's id
-                rss_before = rss_mib()  # with the census itself in it, as in the figure after
-                items = []
-                for i in range(COLLECTIONS):
-                    body = collection_body(f"c{i:04d}", f"{tag}-c{i:04d}")
-                    body["metadata"]["namespace"] = ns
-                    items.append(body)
-                listing = Path(tmp) / "collections.json"
-                listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-                started = time.monotonic()
-                kubectl("create", "-f", str(listing), timeout=600)
-                del items  # the benchmark's own copies are not the operator's
-                while (ready := _ready(ns)) < COLLECTIONS:
-                    if time.monotonic() - started > 900:
-                        raise RuntimeError(f"only {ready} of {COLLECTIONS} Ready after 900 s")
-                    time.sleep(2)
-                all_ready_s = time.monotonic() - started
-                rss_peak_window = rss_mib()
-                time.sleep(SETTLE_S)
-                rss_after = rss_mib()
-                live, sizes, counts = new_since(before)
-                trimmed = _malloc_trim()
-                del before
+                try:
+                    connection = {
+                        "apiVersion": f"{GROUP}/{VERSION}",
+                        "kind": "QdrantConnection",
+                        "metadata": {"name": "bench", "namespace": ns},
+                        "spec": {
+                            "url": server.url,
+                            "environment": "Production",
+                            "maxConcurrentOperations": CONCURRENCY,
+                        },
+                    }
+                    kubectl("apply", "-f", "-", stdin=json.dumps(connection))
+                    deadline = time.monotonic() + 60
+                    while not connection_ready(ns, "bench"):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("QdrantConnection bench did not become Ready")
+                        time.sleep(0.5)
+                    time.sleep(SETTLE_S)
+                    before = census()  # holds every object alive now, so no new one can take an old one's id
+                    rss_before = rss_mib()  # with the census itself in it, as in the figure after
+                    items = []
+                    for i in range(COLLECTIONS):
+                        body = collection_body(f"c{i:04d}", f"{tag}-c{i:04d}")
+                        body["metadata"]["namespace"] = ns
+                        items.append(body)
+                    listing = Path(tmp) / "collections.json"
+                    listing.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+                    started = time.monotonic()
+                    kubectl("create", "-f", str(listing), timeout=600)
+                    del items  # the benchmark's own copies are not the operator's
+                    while (ready := _ready(ns)) < COLLECTIONS:
+                        if time.monotonic() - started > 900:
+                            raise RuntimeError(f"only {ready} of {COLLECTIONS} Ready after 900 s")
+                        time.sleep(2)
+                    all_ready_s = time.monotonic() - started
+                    rss_peak_window = rss_mib()
+                    time.sleep(SETTLE_S)
+                    rss_after = rss_mib()
+                    live, sizes, counts = new_since(before)
+                    trimmed = _malloc_trim()
+                    del before
+                finally:  # while the operator runs: it releases its finalizers, so nothing is left behind
+                    kubectl("delete", "namespace", ns, "--timeout=300s", timeout=330)
         finally:
-            kubectl("delete", "namespace", ns, "--wait=false")
             server.close()
     per_1000 = 1000 / COLLECTIONS
     results = {
