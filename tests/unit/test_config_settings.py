@@ -108,7 +108,7 @@ def test_settings_file_can_be_named_by_the_environment(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text("resync_interval_seconds = 42\n")
     assert load_settings(environ={"QDRANT_OPERATOR_SETTINGS_FILE": str(path)}).resync_interval_seconds == 42
-    assert load_settings(environ={}).resync_interval_seconds == 300
+    assert load_settings(environ={}).resync_interval_seconds == 120
 
 
 def test_builder_layers_in_call_order(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 The settings file (all keys optional; snake_case or the API's camelCase inside profile blocks):
 
-    resync_interval_seconds = 300
+    resync_interval_seconds = 120
     existence_check_interval_seconds = 30   # 0: off
     metrics_port = 8080
     health_port = 8081
@@ -54,7 +54,9 @@ class LogFormat(StrEnum):
 class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    resync_interval_seconds: float = Field(300.0, gt=0, description="How often each resource is re-checked.")
+    resync_interval_seconds: float = Field(
+        120.0, gt=0, description="How often each collection is re-checked in full (one GET of it in Qdrant)."
+    )
     existence_check_interval_seconds: float = Field(
         30.0,
         ge=0,
