@@ -182,6 +182,7 @@ async def connection_daemon(
     # work of an operator restart (1,005 reconciles more while 1,005 were resumed).
     next_sweep = time.monotonic() + ctx.settings.resync_interval_seconds
     sweeping: asyncio.Task[None] | None = None
+    checking: asyncio.Task[None] | None = None
     follow_ups: dict[str, asyncio.Task[None]] = {}  # by collection uid
     was_ready: bool | None = None  # the connection's readiness at the last probed tick
     resweep = False  # readiness changed: every collection re-checks now, not at the next resync
@@ -242,19 +243,15 @@ async def connection_daemon(
                 next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
                 sweep = _sweep(ctx, list(bodies), kwargs, follow_ups, spread)
                 sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
-            elif (
-                ready
-                and ctx.settings.existence_check_interval_seconds
-                and now >= next_existence_check
-                and (sweeping is None or sweeping.done())
-            ):
-                # In the sweep's slot: a sweep in progress checks the same and more.
-                next_existence_check = now + ctx.settings.existence_check_interval_seconds
+            interval = ctx.settings.existence_check_interval_seconds
+            if ready and interval and now >= next_existence_check and (checking is None or checking.done()):
+                # Beside a sweep too: a spread sweep takes half the resync interval to reach its last collection.
+                next_existence_check = now + interval
                 check = _existence_check(ctx, runtime, list(bodies), kwargs, follow_ups)
-                sweeping = asyncio.create_task(check, name=f"existence-check:{key}")
+                checking = asyncio.create_task(check, name=f"existence-check:{key}")
             await stopped.wait(TICK_SECONDS)
     finally:
-        tasks = [t for t in (sweeping, *follow_ups.values()) if t is not None]
+        tasks = [t for t in (sweeping, checking, *follow_ups.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
