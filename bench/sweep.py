@@ -14,7 +14,8 @@ created once through the real reconcile path; then, SWEEP_REPEATS (5) times each
 
 One collection at a time, as a sweep goes through a connection's collections. Each sweep is checked to make
 exactly one GET per collection and no Kubernetes or Qdrant write. SWEEP_PROFILE=1 prints a cProfile of one
-more sweep (SWEEP_PROFILE=<file> also saves it and one of the bare GETs). Writes bench/results/sweep.json. It reports; it never asserts timings.
+more sweep (SWEEP_PROFILE=<file> also saves it and one of the bare GETs). Writes bench/results/sweep.json.
+It reports; it never asserts timings.
 """
 
 from __future__ import annotations
