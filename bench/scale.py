@@ -617,6 +617,9 @@ async def _run(
                 "target_per_1000_mib": 20,
             }
             _progress(results, "memory")
+            # The connections' collection counts (status.collections, written on the daemons' 1 s tick) take in
+            # the probes just applied first: otherwise the restart writes them, a change that is not its own.
+            await asyncio.sleep(3)
             results["restart"] = await restart(op, logs, ns, all_names, SHORT_RESYNC_S)
             results["memory"]["rss_per_1000_after_restart_mib"] = _mib(
                 (results["restart"]["rss_after_reverifying_mib"] * 1024 - rss_idle) * 1000 / len(all_names)
