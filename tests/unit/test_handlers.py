@@ -384,3 +384,15 @@ def test_the_existence_check_picks_out_applied_collections_gone_from_qdrant():
     assert not gone_from_qdrant({}, {"collectionName": "c"}, set(), {})  # never applied: its handler's business
     assert not gone_from_qdrant({PAUSED: "true"}, applied, set(), {})
     assert not gone_from_qdrant({MANAGED: "false"}, applied, set(), {})
+
+
+def test_index_functions_run_in_the_event_loop():
+    """kopf runs a plain function in its thread pool; every index function of every resource runs before any
+    handler may, so at start a sync one costs a thread hop per resource."""
+    import inspect
+
+    import collection_operator.handlers.operator  # noqa: F401 - registers every handler
+
+    handlers = kopf.get_default_registry()._indexing.get_all_handlers()
+    assert len(handlers) == 5
+    assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []

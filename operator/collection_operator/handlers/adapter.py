@@ -128,7 +128,11 @@ async def _reconcile_collection(
 def indexed(body: Mapping[str, Any]) -> dict[str, Any]:
     """What an index keeps of a body: all the reconcilers read, without the server's managedFields and kopf's
     own annotations (its diff base repeats the spec). Those were about half of each body an index held, and
-    the indexes hold every resource for the operator's lifetime."""
+    the indexes hold every resource for the operator's lifetime.
+
+    The index functions themselves are `async def`: kopf runs a plain function in its thread pool, and at
+    start every index function of every resource runs before any handler may (3,000 thread hops for 1,000
+    VectorCollections)."""
     meta = body["metadata"]
     kept_meta = {k: v for k, v in meta.items() if k != "managedFields"}
     if annotations := meta.get("annotations"):

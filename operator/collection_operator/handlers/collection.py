@@ -19,7 +19,7 @@ TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM)
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)
-def vectorcollection_uids(uid: str, **_: Any) -> dict[str, bool]:
+async def vectorcollection_uids(uid: str, **_: Any) -> dict[str, bool]:
     """Every live VectorCollection's uid: an ownership marker naming another uid is a deleted resource's."""
     return {uid: True}
 
@@ -65,6 +65,6 @@ async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: A
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)
-def vectorcollection_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+async def vectorcollection_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     """VectorCollections by "namespace/name": what CollectionSnapshots take snapshots of."""
     return {f"{namespace}/{name}": indexed(body)}

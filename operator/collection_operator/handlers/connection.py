@@ -38,13 +38,15 @@ TICK_SECONDS = 1.0  # how often the daemon compares the client's report with sta
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def qdrantconnection_keys(namespace: str | None, name: str, **_: Any) -> dict[str, bool]:
+async def qdrantconnection_keys(namespace: str | None, name: str, **_: Any) -> dict[str, bool]:
     """Every QdrantConnection by "namespace/name", known before any handler runs (ConnectionRegistry.declared)."""
     return {f"{namespace}/{name}": True}
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)
-def collections_by_connection(namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[str, Any]:
+async def collections_by_connection(
+    namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any
+) -> dict[str, Any]:
     ref = spec.get("connectionRef") or {}
     return {f"{ref.get('namespace') or namespace}/{ref.get('name')}": indexed(body)}
 

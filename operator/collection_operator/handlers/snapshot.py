@@ -28,7 +28,7 @@ PLURAL = "collectionsnapshots"
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def snapshot_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
+async def snapshot_bodies(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     """CollectionSnapshots by "namespace/name": what VectorCollections restore from."""
     return {f"{namespace}/{name}": indexed(body)}
 
