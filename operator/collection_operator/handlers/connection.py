@@ -126,6 +126,9 @@ async def _existence_check(
     except QdrantError as exc:  # an outage: the health monitor reports it, and the re-sweep follows recovery
         log.debug("existence check of connection %s/%s failed: %s", runtime.namespace, runtime.name, exc)
         return
+    except Exception:  # e.g. a client replaced meanwhile: the next check uses the new one
+        log.exception("existence check of connection %s/%s failed", runtime.namespace, runtime.name)
+        return
     gone = [
         body
         for body in bodies
