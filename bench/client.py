@@ -85,6 +85,14 @@ def results_file(name: str, tier: str) -> Path:
     return RESULTS_DIR / (f"{name}.json" if tier == "dev" else f"{name}-{tier}.json")
 
 
+def write_results(name: str, tier: str, results: dict[str, Any]) -> Path:
+    """bench/results/<name>[-<tier>].json; its path."""
+    out = results_file(name, tier)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return out
+
+
 def start_server(tier: str, data_dir: Path) -> QdrantServer:
     """A Qdrant of the tier for one benchmark run; the real one is talked to directly (no counting proxy)."""
     return start_dev_server(data_dir) if tier == "dev" else start_real_server(data_dir, counted=False)
@@ -233,9 +241,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
                 }
         finally:
             server.close()
-    out = results_file("client", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("client", tier, results)
     _print(results, out)
     return results
 

@@ -14,7 +14,6 @@ Writes bench/results/endpoints-real.json. It reports; it never asserts timings.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import statistics
 import tempfile
@@ -29,7 +28,7 @@ from collection_operator.config import resolve
 from collection_operator.qdrant import Gateway, QdrantEndpoints, QdrantGateway, Search, VectorOperations
 from devenv import qdrant_real
 
-from .client import results_file
+from .client import write_results
 
 DIM = 64
 POINTS = 5000
@@ -119,9 +118,7 @@ async def main(tier: str = "real") -> dict[str, Any] | None:
         "ratio_1_endpoint_over_url_gateway": round(median["endpoints_1"] / median["gateway_1"], 2),
         "searches_per_endpoint_with_3": spread,
     }
-    out = results_file("endpoints", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("endpoints", tier, results)
     print(f"endpoints benchmark ({results['server']})")
     print(
         f"  search throughput, {CONCURRENCY} concurrent: 3 endpoints {median['endpoints_3']:.0f}/s vs 1 endpoint "

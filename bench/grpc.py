@@ -8,7 +8,6 @@ Prints ratios and writes bench/results/grpc-real.json. It reports; it never asse
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import statistics
 import tempfile
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 from qdrant_client import AsyncQdrantClient, models
 
-from bench.client import _concurrent, _ms, _p, _points, _timed, _vector, results_file, start_server
+from bench.client import _concurrent, _ms, _p, _points, _timed, _vector, start_server, write_results
 
 DIM = 64
 POINTS = 5000
@@ -87,9 +86,7 @@ async def main(tier: str = "real") -> dict[str, Any]:
             g["upsert_batched_100_points_per_s"] / r["upsert_batched_100_points_per_s"], 2
         )
     }
-    out = results_file("grpc", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("grpc", tier, results)
     print(f"REST vs gRPC through qdrant-client ({results['server']})")
     print(f"  REST: {r}")
     print(f"  gRPC: {g}")

@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.client import results_file, start_server
+from bench.client import start_server, write_results
 from bench.kube import CONCURRENCY, PLURAL, collection_body, connection_ready, control_plane, kubectl, operator_command
 from bench.operator import operator_in_thread
 from collection_operator.api import GROUP, VERSION
@@ -192,9 +192,7 @@ def _measure(tier: str) -> dict[str, Any]:
         "import_peak_rss_mib": import_costs(),
         "target_idle_mib": 100,
     }
-    out = results_file("memory", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("memory", tier, results)
     print(f"memory benchmark ({results['server']})")
     print(
         f"  per 1,000 collections: RSS +{results['rss_per_1000_mib']} MiB, of which live objects "

@@ -18,7 +18,6 @@ writes bench/results/operator.json (operator-real.json for the real tier). It re
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -35,7 +34,7 @@ import prometheus_client
 from kubernetes_asyncio import client, config
 from qdrant_client import AsyncQdrantClient
 
-from bench.client import results_file, start_server
+from bench.client import start_server, write_results
 from bench.kube import (
     BARE_BODY,
     CONCURRENCY,
@@ -254,9 +253,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
                 server.close()
     engine = "dev Qdrant (qdrant-edge engine)" if tier == "dev" else "real Qdrant 1.19.0 (release build)"
     results = {"server": f"{engine} on loopback; control plane {cp.KUBERNETES_VERSION}", **results}
-    out = results_file("operator", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("operator", tier, results)
     _print(results, out)
     return results
 

@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 from kubernetes_asyncio import client, config
 
-from bench.client import results_file, start_server
+from bench.client import results_file, start_server, write_results
 from bench.kube import ReadyWatch, collection_body, control_plane, kubectl, operator_command, venv_with
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
@@ -580,9 +580,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         "peer_results": peer,
         "ratio_peer_over_ours": {key: _ratio(peer.get(key), ours.get(key)) for key in RATIOS},
     }
-    out = results_file("peer", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("peer", tier, results)
     _print(results, out)
     return results
 

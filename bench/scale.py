@@ -49,7 +49,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 from qdrant_client import AsyncQdrantClient, models
 
-from bench.client import results_file, start_server
+from bench.client import start_server, write_results
 from bench.kube import (
     BARE_BODY,
     CONCURRENCY,
@@ -677,9 +677,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         "load_after": _uptime(),
         **results,
     }
-    out = results_file("scale", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("scale", tier, results)
     _print(results, out)
     return results
 

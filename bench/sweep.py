@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import json
 import os
 import pstats
 import statistics
@@ -35,7 +34,7 @@ from typing import Any
 import httpx
 from qdrant_client import AsyncQdrantClient
 
-from bench.client import describe, results_file, start_server
+from bench.client import describe, start_server, write_results
 from bench.kube import collection_body
 from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import OperatorSettings
@@ -86,9 +85,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
             results = await _run(tier, server.url, server)
         finally:
             server.close()
-    out = results_file("sweep", tier)
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results("sweep", tier, results)
     _print(results, out)
     return results
 
