@@ -41,7 +41,11 @@ class FakeQdrant:
             "points_count": 0,
             "segments_count": 1,
             "config": {
-                "params": {"vectors": body["vectors"], "replication_factor": body.get("replication_factor") or 1},
+                "params": {
+                    "vectors": body["vectors"],
+                    "replication_factor": body.get("replication_factor") or 1,
+                    **({"sparse_vectors": body["sparse_vectors"]} if "sparse_vectors" in body else {}),
+                },
                 "hnsw_config": body.get("hnsw_config", {"m": 16}),
                 "metadata": body.get("metadata"),
             },
@@ -58,6 +62,10 @@ class FakeQdrant:
             self.collections[name]["status"] = "yellow"  # re-indexing
         if "metadata" in body:
             config["metadata"] = {**(config.get("metadata") or {}), **body["metadata"]}
+        for vector, blocks in body.get("vectors", {}).items():
+            config["params"]["vectors"][vector].update(blocks)
+        for vector, params in body.get("sparse_vectors", {}).items():
+            config["params"]["sparse_vectors"][vector] = params
 
     async def delete_collection(self, name: str) -> None:
         self.collections.pop(name, None)
@@ -65,6 +73,20 @@ class FakeQdrant:
     async def list_collections(self) -> list[str]:
         self.reads.append("list_collections")
         return list(self.collections)
+
+    async def create_vector(self, name: str, vector: str, config: dict[str, Any]) -> None:
+        self.writes.append(f"add vector {name} {vector}")
+        params = self.collections[name]["config"]["params"]
+        if "dense" in config:
+            params["vectors"][vector] = dict(config["dense"])
+        else:
+            params.setdefault("sparse_vectors", {})[vector] = dict(config["sparse"])
+
+    async def delete_vector(self, name: str, vector: str) -> None:
+        self.writes.append(f"remove vector {name} {vector}")
+        params = self.collections[name]["config"]["params"]
+        params["vectors"].pop(vector, None)
+        (params.get("sparse_vectors") or {}).pop(vector, None)
 
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
         self.writes.append(f"index {name} {field}")
@@ -156,6 +178,7 @@ class FakeConnection:
     problem: str | None = None
     operations: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     topology: Topology | None = None  # a distributed Qdrant's peers
+    in_place_vectors: bool = False  # Qdrant 1.18+: named vectors added and removed in place
 
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces

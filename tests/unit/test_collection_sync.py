@@ -85,6 +85,45 @@ async def test_reindexing_changes_go_one_at_a_time_per_connection():
     assert q.collections["b"]["config"]["hnsw_config"]["m"] == 32
 
 
+async def test_vectors_are_added_first_and_removed_last():
+    q = FakeQdrant()
+    a, b = ({"name": n, "size": 4, "distance": "Dot"} for n in ("a", "b"))
+    first = await run(q, spec(vectors=[a, b], aliases=["x"]), target())
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
+    q.writes.clear()
+    c = {"name": "c", "size": 8, "distance": "Cosine", "hnsw": {"m": 8}}
+    changed = spec(vectors=[a, c], payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["x", "y"])
+
+    stalled = await run(q, changed, target(generation=2, status=status))  # a server older than 1.18
+    assert (stalled.verdict.state, stalled.verdict.reason) == ("Stalled", "ImmutableFieldChanged")
+    assert q.writes == []
+
+    outcome = await sync(
+        q, changed, target(generation=2, status=status), ConnectionGate(), lambda _: False, in_place_vectors=True
+    )
+    # The PATCH sets the new vector's HNSW, so the vector exists first; nothing is deleted before all else went through.
+    assert q.writes == [
+        "add vector docs c",
+        "update docs ['vectors']",
+        "index docs k",
+        "aliases",
+        "remove vector docs b",
+    ]
+    assert outcome.qdrant_writes == 5 and outcome.verdict.reason == "InSync" and outcome.reconciled
+    message = "added vector c to docs; removed vector b from docs (its data is gone)"
+    assert ("Warning", "VectorsChanged", message) in outcome.events
+    assert q.collections["docs"]["config"]["params"]["vectors"] == {
+        "a": {"size": 4, "distance": "Dot"},
+        "c": {"size": 8, "distance": "Cosine", "hnsw_config": {"m": 8}},
+    }
+    q.writes.clear()
+    done = {"appliedGeneration": 2, **outcome.status.to_patch()}
+    again = await sync(
+        q, changed, target(generation=2, status=done), ConnectionGate(), lambda _: False, in_place_vectors=True
+    )
+    assert q.writes == [] and again.events == [] and again.verdict.reason == "InSync"
+
+
 async def test_report_policy_does_not_recreate_a_deleted_collection():
     q = FakeQdrant()
     outcome = await run(q, spec(driftPolicy="Report"), target(status={"appliedGeneration": 1}))

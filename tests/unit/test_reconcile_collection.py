@@ -169,6 +169,115 @@ def test_adding_a_named_vector_is_immutable():
     assert p.immutable[0].path == "vectors" and not p.writes
 
 
+def dense(name: str, size: int = 4, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "size": size, "distance": "Dot", **fields}
+
+
+def named_live(*names: str, sparse: tuple[str, ...] = ()) -> dict[str, Any]:
+    s = spec(vectors=[dense(n) for n in names], sparseVectors=[{"name": n} for n in sparse])
+    return live_from(run(s, None).create)
+
+
+def test_vectors_added_and_removed_in_place_when_qdrant_supports_it():
+    info = named_live("a", "b", sparse=("s",))
+    c = dense("c", 8, distance="Cosine", hnsw={"m": 32}, onDisk=True, quantization={"disabled": True})
+    t = {"name": "t", "modifier": "Idf", "index": {"onDisk": True}}
+    p = run(spec(vectors=[dense("a"), c], sparseVectors=[{"name": "s"}, t]), info, in_place_vectors=True)
+    assert p.immutable == []
+    assert p.create_vectors == {
+        "c": {"dense": {"size": 8, "distance": "Cosine"}},
+        "t": {"sparse": {"modifier": "idf"}},
+    }
+    assert p.delete_vectors == ["b"]
+    # A new vector is created bare (Qdrant's VectorNameConfig); its settings follow in the PATCH.
+    assert p.update == {
+        "vectors": {"c": {"on_disk": True, "hnsw_config": {"m": 32}}},
+        "sparse_vectors": {"t": {"index": {"on_disk": True}, "modifier": "idf"}},
+    }
+    assert [d.path for d in p.drift] == ["vectors[c]", "sparseVectors[t]", "vectors[b]"]
+    assert p.writes and p.reindexes
+
+
+def test_vectors_as_qdrant_shows_them_after_the_change_are_in_sync():
+    info = named_live("a", "b")
+    s = spec(vectors=[dense("a"), dense("c", 8, hnsw={"m": 32})], sparseVectors=[{"name": "t", "modifier": "Idf"}])
+    p = run(s, info, in_place_vectors=True)
+    params = info["config"]["params"]
+    del params["vectors"]["b"]
+    params["vectors"]["c"] = {"size": 8, "distance": "Dot", "hnsw_config": {"m": 32}}  # created, then patched
+    params["sparse_vectors"] = {"t": {"modifier": "idf"}}
+    assert p.delete_vectors == ["b"]
+    again = run(s, info, in_place_vectors=True)
+    assert not again.writes and again.drift == [] and again.immutable == []
+
+
+def test_vector_set_changes_stay_immutable_without_support():
+    info = named_live("a", sparse=("s",))
+    for given in ({}, {"in_place_vectors": False}):
+        p = run(spec(vectors=[dense("a"), dense("b")], sparseVectors=[{"name": "s"}]), info, **given)
+        assert [d.as_status() for d in p.immutable] == [
+            {"field": "vectors", "desired": "['a', 'b']", "actual": "['a']"}
+        ]
+        assert not p.writes and p.create_vectors == {} and p.delete_vectors == []
+    p = run(spec(vectors=[dense("a")], sparseVectors=[{"name": "t"}]), info)
+    assert [d.path for d in p.immutable] == ["sparseVectors"] and not p.writes
+
+
+def test_unnamed_and_named_never_change_into_each_other():
+    unnamed = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}]), None).create)
+    p = run(spec(vectors=[dense("a")]), unnamed, in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}]), named_live("a"), in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+    # What Qdrant shows after a named vector was added to an unnamed collection behind the operator's back.
+    mixed = named_live("b")
+    mixed["config"]["params"]["vectors"][""] = {"size": 4, "distance": "Dot"}
+    p = run(spec(vectors=[dense("b"), dense("c")]), mixed, in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+
+
+def test_sparse_vectors_of_an_unnamed_collection_change_in_place():
+    s = spec(vectors=[{"size": 4, "distance": "Dot"}], sparseVectors=[{"name": "s"}])
+    info = live_from(run(s, None).create)
+    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], sparseVectors=[{"name": "t"}]), info, in_place_vectors=True)
+    assert p.create_vectors == {"t": {"sparse": {}}} and p.delete_vectors == ["s"] and p.immutable == []
+
+
+def test_a_name_never_moves_between_dense_and_sparse():
+    info = named_live("a", sparse=("s",))
+    p = run(spec(vectors=[dense("a"), dense("s")]), info, in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+    p = run(spec(vectors=[dense("a")], sparseVectors=[{"name": "a"}, {"name": "s"}]), info, in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["sparseVectors"] and not p.writes
+
+
+def test_an_empty_sparse_list_leaves_the_live_ones_alone():
+    p = run(spec(vectors=[dense("a"), dense("b")]), named_live("a", sparse=("s",)), in_place_vectors=True)
+    assert list(p.create_vectors) == ["b"] and p.delete_vectors == []
+
+
+def test_a_kept_vector_whose_size_changed_stalls_the_whole_plan():
+    p = run(spec(vectors=[dense("a", 8), dense("c")]), named_live("a", "b"), in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors[a].size"]
+    assert not p.writes and p.create_vectors == {} and p.delete_vectors == []
+
+
+def test_adopting_adds_vectors_but_never_deletes_them():
+    info = named_live("a", "b")
+    info["config"]["metadata"] = {}
+    p = run(spec(vectors=[dense("a")]), info, adopt=True, in_place_vectors=True)
+    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+    p = run(spec(vectors=[dense("a"), dense("b"), dense("c")]), info, adopt=True, in_place_vectors=True)
+    assert list(p.create_vectors) == ["c"] and p.update == {"metadata": {mapping.OWNER_KEY: MARKER}}
+
+
+def test_report_policy_lists_vector_changes_and_writes_nothing():
+    s = spec(vectors=[dense("a"), dense("c")], driftPolicy="Report")
+    p = run(s, named_live("a", "b"), in_place_vectors=True)
+    assert [d.path for d in p.drift] == ["vectors[c]", "vectors[b]"]
+    assert not p.writes and p.create_vectors == {} and p.delete_vectors == []
+
+
 def test_report_policy_lists_drift_and_writes_nothing():
     info = live_from(run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 16}), None).create)
     p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], hnsw={"m": 32}, driftPolicy="Report"), info)

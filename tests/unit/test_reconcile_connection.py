@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from collection_operator.api.connection import BreakerState, Health
-from collection_operator.qdrant import ConnectionReport
+from collection_operator.qdrant import ConnectionReport, EndpointReport
 from collection_operator.reconcile.connection import verdict
 
 
@@ -50,3 +50,30 @@ def report(
 def test_verdict(given: ConnectionReport, state: str, reason: str) -> None:
     v = verdict(given)
     assert (v.state, v.reason) == (state, reason)
+
+
+@pytest.mark.parametrize(
+    ("versions", "supported"),
+    [
+        (["1.19.0"], True),
+        (["1.18.0"], True),
+        (["v1.18.1-rc.1"], True),
+        (["1.17.9"], False),
+        (["0.99.0"], False),
+        ([None], False),  # not probed yet: as an old server
+        (["garbage"], False),
+        (["1.19.0", "1.19.0"], True),
+        (["1.19.0", "1.17.1"], False),  # a rolling upgrade: some nodes could not apply it
+        (["1.19.0", None], False),
+    ],
+)
+def test_in_place_vectors_need_qdrant_1_18_on_every_endpoint(versions: list[str | None], supported: bool) -> None:
+    single = report(Health.HEALTHY, versions[0])
+    if len(versions) == 1:
+        assert single.in_place_vectors is supported
+        return
+    endpoints = tuple(
+        EndpointReport(f"http://q{i}:6333", Health.HEALTHY, v, BreakerState.CLOSED, True, None)
+        for i, v in enumerate(versions)
+    )
+    assert dataclasses.replace(single, endpoints=endpoints).in_place_vectors is supported

@@ -370,13 +370,16 @@ class VectorCollectionSpec(WireModel):
     vectors: list[Vector] = Field(
         default_factory=list,
         max_length=16,
-        description="Dense vectors, keyed by name. Adding or removing one on an existing collection is Stalled.",
+        description="Dense vectors, keyed by name. On Qdrant 1.18+ a named one is added to or removed from an "
+        "existing collection in place (removing deletes its data); on older Qdrant that, and changing between one "
+        "unnamed vector and named ones, is Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     sparse_vectors: list[SparseVector] = Field(
         default_factory=list,
         max_length=16,
-        description="Sparse vectors, keyed by name.",
+        description="Sparse vectors, keyed by name. Added and removed in place as vectors are; an empty list "
+        "leaves the collection's sparse vectors alone.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     shard_number: int | None = Field(

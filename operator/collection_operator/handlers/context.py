@@ -51,6 +51,10 @@ class ConnectionRuntime:
     def topology(self) -> Topology | None:
         return self.gateway.report.topology
 
+    @property
+    def in_place_vectors(self) -> bool:
+        return self.gateway.report.in_place_vectors
+
     def not_ready(self) -> str | None:
         verdict = connection_verdict(self.gateway.report)
         return None if verdict.ready else f"{verdict.reason}: {verdict.message}"

@@ -21,6 +21,7 @@ class QdrantCollections:
 
     _aliases = TypeAdapter(list[models.AliasOperations])
     _operation: TypeAdapter[models.ClusterOperations] = TypeAdapter(models.ClusterOperations)
+    _vector: TypeAdapter[models.VectorNameConfig] = TypeAdapter(models.VectorNameConfig)
 
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
@@ -43,6 +44,12 @@ class QdrantCollections:
 
     async def list_collections(self) -> list[str]:
         return await self.gateway.list_collections()
+
+    async def create_vector(self, name: str, vector: str, config: dict[str, Any]) -> None:
+        await self.gateway.create_vector_name(name, vector, self._vector.validate_python(config))
+
+    async def delete_vector(self, name: str, vector: str) -> None:
+        await self.gateway.delete_vector_name(name, vector)
 
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
         params = TypeAdapter(models.PayloadSchemaParams).validate_python(schema)

@@ -11,7 +11,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 
 from ..config import ClientSettings
-from .errors import NotFound, QdrantError
+from .errors import AlreadyExists, InvalidRequest, NotFound, QdrantError
 
 
 @dataclass
@@ -98,6 +98,33 @@ class CollectionCalls:
         except NotFound:
             return False
         return bool(response.result)
+
+    async def create_vector_name(self, collection: str, vector: str, config: models.VectorNameConfig) -> None:
+        """PUT /collections/{name}/vectors/{vector} (Qdrant 1.18+): a new named dense or sparse vector, empty in
+        every existing point. Retried: Qdrant answers 200 again for a name that exists with the same config. A
+        name that exists with another config (or as the other kind) is a 400 "already exists ...": that is
+        InvalidRequest here, not the collection-level AlreadyExists that leads to an ownership check."""
+
+        async def create(client: AsyncQdrantClient) -> None:
+            wait = int(self.settings.timeouts.request_seconds)
+            await client.http.collections_api.create_vector_name(
+                collection, vector, wait=True, timeout=wait, vector_name_config=config
+            )
+
+        try:
+            await self.call("create_vector_name", create, idempotent=True)
+        except AlreadyExists as exc:
+            raise InvalidRequest(exc.message, status_code=exc.status_code) from None
+
+    async def delete_vector_name(self, collection: str, vector: str) -> None:
+        """DELETE /collections/{name}/vectors/{vector} (Qdrant 1.18+): the vector and its data in every point
+        are gone. Retried: Qdrant answers 200 for a vector that is not there (404 only for a missing collection)."""
+
+        async def delete(client: AsyncQdrantClient) -> None:
+            wait = int(self.settings.timeouts.request_seconds)
+            await client.http.collections_api.delete_vector_name(collection, vector, wait=True, timeout=wait)
+
+        await self.call("delete_vector_name", delete, idempotent=True)
 
     async def create_payload_index(
         self, collection: str, field: str, schema: models.PayloadSchemaType | models.PayloadSchemaParams

@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a resolved, allowed address stays trusted before the URL's host is resolved and checked again.
 ADDRESS_CHECK_SECONDS = 10.0
+# The first Qdrant that adds and removes named vectors of an existing collection (PUT/DELETE .../vectors/{name}).
+IN_PLACE_VECTORS_SINCE = (1, 18, 0)
+
+
+def version_at_least(version: str | None, minimum: tuple[int, int, int]) -> bool:
+    """Whether a server version ("1.19.0", "v1.18.1-rc.1") is at least `minimum`; an unknown one is not."""
+    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
+    return match is not None and tuple(int(part or 0) for part in match.groups()) >= minimum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +57,14 @@ class ConnectionReport:
     topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
     read_only: bool = False  # the API key may read but not write
     endpoints: tuple[EndpointReport, ...] = ()  # several endpoints (QdrantEndpoints): each one's own view
+
+    @property
+    def in_place_vectors(self) -> bool:
+        """Whether named vectors can be added to and removed from existing collections: every endpoint's server
+        is Qdrant 1.18 or newer (one not yet probed, or too old, makes it False: a mixed-version cluster
+        would apply the change on some nodes only)."""
+        versions = [endpoint.server_version for endpoint in self.endpoints] or [self.server_version]
+        return all(version_at_least(version, IN_PLACE_VECTORS_SINCE) for version in versions)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,11 +15,13 @@ from typing import Any
 
 from pydantic.alias_generators import to_camel
 
-from ..api.collection import DriftPolicy, VectorCollectionSpec
+from ..api.collection import DriftPolicy, SparseVector, Vector, VectorCollectionSpec
 from . import mapping
 
 # Leaves that Qdrant cannot change on an existing collection.
 IMMUTABLE_LEAVES = {"size", "distance", "datatype", "multivector_config", "shard_number", "sharding_method"}
+# A dense vector's settings a PATCH can change (a new vector is created without them).
+MUTABLE_VECTOR_BLOCKS = {"hnsw_config", "quantization_config", "on_disk"}
 # What Qdrant means when it leaves these out of GET /collections/{name}.
 LIVE_DEFAULTS = {"sharding_method": "auto", "datatype": "float32", "on_disk": False, "always_ram": False}
 # PATCH blocks that make Qdrant rebuild segments: one such change at a time per connection.
@@ -52,6 +54,9 @@ class Plan:
     drift: list[Difference] = field(default_factory=list)  # mutable differences found
     immutable: list[Difference] = field(default_factory=list)  # need a new collection: nothing is done
     alias_conflicts: list[str] = field(default_factory=list)  # declared aliases Qdrant cannot give us (see plan)
+    # Named vectors added (name -> VectorNameConfig) and removed, dense and sparse alike (Qdrant 1.18+).
+    create_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delete_vectors: list[str] = field(default_factory=list)
 
     @property
     def reindexes(self) -> bool:
@@ -59,7 +64,15 @@ class Plan:
 
     @property
     def writes(self) -> bool:
-        return bool(self.create or self.update or self.create_indexes or self.delete_indexes or self.alias_actions)
+        return bool(
+            self.create
+            or self.update
+            or self.create_indexes
+            or self.delete_indexes
+            or self.alias_actions
+            or self.create_vectors
+            or self.delete_vectors
+        )
 
 
 def owner_marker(namespace: str, name: str, uid: str) -> str:
@@ -132,12 +145,15 @@ def plan(
     collection: str,
     adopt: bool = False,
     collections: Collection[str] = (),
+    in_place_vectors: bool = False,
 ) -> Plan:
     """The minimal steps from `info` (None: the collection does not exist) to `spec`.
 
     live_aliases maps every alias on the server to its collection; managed_* are what the operator
     created earlier (status), the only ones it removes when they leave the spec; `collections` are the
     server's collection names (an alias can never take one). A plan with alias conflicts writes nothing.
+    `in_place_vectors`: the server adds and removes named vectors (Qdrant 1.18+); otherwise a changed set of
+    vector names is immutable.
     """
     spec = mapping.apply_preset(spec)
     out = Plan()
@@ -146,41 +162,53 @@ def plan(
         out.create = mapping.create_body(spec, marker)
         out.create_indexes = desired_indexes
     else:
-        _plan_update(spec, info, out, adopt, marker)
+        _plan_update(spec, info, out, adopt, marker, in_place_vectors)
         _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
     if spec.drift_policy == DriftPolicy.REPORT and info is not None:
         # Report: differences found in Qdrant are listed, never written.
         out.update, out.create_indexes, out.delete_indexes = {}, {}, []
+        out.create_vectors, out.delete_vectors = {}, []
     if out.immutable:
         out.update, out.create_indexes, out.delete_indexes = {}, {}, []
+        out.create_vectors, out.delete_vectors = {}, []
         return out
     _plan_aliases(spec.aliases, collection, live_aliases, managed_aliases, out, set(collections) | {collection})
     if out.alias_conflicts:
         out.create, out.update, out.create_indexes, out.delete_indexes, out.alias_actions = None, {}, {}, [], []
+        out.create_vectors, out.delete_vectors = {}, []
     return out
 
 
-def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, adopt: bool, marker: str) -> None:
+def _plan_update(
+    spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, adopt: bool, marker: str, in_place_vectors: bool
+) -> None:
     config = info.get("config") or {}
     params = config.get("params") or {}
     desired = mapping.desired_config(spec, marker)
     live_vectors = params.get("vectors") or {}
     want_vectors = desired.pop("vectors")
     unnamed = "size" in want_vectors
-    if unnamed != ("size" in live_vectors) or (not unnamed and want_vectors.keys() != live_vectors.keys()):
-        out.immutable.append(Difference("vectors", _vector_names(want_vectors), _vector_names(live_vectors)))
-        return
     want_sparse = desired.pop("sparse_vectors", {})
     live_sparse = params.get("sparse_vectors") or {}
-    if want_sparse and want_sparse.keys() != live_sparse.keys():
-        out.immutable.append(Difference("sparseVectors", sorted(want_sparse), sorted(live_sparse)))
-        return
+    shape_changed = unnamed != ("size" in live_vectors)  # unnamed <-> named: never in place
+    dense_changed = not unnamed and want_vectors.keys() != live_vectors.keys()
+    sparse_changed = bool(want_sparse) and want_sparse.keys() != live_sparse.keys()
+    if shape_changed or dense_changed or sparse_changed:
+        live_dense = {} if unnamed else live_vectors
+        if shape_changed or not in_place_vectors or not _plan_vector_set(spec, live_dense, live_sparse, adopt, out):
+            if shape_changed or dense_changed:
+                out.immutable.append(Difference("vectors", _vector_names(want_vectors), _vector_names(live_vectors)))
+            else:
+                out.immutable.append(Difference("sparseVectors", sorted(want_sparse), sorted(live_sparse)))
+            return
 
     comparisons: list[tuple[list[str], Any, Any]] = []
     for name, wanted in ({"": want_vectors} if unnamed else want_vectors).items():
         live = live_vectors if unnamed else live_vectors.get(name)
-        comparisons += [(["vectors", name, *p[2:]], d, a) for p, d, a in _leaves(wanted, live, ["vectors", name])]
-    comparisons += _leaves(want_sparse, live_sparse, ["sparse_vectors"])
+        if name not in out.create_vectors:
+            comparisons += [(["vectors", name, *p[2:]], d, a) for p, d, a in _leaves(wanted, live, ["vectors", name])]
+    common_sparse = {name: wanted for name, wanted in want_sparse.items() if name not in out.create_vectors}
+    comparisons += _leaves(common_sparse, live_sparse, ["sparse_vectors"])
     for key in ("shard_number", "sharding_method", "replication_factor", "write_consistency_factor", "on_disk_payload"):
         if key in desired:
             comparisons += _leaves(desired[key], params.get(key), ["params", key])
@@ -203,6 +231,47 @@ def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, ad
             _add_to_patch(out.update, path, spec, unnamed, desired)
     if adopt:
         out.update["metadata"] = {mapping.OWNER_KEY: marker}
+
+
+def _plan_vector_set(
+    spec: VectorCollectionSpec, live_dense: dict[str, Any], live_sparse: dict[str, Any], adopt: bool, out: Plan
+) -> bool:
+    """Named vectors the spec adds or drops, planned in place (Qdrant 1.18+): each new one created, then its
+    index, quantization and storage settings set by the PATCH; each one the spec no longer has deleted, with
+    its data. `live_dense` is empty for an unnamed vector (unchanged here: only sparse ones may change).
+
+    False (immutable, nothing planned) for "" among named vectors (what Qdrant leaves after a named vector is
+    added to an unnamed collection), for a name that would change between dense and sparse (never a delete
+    and re-create of a name the spec still has), and when adopting a collection with vectors the spec lacks
+    (the operator never declared them: their data is not its to drop). Sparse vectors count only when the
+    spec lists some, as everywhere else."""
+    if "" in live_dense:
+        return False
+    dense = {v.name: v for v in spec.vectors if v.name}
+    sparse = {s.name: s for s in spec.sparse_vectors}
+    added: list[Vector | SparseVector] = [v for n, v in dense.items() if n not in live_dense]
+    added += [s for n, s in sparse.items() if n not in live_sparse]
+    removed = [n for n in live_dense if n not in dense]
+    removed += [n for n in (live_sparse if sparse else {}) if n not in sparse]
+    if any(v.name in (live_sparse if isinstance(v, Vector) else live_dense) for v in added) or (adopt and removed):
+        return False
+    for v in added:
+        path = f"{'vectors' if isinstance(v, Vector) else 'sparseVectors'}[{v.name}]"
+        config = mapping.vector_name_config(v)
+        out.create_vectors[v.name] = config
+        out.drift.append(Difference(path, next(iter(config.values())), None))
+        if isinstance(v, SparseVector):
+            if v.index is not None:  # the whole block, as for a sparse vector that drifted
+                out.update.setdefault("sparse_vectors", {})[v.name] = mapping.sparse_vector(v)
+            continue
+        tuning = {k: x for k, x in mapping.vector(v).items() if k in MUTABLE_VECTOR_BLOCKS and x != "Disabled"}
+        if tuning:
+            out.update.setdefault("vectors", {})[v.name] = tuning
+    for name in removed:
+        kind = "vectors" if name in live_dense else "sparseVectors"
+        out.delete_vectors.append(name)
+        out.drift.append(Difference(f"{kind}[{name}]", None, (live_dense if kind == "vectors" else live_sparse)[name]))
+    return True
 
 
 def _vector_names(vectors: dict[str, Any]) -> list[str]:

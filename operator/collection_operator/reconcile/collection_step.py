@@ -127,6 +127,7 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
         owner_alive=env.owner_alive,
         write_slot=runtime.operations,
         cluster=cluster,
+        in_place_vectors=runtime.in_place_vectors,
     )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")

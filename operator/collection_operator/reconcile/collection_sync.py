@@ -110,18 +110,22 @@ async def sync(
     owner_alive: Callable[[str], bool],
     write_slot: AbstractAsyncContextManager[Any] | None = None,
     cluster: Cluster | None = None,
+    in_place_vectors: bool = False,
 ) -> CollectionOutcome:
     """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded);
-    `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor."""
+    `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor;
+    `in_place_vectors`: the server adds and removes named vectors (Qdrant 1.18+, see plan)."""
     name = collection_name(spec, target.name)
     slot = write_slot or nullcontext()
     try:
         try:
             # A resource whose collection was never seen most likely has none yet: create before looking,
             # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.seen_in_qdrant)
+            outcome = await _sync(
+                gateway, spec, target, gate, owner_alive, name, slot, target.seen_in_qdrant, in_place_vectors
+            )
         except AlreadyExists:
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, True, in_place_vectors)
             outcome.create_conflicts += 1
         if outcome.reconciled and (cluster is not None or spec.shard_keys):
             outcome = await _placement(gateway, spec, target, name, slot, cluster, outcome)
@@ -202,6 +206,7 @@ async def _sync(
     name: str,
     write_slot: AbstractAsyncContextManager[Any],
     observe: bool,
+    in_place_vectors: bool = False,
 ) -> CollectionOutcome:
     key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
@@ -260,6 +265,7 @@ async def _sync(
         collection=name,
         adopt=adopt,
         collections=names,
+        in_place_vectors=in_place_vectors,
     )
     if p.alias_conflicts:
         held = ", ".join(
@@ -303,6 +309,8 @@ async def _sync(
             outcome.drift_corrected += 1
         else:
             outcome.event("Created", f"created collection {name}")
+    if p.create_vectors or p.delete_vectors:
+        outcome.event("VectorsChanged", _vector_changes(name, p), warning=bool(p.delete_vectors))
     if p.update and info is not None:
         spec_changed = target.status.get("appliedGeneration") != target.generation
         if spec_changed or adopt:
@@ -357,7 +365,12 @@ async def _create(gateway: CollectionsPort, name: str, p: Plan, target: Target) 
 
 
 async def _apply(gateway: CollectionsPort, name: str, p: Plan) -> int:
+    """New vectors first (the PATCH may tune them), removed vectors last (nothing is destroyed before the
+    rest of the plan went through)."""
     writes = 0
+    for vector, config in p.create_vectors.items():
+        await gateway.create_vector(name, vector, config)
+        writes += 1
     if p.update:
         await gateway.update_collection(name, p.update)
         writes += 1
@@ -370,7 +383,24 @@ async def _apply(gateway: CollectionsPort, name: str, p: Plan) -> int:
     if p.alias_actions:
         await gateway.update_aliases(p.alias_actions)
         writes += 1
+    for vector in p.delete_vectors:
+        log.warning("collection %s: removing vector %s, which the spec no longer has, and its data", name, vector)
+        await gateway.delete_vector(name, vector)
+        writes += 1
     return writes
+
+
+def _vector_changes(name: str, p: Plan) -> str:
+    """The VectorsChanged Event: "added vector x to docs; removed vector y (its data is gone)"."""
+
+    def listed(names: list[str]) -> str:
+        return f"vector{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+    changes = [f"added {listed(list(p.create_vectors))} to {name}"] if p.create_vectors else []
+    if p.delete_vectors:
+        gone = "its data is" if len(p.delete_vectors) == 1 else "their data is"
+        changes.append(f"removed {listed(p.delete_vectors)} from {name} ({gone} gone)")
+    return "; ".join(changes)
 
 
 def _status(

@@ -91,6 +91,15 @@ def sparse_vector(s: SparseVector) -> dict[str, Any]:
     return _compact({"index": index or None, "modifier": s.modifier.lower() if s.modifier else None})
 
 
+def vector_name_config(v: Vector | SparseVector) -> dict[str, Any]:
+    """The VectorNameConfig of PUT /collections/{name}/vectors/{vector}: only what defines the vector space
+    (index, quantization and storage are changed afterwards with a PATCH)."""
+    if isinstance(v, SparseVector):
+        return {"sparse": _compact({"modifier": v.modifier.lower() if v.modifier else None})}
+    dense = vector(v)
+    return {"dense": {k: dense[k] for k in ("size", "distance", "datatype", "multivector_config") if k in dense}}
+
+
 def optimizers(o: Optimizers | None) -> dict[str, Any] | None:
     if o is None:
         return None

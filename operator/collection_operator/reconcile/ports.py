@@ -27,6 +27,14 @@ class CollectionsPort(Protocol):
     async def list_collections(self) -> list[str]:
         """Every collection name on the server."""
 
+    async def create_vector(self, name: str, vector: str, config: dict[str, Any]) -> None:
+        """PUT /collections/{name}/vectors/{vector} with a VectorNameConfig ({"dense": ...} or {"sparse": ...});
+        Qdrant 1.18+. Succeeds when the vector exists with the same config."""
+
+    async def delete_vector(self, name: str, vector: str) -> None:
+        """DELETE /collections/{name}/vectors/{vector}, dense or sparse: its data is gone. Qdrant 1.18+.
+        Succeeds when the vector is not there."""
+
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None: ...
 
     async def delete_payload_index(self, name: str, field: str) -> None: ...
@@ -94,6 +102,11 @@ class ConnectionPort(Protocol):
     @property
     def topology(self) -> Topology | None:
         """A distributed Qdrant's peers as of the last health probe; None for a single node."""
+
+    @property
+    def in_place_vectors(self) -> bool:
+        """The server adds and removes named vectors of an existing collection (Qdrant 1.18+); False while
+        its version is unknown."""
 
     def allows(self, namespace: str) -> bool: ...
 
