@@ -97,6 +97,8 @@ class QdrantDevApp(ServiceRoutes, CollectionRoutes, SnapshotRoutes, PointUpdateR
             r("GET", "/collections/{collection_name}/exists", self.collection_exists),
             r("GET", "/collections/{collection_name}/aliases", self.collection_aliases),
             r("GET", "/collections/{collection_name}/cluster", self.collection_cluster),
+            r("PUT", "/collections/{collection_name}/vectors/{vector_name}", self.create_vector_name, write=True),
+            r("DELETE", "/collections/{collection_name}/vectors/{vector_name}", self.delete_vector_name, write=True),
             r("PUT", "/collections/{collection_name}/index", self.create_index, write=True),
             r("DELETE", "/collections/{collection_name}/index/{field_name}", self.delete_index, write=True),
             r("GET", "/collections/{collection_name}/snapshots", self.list_snapshots),

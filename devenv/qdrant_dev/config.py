@@ -87,7 +87,13 @@ def updated_config(config: m.CollectionConfig, req: m.UpdateCollection) -> tuple
         for name, params in req.sparse_vectors.items():
             if name not in sparse:
                 raise wrong_input(f"Not existing vector name error: {name}")
-            sparse[name] = params
+            # Merged field by field, as Qdrant does: a PATCH of the index keeps the modifier and the datatype.
+            have = sparse[name]
+            index = have.index
+            if params.index is not None:
+                given = params.index.model_dump(exclude_none=True)
+                index = index.model_copy(update=given) if index else params.index
+            sparse[name] = m.SparseVectorParams(index=index, modifier=params.modifier or have.modifier)
         new.params.sparse_vectors = sparse
         reindex = True
     if req.strict_mode_config is not None:
@@ -116,3 +122,65 @@ def _set_vector_params(config: m.CollectionConfig, name: str, params: m.VectorPa
         config.params.vectors = {**config.params.vectors, name: params}
     else:
         config.params.vectors = params
+
+
+def with_vector(config: m.CollectionConfig, name: str, req: Any) -> m.CollectionConfig | None:
+    """PUT /collections/{name}/vectors/{vector} (a DenseVectorNameConfig or SparseVectorNameConfig) on the
+    config, checked as Qdrant 1.19 checks it (collection/vector_name_schema.rs): None when the name exists with the
+    same schema (Qdrant answers 200 and changes nothing), else the new config. A name taken with another schema,
+    or by the other kind, is a 400. Only the schema is stored (index, quantization and storage come from a PATCH);
+    a named vector added to an unnamed collection turns its vectors into a map holding the unnamed one under "",
+    as in Qdrant."""
+    new = config.model_copy(deep=True)
+    params = new.params
+    vectors = params.vectors
+    dense = {"": vectors} if isinstance(vectors, m.VectorParams) else dict(vectors or {})
+    sparse = dict(params.sparse_vectors or {})
+    if isinstance(req, m.DenseVectorNameConfig):
+        want = req.dense
+        datatype = m.Datatype(want.datatype.value) if want.datatype else None
+        if name in dense:
+            have = dense[name]
+            same = (have.size, have.distance, have.multivector_config, have.datatype) == (
+                want.size,
+                want.distance,
+                want.multivector_config,
+                datatype,
+            )
+            if not same:
+                raise wrong_input(f"Vector `{name}` already exists with a different configuration")
+            return None
+        if name in sparse:
+            raise wrong_input(f"Vector `{name}` already exists as a sparse vector")
+        dense[name] = m.VectorParams(
+            size=want.size, distance=want.distance, datatype=datatype, multivector_config=want.multivector_config
+        )
+        params.vectors = dense
+        return new
+    want_sparse = req.sparse
+    datatype = m.Datatype(want_sparse.datatype.value) if want_sparse.datatype else None
+    if name in sparse:
+        have_sparse = sparse[name]
+        if (have_sparse.modifier, have_sparse.index.datatype if have_sparse.index else None) != (
+            want_sparse.modifier,
+            datatype,
+        ):
+            raise wrong_input(f"Sparse vector `{name}` already exists with a different configuration")
+        return None
+    if name in dense:
+        raise wrong_input(f"Vector `{name}` already exists as a dense vector")
+    index = m.SparseIndexParams(datatype=datatype) if datatype else None
+    sparse[name] = m.SparseVectorParams(index=index, modifier=want_sparse.modifier)
+    params.sparse_vectors = sparse
+    return new
+
+
+def without_vector(config: m.CollectionConfig, name: str) -> m.CollectionConfig:
+    """DELETE /collections/{name}/vectors/{vector}: the name is dropped from the dense and the sparse vectors; a
+    name that is not there changes nothing (Qdrant answers 200)."""
+    new = config.model_copy(deep=True)
+    if isinstance(new.params.vectors, dict):
+        new.params.vectors = {n: v for n, v in new.params.vectors.items() if n != name}
+    if new.params.sparse_vectors:
+        new.params.sparse_vectors = {n: v for n, v in new.params.sparse_vectors.items() if n != name}
+    return new

@@ -126,6 +126,25 @@ def edge_config(config: m.CollectionConfig) -> qe.EdgeConfig:
     )
 
 
+def create_vector_op(name: str, req: m.DenseVectorNameConfig | m.SparseVectorNameConfig) -> Any:
+    """The engine's own CreateVectorName for PUT /collections/{name}/vectors/{vector}, as a factory (one
+    operation per shard)."""
+    if isinstance(req, m.DenseVectorNameConfig):
+        d = req.dense
+        distance = _enum(qe.Distance, d.distance)
+        datatype = _enum(qe.VectorStorageDatatype, d.datatype, _DATATYPES) if d.datatype else None
+        multivector = (
+            qe.MultiVectorConfig(_enum(qe.MultiVectorComparator, d.multivector_config.comparator, _COMPARATORS))
+            if d.multivector_config
+            else None
+        )
+        return lambda: qe.UpdateOperation.create_dense_vector(name, d.size, distance, multivector, datatype)
+    s = req.sparse
+    modifier = qe.Modifier.Idf if s.modifier == m.Modifier.IDF else None
+    sparse_datatype = _enum(qe.VectorStorageDatatype, s.datatype, _DATATYPES) if s.datatype else None
+    return lambda: qe.UpdateOperation.create_sparse_vector(name, modifier, sparse_datatype)
+
+
 _SCHEMA_PARAMS = {
     "keyword": qe.KeywordIndexParams,
     "integer": qe.IntegerIndexParams,

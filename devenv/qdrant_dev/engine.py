@@ -30,7 +30,7 @@ from qdrant_client.http import models as m
 
 from devenv.qdrant_dev import convert
 from devenv.qdrant_dev.collection import Collection
-from devenv.qdrant_dev.config import default_config, updated_config
+from devenv.qdrant_dev.config import default_config, updated_config, with_vector, without_vector
 from devenv.qdrant_dev.errors import ApiError, not_found, wrong_input
 from devenv.qdrant_dev.optimizer import OptimizerMixin
 from devenv.qdrant_dev.snapshots import SnapshotsMixin
@@ -156,6 +156,40 @@ class Engine(OptimizerMixin, SnapshotsMixin):
         self.aliases = {a: c for a, c in self.aliases.items() if c != name}
         self._save_aliases()
         return True
+
+    # ------------------------------------------------------------ named vectors (Qdrant 1.18+)
+
+    def create_vector_name(
+        self, name: str, vector: str, req: m.DenseVectorNameConfig | m.SparseVectorNameConfig
+    ) -> None:
+        """The engine adds the vector to every segment in place (empty in each existing point) and to each shard's
+        own config, as Qdrant's shards do: no rebuild, every point kept."""
+        coll = self.resolve(name)
+        config = with_vector(coll.config, vector, req)
+        if config is None:
+            return
+        try:
+            convert.edge_config(config)
+            make_op = convert.create_vector_op(vector, req)
+        except ValueError as exc:
+            raise wrong_input(str(exc)) from exc
+        coll.apply_all(make_op)
+        self._schema_changed(coll, config)
+
+    def delete_vector_name(self, name: str, vector: str) -> None:
+        """Drops the vector and its data from every point; a name that is not there changes nothing."""
+        coll = self.resolve(name)
+        coll.apply_all(lambda: qe.UpdateOperation.delete_vector_name(vector))
+        self._schema_changed(coll, without_vector(coll.config, vector))
+
+    @staticmethod
+    def _schema_changed(coll: Collection, config: m.CollectionConfig) -> None:
+        coll.config = config
+        coll.save()
+        # An optimisation running on a copy made before the change would swap in shards without it (and shards
+        # whose stored config no longer matches collection.json do not open): its result is dropped and it runs
+        # again on the current shards.
+        coll.generation += 1
 
     # ------------------------------------------------------------ payload indexes
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pydantic
 from qdrant_client.http import models as m
 from starlette.requests import Request
 
@@ -69,6 +70,22 @@ class CollectionRoutes(RouteHandlers):
             "shard_transfers": [],
         }
 
+    async def create_vector_name(self, request: Request, collection_name: str, vector_name: str) -> Any:
+        _check_vector_name(vector_name)
+        req = _vector_name_config(await _body(request, _json_value))
+        if isinstance(req, m.DenseVectorNameConfig) and not 1 <= req.dense.size <= 65536:
+            raise ApiError(
+                422,
+                f"Validation error in JSON body: [dense.size: value {req.dense.size} invalid, must be from 1 to 65536]",
+            )
+        self.engine.create_vector_name(collection_name, vector_name, req)
+        return self._update_result(request)
+
+    async def delete_vector_name(self, request: Request, collection_name: str, vector_name: str) -> Any:
+        _check_vector_name(vector_name)
+        self.engine.delete_vector_name(collection_name, vector_name)
+        return self._update_result(request)
+
     async def create_index(self, request: Request, collection_name: str) -> Any:
         self.engine.create_index(collection_name, await _body(request, m.CreateFieldIndex))
         return self._update_result(request)
@@ -76,6 +93,37 @@ class CollectionRoutes(RouteHandlers):
     async def delete_index(self, request: Request, collection_name: str, field_name: str) -> Any:
         self.engine.delete_index(collection_name, field_name)
         return self._update_result(request)
+
+
+_json_value: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+
+
+def _vector_name_config(data: Any) -> m.DenseVectorNameConfig | m.SparseVectorNameConfig:
+    """Qdrant's untagged enum: the first variant whose key is there wins ("dense" before "sparse"), other keys
+    are ignored."""
+    for key, model in (("dense", m.DenseVectorNameConfig), ("sparse", m.SparseVectorNameConfig)):
+        if isinstance(data, dict) and key in data:
+            try:
+                return model.model_validate({key: data[key]})
+            except pydantic.ValidationError:
+                pass
+    raise ApiError(400, "Format error in JSON body: data did not match any variant of untagged enum VectorNameConfig")
+
+
+# Qdrant 1.19's common::validation: vector names become directory names.
+_INVALID_NAME_CHARS = ("<", ">", ":", '"', "/", "\\", "|", "?", "*", "\0", "\x1f")
+
+
+def _check_vector_name(name: str) -> None:
+    if len(name.encode()) > 200:
+        raise ApiError(
+            422, "Validation error in path parameters: [vector_name: vector name must be at most 200 bytes long]"
+        )
+    bad = next((c for c in _INVALID_NAME_CHARS if c in name), None)
+    if bad is not None:
+        raise ApiError(
+            422, f'Validation error in path parameters: [vector_name: vector name cannot contain "{bad}" char]'
+        )
 
 
 def _validate_vectors(vectors: Any) -> None:
