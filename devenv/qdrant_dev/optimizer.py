@@ -76,6 +76,12 @@ class OptimizerMixin:
             replay = coll.replay
             coll.replay = None
             coll.close()
+            # The copy's fresh WAL would number the next operations from 1 again, and a segment skips any
+            # operation numbered at or below its own version: updates of existing points (and vector name
+            # changes) were silently dropped after every optimisation. The live WAL keeps the numbering.
+            for i in range(coll.shard_count):
+                shutil.rmtree(work / str(i) / "wal", ignore_errors=True)
+                (coll.shards_dir / str(i) / "wal").rename(work / str(i) / "wal")
             old = coll.path / "shards.old"
             coll.shards_dir.rename(old)
             work.rename(coll.shards_dir)

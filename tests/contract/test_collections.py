@@ -235,6 +235,10 @@ def test_patch_reindexes_yellow_then_green(client: QdrantClient, qdrant_server, 
     assert isinstance(info.config.quantization_config, m.ScalarQuantization)
     assert info.points_count == 300 and info.indexed_vectors_count == 300
     assert client.count(name).count == 300
+    # Writes after the re-index reach the rebuilt segments (the dev server once swapped in a fresh WAL whose
+    # operation numbers were below the segments' versions: every update of an existing point was skipped).
+    client.upsert(name, [m.PointStruct(id=0, vector=[1.0] * DIM, payload={"after": "reindex"})], wait=True)
+    assert client.retrieve(name, [0], with_payload=True)[0].payload == {"after": "reindex"}
 
     if qdrant_server.is_dev:
         indexed = [s for s in _segment_configs(qdrant_server.data_dir, name) if s["index"]["type"] == "hnsw"]

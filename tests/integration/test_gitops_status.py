@@ -146,8 +146,8 @@ def spec(collection: str, connection: str = "main", **more: Any) -> dict[str, An
 
 
 def test_collection_lifecycle(cluster, connection, qdrant_server):
-    """Applied, Ready, an in-place change while Qdrant re-indexes, a vector added (Stalled), reverted,
-    paused (and changed while paused), resumed, unmanaged."""
+    """Applied, Ready, an in-place change while Qdrant re-indexes, the named vector made unnamed (Stalled),
+    reverted, paused (and changed while paused), resumed, unmanaged."""
     with recording(cluster, VC, "docs") as versions:
         cluster.apply("VectorCollection", "docs", spec(cluster.namespace))
         cluster.wait_condition(VC, "docs", "InSync")
@@ -156,9 +156,9 @@ def test_collection_lifecycle(cluster, connection, qdrant_server):
             cluster.wait_condition(VC, "docs", "Optimizing", status="True", type_="Reconciling")
         observed(cluster, VC, "docs")
         cluster.wait_condition(VC, "docs", "InSync")
-        added = spec(cluster.namespace, hnsw={"m": 32})
-        added["vectors"].append({"name": "b", "size": 4, "distance": "Dot"})
-        cluster.apply("VectorCollection", "docs", added)
+        unnamed = spec(cluster.namespace, hnsw={"m": 32})
+        unnamed["vectors"] = [{"size": 4, "distance": "Dot"}]  # a vector added would be added in place (1.18+)
+        cluster.apply("VectorCollection", "docs", unnamed)
         cluster.wait_condition(VC, "docs", "ImmutableFieldChanged", type_="Stalled")
         cluster.apply("VectorCollection", "docs", spec(cluster.namespace, hnsw={"m": 32}))
         cluster.wait_condition(VC, "docs", "InSync")

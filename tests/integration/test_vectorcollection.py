@@ -220,21 +220,100 @@ def test_deletion_policy(cluster, connection, qdrant_server, policy):
 
 def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qdrant_server):
     name = unique("immut")
-    spec = {
-        "connectionRef": {"name": "main"},
-        "collectionName": name,
-        "vectors": [{"name": "a", "size": 4, "distance": "Dot"}],
-    }
+    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
     cluster.apply("VectorCollection", "immut", spec)
     cluster.wait_condition(PLURAL, "immut", "InSync")
-    # CEL cannot see that a vector added to an existing collection needs a new one: the operator can.
-    two = {**spec, "vectors": [*spec["vectors"], {"name": "b", "size": 4, "distance": "Dot"}], "hnsw": {"m": 8}}
-    cluster.apply("VectorCollection", "immut", two)
+    # CEL cannot see that the unnamed vector made a named one needs a new collection: the operator can.
+    named = {**spec, "vectors": [{"name": "a", "size": 4, "distance": "Dot"}], "hnsw": {"m": 8}}
+    cluster.apply("VectorCollection", "immut", named)
     body = cluster.wait_condition(PLURAL, "immut", "ImmutableFieldChanged", type_="Stalled")
     assert "vectors" in cluster.condition(PLURAL, "immut", "Stalled")["message"]
     live = qdrant_collection(qdrant_server, name)
-    assert list(live["config"]["params"]["vectors"]) == ["a"] and live["config"]["hnsw_config"]["m"] == 16
+    assert live["config"]["params"]["vectors"] == {"size": 4, "distance": "Dot"}
+    assert live["config"]["hnsw_config"]["m"] == 16
     assert (body["status"]["observedGeneration"], body["status"]["appliedGeneration"]) == (2, 1)
+
+
+def vector_events(cluster: Any, resource: str) -> list[tuple[str, str]]:
+    events = cluster.kubectl("get", "events", "--field-selector", f"involvedObject.name={resource}", "-o", "json")
+    return [(e["type"], e["message"]) for e in json.loads(events)["items"] if e["reason"] == "VectorsChanged"]
+
+
+def test_named_vectors_added_and_removed_in_place(cluster, connection, qdrant_server):
+    """Qdrant 1.18+ (both tiers report 1.19.0): vectors added to and removed from the spec are added to and
+    removed from the collection, which keeps its points and their other vectors."""
+    name = unique("vecs")
+    spec = {
+        "connectionRef": {"name": "main"},
+        "collectionName": name,
+        "vectors": [{"name": "a", "size": 4, "distance": "Dot"}, {"name": "b", "size": 3, "distance": "Cosine"}],
+        "sparseVectors": [{"name": "s"}],
+    }
+    cluster.apply("VectorCollection", "vecs", spec)
+    cluster.wait_condition(PLURAL, "vecs", "InSync")
+    points = [
+        {
+            "id": i,
+            "vector": {
+                "a": [float(i), 1.0, 0.0, 0.5],
+                "b": [1.0, float(i), 0.0],
+                "s": {"indices": [i], "values": [0.5]},
+            },
+            "payload": {"n": i},
+        }
+        for i in (1, 2, 3)
+    ]
+    with qdrant_server.http(timeout=30) as http:
+        http.put(f"/collections/{name}/points", params={"wait": "true"}, json={"points": points}).raise_for_status()
+
+    def retrieved() -> dict[int, dict[str, Any]]:
+        with qdrant_server.http(timeout=30) as http:
+            body = {"ids": [1, 2, 3], "with_vector": True, "with_payload": True}
+            reply = http.post(f"/collections/{name}/points", json=body)
+            reply.raise_for_status()
+            return {p["id"]: p for p in reply.json()["result"]}
+
+    before = retrieved()
+
+    def applied(generation: int) -> dict[str, Any] | None:
+        body = cluster.get(PLURAL, "vecs")
+        status = body.get("status") or {}
+        done = status.get("appliedGeneration") == generation == body["metadata"]["generation"]
+        return body if done and cluster.condition(PLURAL, "vecs")["reason"] == "InSync" else None
+
+    qdrant_server.reset_requests()
+    added = {
+        **spec,
+        "vectors": [*spec["vectors"], {"name": "c", "size": 5, "distance": "Euclid", "hnsw": {"m": 8}}],
+        "sparseVectors": [{"name": "s"}, {"name": "t", "modifier": "Idf"}],
+    }
+    cluster.apply("VectorCollection", "vecs", added)
+    wait_for(lambda: applied(2), 90, "the vectors to be added")
+    params = qdrant_collection(qdrant_server, name)["config"]["params"]
+    assert sorted(params["vectors"]) == ["a", "b", "c"]
+    assert (params["vectors"]["c"]["size"], params["vectors"]["c"]["distance"]) == (5, "Euclid")
+    assert params["vectors"]["c"]["hnsw_config"]["m"] == 8  # created bare, then tuned by the PATCH
+    assert params["sparse_vectors"] == {"s": {}, "t": {"modifier": "idf"}}
+    assert retrieved() == before, "the points keep every vector and payload they had"
+    assert qdrant_server.count("PUT", "/collections/{collection_name}/vectors/{vector_name}") == 2
+    assert qdrant_server.count("DELETE", "/collections/{collection_name}/vectors/{vector_name}") == 0
+    assert vector_events(cluster, "vecs") == [("Normal", f"added vectors c, t to {name}")]
+
+    removed = {
+        **added,
+        "vectors": [added["vectors"][0], added["vectors"][2]],
+        "sparseVectors": [added["sparseVectors"][1]],
+    }
+    cluster.apply("VectorCollection", "vecs", removed)
+    body = wait_for(lambda: applied(3), 90, "the vectors to be removed")
+    params = qdrant_collection(qdrant_server, name)["config"]["params"]
+    assert sorted(params["vectors"]) == ["a", "c"] and params["sparse_vectors"] == {"t": {"modifier": "idf"}}
+    after = retrieved()
+    assert {i: p["vector"] for i, p in after.items()} == {i: {"a": p["vector"]["a"]} for i, p in before.items()}
+    assert {i: p["payload"] for i, p in after.items()} == {i: {"n": i} for i in (1, 2, 3)}
+    assert qdrant_server.count("DELETE", "/collections/{collection_name}/vectors/{vector_name}") == 2
+    assert ("Warning", f"removed vectors b, s from {name} (their data is gone)") in vector_events(cluster, "vecs")
+    assert body["status"].get("drift", []) == [] and cluster.condition(PLURAL, "vecs", "Stalled")["status"] == "False"
 
 
 def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_server):

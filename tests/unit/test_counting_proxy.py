@@ -22,6 +22,9 @@ from tests.fixtures.counting_proxy import template
         ("/collections/docs/snapshots/recover", "/collections/{collection_name}/snapshots/recover"),
         ("/collections/docs/snapshots/docs-1.snapshot", "/collections/{collection_name}/snapshots/{snapshot_name}"),
         ("/collections/docs/cluster", "/collections/{collection_name}/cluster"),
+        ("/collections/docs/vectors/title", "/collections/{collection_name}/vectors/{vector_name}"),
+        ("/collections/docs/points/vectors", "/collections/{collection_name}/points/vectors"),
+        ("/collections/docs/points/vectors/delete", "/collections/{collection_name}/points/vectors/delete"),
     ],
 )
 def test_template(path: str, expected: str) -> None:
