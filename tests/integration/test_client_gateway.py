@@ -17,6 +17,8 @@ from collection_operator.config import ClientSettings, resolve
 from collection_operator.qdrant import (
     CircuitOpen,
     ConnectionReport,
+    InvalidRequest,
+    NotFound,
     OutcomeUnknown,
     PoolExhausted,
     QdrantGateway,
@@ -67,6 +69,30 @@ async def running(own_server: QdrantServer) -> AsyncIterator[QdrantServer]:
     if not own_server.running:
         await asyncio.to_thread(own_server.start)
     own_server.clear_faults()
+
+
+async def test_vector_name_calls_are_safe_to_repeat(qdrant_server: QdrantServer) -> None:
+    """Both are retried (idempotent): Qdrant answers a repeated create with the same config, and a delete of a
+    vector that is not there, with 200. A conflicting create is InvalidRequest, never AlreadyExists (which would
+    send the reconciler to look for a collection created meanwhile)."""
+    name = f"gw-vectors-{time.monotonic_ns()}"
+    dense = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(size=3, distance=models.Distance.COSINE))
+    async with gateway_for(qdrant_server, "vectors") as gateway:
+        vectors = {"a": models.VectorParams(size=4, distance=models.Distance.DOT)}
+        await gateway.create_collection(name, models.CreateCollection(vectors=vectors))
+        try:
+            await gateway.create_vector_name(name, "b", dense)
+            await gateway.create_vector_name(name, "b", dense)
+            other = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(size=5, distance=models.Distance.DOT))
+            with pytest.raises(InvalidRequest, match="already exists with a different configuration"):
+                await gateway.create_vector_name(name, "b", other)
+            await gateway.delete_vector_name(name, "b")
+            await gateway.delete_vector_name(name, "b")
+            assert set((await gateway.get_collection(name)).config.params.vectors or {}) == {"a"}  # type: ignore[arg-type]
+            with pytest.raises(NotFound):
+                await gateway.delete_vector_name(f"{name}-missing", "b")
+        finally:
+            await gateway.delete_collection(name)
 
 
 async def test_idempotent_call_is_retried_through_injected_503s(running: QdrantServer) -> None:
