@@ -45,7 +45,7 @@ class FakeQdrant:
                 "params": {
                     "vectors": body["vectors"],
                     "replication_factor": body.get("replication_factor") or 1,
-                    **({"shard_number": body["shard_number"]} if "shard_number" in body else {}),
+                    "shard_number": body.get("shard_number", 1),
                 },
                 "hnsw_config": body.get("hnsw_config", {"m": 16}),
                 "metadata": body.get("metadata"),
@@ -106,7 +106,6 @@ class FakeQdrant:
         self.writes.append(f"shard key {name} {key}")
         view = self.views.setdefault(name, {"peer_id": 1, "local_shards": [], "remote_shards": []})
         view["local_shards"].append({"shard_id": len(view["local_shards"]), "shard_key": key, "state": "Active"})
-
 
     def put_points(self, name: str, points: dict[int, dict[str, Any]]) -> None:
         self.points.setdefault(name, {}).update(copy.deepcopy(points))

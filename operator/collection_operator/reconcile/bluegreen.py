@@ -171,6 +171,16 @@ async def _owned(gateway: CollectionsPort, collection: str, target: Target) -> b
     return None if info is None else ownership(info, target.marker)[0] == Ownership.OURS
 
 
+async def _fits(gateway: CollectionsPort, spec: VectorCollectionSpec, target: Target, collection: str) -> bool:
+    """`collection` exists, is this resource's, and has every setting of the spec that Qdrant cannot change."""
+    info = await gateway.get_collection(collection)
+    if info is None or ownership(info, target.marker)[0] != Ownership.OURS:
+        return False
+    return not plan(
+        spec, info, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=collection
+    ).immutable
+
+
 async def _tidy(gateway: CollectionsPort, target: Target, served: str, outcome: CollectionOutcome) -> None:
     """After a switch: delete the previous collection once the rollback window is over, and a half-built one a
     changed spec abandoned; only collections this resource created."""
@@ -232,7 +242,9 @@ async def _migrate(
             ),
             status(**observed),
         )
-    if target.status.get("previousCollection") == want and await _owned(gateway, want, target):
+    previous = target.status.get("previousCollection")
+    if previous and previous != served and await _fits(gateway, spec, target, previous):
+        want = previous
         actions = [f"switch alias {name} back from {served} to {want} (rollback, nothing is copied)"]
         planned = plan_status(target, actions, migration="Rollback")
         if (held := held_for_approval(spec, target, planned)) is not None:
@@ -336,7 +348,7 @@ async def _copy(
     later pass that changed nothing, with equal exact counts."""
     vectors = _carried_vectors(info, spec)
     deadline = time.monotonic() + COPY_BUDGET_SECONDS
-    while time.monotonic() < deadline:
+    while True:  # at least one page per reconcile
         start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
         async with slot:
             if m.get("pruning"):
@@ -350,21 +362,13 @@ async def _copy(
         if m.get("passes", 1) > 1:
             m["passChanges"] = m.get("passChanges", 0) + changed
         m["resumeFrom"] = None if following is None else json.dumps(following)
-        if following is not None:
-            continue
-        if m.get("passes", 1) == 1 or not m.get("pruning"):
-            if m.get("passes", 1) == 1:
-                m.update(passes=2, passChanges=0, phase="CatchingUp")
-            else:
-                m["pruning"] = True
-            continue
-        m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
-        if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
+        if following is None and not await _pass_over(gateway, m, served, want):
             await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
             gate.release(f"{target.namespace}/{target.name}")
             outcome.event("Switched", f"{name} now points at {want} ({m['targetPoints']} points copied and verified)")
             return outcome
-        m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
+        if time.monotonic() >= deadline:
+            break
     outcome.verdict = Verdict(
         State.RECONCILING,
         "Migrating",
@@ -373,6 +377,22 @@ async def _copy(
     )
     outcome.requeue_after = COPY_RECHECK_SECONDS
     return with_fields(outcome, migration=m)
+
+
+async def _pass_over(gateway: CollectionsPort, m: dict[str, Any], served: str, want: str) -> bool:
+    """A (sub-)pass reached the end: start the next one and return True, or return False when the copy is done: a
+    catch-up pass changed nothing and both collections hold exactly as many points."""
+    if m.get("passes", 1) == 1:
+        m.update(passes=2, passChanges=0, phase="CatchingUp")
+        return True
+    if not m.get("pruning"):
+        m["pruning"] = True
+        return True
+    m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
+    if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
+        return False
+    m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
+    return True
 
 
 async def _await_reembedding(
