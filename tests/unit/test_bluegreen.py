@@ -8,7 +8,7 @@ import pytest
 
 from collection_operator.api import VectorCollectionSpec
 from collection_operator.reconcile import bluegreen
-from collection_operator.reconcile.bluegreen import physical_name, sync_blue_green
+from collection_operator.reconcile.bluegreen import CopyPace, physical_name, sync_blue_green
 from collection_operator.reconcile.collection import Difference
 from collection_operator.reconcile.collection_sync import ConnectionGate, Target, sync
 from tests.fakes import FakeQdrant
@@ -32,6 +32,7 @@ class Resource:
         self.generation = 1
         self.approved: str | None = None
         self.events: list[str] = []
+        self.pace = CopyPace()
 
     def change(self, **fields: Any) -> None:
         self.spec = spec(**fields)
@@ -40,7 +41,10 @@ class Resource:
     async def reconcile(self) -> Any:
         t = Target("ns", "docs", "u1", self.generation, "ns/main", dict(self.status), approved=self.approved)
         run = sync_blue_green if self.status.get("physicalCollection") or _blue(self.spec) else sync
-        outcome = await run(self.q, self.spec, t, self.gate, owner_alive=lambda m: True)
+        if run is sync:
+            outcome = await sync(self.q, self.spec, t, self.gate, owner_alive=lambda m: True)
+        else:
+            outcome = await sync_blue_green(self.q, self.spec, t, self.gate, lambda m: True, pace=self.pace)
         for key, value in outcome.status.to_patch().items():
             if value is None:
                 self.status.pop(key, None)
@@ -101,11 +105,10 @@ async def test_a_new_resource_is_created_behind_its_alias():
     assert r.status["physicalCollection"] == physical and r.status["collectionName"] == "docs"
 
 
-async def test_shard_number_change_copies_switches_and_rolls_back_within_the_window(monkeypatch):
-    monkeypatch.setattr(bluegreen, "COPY_BUDGET_SECONDS", 0.0)  # one page per reconcile: progress is visible
-    monkeypatch.setattr(bluegreen, "COPY_PAGE", 300)
+async def test_shard_number_change_copies_switches_and_rolls_back_within_the_window():
     q = FakeQdrant()
     r = Resource(q, spec(aliases=["docs-current"]))
+    r.pace = CopyPace(page_points=300, seconds=0.0)  # one page per reconcile: progress is visible
     await r.settle()
     blue = r.status["physicalCollection"]
     q.put_points(blue, POINTS)
@@ -138,11 +141,10 @@ async def test_shard_number_change_copies_switches_and_rolls_back_within_the_win
     assert "previousCollection" not in r.status and blue in q.collections
 
 
-async def test_a_restarted_operator_resumes_where_the_status_says(monkeypatch):
-    monkeypatch.setattr(bluegreen, "COPY_BUDGET_SECONDS", 0.0)
-    monkeypatch.setattr(bluegreen, "COPY_PAGE", 100)
+async def test_a_restarted_operator_resumes_where_the_status_says():
     q = FakeQdrant()
     r = Resource(q, spec())
+    r.pace = CopyPace(page_points=100, seconds=0.0)
     await r.settle()
     q.put_points(r.status["physicalCollection"], POINTS)
     r.change(shardNumber=3)
@@ -150,7 +152,7 @@ async def test_a_restarted_operator_resumes_where_the_status_says(monkeypatch):
         await r.reconcile()
     assert r.status["migration"]["resumeFrom"] == "401"
     restarted = Resource(q, r.spec, ConnectionGate())  # a new process: only the status survives
-    restarted.status, restarted.generation = dict(r.status), r.generation
+    restarted.status, restarted.generation, restarted.pace = dict(r.status), r.generation, r.pace
     await restarted.settle()
     copied = sum(int(w.split()[-1]) for w in q.writes if w.startswith("copy") and w.split()[-1] != "0")
     assert copied == 1000, "no page of the first pass was copied twice"

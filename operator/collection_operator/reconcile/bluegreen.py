@@ -4,7 +4,7 @@ builds the next version beside the one in use, fills it (points copied, or re-em
 switches the alias in one atomic request. The previous version is kept for the rollback window.
 
 Every step is level-based and resumable: where a copy stands lives in status.migration, and one reconcile copies
-for at most COPY_BUDGET_SECONDS before it writes its progress and asks to run again. Writes to the collection
+for at most CopyPace.seconds before it writes its progress and asks to run again. Writes to the collection
 during a copy are carried over by catch-up passes (see docs/blue-green.md for the contract)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,11 +40,18 @@ from .ports import CollectionsPort
 
 COPY = "Copy"
 REEMBED = "Reembed"
-COPY_PAGE = 256  # points per scroll/upsert
-COPY_BUDGET_SECONDS = 5.0  # copying per reconcile, then the progress is written and the reconcile runs again
 COPY_RECHECK_SECONDS = 0.2
 REEMBED_RECHECK_SECONDS = 10.0
 SWITCH_RECHECK_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CopyPace:
+    """How a copy proceeds (operator settings migration_page_points, migration_copy_seconds): points per page, and
+    how long one reconcile copies before its progress is written to status and it runs again."""
+
+    page_points: int = 256
+    seconds: float = 5.0
 
 
 def physical_name(spec: VectorCollectionSpec, name: str) -> str:
@@ -107,10 +115,12 @@ async def sync_blue_green(
     owner_alive: Callable[[str], bool],
     write_slot: AbstractAsyncContextManager[Any] | None = None,
     cluster: Cluster | None = None,
+    pace: CopyPace | None = None,
 ) -> CollectionOutcome:
     name = collection_name(spec, target.name)
     try:
-        outcome = await _blue_green(gateway, spec, target, gate, owner_alive, write_slot or nullcontext(), cluster)
+        slot = write_slot or nullcontext()
+        outcome = await _blue_green(gateway, spec, target, gate, owner_alive, slot, cluster, pace or CopyPace())
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
@@ -124,6 +134,7 @@ async def _blue_green(
     owner_alive: Callable[[str], bool],
     slot: AbstractAsyncContextManager[Any],
     cluster: Cluster | None,
+    pace: CopyPace,
 ) -> CollectionOutcome:
     name = collection_name(spec, target.name)
     want = physical_name(spec, name)
@@ -161,7 +172,7 @@ async def _blue_green(
             await _tidy(gateway, target, served, outcome)
         return with_fields(outcome, physical_collection=None if plain else served)
     return await _migrate(
-        gateway, spec, target, gate, slot, name, served, want, plain, info, changes.immutable, aliases
+        gateway, spec, target, gate, slot, pace, name, served, want, plain, info, changes.immutable, aliases
     )
 
 
@@ -211,6 +222,7 @@ async def _migrate(
     target: Target,
     gate: ConnectionGate,
     slot: AbstractAsyncContextManager[Any],
+    pace: CopyPace,
     name: str,
     served: str,
     want: str,
@@ -323,7 +335,7 @@ async def _migrate(
         ).model_dump(by_alias=True, mode="json")
     if mode == COPY:
         return await _copy(
-            gateway, spec, target, gate, slot, outcome, migration, name, served, want, plain, info, aliases
+            gateway, spec, target, gate, slot, pace, outcome, migration, name, served, want, plain, info, aliases
         )
     return await _await_reembedding(gateway, spec, target, outcome, migration, name, served, want, plain, aliases)
 
@@ -334,6 +346,7 @@ async def _copy(
     target: Target,
     gate: ConnectionGate,
     slot: AbstractAsyncContextManager[Any],
+    pace: CopyPace,
     outcome: CollectionOutcome,
     m: dict[str, Any],
     name: str,
@@ -343,20 +356,20 @@ async def _copy(
     info: dict[str, Any],
     aliases: dict[str, str],
 ) -> CollectionOutcome:
-    """Copy pages for up to COPY_BUDGET_SECONDS. Pass 1 upserts every point; each later pass writes only points
+    """Copy pages for up to `pace.seconds`. Pass 1 upserts every point; each later pass writes only points
     missing or different in the target, then deletes those gone from the source. The switch comes after a
     later pass that changed nothing, with equal exact counts."""
     vectors = _carried_vectors(info, spec)
-    deadline = time.monotonic() + COPY_BUDGET_SECONDS
+    deadline = time.monotonic() + pace.seconds
     while True:  # at least one page per reconcile
         start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
         async with slot:
             if m.get("pruning"):
-                _, changed, following = await gateway.prune_points(served, want, start, COPY_PAGE)
+                _, changed, following = await gateway.prune_points(served, want, start, pace.page_points)
             else:
                 catching_up = m.get("passes", 1) > 1
                 _, changed, following = await gateway.copy_points(
-                    served, want, start, COPY_PAGE, vectors=vectors, only_changed=catching_up
+                    served, want, start, pace.page_points, vectors=vectors, only_changed=catching_up
                 )
                 m["copiedPoints"] = m.get("copiedPoints", 0) + changed
         if m.get("passes", 1) > 1:

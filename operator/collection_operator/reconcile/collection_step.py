@@ -5,14 +5,14 @@ that honours deletionPolicy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
 
 from ..api.base import PREFIX
 from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
-from .bluegreen import physical_collections, sync_blue_green
+from .bluegreen import CopyPace, physical_collections, sync_blue_green
 from .collection import Ownership, owner_marker, ownership
 from .collection_sync import (
     APPROVE_PLAN,
@@ -80,6 +80,7 @@ class Environment:
     restores: RestoreTracker
     owner_alive: Callable[[str], bool]  # is the VectorCollection of this uid still there?
     snapshots: Callable[[str], Mapping[str, Any] | None]  # CollectionSnapshot body by "namespace/name"
+    pace: CopyPace = field(default_factory=CopyPace)  # of BlueGreen copies
 
 
 def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
@@ -133,15 +134,15 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     blue_green = spec.change_policy.immutable == ImmutableChanges.BLUE_GREEN or bool(
         observed.status.get("physicalCollection")
     )
-    outcome = await (sync_blue_green if blue_green else sync)(
-        runtime.collections,
-        spec,
-        target,
-        env.gates.setdefault(key, ConnectionGate()),
-        owner_alive=env.owner_alive,
-        write_slot=runtime.operations,
-        cluster=cluster,
-    )
+    gate = env.gates.setdefault(key, ConnectionGate())
+    if blue_green:
+        outcome = await sync_blue_green(
+            runtime.collections, spec, target, gate, env.owner_alive, runtime.operations, cluster, env.pace
+        )
+    else:
+        outcome = await sync(
+            runtime.collections, spec, target, gate, env.owner_alive, write_slot=runtime.operations, cluster=cluster
+        )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")
         with_fields(outcome, restored_from=restored)
