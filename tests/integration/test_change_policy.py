@@ -151,6 +151,12 @@ def test_shard_number_change_is_blue_green_and_queries_through_the_name_never_fa
     assert "migration" not in body["status"]
     assert events(cluster, "Switched") and events(cluster, "MigrationStarted")
 
+    cluster.apply("VectorCollection", "bg", {**spec, "shardNumber": 2, "deletionPolicy": "Delete"})
+    cluster.wait_condition(VC, "bg", "InSync")
+    cluster.kubectl("delete", VC, "bg", "--timeout=60s")
+    assert collection(qdrant_server, green) is None and collection(qdrant_server, blue) is None
+    assert name not in aliases(qdrant_server) and f"{name}-current" not in aliases(qdrant_server)
+
 
 def test_vector_size_change_waits_for_reembedding_is_switched_on_approval_and_rolls_back(
     cluster, connection, qdrant_server

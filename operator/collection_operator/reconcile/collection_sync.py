@@ -40,6 +40,7 @@ from .collection import (
 )
 from .outcome import Outcome, State, Verdict, outcome_for
 from .ports import CollectionsPort
+from .status import AWAITING_APPROVAL
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def held_for_approval(spec: VectorCollectionSpec, target: Target, planned: PlanS
     waiting = Outcome(
         Verdict(
             State.RECONCILING,
-            "AwaitingApproval",
+            AWAITING_APPROVAL,
             f"plan {planned.hash} waits for approval ({planned.summary}): kubectl annotate vectorcollection "
             f"{target.name} {APPROVE_PLAN}={planned.hash} --overwrite",
         ),
