@@ -158,6 +158,50 @@ def test_shard_number_change_is_blue_green_and_queries_through_the_name_never_fa
     assert name not in aliases(qdrant_server) and f"{name}-current" not in aliases(qdrant_server)
 
 
+def test_a_plain_collection_moves_to_the_alias_layout_and_the_unresolved_moment_is_measured(
+    cluster, connection, qdrant_server
+):
+    """A collection made under Reject is a plain collection; its first BlueGreen migration must delete it before
+    its name can become an alias. Queries run through the name all along; the gap is reported."""
+    import re
+
+    name = unique("plain")
+    spec = base_spec(name, vectors=[{"size": 8, "distance": "Dot"}], shardNumber=1)
+    cluster.apply("VectorCollection", "plain", spec)
+    cluster.wait_condition(VC, "plain", "InSync")
+    fill(qdrant_server, name, 5000, 8)
+    stop, answered, failed = threading.Event(), [0], []
+
+    def query() -> None:
+        client = qdrant_server.client(timeout=10)
+        while not stop.is_set():
+            try:
+                client.query_points(name, query=[0.5] * 8, limit=1)
+                answered[0] += 1
+            except Exception as exc:  # every failure counts
+                failed.append(f"{type(exc).__name__} {getattr(exc, 'status_code', '')} {exc}")
+        client.close()
+
+    worker = threading.Thread(target=query, daemon=True)
+    worker.start()
+    cluster.apply("VectorCollection", "plain", {**spec, "shardNumber": 2, "changePolicy": {"immutable": "BlueGreen"}})
+    wait_for(lambda: name in aliases(qdrant_server), 180, "the name to become an alias")
+    body = cluster.wait_condition(VC, "plain", "InSync", timeout=60)
+    stop.set()
+    worker.join(15)
+    gap = re.search(r"did not resolve for (\d+) ms", " ".join(events(cluster, "NameUnresolved")))
+    assert gap is not None
+    print(
+        f"\n[{qdrant_server.tier}] plain -> alias layout: the name did not resolve for {gap.group(1)} ms; "
+        f"{len(failed)} of {answered[0] + len(failed)} back-to-back queries through the name failed"
+    )
+    green = body["status"]["physicalCollection"]
+    assert aliases(qdrant_server)[name] == green and "previousCollection" not in body["status"]
+    with qdrant_server.http(timeout=30) as http:
+        assert http.post(f"/collections/{green}/points/count", json={"exact": True}).json()["result"]["count"] == 5000
+    assert all(" 404 " in f for f in failed), failed[:3]  # the name missing for that moment, nothing else
+
+
 def test_vector_size_change_waits_for_reembedding_is_switched_on_approval_and_rolls_back(
     cluster, connection, qdrant_server
 ):
