@@ -119,11 +119,14 @@ async def test_shard_number_change_copies_switches_and_rolls_back_within_the_win
     assert first.verdict.reason == "Migrating" and q.aliases["docs"] == blue, "the name stays until the switch"
     assert r.status["plan"]["migration"] == "Copy" and r.status["plan"]["phase"] == "Applying"
     assert r.status["migration"]["resumeFrom"] == "301" and r.status["migration"]["copiedPoints"] == 300
-    q.put_points(blue, {5000: {"vector": [1.0, 0.0, 0.0, 0.0], "payload": {"late": True}}})  # a write mid-copy
+    # Writes mid-copy, behind the cursor (points 1 and 2 are copied already) and ahead of it.
+    q.put_points(blue, {1: {"vector": [9.0, 1.0, 0.0, 0.0], "payload": {"n": 1, "edited": True}}})
+    del q.points[blue][2]
+    q.put_points(blue, {5000: {"vector": [1.0, 0.0, 0.0, 0.0], "payload": {"late": True}}})
     outcome = await r.settle()
     assert outcome.verdict.reason == "InSync", outcome.verdict
     assert q.aliases == {"docs": green, "docs-current": green}
-    assert q.points[green] == q.points[blue] and len(q.points[green]) == 1001, "the late write was caught up"
+    assert q.points[green] == q.points[blue] and len(q.points[green]) == 1000, "the catch-up pass carried them"
     assert r.status["previousCollection"] == blue and r.status["rollbackUntil"]
     assert q.collections[green]["config"]["params"]["shard_number"] == 2
     assert {"MigrationStarted", "Switched"} <= set(r.events)

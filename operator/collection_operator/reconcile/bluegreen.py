@@ -295,13 +295,6 @@ async def _migrate(
     if abandoned and abandoned not in (want, served) and await _owned(gateway, abandoned, target):
         await gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
         outcome.event("MigrationAbandoned", f"the spec changed again: deleted the unfinished {abandoned}")
-    if mode == COPY and not gate.admit(key):
-        outcome.verdict = Verdict(
-            State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
-        )
-        outcome.requeue_after = REEMBED_RECHECK_SECONDS
-        return outcome
-
     owned = await _owned(gateway, want, target)
     if owned is False:
         return Outcome(
@@ -312,6 +305,12 @@ async def _migrate(
             ),
             status(**observed),
         )
+    if mode == COPY and not gate.admit(key):
+        outcome.verdict = Verdict(
+            State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
+        )
+        outcome.requeue_after = REEMBED_RECHECK_SECONDS
+        return outcome
     if owned is None or not started:
         if owned is None:
             new = plan(
