@@ -257,3 +257,18 @@ async def test_a_collection_not_ours_is_never_migrated():
     r = Resource(q, spec(shardNumber=2, onExisting="Adopt"))
     outcome = await r.reconcile()
     assert outcome.verdict.reason == "AlreadyExists" and list(q.collections) == ["docs"]
+
+
+async def test_the_cost_estimate_counts_the_points_and_the_vectors_re_indexed():
+    q = FakeQdrant()
+    manual = {"changePolicy": {"approval": "Manual"}}
+    named = [{"name": "a", "size": 4, "distance": "Dot"}, {"name": "b", "size": 4, "distance": "Dot"}]
+    r = Resource(q, spec(**manual, vectors=named))
+    await r.settle()
+    q.collections["docs"]["points_count"] = 100
+    r.change(**manual, vectors=[{**named[0], "hnsw": {"m": 8}}, named[1]])
+    await r.reconcile()
+    assert r.status["plan"]["estimatedVectors"] == 100, "one named vector re-indexed"
+    r.change(**manual, vectors=named, hnsw={"m": 8})
+    await r.reconcile()
+    assert r.status["plan"]["estimatedVectors"] == 200, "every vector re-indexed"

@@ -27,6 +27,7 @@ from ..qdrant import Topology
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
 from . import replication
 from .collection import (
+    REINDEXING_BLOCKS,
     Difference,
     Ownership,
     Plan,
@@ -364,7 +365,10 @@ async def _sync(
     planned = None
     if actions:
         reindex = p.reindexes and info is not None
-        planned = plan_status(target, actions, reindex=reindex, cost=estimated_vectors(info) if reindex else None)
+        # Only the named vectors PATCHed are re-indexed when nothing collection-wide changes.
+        touched = len(p.update["vectors"]) if p.update.keys() & REINDEXING_BLOCKS == {"vectors"} else None
+        cost = estimated_vectors(info, touched) if reindex else None
+        planned = plan_status(target, actions, reindex=reindex, cost=cost)
         if reindex and (waiting := held_for_approval(spec, target, planned)) is not None:
             return with_fields(waiting, **observed_status(info)) if info is not None else waiting
     if p.reindexes and info is not None:
