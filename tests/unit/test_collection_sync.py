@@ -124,6 +124,39 @@ async def test_vectors_are_added_first_and_removed_last():
     assert q.writes == [] and again.events == [] and again.verdict.reason == "InSync"
 
 
+async def test_manual_approval_holds_a_plan_that_removes_a_vector():
+    q = FakeQdrant()
+    a, b = ({"name": n, "size": 4, "distance": "Dot"} for n in ("a", "b"))
+    manual = {"changePolicy": {"approval": "Manual"}}
+    first = await run(q, spec(vectors=[a, b], **manual), target())
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
+    c = {"name": "c", "size": 8, "distance": "Cosine"}
+
+    def gen(n: int, approved: str | None = None) -> Target:
+        return Target("ns", "docs", "u1", n, "ns/main", status, approved=approved)
+
+    added = await sync(
+        q, spec(vectors=[a, b, c], **manual), gen(2), ConnectionGate(), lambda _: False, in_place_vectors=True
+    )
+    assert added.verdict.reason == "InSync", "adding a vector destroys nothing: no approval"
+    assert added.status.plan is not None and added.status.plan.actions == [
+        "add vector c {'size': 8, 'distance': 'Cosine'}"
+    ]
+    status = {"appliedGeneration": 2, **added.status.to_patch()}
+    q.writes.clear()
+    held = await sync(
+        q, spec(vectors=[a, c], **manual), gen(3), ConnectionGate(), lambda _: False, in_place_vectors=True
+    )
+    assert held.verdict.reason == "AwaitingApproval" and q.writes == []
+    assert held.status.plan is not None and held.status.plan.actions == ["remove vector b and its data"]
+    approved = held.status.plan.hash
+    done = await sync(
+        q, spec(vectors=[a, c], **manual), gen(3, approved), ConnectionGate(), lambda _: False, in_place_vectors=True
+    )
+    assert done.verdict.reason == "InSync" and q.writes == ["remove vector docs b"]
+    assert [e[1] for e in done.events] == ["PlanApproved", "VectorsChanged"]
+
+
 async def test_report_policy_does_not_recreate_a_deleted_collection():
     q = FakeQdrant()
     outcome = await run(q, spec(driftPolicy="Report"), target(status={"appliedGeneration": 1}))
