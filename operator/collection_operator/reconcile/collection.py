@@ -21,7 +21,13 @@ from . import mapping
 # Leaves that Qdrant cannot change on an existing collection.
 IMMUTABLE_LEAVES = {"size", "distance", "datatype", "multivector_config", "shard_number", "sharding_method"}
 # What Qdrant means when it leaves these out of GET /collections/{name}.
-LIVE_DEFAULTS = {"sharding_method": "auto", "datatype": "float32", "on_disk": False, "always_ram": False}
+LIVE_DEFAULTS = {
+    "sharding_method": "auto",
+    "datatype": "float32",
+    "on_disk": False,
+    "always_ram": False,
+    "enabled": False,  # strict mode: absent is off
+}
 # PATCH blocks that make Qdrant rebuild segments: one such change at a time per connection.
 REINDEXING_BLOCKS = {"vectors", "hnsw_config", "quantization_config", "sparse_vectors", "optimizers_config"}
 
@@ -83,6 +89,18 @@ def _same(desired: Any, actual: Any) -> bool:
     return bool(desired == actual)
 
 
+def _same_json(desired: Any, actual: Any) -> bool:
+    """Equal as JSON values: 1 and 1.0 are one number, true is not 1, objects compare whole."""
+    if isinstance(desired, dict) and isinstance(actual, dict):
+        return desired.keys() == actual.keys() and all(_same_json(v, actual[k]) for k, v in desired.items())
+    if isinstance(desired, list) and isinstance(actual, list):
+        return len(desired) == len(actual) and all(map(_same_json, desired, actual))
+    numbers = (int, float)
+    if type(desired) in numbers and type(actual) in numbers:
+        return bool(desired == actual)
+    return type(desired) is type(actual) and bool(desired == actual)
+
+
 def _spec_path(qdrant_path: list[str]) -> str:
     names = {
         "hnsw_config": "hnsw",
@@ -90,6 +108,7 @@ def _spec_path(qdrant_path: list[str]) -> str:
         "optimizers_config": "optimizers",
         "quantization_config": "quantization",
         "multivector_config": "multivector",
+        "strict_mode_config": "strict_mode",
         "params": None,
     }
     out = ""
@@ -132,6 +151,7 @@ def plan(
     collection: str,
     adopt: bool = False,
     collections: Collection[str] = (),
+    managed_metadata: Collection[str] = (),
 ) -> Plan:
     """The minimal steps from `info` (None: the collection does not exist) to `spec`.
 
@@ -147,6 +167,7 @@ def plan(
         out.create_indexes = desired_indexes
     else:
         _plan_update(spec, info, out, adopt, marker)
+        _plan_metadata(spec.metadata, (info.get("config") or {}).get("metadata") or {}, managed_metadata, out)
         _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
     if spec.drift_policy == DriftPolicy.REPORT and info is not None:
         # Report: differences found in Qdrant are listed, never written.
@@ -189,6 +210,7 @@ def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, ad
         "optimizers_config": "optimizer_config",
         "quantization_config": "quantization_config",
         "wal_config": "wal_config",
+        "strict_mode_config": "strict_mode_config",
     }
     for want_key, live_key in blocks.items():
         if want_key in desired:
@@ -196,13 +218,26 @@ def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, ad
 
     for path, want, live in comparisons:
         diff = Difference(_spec_path(path), want, live)
-        if path[0] == "wal_config" or IMMUTABLE_LEAVES & set(path):
+        # Every sparse vector setting is changed in place (Qdrant 1.19 PATCHes its datatype too).
+        if path[0] == "wal_config" or (path[0] != "sparse_vectors" and IMMUTABLE_LEAVES & set(path)):
             out.immutable.append(diff)
         else:
             out.drift.append(diff)
             _add_to_patch(out.update, path, spec, unnamed, desired)
     if adopt:
-        out.update["metadata"] = {mapping.OWNER_KEY: marker}
+        out.update.setdefault("metadata", {})[mapping.OWNER_KEY] = marker
+
+
+def _plan_metadata(want: dict[str, Any], live: dict[str, Any], managed: Collection[str], out: Plan) -> None:
+    """Metadata key by key (Qdrant's PATCH merges keys and replaces each value whole; null removes a key).
+    The ownership marker is never compared here; a key leaves Qdrant only if this resource declared it."""
+    for key, value in want.items():
+        if not _same_json(value, live.get(key)):
+            out.drift.append(Difference(f"metadata[{key}]", value, live.get(key)))
+            out.update.setdefault("metadata", {})[key] = value
+    for key in managed:
+        if key not in want and key in live and key != mapping.OWNER_KEY:
+            out.update.setdefault("metadata", {})[key] = None
 
 
 def _vector_names(vectors: dict[str, Any]) -> list[str]:
