@@ -254,7 +254,8 @@ def _add_to_patch(
         wanted = mapping.vector(next(v for v in spec.vectors if v.name == name or unnamed))
         patch.setdefault("vectors", {}).setdefault(name, {})[block] = wanted[block]
     elif head == "sparse_vectors":
-        patch.setdefault("sparse_vectors", {})[path[1]] = desired["sparse_vectors"][path[1]]
+        wanted_sparse = next(s for s in spec.sparse_vectors if s.name == path[1])
+        patch.setdefault("sparse_vectors", {})[path[1]] = mapping.sparse_vector(wanted_sparse)
     elif head == "params":
         patch.setdefault("params", {})[path[1]] = desired[path[1]]
     else:
