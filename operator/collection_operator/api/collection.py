@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -15,6 +15,7 @@ VECTOR_NAME_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
 # The key of the ownership marker in the collection's Qdrant metadata (spec.metadata may not use it).
 OWNER_METADATA_KEY = "qdrant-collection-operator.dev/owner"
 MAX_METADATA_KEYS = 64
+MAX_METADATA_VALUE = 4096
 
 
 def _no_double_dot(name: str) -> str:
@@ -315,25 +316,19 @@ class StrictMode(WireModel):
     max_payload_index_count: int | None = Field(None, ge=0, description="Most payload indexes the collection may have.")
 
 
-def _user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+def _without_owner_key(metadata: dict[str, str]) -> dict[str, str]:
     if OWNER_METADATA_KEY in metadata:
         raise ValueError(f"{OWNER_METADATA_KEY} is the operator's ownership marker: choose another key")
-    nulls = sorted(k for k, v in metadata.items() if v is None)
-    if nulls:
-        raise ValueError(f"null is not a value (remove the key instead): {', '.join(nulls)}")
     return metadata
 
 
-# Any JSON value per key, as Qdrant stores it: applications keep numbers, lists and objects there too.
+# String values, like labels: the API server's CEL cannot see into untyped (any JSON) values, so a map of any
+# JSON could not refuse the owner key at admission; strings also compare without 1-versus-1.0 questions.
 UserMetadata = Annotated[
-    dict[str, Any],
+    dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE, description="The value, a string.")]],
     Field(
         max_length=MAX_METADATA_KEYS,
         json_schema_extra={
-            "additionalProperties": {
-                "x-kubernetes-preserve-unknown-fields": True,
-                "description": "Any JSON value: string, number, boolean, list or object.",
-            },
             "x-kubernetes-validations": [
                 cel(
                     f"!('{OWNER_METADATA_KEY}' in self)",
@@ -342,7 +337,7 @@ UserMetadata = Annotated[
             ],
         },
     ),
-    AfterValidator(_user_metadata),
+    AfterValidator(_without_owner_key),
 ]
 
 
@@ -499,8 +494,8 @@ class VectorCollectionSpec(WireModel):
     strict_mode: StrictMode | None = Field(None, description="Limits Qdrant enforces on requests (strict mode).")
     metadata: UserMetadata = Field(
         default_factory=dict,
-        description="The collection's metadata in Qdrant, key by key (values are any JSON). A key dropped from the "
-        "spec is removed from Qdrant if this resource put it there (status.metadataKeys); other keys are left alone.",
+        description="Keys of the collection's metadata in Qdrant, with string values. A key dropped from the spec is "
+        "removed from Qdrant if this resource declared it (status.metadataKeys); other keys are left alone.",
     )
     payload_indexes: list[PayloadIndex] = Field(
         default_factory=list,

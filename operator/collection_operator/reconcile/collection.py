@@ -89,18 +89,6 @@ def _same(desired: Any, actual: Any) -> bool:
     return bool(desired == actual)
 
 
-def _same_json(desired: Any, actual: Any) -> bool:
-    """Equal as JSON values: 1 and 1.0 are one number, true is not 1, objects compare whole."""
-    if isinstance(desired, dict) and isinstance(actual, dict):
-        return desired.keys() == actual.keys() and all(_same_json(v, actual[k]) for k, v in desired.items())
-    if isinstance(desired, list) and isinstance(actual, list):
-        return len(desired) == len(actual) and all(map(_same_json, desired, actual))
-    numbers = (int, float)
-    if type(desired) in numbers and type(actual) in numbers:
-        return bool(desired == actual)
-    return type(desired) is type(actual) and bool(desired == actual)
-
-
 def _spec_path(qdrant_path: list[str]) -> str:
     names = {
         "hnsw_config": "hnsw",
@@ -228,11 +216,11 @@ def _plan_update(spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, ad
         out.update.setdefault("metadata", {})[mapping.OWNER_KEY] = marker
 
 
-def _plan_metadata(want: dict[str, Any], live: dict[str, Any], managed: Collection[str], out: Plan) -> None:
-    """Metadata key by key (Qdrant's PATCH merges keys and replaces each value whole; null removes a key).
-    The ownership marker is never compared here; a key leaves Qdrant only if this resource declared it."""
+def _plan_metadata(want: dict[str, str], live: dict[str, Any], managed: Collection[str], out: Plan) -> None:
+    """Metadata key by key (Qdrant's PATCH merges keys; null removes one). The ownership marker is never
+    compared here; a key leaves Qdrant only if this resource declared it (status.metadataKeys)."""
     for key, value in want.items():
-        if not _same_json(value, live.get(key)):
+        if value != live.get(key):
             out.drift.append(Difference(f"metadata[{key}]", value, live.get(key)))
             out.update.setdefault("metadata", {})[key] = value
     for key in managed:
