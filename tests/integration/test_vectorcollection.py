@@ -49,6 +49,9 @@ def test_complete_example_creates_every_setting(cluster, connection, qdrant_serv
     assert params["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
     assert params["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
     assert params["sparse_vectors"]["keywords"]["modifier"] == "idf"
+    assert params["sparse_vectors"]["keywords"]["index"]["datatype"] == "float16"
+    assert live["config"]["strict_mode_config"]["max_query_limit"] == 1000
+    assert live["config"]["metadata"]["embeddingModel"] == "e5-large-v2"
     assert params["shard_number"] == 2 and params["on_disk_payload"] is True
     assert live["config"]["hnsw_config"]["m"] == 16 and live["config"]["hnsw_config"]["payload_m"] == 16
     assert live["config"]["quantization_config"]["scalar"]["quantile"] == pytest.approx(0.99)
@@ -60,6 +63,7 @@ def test_complete_example_creates_every_setting(cluster, connection, qdrant_serv
     assert status["collectionName"] == name and status["qdrantStatus"] == "green"
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert status["aliases"] == [f"{name}-current"] and status["payloadIndexes"] == ["body", "created", "tenant"]
+    assert status["metadataKeys"] == ["embeddingModel", "team"]
     assert {c["type"] for c in status["conditions"]} >= {"Ready", "Reconciling", "Stalled"}
 
 

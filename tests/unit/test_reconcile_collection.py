@@ -84,13 +84,19 @@ def test_create_maps_every_field_to_qdrant_names():
     assert body["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
     assert body["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
     assert body["sparse_vectors"] == {
-        "keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000}, "modifier": "idf"}
+        "keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000, "datatype": "float16"}, "modifier": "idf"}
+    }
+    assert body["strict_mode_config"] == {
+        "enabled": True,
+        "max_query_limit": 1000,
+        "unindexed_filtering_retrieve": False,
+        "search_max_hnsw_ef": 512,
     }
     assert body["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
     assert body["optimizers_config"]["default_segment_number"] == 2
     assert body["wal_config"] == {"wal_capacity_mb": 32, "wal_segments_ahead": 0}
     assert body["shard_number"] == 2 and body["on_disk_payload"] is True
-    assert body["metadata"] == {mapping.OWNER_KEY: MARKER}
+    assert body["metadata"] == {"embeddingModel": "e5-large-v2", "team": "search", mapping.OWNER_KEY: MARKER}
     assert p.create_indexes == {
         "tenant": {"type": "keyword", "is_tenant": True},
         "created": {"type": "datetime"},
