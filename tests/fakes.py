@@ -26,6 +26,7 @@ class FakeQdrant:
         self.create_attempts = 0
         self.created_status = "green"
         self.views: dict[str, dict[str, Any]] = {}  # GET /collections/{name}/cluster, as a test sets it
+        self.points: dict[str, dict[int, dict[str, Any]]] = {}  # collection -> id -> {"vector", "payload"}
 
     async def get_collection(self, name: str) -> dict[str, Any] | None:
         self.reads.append(f"get {name}")
@@ -41,7 +42,11 @@ class FakeQdrant:
             "points_count": 0,
             "segments_count": 1,
             "config": {
-                "params": {"vectors": body["vectors"], "replication_factor": body.get("replication_factor") or 1},
+                "params": {
+                    "vectors": body["vectors"],
+                    "replication_factor": body.get("replication_factor") or 1,
+                    "shard_number": body.get("shard_number", 1),
+                },
                 "hnsw_config": body.get("hnsw_config", {"m": 16}),
                 "metadata": body.get("metadata"),
             },
@@ -61,7 +66,10 @@ class FakeQdrant:
             config["metadata"] = {k: v for k, v in merged.items() if v is not None}
 
     async def delete_collection(self, name: str) -> None:
+        self.writes.append(f"delete {name}")
         self.collections.pop(name, None)
+        self.points.pop(name, None)
+        self.aliases = {a: c for a, c in self.aliases.items() if c != name}  # as Qdrant: its aliases go too
 
     async def list_collections(self) -> list[str]:
         self.reads.append("list_collections")
@@ -84,6 +92,8 @@ class FakeQdrant:
         for action in actions:
             if "create_alias" in action:
                 self.aliases[action["create_alias"]["alias_name"]] = action["create_alias"]["collection_name"]
+            else:
+                del self.aliases[action["delete_alias"]["alias_name"]]
 
     async def cluster_view(self, name: str) -> dict[str, Any]:
         self.reads.append(f"cluster {name}")
@@ -97,6 +107,34 @@ class FakeQdrant:
         self.writes.append(f"shard key {name} {key}")
         view = self.views.setdefault(name, {"peer_id": 1, "local_shards": [], "remote_shards": []})
         view["local_shards"].append({"shard_id": len(view["local_shards"]), "shard_key": key, "state": "Active"})
+
+    def put_points(self, name: str, points: dict[int, dict[str, Any]]) -> None:
+        self.points.setdefault(name, {}).update(copy.deepcopy(points))
+        self.collections[name]["points_count"] = len(self.points[name])
+
+    async def count_points(self, name: str) -> int:
+        return len(self.points.get(name, {}))
+
+    def _page(self, name: str, start: Any, limit: int) -> tuple[list[int], Any]:
+        ids = sorted(i for i in self.points.get(name, {}) if start is None or i >= start)
+        return ids[:limit], ids[limit] if len(ids) > limit else None
+
+    async def copy_points(
+        self, source: str, target: str, start: Any, limit: int, *, vectors: list[str] | None, only_changed: bool
+    ) -> tuple[int, int, Any]:
+        ids, following = self._page(source, start, limit)
+        have = self.points.setdefault(target, {})
+        changed = [i for i in ids if not only_changed or have.get(i) != self.points[source][i]]
+        self.put_points(target, {i: self.points[source][i] for i in changed})
+        self.writes.append(f"copy {source} {target} {len(changed)}")
+        return len(ids), len(changed), following
+
+    async def prune_points(self, source: str, target: str, start: Any, limit: int) -> tuple[int, int, Any]:
+        ids, following = self._page(target, start, limit)
+        gone = [i for i in ids if i not in self.points.get(source, {})]
+        for i in gone:
+            del self.points[target][i]
+        return len(ids), len(gone), following
 
 
 class FakeSnapshots:

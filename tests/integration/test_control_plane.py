@@ -136,11 +136,32 @@ def test_immutable_fields_are_rejected_by_cel(control_plane, namespace):
             "-p",
             '[{"op": "replace", "path": "/spec/vectors/0/size", "value": 8}]',
         )
-    assert "a vector's size and distance are immutable" in err.value.stderr
+    assert "a vector's size, distance, datatype and multivector are immutable" in err.value.stderr
     # A mutable field still changes, and nothing above was stored.
     control_plane.admin("patch", "-n", namespace, "vc", "docs", "--type=merge", "-p", '{"spec":{"hnsw":{"m":32}}}')
     spec = control_plane.admin.json("get", "-n", namespace, "vc", "docs")["spec"]
     assert spec["connectionRef"] == {"name": "main"} and spec["vectors"][0]["size"] == 4 and spec["hnsw"] == {"m": 32}
+
+
+def test_blue_green_lifts_the_immutability_rules_qdrant_needs_a_new_collection_for(control_plane, namespace):
+    blue_green = {"changePolicy": {"immutable": "BlueGreen"}}
+    doc = collection("bg", collectionName="bg", shardNumber=1, **MINIMAL, **blue_green)
+    control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=doc)
+    patch = {"spec": {"shardNumber": 2, "vectors": [{"size": 8, "distance": "Cosine"}], "wal": {"capacityMb": 64}}}
+    control_plane.admin("patch", "-n", namespace, "vc", "bg", "--type=merge", "-p", json.dumps(patch))
+    spec = control_plane.admin.json("get", "-n", namespace, "vc", "bg")["spec"]
+    assert (
+        spec["shardNumber"] == 2 and spec["vectors"][0]["size"] == 8 and spec["changePolicy"]["rollbackWindow"] == "1h"
+    )
+    with pytest.raises(KubectlError) as err:  # the name applications use is never lifted
+        control_plane.admin(
+            "patch", "-n", namespace, "vc", "bg", "--type=merge", "-p", '{"spec":{"collectionName":"x"}}'
+        )
+    assert "collectionName is immutable" in err.value.stderr
+    with pytest.raises(KubectlError) as err:
+        bad = {"spec": {"changePolicy": {"rollbackWindow": "soon"}}}
+        control_plane.admin("patch", "-n", namespace, "vc", "bg", "--type=merge", "-p", json.dumps(bad))
+    assert "rollbackWindow" in err.value.stderr
 
 
 def _row(kubectl, *args: str) -> dict[str, str]:
@@ -154,9 +175,11 @@ def _row(kubectl, *args: str) -> dict[str, str]:
 def test_printer_columns_through_kubectl(control_plane, namespace):
     control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("cols", **MINIMAL))
     header = control_plane.admin("get", "vectorcollections", "-n", namespace).splitlines()[0]
-    assert re.split(r"\s+", header.strip()) == ["NAME", "COLLECTION", "CONNECTION", "READY", "REASON", "POINTS", "AGE"]
+    columns = ["NAME", "COLLECTION", "CONNECTION", "READY", "REASON", "POINTS", "PLAN", "AGE"]
+    assert re.split(r"\s+", header.strip()) == columns
     wide = control_plane.admin("get", "vectorcollections", "-n", namespace, "-o", "wide").splitlines()[0]
-    assert re.split(r"\s+", wide.strip())[7:] == ["QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION"]
+    more = ["PLAN-HASH", "PHYSICAL", "QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION"]
+    assert re.split(r"\s+", wide.strip())[8:] == more
     assert "cols" in control_plane.admin("get", "qdrant", "-n", namespace)
     assert "cols" in control_plane.admin("get", "vc", "-n", namespace)
 
@@ -211,6 +234,7 @@ def test_a_stalled_collection_does_not_read_as_fine(control_plane, unwatched_nam
         "READY": "False",
         "REASON": "ImmutableFieldChanged",
         "POINTS": "12",
+        "PLAN": "",
         "AGE": "",
     }
     wide = _row(control_plane.admin, "vc", "stuck", "-n", namespace, "-o", "wide")

@@ -40,6 +40,10 @@ EXPECTED = {
     "ImmutableFieldChanged": ("Failed", "Degraded"),
     "Paused": ("Current", "Suspended"),  # nothing in progress; the Paused condition says why
     "Unmanaged": ("Current", "Suspended"),
+    "AwaitingApproval": ("InProgress", "Suspended"),  # a plan waits for a person's approval (changePolicy Manual)
+    "Migrating": ("InProgress", "Progressing"),  # BlueGreen: the new collection is being filled
+    "AwaitingReembedding": ("InProgress", "Progressing"),  # BlueGreen: the application's pipeline fills it
+    "Switched": ("InProgress", "Progressing"),  # the name moved; the next reconcile confirms InSync
     # QdrantConnection
     "Connecting": ("InProgress", "Progressing"),
     "Recovering": ("InProgress", "Progressing"),  # circuit breaker half-open: a trial call decides
@@ -173,6 +177,36 @@ def test_collection_lifecycle(cluster, connection, qdrant_server):
         cluster.wait_condition(VC, "docs", "Unmanaged", type_="Unmanaged")
     must_see = ["no status", "generation not observed", "InSync", "ImmutableFieldChanged", "Paused", "Unmanaged"]
     check(VC, versions, *must_see, *(["Optimizing"] if qdrant_server.is_dev else []))
+
+
+def test_plan_approval_and_blue_green_states(cluster, connection, qdrant_server):
+    """A re-index held for approval (Argo CD: Suspended), approved; a vector size change that waits for
+    re-embedding, approved early; each state as Flux's kstatus and Argo CD's Lua health read it."""
+    policy = {"approval": "Manual", "immutable": "BlueGreen"}
+    with recording(cluster, VC, "plan") as versions:
+        cluster.apply("VectorCollection", "plan", spec(cluster.namespace, hnsw={"m": 16}, changePolicy=policy))
+        cluster.wait_condition(VC, "plan", "InSync")
+        cluster.apply("VectorCollection", "plan", spec(cluster.namespace, hnsw={"m": 32}, changePolicy=policy))
+        body = cluster.wait_condition(VC, "plan", "AwaitingApproval", status="False")
+        approve = f"qdrant.collection-operator.dev/approve-plan={body['status']['plan']['hash']}"
+        cluster.kubectl("annotate", VC, "plan", approve, "--overwrite")
+        cluster.wait_condition(VC, "plan", "InSync")
+        with qdrant_server.http(timeout=10) as http:  # points that only re-embedding can carry over
+            points = [{"id": i, "vector": {"a": [1.0, 0.0, 0.0, float(i)]}} for i in range(3)]
+            http.put(f"/collections/{cluster.namespace}/points?wait=true", json={"points": points}).raise_for_status()
+        resized = spec(cluster.namespace, hnsw={"m": 32}, changePolicy=policy)
+        resized["vectors"][0]["size"] = 8
+        cluster.apply("VectorCollection", "plan", resized)
+        body = cluster.wait_condition(VC, "plan", "AwaitingApproval", status="False")  # the migration's plan
+        cluster.kubectl(
+            "annotate", VC, "plan", approve.split("=")[0] + "=" + body["status"]["plan"]["hash"], "--overwrite"
+        )
+        body = cluster.wait_condition(VC, "plan", "AwaitingReembedding", status="False")
+        cluster.kubectl(
+            "annotate", VC, "plan", approve.split("=")[0] + "=" + body["status"]["plan"]["hash"], "--overwrite"
+        )
+        cluster.wait_condition(VC, "plan", "InSync")
+    check(VC, versions, "InSync", "AwaitingApproval", "AwaitingReembedding")
 
 
 def test_connection_and_collection_when_qdrant_goes_away(cluster, operator, qdrant_server_factory):

@@ -58,8 +58,16 @@ def _columns(kind: str, wide: bool = False) -> list[str]:
 
 
 def test_printer_columns_show_readiness_with_its_reason():
-    assert _columns("VectorCollection") == ["Collection", "Connection", "Ready", "Reason", "Points", "Age"]
-    assert _columns("VectorCollection", wide=True)[6:] == ["Qdrant", "Indexed", "Segments", "Shards", "Replication"]
+    assert _columns("VectorCollection") == ["Collection", "Connection", "Ready", "Reason", "Points", "Plan", "Age"]
+    assert _columns("VectorCollection", wide=True)[7:] == [
+        "Plan-Hash",
+        "Physical",
+        "Qdrant",
+        "Indexed",
+        "Segments",
+        "Shards",
+        "Replication",
+    ]
     assert _columns("QdrantConnection") == ["URL", "Environment", "Health", "Version", "Ready", "Reason", "Age"]
     assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Endpoints", "Collections"]
     assert _columns("CollectionSnapshot") == ["Collection", "Schedule", "Last", "Phase", "Ready", "Reason", "Age"]

@@ -12,7 +12,7 @@ import yaml
 
 from collection_operator.api import VectorCollectionSpec
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.collection import Ownership, owner_marker, ownership, plan
+from collection_operator.reconcile.collection import Ownership, owner_marker, ownership, plan, plan_actions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MARKER = owner_marker("ns", "docs", "uid-1")
@@ -337,6 +337,15 @@ def test_removed_metadata_keys_are_removed_only_if_this_resource_declared_them()
     assert p.drift == []
     assert not run(spec(vectors=DOT4, metadata={"a": "1"}), info).writes  # not declared by us: left alone
     assert not run(spec(vectors=DOT4), info, managed_metadata=[mapping.OWNER_KEY]).writes
+
+
+def test_plan_preview_names_metadata_changes_and_adoption_apart():
+    info = live_from(run(spec(vectors=DOT4, metadata={"a": "1", "b": "2"}), None).create)
+    p = run(spec(vectors=DOT4, metadata={"a": "9"}), info, managed_metadata=["a", "b"])
+    assert plan_actions(p, "docs") == ["set metadata[a]: 1 -> 9", "remove metadata key b"]
+    info["config"]["metadata"] = {}
+    adopted = run(spec(vectors=DOT4), info, adopt=True)
+    assert plan_actions(adopted, "docs") == ["mark docs as managed by this resource (adopt)"]
 
 
 def test_adopting_claims_the_marker_beside_the_declared_keys():

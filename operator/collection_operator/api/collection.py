@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field
 
@@ -158,35 +159,21 @@ class Multivector(WireModel):
 class Vector(WireModel):
     """A dense vector. Name "" (the default) is Qdrant's single unnamed vector."""
 
-    # A list-map keyed by name: the API server enforces unique names and correlates each vector with
-    # its previous version, so immutability is a per-item transition rule.
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.size == oldSelf.size && self.distance == oldSelf.distance",
-                    "a vector's size and distance are immutable: add a vector under a new name instead",
-                    reason="FieldValueForbidden",
-                ),
-                immutable("datatype"),
-                immutable("multivector"),
-            ]
-        }
-    )
-
     name: str = Field(
         "",
         pattern=VECTOR_NAME_PATTERN,
         max_length=64,
         description='Name of the vector, unique in the list; "" (the default) is the single unnamed vector.',
     )
-    size: int = Field(ge=1, le=65536, description="Dimensions. Immutable.")
-    distance: Distance = Field(description="Similarity function. Immutable.")
+    size: int = Field(ge=1, le=65536, description="Dimensions. Immutable unless changePolicy.immutable is BlueGreen.")
+    distance: Distance = Field(description="Similarity function. Immutable unless changePolicy.immutable is BlueGreen.")
     datatype: Datatype | None = Field(
-        None, description="Storage type of each component (Float32 when left out). Immutable."
+        None, description="Storage type of each component (Float32 when left out). Immutable (BlueGreen: migrated)."
     )
     on_disk: bool | None = Field(None, description="Store the vectors on disk (memory-mapped) instead of in RAM.")
-    multivector: Multivector | None = Field(None, description="Make this a multivector. Immutable.")
+    multivector: Multivector | None = Field(
+        None, description="Make this a multivector. Immutable (BlueGreen: re-embedded)."
+    )
     hnsw: Hnsw | None = Field(None, description="HNSW parameters for this vector; override spec.hnsw.")
     quantization: Quantization | None = Field(
         None, description="Quantization for this vector; overrides spec.quantization."
@@ -411,6 +398,59 @@ class OnExisting(StrEnum):
     ADOPT = "Adopt"
 
 
+class Approval(StrEnum):
+    AUTOMATIC = "Automatic"
+    MANUAL = "Manual"
+
+
+class ImmutableChanges(StrEnum):
+    REJECT = "Reject"
+    BLUE_GREEN = "BlueGreen"
+
+
+DURATION_PATTERN = r"^([0-9]+(s|m|h))+$"
+
+
+class ChangePolicy(WireModel):
+    """How changes reach Qdrant: whether heavy plans wait for approval, and what happens to changes Qdrant cannot
+    make in place."""
+
+    approval: Approval = Field(
+        Approval.AUTOMATIC,
+        description="Manual: a plan that re-indexes, migrates or removes a vector waits until the annotation "
+        "qdrant.collection-operator.dev/approve-plan carries its hash (status.plan.hash). Automatic applies it.",
+    )
+    immutable: ImmutableChanges = Field(
+        ImmutableChanges.REJECT,
+        description="Reject: a change Qdrant cannot make in place (vector size or distance, shard number, ...) is "
+        "Stalled. BlueGreen: collectionName is an alias to a collection the operator versions "
+        "(<collectionName>-<hash>); such a change builds a new collection, copies the points (or waits for "
+        "re-embedding when the vector size changes) and switches the alias atomically.",
+    )
+    rollback_window: str = Field(
+        "1h",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="BlueGreen: how long the previous collection is kept after a switch (e.g. 30m, 24h, 1h30m). "
+        "Reverting the spec within it switches back without copying; after it the previous collection is "
+        "deleted (only if the operator created it).",
+    )
+
+
+def duration_seconds(text: str) -> float:
+    """A rollbackWindow ("1h30m") in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text)))
+
+
+def unless_blue_green(rule: dict[str, Any]) -> dict[str, Any]:
+    """An immutability rule that changePolicy.immutable BlueGreen lifts: the operator then migrates instead."""
+    return {
+        **rule,
+        "rule": f"(has(self.changePolicy) && self.changePolicy.immutable == 'BlueGreen') || ({rule['rule']})",
+    }
+
+
 class VectorCollectionSpec(WireModel):
     """The collection as it should be in Qdrant. A field left out is Qdrant's default and not enforced."""
 
@@ -418,9 +458,19 @@ class VectorCollectionSpec(WireModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 immutable("collectionName"),
-                immutable("shardNumber"),
-                immutable("shardingMethod"),
-                immutable("wal"),
+                *(unless_blue_green(immutable(f)) for f in ("shardNumber", "shardingMethod", "wal")),
+                unless_blue_green(
+                    cel(
+                        "!has(self.vectors) || !has(oldSelf.vectors) || self.vectors.all(v, oldSelf.vectors.all(o, "
+                        "o.name != v.name || (o.size == v.size && o.distance == v.distance "
+                        "&& has(o.datatype) == has(v.datatype) && (!has(v.datatype) || o.datatype == v.datatype) "
+                        "&& has(o.multivector) == has(v.multivector))))",
+                        "a vector's size, distance, datatype and multivector are immutable: add a vector under a new "
+                        "name, or set changePolicy.immutable: BlueGreen",
+                        fieldPath=".vectors",
+                        reason="FieldValueForbidden",
+                    )
+                ),
                 cel(
                     "!has(self.vectors) || size(self.vectors) == 1 || self.vectors.all(v, v.name != '')",
                     'an unnamed vector (name "") must be the only dense vector',
@@ -468,11 +518,11 @@ class VectorCollectionSpec(WireModel):
         None,
         ge=1,
         le=MAX_SHARD_NUMBER,
-        description=f"Immutable. At most {MAX_SHARD_NUMBER}: Qdrant documents no maximum (uint32), and every shard "
-        "is a full engine (WAL, segments, optimizer) on each replica.",
+        description=f"Immutable (BlueGreen: migrated). At most {MAX_SHARD_NUMBER}: Qdrant documents no maximum "
+        "(uint32), and every shard is a full engine (WAL, segments, optimizer) on each replica.",
     )
     sharding_method: ShardingMethod | None = Field(
-        None, description="Auto places points by id; Custom places them by shard key. Immutable."
+        None, description="Auto places points by id; Custom places them by shard key. Immutable (BlueGreen: migrated)."
     )
     shard_keys: list[str] = Field(
         default_factory=list,
@@ -490,7 +540,7 @@ class VectorCollectionSpec(WireModel):
         None, description="Quantization of every vector (per-vector quantization wins)."
     )
     optimizers: Optimizers | None = Field(None, description="Segment optimizer settings.")
-    wal: Wal | None = Field(None, description="Write-ahead log settings. Immutable.")
+    wal: Wal | None = Field(None, description="Write-ahead log settings. Immutable (BlueGreen: migrated).")
     strict_mode: StrictMode | None = Field(None, description="Limits Qdrant enforces on requests (strict mode).")
     metadata: UserMetadata = Field(
         default_factory=dict,
@@ -512,6 +562,9 @@ class VectorCollectionSpec(WireModel):
     deletion_policy: DeletionPolicy = Field(DeletionPolicy.RETAIN, description="Retain keeps the data in Qdrant.")
     drift_policy: DriftPolicy = Field(DriftPolicy.ENFORCE, description="What to do with changes made in Qdrant.")
     on_existing: OnExisting = Field(OnExisting.FAIL, description="What to do if the collection already exists.")
+    change_policy: ChangePolicy = Field(
+        default_factory=ChangePolicy, description="Approval of heavy plans, and blue/green for immutable changes."
+    )
     source: Source | None = Field(
         None,
         description="Create the collection from a snapshot instead of empty. Immutable.",
@@ -545,6 +598,44 @@ class ShardStatus(StatusModel):
     replicas: list[ReplicaStatus] = Field(default_factory=list, description="Where the shard's replicas are.")
 
 
+class PlanPhase(StrEnum):
+    AWAITING_APPROVAL = "AwaitingApproval"
+    APPLYING = "Applying"
+    APPLIED = "Applied"
+
+
+class PlanStatus(StatusModel):
+    """What the operator does (or did last) to bring Qdrant to the spec, for a reviewer to read before it happens."""
+
+    hash: str = Field(description="Identifies this plan; approve it with the annotation approve-plan=<hash>.")
+    generation: int | None = Field(None, description="The metadata.generation the plan is for.")
+    phase: PlanPhase = Field(description="AwaitingApproval, Applying (a migration in progress) or Applied.")
+    summary: str = Field(description="The plan in one line.")
+    actions: list[str] = Field(default_factory=list, description="Each step, in order.")
+    reindex: bool = Field(False, description="Qdrant rebuilds indexes or segments of the collection.")
+    migration: str | None = Field(None, description="Copy or Reembed when a new collection is built (BlueGreen).")
+    estimated_vectors: int | None = Field(
+        None, description="Cost estimate: points x vectors touched (re-indexed or copied)."
+    )
+
+
+class MigrationStatus(StatusModel):
+    """A blue/green migration in progress (BlueGreen)."""
+
+    source: str = Field(description="The collection the name resolves to until the switch.")
+    target: str = Field(description="The new collection, built with the new settings.")
+    mode: str = Field(description="Copy (points are copied) or Reembed (the application fills the new collection).")
+    phase: str = Field(description="Copying, CatchingUp, AwaitingReembedding or Switched.")
+    passes: int = Field(1, description="Copy passes begun: 1 is the full copy, later ones catch up with writes.")
+    pruning: bool = Field(False, description="Within a catch-up pass: removing points deleted from the source.")
+    resume_from: str | None = Field(None, description="The point id (JSON) the current pass resumes from.")
+    copied_points: int = Field(0, description="Points written to the target so far.")
+    pass_changes: int = Field(0, description="Points written or removed in the current catch-up pass.")
+    source_points: int | None = Field(None, description="Points in the source when last counted.")
+    target_points: int | None = Field(None, description="Points in the target when last counted.")
+    started_at: str | None = Field(None, description="When the migration began.")
+
+
 class VectorCollectionStatus(StatusBase):
     collection_name: str | None = Field(None, description="The collection's name in Qdrant.")
     connection: str | None = Field(None, description="namespace/name of the QdrantConnection.")
@@ -574,6 +665,19 @@ class VectorCollectionStatus(StatusBase):
         default_factory=list, description="Changes found in Qdrant that differ from the spec (driftPolicy Report)."
     )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
+    plan: PlanStatus | None = Field(None, description="The current or last plan (see changePolicy).")
+    physical_collection: str | None = Field(
+        None, description="BlueGreen: the collection collectionName is an alias of."
+    )
+    migration: MigrationStatus | None = Field(None, description="BlueGreen: the migration in progress.")
+    previous_collection: str | None = Field(
+        None, description="BlueGreen: the collection before the last switch, kept until rollbackUntil."
+    )
+    rollback_until: str | None = Field(
+        None,
+        description="BlueGreen: reverting the spec before this time switches back without copying.",
+        json_schema_extra={"format": "date-time"},
+    )
     applied_generation: int | None = Field(
         None,
         description="The generation last applied to Qdrant in full (observedGeneration also advances "

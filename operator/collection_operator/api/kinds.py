@@ -76,7 +76,10 @@ KINDS = (
             Column("Connection", ".spec.connectionRef.name"),
             *READY_COLUMNS,
             Column("Points", ".status.pointsCount", "integer"),
+            Column("Plan", ".status.plan.phase"),
             AGE,
+            Column("Plan-Hash", ".status.plan.hash", priority=1),
+            Column("Physical", ".status.physicalCollection", priority=1),
             # Qdrant's own colour only in the wide view: "green" beside a Stalled resource read as all fine.
             Column("Qdrant", ".status.qdrantStatus", priority=1),
             Column("Indexed", ".status.indexedVectorsCount", "integer", priority=1),

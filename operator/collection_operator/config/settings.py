@@ -4,6 +4,8 @@ The settings file (all keys optional; snake_case or the API's camelCase inside p
 
     resync_interval_seconds = 120
     existence_check_interval_seconds = 30   # 0: off
+    migration_page_points = 256    # BlueGreen copies: points per page
+    migration_copy_seconds = 5     # BlueGreen copies: copying per reconcile before progress is written
     metrics_port = 8080
     health_port = 8081
     log_format = "json"            # text | json
@@ -62,6 +64,15 @@ class OperatorSettings(BaseModel):
         ge=0,
         description="How often each connection lists its collections and aliases (two calls, whatever the "
         "number of collections) to notice one deleted or moved in Qdrant between resyncs; 0 turns it off.",
+    )
+    migration_page_points: int = Field(
+        256, ge=1, le=10000, description="BlueGreen copies: points per scroll and upsert."
+    )
+    migration_copy_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="BlueGreen copies: how long one reconcile copies before it records its progress in status "
+        "(what a restarted operator may copy again).",
     )
     metrics_port: int = Field(8080, ge=0, le=65535)
     health_port: int = Field(8081, ge=0, le=65535)
@@ -136,6 +147,8 @@ class _EnvSchema(BaseSettings):
 
     resync_interval_seconds: float | None = None
     existence_check_interval_seconds: float | None = None
+    migration_page_points: int | None = None
+    migration_copy_seconds: float | None = None
     metrics_port: int | None = None
     health_port: int | None = None
     log_format: str | None = None

@@ -17,6 +17,7 @@ from ..api import GROUP
 from ..api.base import StatusModel
 from ..k8s.status import write_status
 from ..reconcile import collection_step
+from ..reconcile.bluegreen import CopyPace
 from ..reconcile.collection_sync import CollectionOutcome
 from ..reconcile.outcome import Outcome, State, after_failed_delete
 from ..reconcile.status import HANDS_OFF, desired_wire
@@ -112,6 +113,7 @@ async def _reconcile_collection(
         ctx.restores,
         owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids,
         snapshots=lookup(snapshots),
+        pace=CopyPace(ctx.settings.migration_page_points, ctx.settings.migration_copy_seconds),
     )
     with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
         observed = collection_step.Observed.of(body, ctx.statuses.current(COLLECTIONS, body))

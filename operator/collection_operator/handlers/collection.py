@@ -15,7 +15,7 @@ from ..reconcile import collection_step
 from ..reconcile.outcome import ReconcileError
 from .adapter import COLLECTIONS, collection_lock, delete_with_budget, indexed, reconcile_collection, requeue
 
-TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM)
+TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM, collection_step.APPROVE_PLAN)
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import TypeAdapter
 from qdrant_client import models
 
+from . import copying
+from .copying import PointId
 from .endpoints import Gateway
 from .errors import NotFound
 from .vectors import VectorOperations
@@ -65,6 +67,28 @@ class QdrantCollections:
 
     async def create_shard_key(self, name: str, key: str) -> None:
         await self.gateway.create_shard_key(name, key)
+
+    async def count_points(self, name: str) -> int:
+        return await copying.count_points(self.gateway, name)
+
+    async def copy_points(
+        self,
+        source: str,
+        target: str,
+        start: PointId | None,
+        limit: int,
+        *,
+        vectors: list[str] | None,
+        only_changed: bool,
+    ) -> tuple[int, int, PointId | None]:
+        return await copying.copy_page(
+            self.gateway, source, target, start, limit, vectors=vectors, only_changed=only_changed
+        )
+
+    async def prune_points(
+        self, source: str, target: str, start: PointId | None, limit: int
+    ) -> tuple[int, int, PointId | None]:
+        return await copying.prune_page(self.gateway, source, target, start, limit)
 
 
 class QdrantSnapshots:

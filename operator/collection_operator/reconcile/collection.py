@@ -8,6 +8,8 @@ that says exactly what the handler will do; unit tests inspect it.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -292,3 +294,42 @@ def observed_status(info: dict[str, Any]) -> dict[str, Any]:
         "shard_number": params.get("shard_number"),
         "replication_factor": params.get("replication_factor"),
     }
+
+
+def plan_actions(p: Plan, collection: str) -> list[str]:
+    """The plan's steps, one line each, in the order they run: what a reviewer reads in status.plan."""
+    out = [f"create collection {collection}"] if p.create is not None else []
+    if p.update:
+        out += [
+            f"set {d.path}: {_show(d.actual)} -> {_show(d.desired)}"
+            for d in p.drift
+            if not d.path.startswith("payloadIndexes[")
+        ]
+        metadata = p.update.get("metadata") or {}
+        out += [f"remove metadata key {key}" for key, value in metadata.items() if value is None]
+        if mapping.OWNER_KEY in metadata:
+            out.append(f"mark {collection} as managed by this resource (adopt)")
+    out += [f"drop payload index {f}" for f in p.delete_indexes]
+    out += [f"create payload index {f} ({s.get('type')})" for f, s in sorted(p.create_indexes.items())]
+    for action in p.alias_actions:
+        verb, body = next(iter(action.items()))
+        out.append(f"{verb.replace('_', ' ')} {body['alias_name']}")
+    return out
+
+
+def plan_hash(generation: int, actions: list[str]) -> str:
+    """Stable for the same steps at the same generation: the value the approve-plan annotation must carry. The
+    generation is part of it, so an approval never carries over to a later edit that happens to plan alike."""
+    text = json.dumps({"generation": generation, "actions": actions}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def estimated_vectors(info: dict[str, Any] | None, vectors_touched: int | None = None) -> int | None:
+    """points x vectors: the cost of re-indexing or copying the collection (None before it exists)."""
+    if info is None:
+        return None
+    params = (info.get("config") or {}).get("params") or {}
+    dense = params.get("vectors") or {}
+    count = 1 if "size" in dense else len(dense)
+    count += len(params.get("sparse_vectors") or {})
+    return int(info.get("points_count") or 0) * (vectors_touched if vectors_touched is not None else max(count, 1))

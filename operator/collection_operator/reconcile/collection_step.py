@@ -5,15 +5,17 @@ that honours deletionPolicy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pydantic
 
 from ..api.base import PREFIX
-from ..api.collection import VectorCollectionSpec, VectorCollectionStatus
+from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
+from .bluegreen import CopyPace, physical_collections, sync_blue_green
 from .collection import Ownership, owner_marker, ownership
 from .collection_sync import (
+    APPROVE_PLAN,
     Cluster,
     CollectionOutcome,
     ConnectionGate,
@@ -78,6 +80,7 @@ class Environment:
     restores: RestoreTracker
     owner_alive: Callable[[str], bool]  # is the VectorCollection of this uid still there?
     snapshots: Callable[[str], Mapping[str, Any] | None]  # CollectionSnapshot body by "namespace/name"
+    pace: CopyPace = field(default_factory=CopyPace)  # of BlueGreen copies
 
 
 def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
@@ -115,19 +118,31 @@ async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     )
     if restoring is not None:
         return with_fields(restoring, collection_name=name, connection=key)
-    target = Target(observed.namespace, observed.name, observed.uid, observed.generation, key, dict(observed.status))
+    target = Target(
+        observed.namespace,
+        observed.name,
+        observed.uid,
+        observed.generation,
+        key,
+        dict(observed.status),
+        approved=observed.annotations.get(APPROVE_PLAN),
+    )
     topology = runtime.topology
     # Placement changes have a gate of their own ("namespace/name/placement" cannot be a connection's key).
     cluster = Cluster(topology, env.gates.setdefault(f"{key}/placement", ConnectionGate())) if topology else None
-    outcome = await sync(
-        runtime.collections,
-        spec,
-        target,
-        env.gates.setdefault(key, ConnectionGate()),
-        owner_alive=env.owner_alive,
-        write_slot=runtime.operations,
-        cluster=cluster,
+    # Once the name is an alias it stays one, whatever the policy says now.
+    blue_green = spec.change_policy.immutable == ImmutableChanges.BLUE_GREEN or bool(
+        observed.status.get("physicalCollection")
     )
+    gate = env.gates.setdefault(key, ConnectionGate())
+    if blue_green:
+        outcome = await sync_blue_green(
+            runtime.collections, spec, target, gate, env.owner_alive, runtime.operations, cluster, env.pace
+        )
+    else:
+        outcome = await sync(
+            runtime.collections, spec, target, gate, env.owner_alive, write_slot=runtime.operations, cluster=cluster
+        )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")
         with_fields(outcome, restored_from=restored)
@@ -145,6 +160,9 @@ def gone_from_qdrant(
     name = status.get("collectionName")
     if status.get("appliedGeneration") is None or not name:
         return False
+    if physical := status.get("physicalCollection"):  # BlueGreen: the name is an alias of it
+        names = [name, *(status.get("aliases") or ())]
+        return physical not in collections or any(aliases.get(a) != physical for a in names)
     return name not in collections or any(aliases.get(alias) != name for alias in status.get("aliases") or ())
 
 
@@ -162,11 +180,23 @@ async def delete(observed: Observed, connections: ConnectionsPort) -> tuple[str,
     (type, reason, message); raises ReconcileError or QdrantError when it must be tried again."""
     name = collection_name(VectorCollectionSpec.model_validate(dict(observed.spec)), observed.name)
     runtime = usable(connections, observed.connection)
-    info = await runtime.collections.get_collection(name)
-    if info is None:
+    marker = owner_marker(observed.namespace, observed.name, observed.uid)
+    deleted, kept = [], []
+    # BlueGreen: the name is an alias (Qdrant's GET would answer for the collection behind it, its DELETE
+    # would do nothing); the collections behind it, in use, previous and half-built, go.
+    resolved = (await runtime.collections.list_aliases()).get(name, name)
+    for collection in physical_collections(observed.status, resolved):
+        info = await runtime.collections.get_collection(collection)
+        if info is None:
+            continue
+        if ownership(info, marker)[0] != Ownership.OURS:
+            kept.append(collection)
+            continue
+        async with runtime.operations:
+            await runtime.collections.delete_collection(collection)
+        deleted.append(collection)
+    if kept:
+        return "Warning", "NotDeleted", f"collection {', '.join(kept)} is not owned by this resource; kept"
+    if not deleted:
         return "Normal", "Deleted", f"collection {name} was already gone"
-    if ownership(info, owner_marker(observed.namespace, observed.name, observed.uid))[0] != Ownership.OURS:
-        return "Warning", "NotDeleted", f"collection {name} is not owned by this resource; kept"
-    async with runtime.operations:
-        await runtime.collections.delete_collection(name)
-    return "Normal", "Deleted", f"deleted collection {name} (deletionPolicy Delete)"
+    return "Normal", "Deleted", f"deleted collection {', '.join(deleted)} (deletionPolicy Delete)"

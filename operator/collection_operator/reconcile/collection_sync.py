@@ -13,19 +13,41 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.collection import DriftPolicy, OnExisting, VectorCollectionSpec, VectorCollectionStatus
+from ..api.base import PREFIX
+from ..api.collection import (
+    Approval,
+    DriftPolicy,
+    OnExisting,
+    PlanPhase,
+    PlanStatus,
+    VectorCollectionSpec,
+    VectorCollectionStatus,
+)
 from ..qdrant import Topology
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
 from . import replication
-from .collection import Difference, Ownership, Plan, observed_status, owner_marker, ownership, plan
+from .collection import (
+    Difference,
+    Ownership,
+    Plan,
+    estimated_vectors,
+    observed_status,
+    owner_marker,
+    ownership,
+    plan,
+    plan_actions,
+    plan_hash,
+)
 from .outcome import Outcome, State, Verdict, outcome_for
 from .ports import CollectionsPort
+from .status import AWAITING_APPROVAL
 
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
 REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
-EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
+EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")
+APPROVE_PLAN = f"{PREFIX}approve-plan"  # verdicts that saw the collection, held by another
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
 
@@ -39,6 +61,7 @@ class Target:
     generation: int
     connection: str  # "namespace/name" of the QdrantConnection
     status: dict[str, Any]
+    approved: str | None = None  # the approve-plan annotation: the hash of a plan a person approved
 
     @property
     def marker(self) -> str:
@@ -90,6 +113,54 @@ def with_fields(outcome: CollectionOutcome, **fields: Any) -> CollectionOutcome:
     return outcome
 
 
+def plan_status(
+    target: Target,
+    actions: list[str],
+    *,
+    reindex: bool = False,
+    migration: str | None = None,
+    cost: int | None = None,
+    phase: PlanPhase = PlanPhase.APPLIED,
+) -> PlanStatus:
+    """status.plan for these steps; its hash is what the approve-plan annotation must carry."""
+    kind = f"migrate ({migration})" if migration else "re-index" if reindex else ""
+    more = f" (+{len(actions) - 1} more)" if len(actions) > 1 else ""
+    return PlanStatus(
+        hash=plan_hash(target.generation, actions),
+        generation=target.generation,
+        phase=phase,
+        summary=(f"{kind}: " if kind else "") + actions[0] + more,
+        actions=actions,
+        reindex=reindex,
+        migration=migration,
+        estimated_vectors=cost,
+    )
+
+
+def held_for_approval(spec: VectorCollectionSpec, target: Target, planned: PlanStatus) -> CollectionOutcome | None:
+    """With approval Manual, a heavy plan (re-index, migration, a vector removed) waits until the approve-plan
+    annotation names its hash; None when it may go ahead. An Event tells when a new plan starts waiting."""
+    if spec.change_policy.approval != Approval.MANUAL or target.approved == planned.hash:
+        return None
+    waiting = Outcome(
+        Verdict(
+            State.RECONCILING,
+            AWAITING_APPROVAL,
+            f"plan {planned.hash} waits for approval ({planned.summary}): kubectl annotate vectorcollection "
+            f"{target.name} {APPROVE_PLAN}={planned.hash} --overwrite",
+        ),
+        status(plan=planned.model_copy(update={"phase": PlanPhase.AWAITING_APPROVAL})),
+    )
+    if (target.status.get("plan") or {}).get("hash") != planned.hash:
+        waiting.event("PlanAwaitingApproval", f"plan {planned.hash} waits for approval: {'; '.join(planned.actions)}")
+    return waiting
+
+
+def approved(outcome: CollectionOutcome, spec: VectorCollectionSpec, planned: PlanStatus) -> None:
+    if spec.change_policy.approval == Approval.MANUAL:
+        outcome.event("PlanApproved", f"plan {planned.hash} was approved; applying: {planned.summary}")
+
+
 def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
     return spec.collection_name or resource_name
 
@@ -110,21 +181,25 @@ async def sync(
     owner_alive: Callable[[str], bool],
     write_slot: AbstractAsyncContextManager[Any] | None = None,
     cluster: Cluster | None = None,
+    physical: str | None = None,
 ) -> CollectionOutcome:
     """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded);
-    `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor."""
+    `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor; `physical` is the
+    collection to work on when collectionName is an alias of it (blue/green)."""
     name = collection_name(spec, target.name)
+    physical = physical or name
     slot = write_slot or nullcontext()
     try:
         try:
             # A resource whose collection was never seen most likely has none yet: create before looking,
             # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=target.seen_in_qdrant)
+            observe = target.seen_in_qdrant or physical != name
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, observe=observe)
         except AlreadyExists:
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, name, slot, observe=True)
+            outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, observe=True)
             outcome.create_conflicts += 1
         if outcome.reconciled and (cluster is not None or spec.shard_keys):
-            outcome = await _placement(gateway, spec, target, name, slot, cluster, outcome)
+            outcome = await _placement(gateway, spec, target, physical, slot, cluster, outcome)
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
@@ -287,12 +362,21 @@ async def _sync(
             ),
             status(drift=[d.as_status() for d in p.immutable]),
         )
+    actions = plan_actions(p, name)
+    planned = None
+    if actions:
+        reindex = p.reindexes and info is not None
+        planned = plan_status(target, actions, reindex=reindex, cost=estimated_vectors(info) if reindex else None)
+        if reindex and (waiting := held_for_approval(spec, target, planned)) is not None:
+            return with_fields(waiting, **observed_status(info)) if info is not None else waiting
     if p.reindexes and info is not None:
         if info.get("status") != "green":
             return _optimizing(outcome, info, "waiting for Qdrant to finish optimizing before re-indexing")
         if not gate.admit(key):
             return _optimizing(outcome, info, f"another re-index on this connection is in flight ({gate.holder})")
 
+    if planned is not None and planned.reindex:
+        approved(outcome, spec, planned)
     if p.writes:
         async with write_slot:
             if p.create is not None:
@@ -321,6 +405,10 @@ async def _sync(
         )
 
     outcome.status = _status(info, spec, p, aliases, name)
+    if planned is not None:
+        with_fields(outcome, plan=planned)
+    elif (target.status.get("plan") or {}).get("phase") == PlanPhase.AWAITING_APPROVAL:
+        with_fields(outcome, plan=None)  # the plan that waited is no longer needed (e.g. the spec was reverted)
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
         outcome.verdict = Verdict(
             State.READY, "DriftDetected", "driftPolicy Report: differences are listed in status.drift and left alone"

@@ -45,6 +45,27 @@ class CollectionsPort(Protocol):
 
     async def create_shard_key(self, name: str, key: str) -> None: ...
 
+    async def count_points(self, name: str) -> int:
+        """Exact point count."""
+
+    async def copy_points(
+        self,
+        source: str,
+        target: str,
+        start: int | str | None,
+        limit: int,
+        *,
+        vectors: list[str] | None,
+        only_changed: bool,
+    ) -> tuple[int, int, int | str | None]:
+        """One page of `source` (from point id `start`) upserted into `target`; `only_changed`: only points missing
+        or different there; `vectors`: the named vectors to carry (None: all). (read, written, next start)."""
+
+    async def prune_points(
+        self, source: str, target: str, start: int | str | None, limit: int
+    ) -> tuple[int, int, int | str | None]:
+        """One page of `target`'s points: delete those `source` no longer has. (read, deleted, next start)."""
+
 
 class SnapshotsPort(Protocol):
     async def count(self, collection: str) -> int | None:

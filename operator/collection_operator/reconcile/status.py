@@ -27,6 +27,7 @@ def _condition(type_: str, status: bool, reason: str, message: str, generation: 
 
 
 HANDS_OFF = (State.PAUSED, State.UNMANAGED)
+AWAITING_APPROVAL = "AwaitingApproval"  # Reconciling, but nothing moves until a person approves the plan
 
 
 def conditions_for(
@@ -85,9 +86,10 @@ def desired_wire(
 ) -> dict[str, Any]:
     """The status the resource should have: the fields the step set (explicit None removes one),
     the conditions, and observedGeneration: the generation the verdict is about (kstatus, Flux), so it advances
-    with every final verdict, Ready or Stalled or Paused, and not while work or a transient failure is
-    still in progress."""
+    with every final verdict, Ready or Stalled or Paused or a plan awaiting approval (the generation was looked
+    at; a person acts next), and not while work or a transient failure is still in progress."""
     final = reconciled or verdict.state in (State.STALLED, State.PAUSED, State.UNMANAGED)
+    final = final or verdict.reason == AWAITING_APPROVAL
     observed = generation if final else current.get("observedGeneration")
     before = current.get("conditions") or []
     conditions = merge_conditions(before, conditions_for(verdict, generation, before))

@@ -1,0 +1,492 @@
+"""VectorCollection with changePolicy.immutable BlueGreen: collectionName is an alias of a collection the operator
+versions, `<collectionName>-<hash of the settings Qdrant cannot change>`. A change Qdrant cannot make in place
+builds the next version beside the one in use, fills it (points copied, or re-embedded by the application), and
+switches the alias in one atomic request. The previous version is kept for the rollback window.
+
+Every step is level-based and resumable: where a copy stands lives in status.migration, and one reconcile copies
+for at most CopyPace.seconds before it writes its progress and asks to run again. Writes to the collection
+during a copy are carried over by catch-up passes (see docs/blue-green.md for the contract)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..api.collection import ImmutableChanges, MigrationStatus, PlanPhase, VectorCollectionSpec, duration_seconds
+from ..qdrant.errors import QdrantError
+from . import mapping
+from .collection import Difference, Ownership, estimated_vectors, observed_status, ownership, plan
+from .collection_sync import (
+    Cluster,
+    CollectionOutcome,
+    ConnectionGate,
+    Target,
+    approved,
+    collection_name,
+    held_for_approval,
+    plan_status,
+    status,
+    sync,
+    with_fields,
+)
+from .outcome import Outcome, State, Verdict, outcome_for
+from .ports import CollectionsPort
+
+COPY = "Copy"
+REEMBED = "Reembed"
+COPY_RECHECK_SECONDS = 0.2
+REEMBED_RECHECK_SECONDS = 10.0
+SWITCH_RECHECK_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CopyPace:
+    """How a copy proceeds (operator settings migration_page_points, migration_copy_seconds): points per page, and
+    how long one reconcile copies before its progress is written to status and it runs again."""
+
+    page_points: int = 256
+    seconds: float = 5.0
+
+
+def physical_name(spec: VectorCollectionSpec, name: str) -> str:
+    """`<name>-<hash>` of what only a new collection can change: the same settings always give the same name, so
+    reverting the spec finds the previous collection again."""
+    config = mapping.desired_config(mapping.apply_preset(spec), "")
+    vectors = config.get("vectors") or {}
+    dense = {"": vectors} if "size" in vectors else vectors
+    fixed = {
+        "vectors": {
+            n: {k: v.get(k) for k in ("size", "distance", "datatype", "multivector_config")} for n, v in dense.items()
+        },
+        "sparse": sorted(config.get("sparse_vectors") or {}),
+        **{k: config.get(k) for k in ("shard_number", "sharding_method", "wal_config")},
+    }
+    digest = hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{name}-{digest}"
+
+
+def mode_of(differences: list[Difference]) -> str:
+    """Copy when the points fit the new collection as they are; Reembed when they need new vectors (a new size,
+    a matrix instead of a vector, named instead of unnamed) or a shard key nobody knows."""
+    for d in differences:
+        leaf = d.path.rsplit(".", 1)[-1]
+        if leaf in ("size", "multivector") or (d.path == "shardingMethod" and d.desired == "custom"):
+            return REEMBED
+        if d.path == "vectors" and (d.desired == [""]) != (d.actual == [""]):
+            return REEMBED
+    return COPY
+
+
+def _carried_vectors(source: dict[str, Any], spec: VectorCollectionSpec) -> list[str] | None:
+    """The vectors a copy carries: those both collections have (None: all, for the unnamed vector)."""
+    params = (source.get("config") or {}).get("params") or {}
+    live = params.get("vectors") or {}
+    if "size" in live:
+        return None
+    have = set(live) | set(params.get("sparse_vectors") or {})
+    return sorted(have & ({v.name for v in spec.vectors} | {s.name for s in spec.sparse_vectors}))
+
+
+def _set(outcome: CollectionOutcome, **fields: Any) -> CollectionOutcome:
+    """`outcome` with these status fields, replacing any it set already (with_fields keeps those)."""
+    outcome.status = status(**{**outcome.status.model_dump(exclude_unset=True), **fields})
+    return outcome
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def sync_blue_green(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ConnectionGate,
+    owner_alive: Callable[[str], bool],
+    write_slot: AbstractAsyncContextManager[Any] | None = None,
+    cluster: Cluster | None = None,
+    pace: CopyPace | None = None,
+) -> CollectionOutcome:
+    name = collection_name(spec, target.name)
+    try:
+        slot = write_slot or nullcontext()
+        outcome = await _blue_green(gateway, spec, target, gate, owner_alive, slot, cluster, pace or CopyPace())
+    except QdrantError as exc:
+        outcome = outcome_for(exc, status())
+    return with_fields(outcome, collection_name=name, connection=target.connection)
+
+
+async def _blue_green(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ConnectionGate,
+    owner_alive: Callable[[str], bool],
+    slot: AbstractAsyncContextManager[Any],
+    cluster: Cluster | None,
+    pace: CopyPace,
+) -> CollectionOutcome:
+    name = collection_name(spec, target.name)
+    want = physical_name(spec, name)
+    if len(want) > 255:
+        return Outcome(
+            Verdict(State.STALLED, "InvalidSpec", f"collectionName is too long for BlueGreen: {want} exceeds 255"),
+            status(),
+        )
+    aliases = await gateway.list_aliases()
+    served, plain = aliases.get(name), False
+    if served is None and await gateway.get_collection(name) is not None:
+        served, plain = (
+            name,
+            True,
+        )  # a collection made before BlueGreen: it moves to the alias layout on its first migration
+    if served is None:
+        outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=want)
+        if outcome.reconciled:
+            async with slot:
+                await gateway.update_aliases([{"create_alias": {"collection_name": want, "alias_name": name}}])
+            outcome.qdrant_writes += 1
+        return with_fields(outcome, physical_collection=want)
+
+    info = await gateway.get_collection(served)
+    if info is None:
+        return Outcome(
+            Verdict(State.FAILED, "QdrantUnavailable", f"alias {name} points at {served}, which is gone"), status()
+        )
+    changes = plan(
+        spec, info, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=served
+    )
+    if not changes.immutable:
+        outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served)
+        if outcome.reconciled:
+            await _tidy(gateway, target, served, outcome)
+        return with_fields(outcome, physical_collection=None if plain else served)
+    return await _migrate(
+        gateway, spec, target, gate, slot, pace, name, served, want, plain, info, changes.immutable, aliases
+    )
+
+
+async def _owned(gateway: CollectionsPort, collection: str, target: Target) -> bool | None:
+    """Whether `collection` bears this resource's marker; None when it does not exist."""
+    info = await gateway.get_collection(collection)
+    return None if info is None else ownership(info, target.marker)[0] == Ownership.OURS
+
+
+async def _fits(gateway: CollectionsPort, spec: VectorCollectionSpec, target: Target, collection: str) -> bool:
+    """`collection` exists, is this resource's, and has every setting of the spec that Qdrant cannot change."""
+    info = await gateway.get_collection(collection)
+    if info is None or ownership(info, target.marker)[0] != Ownership.OURS:
+        return False
+    return not plan(
+        spec, info, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=collection
+    ).immutable
+
+
+async def _tidy(gateway: CollectionsPort, target: Target, served: str, outcome: CollectionOutcome) -> None:
+    """After a switch: delete the previous collection once the rollback window is over, and a half-built one a
+    changed spec abandoned; only collections this resource created."""
+    leftovers = []
+    previous, until = target.status.get("previousCollection"), target.status.get("rollbackUntil")
+    if previous and previous != served:
+        if until and _now() >= datetime.fromisoformat(until.replace("Z", "+00:00")):
+            leftovers.append((previous, "PreviousDeleted", f"the rollback window is over: deleted {previous}"))
+    abandoned = (target.status.get("migration") or {}).get("target")
+    if abandoned and abandoned not in (served, previous):
+        leftovers.append(
+            (abandoned, "MigrationAbandoned", f"the spec changed back: deleted the unfinished {abandoned}")
+        )
+    for collection, reason, message in leftovers:
+        if await _owned(gateway, collection, target):
+            await gateway.delete_collection(collection)
+            outcome.qdrant_writes += 1
+            outcome.event(reason, message)
+    if leftovers:
+        with_fields(outcome, migration=None)
+    if any(reason == "PreviousDeleted" for _, reason, _ in leftovers):
+        with_fields(outcome, previous_collection=None, rollback_until=None)
+
+
+async def _migrate(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ConnectionGate,
+    slot: AbstractAsyncContextManager[Any],
+    pace: CopyPace,
+    name: str,
+    served: str,
+    want: str,
+    plain: bool,
+    info: dict[str, Any],
+    changes: list[Difference],
+    aliases: dict[str, str],
+) -> CollectionOutcome:
+    key = f"{target.namespace}/{target.name}"
+    observed = observed_status(info)
+    if spec.change_policy.immutable != ImmutableChanges.BLUE_GREEN:
+        changed = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
+        return Outcome(
+            Verdict(
+                State.STALLED,
+                "ImmutableFieldChanged",
+                f"Qdrant cannot change these on an existing collection and changePolicy.immutable is Reject, "
+                f"nothing was touched: {changed}",
+            ),
+            status(drift=[d.as_status() for d in changes], **observed),
+        )
+    if ownership(info, target.marker)[0] != Ownership.OURS:
+        return Outcome(
+            Verdict(
+                State.STALLED,
+                "AlreadyExists",
+                f"{served} was not created by this resource, so it is never migrated or deleted: adopt it first "
+                "(onExisting: Adopt, with a spec it matches), then change it",
+            ),
+            status(**observed),
+        )
+    previous = target.status.get("previousCollection")
+    if previous and previous != served and await _fits(gateway, spec, target, previous):
+        want = previous
+        actions = [f"switch alias {name} back from {served} to {want} (rollback, nothing is copied)"]
+        planned = plan_status(target, actions, migration="Rollback")
+        if (held := held_for_approval(spec, target, planned)) is not None:
+            return with_fields(held, **observed)
+        outcome = Outcome(Verdict(State.RECONCILING, "Switched", f"{name} points at {want} again"), status())
+        approved(outcome, spec, planned)
+        await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
+        outcome.event("RolledBack", f"{name} switched back to {want}; {served} is kept until the rollback window ends")
+        return with_fields(outcome, plan=planned, **observed)
+
+    mode = mode_of(changes)
+    what = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
+    fill = (
+        f"copy every point of {served} into {want}, then catch up with writes made meanwhile"
+        if mode == COPY
+        else f"leave {want} empty for your pipeline to write re-embedded points; switch when it holds as many "
+        f"points as {served}, or when approved"
+    )
+    actions = [
+        f"create collection {want} ({what})",
+        fill,
+        f"switch alias {name} to {want}"
+        + (f" (the collection {name} is deleted first: the name does not resolve for a moment)" if plain else ""),
+        f"keep {served} for rollback for {spec.change_policy.rollback_window}" if not plain else "",
+    ]
+    planned = plan_status(
+        target, [a for a in actions if a], migration=mode, cost=estimated_vectors(info), phase=PlanPhase.APPLYING
+    )
+    migration = dict(target.status.get("migration") or {})
+    started = migration.get("target") == want and migration.get("source") == served
+    if not started and (held := held_for_approval(spec, target, planned)) is not None:
+        return with_fields(held, **observed)
+
+    outcome = Outcome(Verdict(State.RECONCILING, "Migrating", f"building {want}"), status(plan=planned, **observed))
+    abandoned = migration.get("target")
+    if abandoned and abandoned not in (want, served) and await _owned(gateway, abandoned, target):
+        await gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
+        outcome.event("MigrationAbandoned", f"the spec changed again: deleted the unfinished {abandoned}")
+    owned = await _owned(gateway, want, target)
+    if owned is False:
+        return Outcome(
+            Verdict(
+                State.STALLED,
+                "ResourceConflict",
+                f"collection {want} exists in Qdrant and was not created by this resource: delete it or rename it",
+            ),
+            status(**observed),
+        )
+    if mode == COPY and not gate.admit(key):
+        outcome.verdict = Verdict(
+            State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
+        )
+        outcome.requeue_after = REEMBED_RECHECK_SECONDS
+        return outcome
+    if owned is None or not started:
+        if owned is None:
+            new = plan(
+                spec, None, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=want
+            )
+            assert new.create is not None
+            async with slot:
+                await gateway.create_collection(want, new.create)
+                for field_name, schema in new.create_indexes.items():
+                    await gateway.create_payload_index(want, field_name, schema)
+            outcome.qdrant_writes += 1 + len(new.create_indexes)
+        approved(outcome, spec, planned)
+        outcome.event("MigrationStarted", f"{what}: building {want} beside {served} ({mode})")
+        migration = MigrationStatus(
+            source=served,
+            target=want,
+            mode=mode,
+            phase="Copying" if mode == COPY else "AwaitingReembedding",
+            started_at=_stamp(_now()),
+            source_points=await gateway.count_points(served),
+        ).model_dump(by_alias=True, mode="json")
+    if mode == COPY:
+        return await _copy(
+            gateway, spec, target, gate, slot, pace, outcome, migration, name, served, want, plain, info, aliases
+        )
+    return await _await_reembedding(gateway, spec, target, outcome, migration, name, served, want, plain, aliases)
+
+
+async def _copy(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    gate: ConnectionGate,
+    slot: AbstractAsyncContextManager[Any],
+    pace: CopyPace,
+    outcome: CollectionOutcome,
+    m: dict[str, Any],
+    name: str,
+    served: str,
+    want: str,
+    plain: bool,
+    info: dict[str, Any],
+    aliases: dict[str, str],
+) -> CollectionOutcome:
+    """Copy pages for up to `pace.seconds`. Pass 1 upserts every point; each later pass writes only points
+    missing or different in the target, then deletes those gone from the source. The switch comes after a
+    later pass that changed nothing, with equal exact counts."""
+    vectors = _carried_vectors(info, spec)
+    deadline = time.monotonic() + pace.seconds
+    while True:  # at least one page per reconcile
+        start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
+        async with slot:
+            if m.get("pruning"):
+                _, changed, following = await gateway.prune_points(served, want, start, pace.page_points)
+            else:
+                catching_up = m.get("passes", 1) > 1
+                _, changed, following = await gateway.copy_points(
+                    served, want, start, pace.page_points, vectors=vectors, only_changed=catching_up
+                )
+                m["copiedPoints"] = m.get("copiedPoints", 0) + changed
+        if m.get("passes", 1) > 1:
+            m["passChanges"] = m.get("passChanges", 0) + changed
+        m["resumeFrom"] = None if following is None else json.dumps(following)
+        if following is None and not await _pass_over(gateway, m, served, want):
+            await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
+            gate.release(f"{target.namespace}/{target.name}")
+            outcome.event("Switched", f"{name} now points at {want} ({m['targetPoints']} points copied and verified)")
+            return outcome
+        if time.monotonic() >= deadline:
+            break
+    outcome.verdict = Verdict(
+        State.RECONCILING,
+        "Migrating",
+        f"copying {served} -> {want}: pass {m.get('passes', 1)}, {m.get('copiedPoints', 0)} points written"
+        + (f" of {m['sourcePoints']}" if m.get("sourcePoints") is not None and m.get("passes", 1) == 1 else ""),
+    )
+    outcome.requeue_after = COPY_RECHECK_SECONDS
+    return with_fields(outcome, migration=m)
+
+
+async def _pass_over(gateway: CollectionsPort, m: dict[str, Any], served: str, want: str) -> bool:
+    """A (sub-)pass reached the end: start the next one and return True, or return False when the copy is done: a
+    catch-up pass changed nothing and both collections hold exactly as many points."""
+    if m.get("passes", 1) == 1:
+        m.update(passes=2, passChanges=0, phase="CatchingUp")
+        return True
+    if not m.get("pruning"):
+        m["pruning"] = True
+        return True
+    m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
+    if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
+        return False
+    m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
+    return True
+
+
+async def _await_reembedding(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    outcome: CollectionOutcome,
+    m: dict[str, Any],
+    name: str,
+    served: str,
+    want: str,
+    plain: bool,
+    aliases: dict[str, str],
+) -> CollectionOutcome:
+    """The application writes re-embedded points into `want`; the alias moves when it holds as many points as the
+    collection in use, or earlier when a person approves the switch plan."""
+    m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
+    switch = plan_status(
+        target,
+        [f"switch alias {name} from {served} to {want} before {want} holds as many points"],
+        migration=REEMBED,
+        phase=PlanPhase.AWAITING_APPROVAL,
+    )
+    if m["targetPoints"] >= m["sourcePoints"] or target.approved == switch.hash:
+        why = "approved" if m["targetPoints"] < m["sourcePoints"] else "re-embedded"
+        await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
+        outcome.event(
+            "Switched", f"{name} now points at {want} ({why}: {m['targetPoints']} of {m['sourcePoints']} points)"
+        )
+        return outcome
+    outcome.verdict = Verdict(
+        State.RECONCILING,
+        "AwaitingReembedding",
+        f"write the re-embedded points into the collection {want} ({m['targetPoints']} of {m['sourcePoints']} so "
+        f"far); {name} keeps pointing at {served} until {want} holds as many, or switch now with kubectl annotate "
+        f"vectorcollection {target.name} qdrant.collection-operator.dev/approve-plan={switch.hash} --overwrite",
+    )
+    outcome.requeue_after = REEMBED_RECHECK_SECONDS
+    return _set(outcome, migration=m, plan=switch)
+
+
+async def _switch(
+    gateway: CollectionsPort,
+    spec: VectorCollectionSpec,
+    target: Target,
+    outcome: CollectionOutcome,
+    name: str,
+    served: str,
+    want: str,
+    plain: bool,
+    aliases: dict[str, str],
+) -> None:
+    """Move the name and the declared aliases to `want` in one atomic request. A plain collection must be deleted
+    first (a name is a collection or an alias, never both): the only moment the name does not resolve, reported."""
+    moved = [a for a in spec.aliases if aliases.get(a) == served]
+    create = [{"create_alias": {"collection_name": want, "alias_name": a}} for a in [name, *moved]]
+    if plain:
+        if not await _owned(gateway, served, target):
+            raise QdrantError(f"{served} is not this resource's collection; it is never deleted")
+        if moved:
+            await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in moved])
+        began = time.monotonic()
+        await gateway.delete_collection(served)
+        await gateway.update_aliases(create)
+        gap_ms = (time.monotonic() - began) * 1000
+        outcome.event("NameUnresolved", f"{name} did not resolve for {gap_ms:.0f} ms while it became an alias")
+        with_fields(outcome, previous_collection=None, rollback_until=None)
+    else:
+        await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in [name, *moved]] + create)
+        window = timedelta(seconds=duration_seconds(spec.change_policy.rollback_window))
+        with_fields(outcome, previous_collection=served, rollback_until=_stamp(_now() + window))
+    outcome.qdrant_writes += 2 if plain else 1
+    outcome.verdict = Verdict(State.RECONCILING, "Switched", f"{name} now points at {want}")
+    outcome.requeue_after = SWITCH_RECHECK_SECONDS
+    done = outcome.status.plan.model_copy(update={"phase": PlanPhase.APPLIED}) if outcome.status.plan else None
+    _set(outcome, physical_collection=want, migration=None, plan=done)
+
+
+def physical_collections(status: dict[str, Any] | Any, name: str) -> list[str]:
+    """Every collection a resource may hold in Qdrant, for deletionPolicy Delete: the one in use, the previous
+    one, a half-built one, and `name` itself (a plain collection; with BlueGreen an alias, which is skipped by
+    the caller's lookup only if no collection bears that name)."""
+    found = [status.get("physicalCollection"), status.get("previousCollection")]
+    found.append((status.get("migration") or {}).get("target"))
+    return list(dict.fromkeys(c for c in [*found, name] if c))
