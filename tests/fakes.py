@@ -62,8 +62,9 @@ class FakeQdrant:
         config["hnsw_config"] = {**config["hnsw_config"], **body.get("hnsw_config", {})}
         if "hnsw_config" in body:
             self.collections[name]["status"] = "yellow"  # re-indexing
-        if "metadata" in body:
-            config["metadata"] = {**(config.get("metadata") or {}), **body["metadata"]}
+        if "metadata" in body:  # keys merged, a null removes one
+            merged = {**(config.get("metadata") or {}), **body["metadata"]}
+            config["metadata"] = {k: v for k, v in merged.items() if v is not None}
         for vector, blocks in body.get("vectors", {}).items():
             config["params"]["vectors"][vector].update(blocks)
         for vector, params in body.get("sparse_vectors", {}).items():

@@ -41,7 +41,10 @@ def default_config(req: m.CreateCollection) -> m.CollectionConfig:
         optimizer_config=merged(optimizers, req.optimizers_config),
         wal_config=merged(wal, req.wal_config),
         quantization_config=req.quantization_config,
-        strict_mode_config=m.StrictModeConfigOutput(enabled=False),
+        # Qdrant keeps the strict mode as given, without defaults; a collection created without one has none.
+        strict_mode_config=m.StrictModeConfigOutput(**req.strict_mode_config.model_dump(exclude_none=True))
+        if req.strict_mode_config
+        else None,
         metadata=req.metadata,
     )
 
@@ -84,16 +87,10 @@ def updated_config(config: m.CollectionConfig, req: m.UpdateCollection) -> tuple
         reindex = True
     if req.sparse_vectors:
         sparse = dict(new.params.sparse_vectors or {})
-        for name, params in req.sparse_vectors.items():
+        for name, diff in req.sparse_vectors.items():
             if name not in sparse:
                 raise wrong_input(f"Not existing vector name error: {name}")
-            # Merged field by field, as Qdrant does: a PATCH of the index keeps the modifier and the datatype.
-            have = sparse[name]
-            index = have.index
-            if params.index is not None:
-                given = params.index.model_dump(exclude_none=True)
-                index = index.model_copy(update=given) if index else params.index
-            sparse[name] = m.SparseVectorParams(index=index, modifier=params.modifier or have.modifier)
+            sparse[name] = _merged_sparse(sparse[name], diff)
         new.params.sparse_vectors = sparse
         reindex = True
     if req.strict_mode_config is not None:
@@ -101,11 +98,22 @@ def updated_config(config: m.CollectionConfig, req: m.UpdateCollection) -> tuple
         new.strict_mode_config = m.StrictModeConfigOutput(
             **{**current, **req.strict_mode_config.model_dump(exclude_none=True)}
         )
-    if req.metadata is not None:
+    if req.metadata is not None and new.metadata is None:
+        new.metadata = dict(req.metadata)  # as Qdrant does: the first metadata is taken as given, nulls too
+    elif req.metadata is not None:
         # Qdrant merges metadata keys; a key set to null is removed.
-        meta = {**(new.metadata or {}), **req.metadata}
+        meta = {**new.metadata, **req.metadata}
         new.metadata = {k: v for k, v in meta.items() if v is not None}
     return new, reindex
+
+
+def _merged_sparse(current: m.SparseVectorParams, diff: m.SparseVectorParams) -> m.SparseVectorParams:
+    """Qdrant merges a sparse vector's PATCH field by field, into its index parameters too."""
+    index = current.index
+    if diff.index is not None:
+        given = diff.index.model_dump(exclude_none=True)
+        index = index.model_copy(update=given) if index else m.SparseIndexParams(**given)
+    return current.model_copy(update={"index": index, "modifier": diff.modifier or current.modifier})
 
 
 def _vector_params(config: m.CollectionConfig, name: str) -> m.VectorParams:

@@ -100,6 +100,7 @@ def _sparse(params: m.SparseVectorParams) -> qe.EdgeSparseVectorParams:
         on_disk=index.on_disk,
         modifier=qe.Modifier.Idf if params.modifier == m.Modifier.IDF else None,
         datatype=_enum(qe.VectorStorageDatatype, index.datatype, _DATATYPES) if index.datatype else None,
+        memory=_enum(qe.Memory, index.memory) if index.memory else None,
     )
 
 

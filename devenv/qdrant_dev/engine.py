@@ -134,13 +134,19 @@ class Engine(OptimizerMixin, SnapshotsMixin):
             convert.edge_config(config)
         except ValueError as exc:
             raise wrong_input(str(exc)) from exc
-        coll.config = config
-        coll.save()
+        previous, coll.config = coll.config, config
         if reindex:
             # Reopening with the new config is what a real shard does on update: new segments follow it at
             # once, existing ones are rebuilt by the optimizer run below.
             coll.close()
-            coll.open_shards()
+            try:
+                coll.open_shards()
+            except Exception as exc:  # e.g. a sparse vector's modifier, which the engine's segments keep
+                coll.config = previous
+                coll.open_shards()
+                raise wrong_input(f"the dev server cannot apply this change to existing segments: {exc}") from exc
+        coll.save()
+        if reindex:
             coll.generation += 1
             coll.optimizer_error = None
             self.schedule_optimization(coll, debounce=False)

@@ -24,6 +24,8 @@ class CollectionRoutes(RouteHandlers):
         _check_name(collection_name)
         req = await _body(request, m.CreateCollection)
         _validate_vectors(req.vectors)
+        _validate_strict_mode(req.strict_mode_config)
+        _validate_sparse(req.sparse_vectors)
         self.engine.create(collection_name, req)
         delay = self.state.faults.create_timeout_but_applies
         if delay:
@@ -31,7 +33,10 @@ class CollectionRoutes(RouteHandlers):
         return True
 
     async def update_collection(self, request: Request, collection_name: str) -> Any:
-        self.engine.update(collection_name, await _body(request, m.UpdateCollection))
+        req = await _body(request, m.UpdateCollection)
+        _validate_strict_mode(req.strict_mode_config)
+        _validate_sparse(req.sparse_vectors)
+        self.engine.update(collection_name, req)
         return True
 
     async def delete_collection(self, request: Request, collection_name: str) -> Any:
@@ -133,3 +138,34 @@ def _validate_vectors(vectors: Any) -> None:
             raise ApiError(
                 422, f"Validation error in JSON body: [vectors.size: value {p.size} invalid, must be 1 or larger]"
             )
+
+
+def _validate_sparse(sparse: dict[str, m.SparseVectorParams] | None) -> None:
+    for i, params in enumerate((sparse or {}).values()):
+        datatype = params.index.datatype if params.index else None
+        if datatype is not None and datatype not in (m.Datatype.FLOAT32, m.Datatype.FLOAT16, m.Datatype.UINT8):
+            raise ApiError(
+                422,
+                f"Validation error in JSON body: [sparse_vectors[{i}].index.datatype: sparse vectors do not support "
+                f"the `{datatype.value}` datatype]",
+            )
+
+
+# Qdrant's own bounds on strict mode limits (qdrant-client's models have none).
+_STRICT_MINIMUM_ONE = ("max_query_limit", "max_timeout", "read_rate_limit", "write_rate_limit", "max_points_count")
+
+
+def _validate_strict_mode(strict: m.StrictModeConfig | None) -> None:
+    if strict is None:
+        return
+    given = strict.model_dump(exclude_none=True)
+    errors = [
+        f"strict_mode_config.{key}: value {given[key]} invalid, must be 1 or larger"
+        for key in _STRICT_MINIMUM_ONE
+        if given.get(key, 1) < 1
+    ]
+    percent = given.get("max_resident_memory_percent")
+    if percent is not None and not 1 <= percent <= 100:
+        errors.append(f"strict_mode_config.max_resident_memory_percent: value {percent} invalid, must be from 1 to 100")
+    if errors:
+        raise ApiError(422, f"Validation error in JSON body: [{', '.join(errors)}]")

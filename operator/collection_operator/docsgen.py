@@ -43,7 +43,13 @@ def _constraints(node: dict[str, Any], required: bool) -> str:
         if key in node:
             exclusive = node.get(f"exclusive{key.capitalize()}", False)
             out.append(f"{label if exclusive else label + '='} {node[key]}")
-    for key, label in (("minLength", "length >="), ("maxLength", "length <="), ("maxItems", "items <=")):
+    sizes = (
+        ("minLength", "length >="),
+        ("maxLength", "length <="),
+        ("maxItems", "items <="),
+        ("maxProperties", "keys <="),
+    )
+    for key, label in sizes:
         if key in node:
             out.append(f"{label} {node[key]}")
     if "pattern" in node:

@@ -364,3 +364,96 @@ def test_query_by_point_id(client: QdrantClient, name: str) -> None:
     client.upsert(name, _points(10))
     hits = client.query_points(name, query=3, limit=3).points
     assert len(hits) == 3 and 3 not in {h.id for h in hits}
+
+
+def _config(qdrant_server, name: str) -> dict:  # type: ignore[no-untyped-def]
+    with qdrant_server.http(timeout=10) as http:
+        response = http.get(f"/collections/{name}")
+    response.raise_for_status()
+    return response.json()["result"]["config"]
+
+
+def _send(qdrant_server, method: str, name: str, body: dict) -> None:  # type: ignore[no-untyped-def]
+    with qdrant_server.http(timeout=30) as http:
+        http.request(method, f"/collections/{name}", json=body).raise_for_status()
+
+
+def test_strict_mode_is_kept_as_given_and_patch_merges_it(qdrant_server, name: str) -> None:  # type: ignore[no-untyped-def]
+    plain = f"{name}-plain"
+    try:
+        _send(qdrant_server, "PUT", plain, {"vectors": {"size": DIM, "distance": "Dot"}})
+        assert "strict_mode_config" not in _config(qdrant_server, plain)  # none at all, not {"enabled": false}
+        _send(qdrant_server, "PATCH", plain, {"strict_mode_config": {"max_timeout": 5}})
+        assert _config(qdrant_server, plain)["strict_mode_config"] == {"max_timeout": 5}
+    finally:
+        with qdrant_server.http(timeout=30) as http:
+            http.delete(f"/collections/{plain}")
+
+    strict = {"enabled": True, "max_query_limit": 100, "search_max_oversampling": 1.5, "search_allow_exact": False}
+    _send(qdrant_server, "PUT", name, {"vectors": {"size": DIM, "distance": "Dot"}, "strict_mode_config": strict})
+    assert _config(qdrant_server, name)["strict_mode_config"] == strict  # no defaults filled in
+    _send(qdrant_server, "PATCH", name, {"strict_mode_config": {"max_timeout": 10, "max_query_limit": None}})
+    # Key by key; null leaves a limit as it is (it cannot be removed).
+    assert _config(qdrant_server, name)["strict_mode_config"] == {**strict, "max_timeout": 10}
+    _send(qdrant_server, "PATCH", name, {"strict_mode_config": {"enabled": False}})
+    assert _config(qdrant_server, name)["strict_mode_config"] == {**strict, "max_timeout": 10, "enabled": False}
+    with qdrant_server.http(timeout=10) as http:
+        response = http.patch(f"/collections/{name}", json={"strict_mode_config": {"max_query_limit": 0}})
+    assert response.status_code in (400, 422) and "max_query_limit" in response.json()["status"]["error"]
+
+
+@dev_gap("strict mode is stored and reported, not enforced")
+def test_strict_mode_is_enforced(client: QdrantClient, name: str) -> None:
+    client.create_collection(
+        name,
+        vectors_config=m.VectorParams(size=DIM, distance=m.Distance.DOT),
+        strict_mode_config=m.StrictModeConfig(enabled=True, max_query_limit=5),
+    )
+    client.upsert(name, _points(10))
+    assert len(client.query_points(name, query=[0.1] * DIM, limit=5).points) == 5
+    with pytest.raises(UnexpectedResponse) as err:
+        client.query_points(name, query=[0.1] * DIM, limit=6)
+    assert err.value.status_code == 400
+
+
+def test_metadata_patch_merges_keys_and_replaces_values_whole(qdrant_server, name: str) -> None:  # type: ignore[no-untyped-def]
+    _send(qdrant_server, "PUT", name, {"vectors": {"size": DIM, "distance": "Dot"}})
+    assert "metadata" not in _config(qdrant_server, name)
+    # The first metadata is taken as given, a null value too (later nulls remove keys).
+    _send(qdrant_server, "PATCH", name, {"metadata": {"gone": None, "n": {"deep": [1, 2]}, "f": 0.1}})
+    assert _config(qdrant_server, name)["metadata"] == {"gone": None, "n": {"deep": [1, 2]}, "f": 0.1}
+    _send(qdrant_server, "PATCH", name, {"metadata": {"gone": None, "n": {"other": True}, "k": "v"}})
+    assert _config(qdrant_server, name)["metadata"] == {"n": {"other": True}, "f": 0.1, "k": "v"}
+    _send(qdrant_server, "PATCH", name, {"metadata": {}})
+    assert _config(qdrant_server, name)["metadata"] == {"n": {"other": True}, "f": 0.1, "k": "v"}
+
+
+def test_sparse_index_parameters_round_trip_and_patch_merges_them(qdrant_server, name: str) -> None:  # type: ignore[no-untyped-def]
+    index = {"full_scan_threshold": 100, "on_disk": True, "datatype": "float16"}
+    body = {"sparse_vectors": {"kw": {"index": index}, "hot": {"index": {"memory": "cached"}, "modifier": "idf"}}}
+    _send(qdrant_server, "PUT", name, body)
+    assert _config(qdrant_server, name)["params"]["sparse_vectors"] == body["sparse_vectors"]
+    # Every index parameter changes in place; what the PATCH leaves out stays.
+    _send(qdrant_server, "PATCH", name, {"sparse_vectors": {"kw": {"index": {"datatype": "uint8"}}}})
+    _send(qdrant_server, "PATCH", name, {"sparse_vectors": {"hot": {"index": {"memory": "cold"}}}})
+    wait_green(qdrant_server.client(), name)
+    assert _config(qdrant_server, name)["params"]["sparse_vectors"] == {
+        "kw": {"index": {**index, "datatype": "uint8"}},
+        "hot": {"index": {"memory": "cold"}, "modifier": "idf"},
+    }
+    with qdrant_server.http(timeout=10) as http:
+        response = http.patch(f"/collections/{name}", json={"sparse_vectors": {"nope": {"index": {"on_disk": True}}}})
+        assert response.status_code == 400
+        assert response.json()["status"]["error"] == "Wrong input: Not existing vector name error: nope"
+        turbo = http.put(f"/collections/{name}-t", json={"sparse_vectors": {"kw": {"index": {"datatype": "turbo4"}}}})
+        assert turbo.status_code in (400, 422)
+        http.delete(f"/collections/{name}-t")
+
+
+@dev_gap("the engine's segments keep a sparse vector's modifier: changing it is refused (400)")
+def test_sparse_modifier_changes_in_place(qdrant_server, name: str) -> None:  # type: ignore[no-untyped-def]
+    _send(qdrant_server, "PUT", name, {"sparse_vectors": {"kw": {"index": {"on_disk": True}}}})
+    _send(qdrant_server, "PATCH", name, {"sparse_vectors": {"kw": {"modifier": "idf"}}})
+    assert _config(qdrant_server, name)["params"]["sparse_vectors"] == {
+        "kw": {"index": {"on_disk": True}, "modifier": "idf"}
+    }

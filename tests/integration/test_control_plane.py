@@ -81,8 +81,33 @@ def test_missing_required_field_is_rejected_with_a_readable_message(control_plan
         ({**MINIMAL, "vectors": [{"size": 0, "distance": "Cosine"}]}, "should be greater than or equal to 1"),
         ({**MINIMAL, "vectors": [{"size": 4, "distance": "Hamming"}]}, 'Unsupported value: "Hamming"'),
         ({**MINIMAL, "hnsw": {"efConstrukt": 100}}, 'unknown field "spec.hnsw.efConstrukt"'),
+        (
+            {**MINIMAL, "metadata": {"qdrant-collection-operator.dev/owner": "ns/other/uid"}},
+            "qdrant-collection-operator.dev/owner is the operator's ownership marker",
+        ),
+        ({**MINIMAL, "metadata": {f"k{i}": "v" for i in range(65)}}, "must have at most 64 items"),
+        ({**MINIMAL, "metadata": {"dim": 768}}, 'spec.metadata.dim: Invalid value: "integer"'),
+        ({**MINIMAL, "strictMode": {"maxQueryLimit": 0}}, "should be greater than or equal to 1"),
+        ({**MINIMAL, "strictMode": {"maxQueryLimt": 10}}, 'unknown field "spec.strictMode.maxQueryLimt"'),
+        (
+            {**MINIMAL, "sparseVectors": [{"name": "kw", "index": {"datatype": "Turbo4"}}]},
+            'Unsupported value: "Turbo4"',
+        ),
     ],
-    ids=["write-consistency", "two-quantizations", "unnamed-plus-named", "size-0", "bad-distance", "typo"],
+    ids=[
+        "write-consistency",
+        "two-quantizations",
+        "unnamed-plus-named",
+        "size-0",
+        "bad-distance",
+        "typo",
+        "owner-key",
+        "metadata-keys",
+        "metadata-not-string",
+        "strict-limit-0",
+        "strict-typo",
+        "sparse-datatype",
+    ],
 )
 def test_invalid_specs_are_rejected(control_plane, namespace, spec, message):
     with pytest.raises(KubectlError) as err:

@@ -49,6 +49,9 @@ def test_complete_example_creates_every_setting(cluster, connection, qdrant_serv
     assert params["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
     assert params["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
     assert params["sparse_vectors"]["keywords"]["modifier"] == "idf"
+    assert params["sparse_vectors"]["keywords"]["index"]["datatype"] == "float16"
+    assert live["config"]["strict_mode_config"]["max_query_limit"] == 1000
+    assert live["config"]["metadata"]["embeddingModel"] == "e5-large-v2"
     assert params["shard_number"] == 2 and params["on_disk_payload"] is True
     assert live["config"]["hnsw_config"]["m"] == 16 and live["config"]["hnsw_config"]["payload_m"] == 16
     assert live["config"]["quantization_config"]["scalar"]["quantile"] == pytest.approx(0.99)
@@ -60,6 +63,7 @@ def test_complete_example_creates_every_setting(cluster, connection, qdrant_serv
     assert status["collectionName"] == name and status["qdrantStatus"] == "green"
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert status["aliases"] == [f"{name}-current"] and status["payloadIndexes"] == ["body", "created", "tenant"]
+    assert status["metadataKeys"] == ["embeddingModel", "team"]
     assert {c["type"] for c in status["conditions"]} >= {"Ready", "Reconciling", "Stalled"}
 
 
@@ -146,6 +150,74 @@ def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
     assert qdrant_collection(qdrant_server, reported)["config"]["hnsw_config"]["m"] == 48
     events = cluster.kubectl("get", "events", "--field-selector", "reason=DriftCorrected", "-o", "name")
     assert events.strip(), "a DriftCorrected event marks the correction"
+
+
+def test_strict_mode_metadata_and_sparse_index_change_in_place(cluster, connection, qdrant_server):
+    name, owner = unique("strict"), "qdrant-collection-operator.dev/owner"
+    spec = {
+        "connectionRef": {"name": "main"},
+        "collectionName": name,
+        "vectors": [{"name": "v", "size": 4, "distance": "Dot"}],
+        "sparseVectors": [{"name": "kw", "index": {"datatype": "Float16", "onDisk": True}}],
+        "strictMode": {"enabled": True, "maxQueryLimit": 100},
+        "metadata": {"model": "e5", "team": "search"},
+    }
+    cluster.apply("VectorCollection", "strict", spec)
+    body = cluster.wait_condition(PLURAL, "strict", "InSync")
+    live = qdrant_collection(qdrant_server, name)["config"]
+    assert live["strict_mode_config"] == {"enabled": True, "max_query_limit": 100}
+    assert {k: v for k, v in live["metadata"].items() if k != owner} == {"model": "e5", "team": "search"}
+    assert live["metadata"][owner].startswith(f"{cluster.namespace}/strict/")
+    assert live["params"]["sparse_vectors"]["kw"]["index"] == {"datatype": "float16", "on_disk": True}
+    assert body["status"]["metadataKeys"] == ["model", "team"]
+    with qdrant_server.http(timeout=10) as http:
+        http.patch(f"/collections/{name}", json={"metadata": {"theirs": "x"}}).raise_for_status()
+
+    changed = {
+        **spec,
+        "sparseVectors": [{"name": "kw", "index": {"datatype": "Uint8", "onDisk": True}}],
+        "strictMode": {"enabled": True, "maxQueryLimit": 50},
+        "metadata": {"model": "e5-v2"},
+    }
+    cluster.apply("VectorCollection", "strict", changed)
+
+    def applied() -> dict[str, Any] | None:
+        body = cluster.get(PLURAL, "strict")
+        done = (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]
+        return body if done and cluster.condition(PLURAL, "strict")["reason"] == "InSync" else None
+
+    body = wait_for(applied, 60, "the change to be applied")
+    live = qdrant_collection(qdrant_server, name)["config"]
+    assert live["strict_mode_config"] == {"enabled": True, "max_query_limit": 50}
+    # "team" was declared by this resource and is gone; "theirs" was not and stays; the marker stays.
+    assert {k: v for k, v in live["metadata"].items() if k != owner} == {"model": "e5-v2", "theirs": "x"}
+    assert live["params"]["sparse_vectors"]["kw"]["index"] == {"datatype": "uint8", "on_disk": True}
+    assert body["status"]["metadataKeys"] == ["model"]
+
+    def by_hand() -> None:
+        with qdrant_server.http(timeout=10) as http:
+            patch = {"strict_mode_config": {"max_query_limit": 7}, "metadata": {"model": "hand"}}
+            http.patch(f"/collections/{name}", json=patch).raise_for_status()
+
+    by_hand()
+    wait_for(
+        lambda: (
+            (c := qdrant_collection(qdrant_server, name)["config"])["strict_mode_config"]["max_query_limit"] == 50
+            and c["metadata"]["model"] == "e5-v2"
+        ),
+        60,
+        "the drift sweep to restore the limit and the metadata",
+    )
+    cluster.apply("VectorCollection", "strict", {**changed, "driftPolicy": "Report"})
+    wait_for(applied, 60, "driftPolicy Report to be applied")
+    by_hand()
+    body = cluster.wait_condition(PLURAL, "strict", "DriftDetected")
+    assert body["status"]["drift"] == [
+        {"field": "strictMode.maxQueryLimit", "desired": "50", "actual": "7"},
+        {"field": "metadata[model]", "desired": "e5-v2", "actual": "hand"},
+    ]
+    live = qdrant_collection(qdrant_server, name)["config"]
+    assert live["strict_mode_config"]["max_query_limit"] == 7 and live["metadata"]["model"] == "hand"
 
 
 def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_server):

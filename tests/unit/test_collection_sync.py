@@ -292,3 +292,16 @@ async def test_shard_keys_are_created_once_and_never_dropped():
     status = {"appliedGeneration": 1, **first.status.to_patch()}
     await run(q, spec(shardingMethod="Custom", shardKeys=["b"]), target(status=status))
     assert q.writes == []
+
+
+async def test_metadata_keys_are_remembered_and_a_dropped_one_is_removed():
+    q = FakeQdrant()
+    first = await run(q, spec(metadata={"a": "1", "b": "2"}), target())
+    assert first.status.metadata_keys == ["a", "b"]
+    q.collections["docs"]["config"]["metadata"]["theirs"] = "3"
+    status = {"appliedGeneration": 1, **first.status.to_patch()}
+    q.writes.clear()
+    second = await run(q, spec(metadata={"a": "1"}), target(generation=2, status=status))
+    assert q.writes == ["update docs ['metadata']"]
+    assert q.collections["docs"]["config"]["metadata"] == {"a": "1", mapping.OWNER_KEY: "ns/docs/u1", "theirs": "3"}
+    assert second.status.metadata_keys == ["a"] and [e[1] for e in second.events] == ["Updated"]

@@ -6,11 +6,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pydantic
+import pytest
 import yaml
 
 from collection_operator.api import VectorCollectionSpec
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.collection import Ownership, owner_marker, ownership, plan
+from collection_operator.reconcile.collection import Ownership, owner_marker, ownership, plan, plan_actions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MARKER = owner_marker("ns", "docs", "uid-1")
@@ -52,6 +54,7 @@ def live_from(body: dict[str, Any], indexes: dict[str, Any] | None = None) -> di
             "optimizer_config": QDRANT_OPTIMIZERS | body.get("optimizers_config", {}),
             "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0} | body.get("wal_config", {}),
             "quantization_config": body.get("quantization_config"),
+            **({"strict_mode_config": body["strict_mode_config"]} if "strict_mode_config" in body else {}),
             "metadata": body.get("metadata"),
         },
         "payload_schema": indexes or {},
@@ -81,13 +84,19 @@ def test_create_maps_every_field_to_qdrant_names():
     assert body["vectors"]["title"]["quantization_config"] == {"binary": {"always_ram": True}}
     assert body["vectors"]["colbert"]["multivector_config"] == {"comparator": "max_sim"}
     assert body["sparse_vectors"] == {
-        "keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000}, "modifier": "idf"}
+        "keywords": {"index": {"on_disk": True, "full_scan_threshold": 5000, "datatype": "float16"}, "modifier": "idf"}
+    }
+    assert body["strict_mode_config"] == {
+        "enabled": True,
+        "max_query_limit": 1000,
+        "unindexed_filtering_retrieve": False,
+        "search_max_hnsw_ef": 512,
     }
     assert body["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
     assert body["optimizers_config"]["default_segment_number"] == 2
     assert body["wal_config"] == {"wal_capacity_mb": 32, "wal_segments_ahead": 0}
     assert body["shard_number"] == 2 and body["on_disk_payload"] is True
-    assert body["metadata"] == {mapping.OWNER_KEY: MARKER}
+    assert body["metadata"] == {"embeddingModel": "e5-large-v2", "team": "search", mapping.OWNER_KEY: MARKER}
     assert p.create_indexes == {
         "tenant": {"type": "keyword", "is_tenant": True},
         "created": {"type": "datetime"},
@@ -181,18 +190,18 @@ def named_live(*names: str, sparse: tuple[str, ...] = ()) -> dict[str, Any]:
 def test_vectors_added_and_removed_in_place_when_qdrant_supports_it():
     info = named_live("a", "b", sparse=("s",))
     c = dense("c", 8, distance="Cosine", hnsw={"m": 32}, onDisk=True, quantization={"disabled": True})
-    t = {"name": "t", "modifier": "Idf", "index": {"onDisk": True}}
+    t = {"name": "t", "modifier": "Idf", "index": {"onDisk": True, "datatype": "Float16"}}
     p = run(spec(vectors=[dense("a"), c], sparseVectors=[{"name": "s"}, t]), info, in_place_vectors=True)
     assert p.immutable == []
     assert p.create_vectors == {
         "c": {"dense": {"size": 8, "distance": "Cosine"}},
-        "t": {"sparse": {"modifier": "idf"}},
+        "t": {"sparse": {"modifier": "idf", "datatype": "float16"}},
     }
     assert p.delete_vectors == ["b"]
     # A new vector is created bare (Qdrant's VectorNameConfig); its settings follow in the PATCH.
     assert p.update == {
         "vectors": {"c": {"on_disk": True, "hnsw_config": {"m": 32}}},
-        "sparse_vectors": {"t": {"index": {"on_disk": True}, "modifier": "idf"}},
+        "sparse_vectors": {"t": {"index": {"on_disk": True, "datatype": "float16"}, "modifier": "idf"}},
     }
     assert [d.path for d in p.drift] == ["vectors[c]", "sparseVectors[t]", "vectors[b]"]
     assert p.writes and p.reindexes
@@ -363,3 +372,127 @@ def test_adopt_claims_with_the_marker_only():
     info["config"]["metadata"] = {}
     p = run(spec(vectors=[{"size": 4, "distance": "Dot"}]), info, adopt=True)
     assert p.update == {"metadata": {mapping.OWNER_KEY: MARKER}}
+
+
+DOT4 = [{"size": 4, "distance": "Dot"}]
+
+
+def test_strict_mode_created_patched_in_place_and_reported():
+    strict = {"enabled": True, "maxQueryLimit": 100, "searchMaxOversampling": 1.5, "unindexedFilteringRetrieve": False}
+    body = run(spec(vectors=DOT4, strictMode=strict), None).create
+    assert body["strict_mode_config"] == {
+        "enabled": True,
+        "max_query_limit": 100,
+        "search_max_oversampling": 1.5,
+        "unindexed_filtering_retrieve": False,
+    }
+    info = live_from(body)
+    assert not run(spec(vectors=DOT4, strictMode=strict), info).writes
+
+    changed = run(spec(vectors=DOT4, strictMode={**strict, "maxQueryLimit": 50}), info)
+    assert changed.update == {"strict_mode_config": {**body["strict_mode_config"], "max_query_limit": 50}}
+    assert not changed.reindexes and changed.immutable == []
+    assert [d.as_status() for d in changed.drift] == [
+        {"field": "strictMode.maxQueryLimit", "desired": "50", "actual": "100"}
+    ]
+    reported = run(spec(vectors=DOT4, strictMode={**strict, "maxQueryLimit": 50}, driftPolicy="Report"), info)
+    assert [d.path for d in reported.drift] == ["strictMode.maxQueryLimit"] and not reported.writes
+
+    # A limit left out is not enforced; "enabled: false" is what a collection without strict mode has.
+    assert not run(spec(vectors=DOT4, strictMode={"enabled": True}), info).writes
+    plain = live_from(run(spec(vectors=DOT4), None).create)
+    assert not run(spec(vectors=DOT4, strictMode={"enabled": False}), plain).writes
+    assert run(spec(vectors=DOT4, strictMode={"maxTimeout": 5}), plain).update == {
+        "strict_mode_config": {"max_timeout": 5}
+    }
+
+
+@pytest.mark.parametrize(
+    ("strict", "field"),
+    [({"maxQueryLimit": 0}, "maxQueryLimit"), ({"searchMaxOversampling": 0.5}, "searchMaxOversampling")],
+)
+def test_strict_mode_bounds(strict, field):
+    with pytest.raises(pydantic.ValidationError, match=field):
+        spec(vectors=DOT4, strictMode=strict)
+
+
+def test_metadata_created_beside_the_marker_and_patched_key_by_key():
+    meta = {"model": "e5-large", "dim": "768"}
+    body = run(spec(vectors=DOT4, metadata=meta), None).create
+    assert body["metadata"] == {**meta, mapping.OWNER_KEY: MARKER}
+    info = live_from(body)
+    info["config"]["metadata"]["theirs"] = "kept"  # a key the spec does not state is Qdrant's business
+    assert not run(spec(vectors=DOT4, metadata=meta), info).writes
+
+    changed = run(spec(vectors=DOT4, metadata={**meta, "dim": "1024", "new": "yes"}), info)
+    assert changed.update == {"metadata": {"dim": "1024", "new": "yes"}}  # only the keys that differ
+    assert not changed.reindexes
+    assert [d.as_status() for d in changed.drift] == [
+        {"field": "metadata[dim]", "desired": "1024", "actual": "768"},
+        {"field": "metadata[new]", "desired": "yes", "actual": "absent"},
+    ]
+    reported = run(spec(vectors=DOT4, metadata={**meta, "dim": "1024"}, driftPolicy="Report"), info)
+    assert [d.path for d in reported.drift] == ["metadata[dim]"] and not reported.writes
+
+    info["config"]["metadata"]["dim"] = 768  # a number written by someone else is not the string "768"
+    assert run(spec(vectors=DOT4, metadata=meta), info).update == {"metadata": {"dim": "768"}}
+
+
+def test_removed_metadata_keys_are_removed_only_if_this_resource_declared_them():
+    info = live_from(run(spec(vectors=DOT4, metadata={"a": "1", "b": "2"}), None).create)
+    info["config"]["metadata"]["theirs"] = "3"
+    p = run(spec(vectors=DOT4, metadata={"a": "1"}), info, managed_metadata=["a", "b", "gone"])
+    assert p.update == {"metadata": {"b": None}}  # null removes a key; "gone" is not in Qdrant any more
+    assert p.drift == []
+    assert not run(spec(vectors=DOT4, metadata={"a": "1"}), info).writes  # not declared by us: left alone
+    assert not run(spec(vectors=DOT4), info, managed_metadata=[mapping.OWNER_KEY]).writes
+
+
+def test_plan_preview_names_metadata_changes_and_adoption_apart():
+    info = live_from(run(spec(vectors=DOT4, metadata={"a": "1", "b": "2"}), None).create)
+    p = run(spec(vectors=DOT4, metadata={"a": "9"}), info, managed_metadata=["a", "b"])
+    assert plan_actions(p, "docs") == ["set metadata[a]: 1 -> 9", "remove metadata key b"]
+    info["config"]["metadata"] = {}
+    adopted = run(spec(vectors=DOT4), info, adopt=True)
+    assert plan_actions(adopted, "docs") == ["mark docs as managed by this resource (adopt)"]
+
+
+def test_adopting_claims_the_marker_beside_the_declared_keys():
+    info = live_from(run(spec(vectors=DOT4), None).create)
+    info["config"]["metadata"] = {"a": "0"}
+    p = run(spec(vectors=DOT4, metadata={"a": "1"}), info, adopt=True)
+    assert p.update == {"metadata": {mapping.OWNER_KEY: MARKER, "a": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({mapping.OWNER_KEY: "ns/x/uid"}, "ownership marker"),
+        ({"a": None}, "string"),
+        ({"a": {"nested": "x"}}, "string"),
+        ({f"k{i}": "v" for i in range(65)}, "at most 64"),
+    ],
+    ids=["owner-key", "null", "object", "too-many"],
+)
+def test_metadata_refuses_the_owner_key_and_non_strings(metadata, message):
+    with pytest.raises(pydantic.ValidationError, match=message):
+        spec(vectors=DOT4, metadata=metadata)
+
+
+def test_sparse_index_datatype_and_memory_change_in_place():
+    sparse = [{"name": "kw", "index": {"datatype": "Float16", "memory": "Cached", "onDisk": True}}]
+    body = run(spec(vectors=DOT4, sparseVectors=sparse), None).create
+    assert body["sparse_vectors"] == {"kw": {"index": {"on_disk": True, "datatype": "float16", "memory": "cached"}}}
+    info = live_from(body)
+    assert not run(spec(vectors=DOT4, sparseVectors=sparse), info).writes
+
+    changed = [{"name": "kw", "index": {"datatype": "Uint8", "memory": "Cold", "onDisk": True}}]
+    p = run(spec(vectors=DOT4, sparseVectors=changed), info)
+    assert p.immutable == [], "Qdrant changes a sparse index's datatype in place, unlike a dense vector's"
+    assert p.update == {"sparse_vectors": {"kw": {"index": {"on_disk": True, "datatype": "uint8", "memory": "cold"}}}}
+    assert [d.path for d in p.drift] == ["sparseVectors[kw].index.datatype", "sparseVectors[kw].index.memory"]
+    assert p.reindexes
+
+    # Left out in Qdrant's answer means Float32 (as for dense vectors).
+    plain = live_from(run(spec(vectors=DOT4, sparseVectors=[{"name": "kw"}]), None).create)
+    assert not run(spec(vectors=DOT4, sparseVectors=[{"name": "kw", "index": {"datatype": "Float32"}}]), plain).writes

@@ -13,6 +13,10 @@ from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireM
 # Qdrant accepts nearly any collection name but the ones below break URLs or file names.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
 VECTOR_NAME_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)?$"
+# The key of the ownership marker in the collection's Qdrant metadata (spec.metadata may not use it).
+OWNER_METADATA_KEY = "qdrant-collection-operator.dev/owner"
+MAX_METADATA_KEYS = 64
+MAX_METADATA_VALUE = 4096
 
 
 def _no_double_dot(name: str) -> str:
@@ -181,12 +185,28 @@ class SparseModifier(StrEnum):
     IDF = "Idf"
 
 
+class Memory(StrEnum):
+    COLD = "Cold"
+    CACHED = "Cached"
+    PINNED = "Pinned"
+
+
 class SparseIndex(WireModel):
-    """The inverted index of a sparse vector."""
+    """The inverted index of a sparse vector. Every field is changed in place."""
 
     on_disk: bool | None = Field(None, description="Keep the index on disk (memory-mapped) instead of in RAM.")
     full_scan_threshold: int | None = Field(
         None, ge=0, description="Points below which a search scans instead of using the index."
+    )
+    datatype: Datatype | None = Field(
+        None,
+        description="Storage type of the index's weights (Float32 when left out). Qdrant uses a change for the "
+        "segments it builds afterwards and keeps existing ones as they are.",
+    )
+    memory: Memory | None = Field(
+        None,
+        description="How Qdrant holds the index in RAM: Pinned (loaded, never evicted), Cached (pre-loaded into "
+        "the page cache) or Cold (read on demand). Wins over onDisk; left out: Pinned, or Cold with onDisk.",
     )
 
 
@@ -241,6 +261,71 @@ class Wal(WireModel):
 
     capacity_mb: int | None = Field(None, ge=1, description="Size of one WAL segment in MB.")
     segments_ahead: int | None = Field(None, ge=0, description="WAL segments created in advance.")
+
+
+class StrictMode(WireModel):
+    """Qdrant's strict_mode_config: limits Qdrant enforces on requests to this collection while enabled.
+    A limit left out is not enforced by the operator; removing one from the spec leaves it in Qdrant."""
+
+    enabled: bool | None = Field(None, description="Enforce the limits below (false: stored but not enforced).")
+    max_query_limit: int | None = Field(
+        None, ge=1, description="Largest `limit` a request may ask for, where the API has no maximum of its own."
+    )
+    max_timeout: int | None = Field(None, ge=1, description="Largest `timeout` (seconds) a request may ask for.")
+    unindexed_filtering_retrieve: bool | None = Field(
+        None, description="false: refuse searches and other reads that filter on a field without a payload index."
+    )
+    unindexed_filtering_update: bool | None = Field(
+        None, description="false: refuse filtered updates (e.g. delete by filter) on a field without a payload index."
+    )
+    search_max_hnsw_ef: int | None = Field(None, ge=0, description="Largest hnsw_ef a search may ask for.")
+    search_allow_exact: bool | None = Field(None, description="false: refuse exact (full scan) searches.")
+    search_max_oversampling: float | None = Field(
+        None, ge=1, description="Largest quantization oversampling a search may ask for."
+    )
+    upsert_max_batchsize: int | None = Field(None, ge=0, description="Most points one upsert may carry.")
+    search_max_batchsize: int | None = Field(None, ge=0, description="Most searches one batch request may carry.")
+    max_collection_vector_size_bytes: int | None = Field(
+        None, ge=0, description="Refuse upserts once the vectors take this many bytes (one replica)."
+    )
+    max_collection_payload_size_bytes: int | None = Field(
+        None, ge=0, description="Refuse upserts once the payloads take this many bytes."
+    )
+    max_points_count: int | None = Field(
+        None, ge=1, description="Refuse upserts once the collection holds about this many points."
+    )
+    read_rate_limit: int | None = Field(None, ge=1, description="Read requests per minute, per replica.")
+    write_rate_limit: int | None = Field(None, ge=1, description="Write requests per minute, per replica.")
+    filter_max_conditions: int | None = Field(None, ge=0, description="Most conditions one filter may have.")
+    condition_max_size: int | None = Field(
+        None, ge=0, description="Most values in one condition (e.g. the items of a match any)."
+    )
+    max_payload_index_count: int | None = Field(None, ge=0, description="Most payload indexes the collection may have.")
+
+
+def _without_owner_key(metadata: dict[str, str]) -> dict[str, str]:
+    if OWNER_METADATA_KEY in metadata:
+        raise ValueError(f"{OWNER_METADATA_KEY} is the operator's ownership marker: choose another key")
+    return metadata
+
+
+# String values, like labels: the API server's CEL cannot see into untyped (any JSON) values, so a map of any
+# JSON could not refuse the owner key at admission; strings also compare without 1-versus-1.0 questions.
+UserMetadata = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE, description="The value, a string.")]],
+    Field(
+        max_length=MAX_METADATA_KEYS,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    f"!('{OWNER_METADATA_KEY}' in self)",
+                    f"{OWNER_METADATA_KEY} is the operator's ownership marker: choose another key",
+                )
+            ],
+        },
+    ),
+    AfterValidator(_without_owner_key),
+]
 
 
 class PayloadSchemaType(StrEnum):
@@ -459,6 +544,12 @@ class VectorCollectionSpec(WireModel):
     )
     optimizers: Optimizers | None = Field(None, description="Segment optimizer settings.")
     wal: Wal | None = Field(None, description="Write-ahead log settings. Immutable (BlueGreen: migrated).")
+    strict_mode: StrictMode | None = Field(None, description="Limits Qdrant enforces on requests (strict mode).")
+    metadata: UserMetadata = Field(
+        default_factory=dict,
+        description="Keys of the collection's metadata in Qdrant, with string values. A key dropped from the spec is "
+        "removed from Qdrant if this resource declared it (status.metadataKeys); other keys are left alone.",
+    )
     payload_indexes: list[PayloadIndex] = Field(
         default_factory=list,
         max_length=64,
@@ -568,6 +659,11 @@ class VectorCollectionStatus(StatusBase):
     )
     aliases: list[str] = Field(default_factory=list, description="The collection's aliases in Qdrant.")
     payload_indexes: list[str] = Field(default_factory=list, description="Fields with a payload index in Qdrant.")
+    metadata_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys of spec.metadata found in the collection's Qdrant metadata: removed from Qdrant when "
+        "dropped from the spec.",
+    )
     drift: list[Drift] = Field(
         default_factory=list, description="Changes found in Qdrant that differ from the spec (driftPolicy Report)."
     )

@@ -25,7 +25,13 @@ IMMUTABLE_LEAVES = {"size", "distance", "datatype", "multivector_config", "shard
 # A dense vector's settings a PATCH can change (a new vector is created without them).
 MUTABLE_VECTOR_BLOCKS = {"hnsw_config", "quantization_config", "on_disk"}
 # What Qdrant means when it leaves these out of GET /collections/{name}.
-LIVE_DEFAULTS = {"sharding_method": "auto", "datatype": "float32", "on_disk": False, "always_ram": False}
+LIVE_DEFAULTS = {
+    "sharding_method": "auto",
+    "datatype": "float32",
+    "on_disk": False,
+    "always_ram": False,
+    "enabled": False,  # strict mode: absent is off
+}
 # PATCH blocks that make Qdrant rebuild segments: one such change at a time per connection.
 REINDEXING_BLOCKS = {"vectors", "hnsw_config", "quantization_config", "sparse_vectors", "optimizers_config"}
 
@@ -105,6 +111,7 @@ def _spec_path(qdrant_path: list[str]) -> str:
         "optimizers_config": "optimizers",
         "quantization_config": "quantization",
         "multivector_config": "multivector",
+        "strict_mode_config": "strict_mode",
         "params": None,
     }
     out = ""
@@ -147,6 +154,7 @@ def plan(
     collection: str,
     adopt: bool = False,
     collections: Collection[str] = (),
+    managed_metadata: Collection[str] = (),
     in_place_vectors: bool = False,
 ) -> Plan:
     """The minimal steps from `info` (None: the collection does not exist) to `spec`.
@@ -165,6 +173,7 @@ def plan(
         out.create_indexes = desired_indexes
     else:
         _plan_update(spec, info, out, adopt, marker, in_place_vectors)
+        _plan_metadata(spec.metadata, (info.get("config") or {}).get("metadata") or {}, managed_metadata, out)
         _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
     if spec.drift_policy == DriftPolicy.REPORT and info is not None:
         # Report: differences found in Qdrant are listed, never written.
@@ -219,6 +228,7 @@ def _plan_update(
         "optimizers_config": "optimizer_config",
         "quantization_config": "quantization_config",
         "wal_config": "wal_config",
+        "strict_mode_config": "strict_mode_config",
     }
     for want_key, live_key in blocks.items():
         if want_key in desired:
@@ -226,13 +236,26 @@ def _plan_update(
 
     for path, want, live in comparisons:
         diff = Difference(_spec_path(path), want, live)
-        if path[0] == "wal_config" or IMMUTABLE_LEAVES & set(path):
+        # Every sparse vector setting is changed in place (Qdrant 1.19 PATCHes its datatype too).
+        if path[0] == "wal_config" or (path[0] != "sparse_vectors" and IMMUTABLE_LEAVES & set(path)):
             out.immutable.append(diff)
         else:
             out.drift.append(diff)
             _add_to_patch(out.update, path, spec, unnamed, desired)
     if adopt:
-        out.update["metadata"] = {mapping.OWNER_KEY: marker}
+        out.update.setdefault("metadata", {})[mapping.OWNER_KEY] = marker
+
+
+def _plan_metadata(want: dict[str, str], live: dict[str, Any], managed: Collection[str], out: Plan) -> None:
+    """Metadata key by key (Qdrant's PATCH merges keys; null removes one). The ownership marker is never
+    compared here; a key leaves Qdrant only if this resource declared it (status.metadataKeys)."""
+    for key, value in want.items():
+        if value != live.get(key):
+            out.drift.append(Difference(f"metadata[{key}]", value, live.get(key)))
+            out.update.setdefault("metadata", {})[key] = value
+    for key in managed:
+        if key not in want and key in live and key != mapping.OWNER_KEY:
+            out.update.setdefault("metadata", {})[key] = None
 
 
 def _plan_vector_set(
@@ -290,7 +313,8 @@ def _add_to_patch(
         wanted = mapping.vector(next(v for v in spec.vectors if v.name == name or unnamed))
         patch.setdefault("vectors", {}).setdefault(name, {})[block] = wanted[block]
     elif head == "sparse_vectors":
-        patch.setdefault("sparse_vectors", {})[path[1]] = desired["sparse_vectors"][path[1]]
+        wanted_sparse = next(s for s in spec.sparse_vectors if s.name == path[1])
+        patch.setdefault("sparse_vectors", {})[path[1]] = mapping.sparse_vector(wanted_sparse)
     elif head == "params":
         patch.setdefault("params", {})[path[1]] = desired[path[1]]
     else:
@@ -352,7 +376,9 @@ def plan_actions(p: Plan, collection: str) -> list[str]:
             for d in p.drift
             if not d.path.startswith("payloadIndexes[") and d.path not in whole
         ]
-        if "metadata" in p.update:
+        metadata = p.update.get("metadata") or {}
+        out += [f"remove metadata key {key}" for key, value in metadata.items() if value is None]
+        if mapping.OWNER_KEY in metadata:
             out.append(f"mark {collection} as managed by this resource (adopt)")
     out += [f"drop payload index {f}" for f in p.delete_indexes]
     out += [f"create payload index {f} ({s.get('type')})" for f, s in sorted(p.create_indexes.items())]

@@ -285,6 +285,7 @@ async def _sync(
     key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
+    managed_metadata = list(target.status.get("metadataKeys") or [])
     info = await gateway.get_collection(name) if observe else None
     # Aliases are read only when this resource has any to create or remove; collection names only when an
     # alias is still to be created (it must not be a collection's name).
@@ -339,6 +340,7 @@ async def _sync(
         collection=name,
         adopt=adopt,
         collections=names,
+        managed_metadata=managed_metadata,
         in_place_vectors=in_place_vectors,
     )
     if p.alias_conflicts:
@@ -504,9 +506,11 @@ def _status(
         else:
             aliases.pop(action["delete_alias"]["alias_name"], None)
     live_indexes = info.get("payload_schema") or {}
+    live_metadata = (info.get("config") or {}).get("metadata") or {}
     return status(
         **observed_status(info),
         aliases=sorted(a for a in spec.aliases if aliases.get(a) == name),
         payload_indexes=sorted(i.field for i in spec.payload_indexes if i.field in live_indexes),
+        metadata_keys=sorted(key for key in spec.metadata if key in live_metadata),
         drift=[d.as_status() for d in p.drift] if spec.drift_policy == DriftPolicy.REPORT else [],
     )

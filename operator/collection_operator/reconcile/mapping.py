@@ -9,18 +9,20 @@ import re
 from typing import Any
 
 from ..api.collection import (
+    OWNER_METADATA_KEY,
     Hnsw,
     Optimizers,
     PayloadIndex,
     Preset,
     Quantization,
     SparseVector,
+    StrictMode,
     Vector,
     VectorCollectionSpec,
 )
 
 # Key of the ownership marker in the collection's Qdrant metadata.
-OWNER_KEY = "qdrant-collection-operator.dev/owner"
+OWNER_KEY = OWNER_METADATA_KEY
 
 
 def _snake(name: str) -> str:
@@ -87,7 +89,14 @@ def vectors(spec: VectorCollectionSpec) -> dict[str, Any] | None:
 def sparse_vector(s: SparseVector) -> dict[str, Any]:
     index = {}
     if s.index:
-        index = _compact({"on_disk": s.index.on_disk, "full_scan_threshold": s.index.full_scan_threshold})
+        index = _compact(
+            {
+                "on_disk": s.index.on_disk,
+                "full_scan_threshold": s.index.full_scan_threshold,
+                "datatype": s.index.datatype.lower() if s.index.datatype else None,
+                "memory": s.index.memory.lower() if s.index.memory else None,
+            }
+        )
     return _compact({"index": index or None, "modifier": s.modifier.lower() if s.modifier else None})
 
 
@@ -95,7 +104,10 @@ def vector_name_config(v: Vector | SparseVector) -> dict[str, Any]:
     """The VectorNameConfig of PUT /collections/{name}/vectors/{vector}: only what defines the vector space
     (index, quantization and storage are changed afterwards with a PATCH)."""
     if isinstance(v, SparseVector):
-        return {"sparse": _compact({"modifier": v.modifier.lower() if v.modifier else None})}
+        block = sparse_vector(v)
+        return {
+            "sparse": _compact({"modifier": block.get("modifier"), "datatype": block.get("index", {}).get("datatype")})
+        }
     dense = vector(v)
     return {"dense": {k: dense[k] for k in ("size", "distance", "datatype", "multivector_config") if k in dense}}
 
@@ -115,6 +127,11 @@ def optimizers(o: Optimizers | None) -> dict[str, Any] | None:
             "max_optimization_threads": o.max_optimization_threads,
         }
     )
+
+
+def strict_mode(s: StrictMode | None) -> dict[str, Any] | None:
+    """Qdrant's strict_mode_config: the same names in snake_case, only the limits the spec states."""
+    return None if s is None else s.model_dump(exclude_none=True)
 
 
 def payload_index_schema(index: PayloadIndex) -> dict[str, Any]:
@@ -150,7 +167,8 @@ def desired_config(spec: VectorCollectionSpec, owner: str) -> dict[str, Any]:
             if spec.wal
             else None,
             "quantization_config": quantization(spec.quantization),
-            "metadata": {OWNER_KEY: owner},
+            "strict_mode_config": strict_mode(spec.strict_mode),
+            "metadata": {**spec.metadata, OWNER_KEY: owner},
         }
     )
 
