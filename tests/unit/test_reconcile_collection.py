@@ -191,7 +191,8 @@ def test_vectors_added_and_removed_in_place_when_qdrant_supports_it():
     info = named_live("a", "b", sparse=("s",))
     c = dense("c", 8, distance="Cosine", hnsw={"m": 32}, onDisk=True, quantization={"disabled": True})
     t = {"name": "t", "modifier": "Idf", "index": {"onDisk": True, "datatype": "Float16"}}
-    p = run(spec(vectors=[dense("a"), c], sparseVectors=[{"name": "s"}, t]), info, in_place_vectors=True)
+    s = spec(vectors=[dense("a"), c], sparseVectors=[{"name": "s"}, t])
+    p = run(s, info, in_place_vectors=True, managed_vectors=["a", "b", "s"])
     assert p.immutable == []
     assert p.create_vectors == {
         "c": {"dense": {"size": 8, "distance": "Cosine"}},
@@ -210,7 +211,7 @@ def test_vectors_added_and_removed_in_place_when_qdrant_supports_it():
 def test_vectors_as_qdrant_shows_them_after_the_change_are_in_sync():
     info = named_live("a", "b")
     s = spec(vectors=[dense("a"), dense("c", 8, hnsw={"m": 32})], sparseVectors=[{"name": "t", "modifier": "Idf"}])
-    p = run(s, info, in_place_vectors=True)
+    p = run(s, info, in_place_vectors=True, managed_vectors=["a", "b"])
     params = info["config"]["params"]
     del params["vectors"]["b"]
     params["vectors"]["c"] = {"size": 8, "distance": "Dot", "hnsw_config": {"m": 32}}  # created, then patched
@@ -248,7 +249,12 @@ def test_unnamed_and_named_never_change_into_each_other():
 def test_sparse_vectors_of_an_unnamed_collection_change_in_place():
     s = spec(vectors=[{"size": 4, "distance": "Dot"}], sparseVectors=[{"name": "s"}])
     info = live_from(run(s, None).create)
-    p = run(spec(vectors=[{"size": 4, "distance": "Dot"}], sparseVectors=[{"name": "t"}]), info, in_place_vectors=True)
+    p = run(
+        spec(vectors=[{"size": 4, "distance": "Dot"}], sparseVectors=[{"name": "t"}]),
+        info,
+        in_place_vectors=True,
+        managed_vectors=["s"],
+    )
     assert p.create_vectors == {"t": {"sparse": {}}} and p.delete_vectors == ["s"] and p.immutable == []
 
 
@@ -275,14 +281,23 @@ def test_adopting_adds_vectors_but_never_deletes_them():
     info = named_live("a", "b")
     info["config"]["metadata"] = {}
     p = run(spec(vectors=[dense("a")]), info, adopt=True, in_place_vectors=True)
-    assert [d.path for d in p.immutable] == ["vectors"] and not p.writes
+    assert p.immutable == [] and p.delete_vectors == [] and p.kept_vectors == ["b"]
     p = run(spec(vectors=[dense("a"), dense("b"), dense("c")]), info, adopt=True, in_place_vectors=True)
     assert list(p.create_vectors) == ["c"] and p.update == {"metadata": {mapping.OWNER_KEY: MARKER}}
 
 
+def test_a_vector_this_resource_never_declared_is_left_with_its_data():
+    """Added by hand in Qdrant (or there before the operator took over): Enforce never deletes its data; only a
+    vector dropped from the spec after being declared (status.vectorNames) is removed."""
+    p = run(spec(vectors=[dense("a")]), named_live("a", "b"), in_place_vectors=True, managed_vectors=["a"])
+    assert p.immutable == [] and p.delete_vectors == [] and p.kept_vectors == ["b"] and not p.writes
+    p = run(spec(vectors=[dense("a")]), named_live("a", "b"), in_place_vectors=True, managed_vectors=["a", "b"])
+    assert p.delete_vectors == ["b"] and p.kept_vectors == []
+
+
 def test_report_policy_lists_vector_changes_and_writes_nothing():
     s = spec(vectors=[dense("a"), dense("c")], driftPolicy="Report")
-    p = run(s, named_live("a", "b"), in_place_vectors=True)
+    p = run(s, named_live("a", "b"), in_place_vectors=True, managed_vectors=["a", "b"])
     assert [d.path for d in p.drift] == ["vectors[c]", "vectors[b]"]
     assert not p.writes and p.create_vectors == {} and p.delete_vectors == []
 
@@ -496,3 +511,9 @@ def test_sparse_index_datatype_and_memory_change_in_place():
     # Left out in Qdrant's answer means Float32 (as for dense vectors).
     plain = live_from(run(spec(vectors=DOT4, sparseVectors=[{"name": "kw"}]), None).create)
     assert not run(spec(vectors=DOT4, sparseVectors=[{"name": "kw", "index": {"datatype": "Float32"}}]), plain).writes
+
+
+def test_a_vector_named_like_a_setting_changes_in_place():
+    info = named_live("size")
+    p = run(spec(vectors=[dense("size", hnsw={"m": 32})]), info)
+    assert p.immutable == [] and p.update == {"vectors": {"size": {"hnsw_config": {"m": 32}}}}

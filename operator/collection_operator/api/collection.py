@@ -664,6 +664,11 @@ class VectorCollectionStatus(StatusBase):
         description="Keys of spec.metadata found in the collection's Qdrant metadata: removed from Qdrant when "
         "dropped from the spec.",
     )
+    vector_names: list[str] = Field(
+        default_factory=list,
+        description="Named vectors of the spec (dense and sparse) found in Qdrant: the only ones removed from Qdrant, "
+        "with their data, when dropped from the spec. A vector in Qdrant the spec never listed is left alone.",
+    )
     drift: list[Drift] = Field(
         default_factory=list, description="Changes found in Qdrant that differ from the spec (driftPolicy Report)."
     )

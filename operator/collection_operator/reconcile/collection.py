@@ -65,6 +65,7 @@ class Plan:
     # Named vectors added (name -> VectorNameConfig) and removed, dense and sparse alike (Qdrant 1.18+).
     create_vectors: dict[str, dict[str, Any]] = field(default_factory=dict)
     delete_vectors: list[str] = field(default_factory=list)
+    kept_vectors: list[str] = field(default_factory=list)  # in Qdrant, not in the spec, never declared here: left
 
     @property
     def reindexes(self) -> bool:
@@ -156,6 +157,7 @@ def plan(
     collections: Collection[str] = (),
     managed_metadata: Collection[str] = (),
     in_place_vectors: bool = False,
+    managed_vectors: Collection[str] = (),
 ) -> Plan:
     """The minimal steps from `info` (None: the collection does not exist) to `spec`.
 
@@ -163,7 +165,7 @@ def plan(
     created earlier (status), the only ones it removes when they leave the spec; `collections` are the
     server's collection names (an alias can never take one). A plan with alias conflicts writes nothing.
     `in_place_vectors`: the server adds and removes named vectors (Qdrant 1.18+); otherwise a changed set of
-    vector names is immutable.
+    vector names is immutable. Only vectors in `managed_vectors` (declared here before) are ever removed.
     """
     spec = mapping.apply_preset(spec)
     out = Plan()
@@ -172,7 +174,7 @@ def plan(
         out.create = mapping.create_body(spec, marker)
         out.create_indexes = desired_indexes
     else:
-        _plan_update(spec, info, out, adopt, marker, in_place_vectors)
+        _plan_update(spec, info, out, adopt, marker, in_place_vectors, managed_vectors)
         _plan_metadata(spec.metadata, (info.get("config") or {}).get("metadata") or {}, managed_metadata, out)
         _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
     if spec.drift_policy == DriftPolicy.REPORT and info is not None:
@@ -191,7 +193,13 @@ def plan(
 
 
 def _plan_update(
-    spec: VectorCollectionSpec, info: dict[str, Any], out: Plan, adopt: bool, marker: str, in_place_vectors: bool
+    spec: VectorCollectionSpec,
+    info: dict[str, Any],
+    out: Plan,
+    adopt: bool,
+    marker: str,
+    in_place_vectors: bool,
+    managed_vectors: Collection[str] = (),
 ) -> None:
     config = info.get("config") or {}
     params = config.get("params") or {}
@@ -206,7 +214,8 @@ def _plan_update(
     sparse_changed = bool(want_sparse) and want_sparse.keys() != live_sparse.keys()
     if shape_changed or dense_changed or sparse_changed:
         live_dense = {} if unnamed else live_vectors
-        if shape_changed or not in_place_vectors or not _plan_vector_set(spec, live_dense, live_sparse, adopt, out):
+        in_place = in_place_vectors and not shape_changed
+        if not in_place or not _plan_vector_set(spec, live_dense, live_sparse, managed_vectors, out):
             if shape_changed or dense_changed:
                 out.immutable.append(Difference("vectors", _vector_names(want_vectors), _vector_names(live_vectors)))
             else:
@@ -237,7 +246,9 @@ def _plan_update(
     for path, want, live in comparisons:
         diff = Difference(_spec_path(path), want, live)
         # Every sparse vector setting is changed in place (Qdrant 1.19 PATCHes its datatype too).
-        if path[0] == "wal_config" or (path[0] != "sparse_vectors" and IMMUTABLE_LEAVES & set(path)):
+        # path[1] of a vector's leaf is its name, which may be any word (a vector named "size" is fine)
+        keys = path[2:] if path[0] == "vectors" else path
+        if path[0] == "wal_config" or (path[0] != "sparse_vectors" and IMMUTABLE_LEAVES & set(keys)):
             out.immutable.append(diff)
         else:
             out.drift.append(diff)
@@ -259,26 +270,33 @@ def _plan_metadata(want: dict[str, str], live: dict[str, Any], managed: Collecti
 
 
 def _plan_vector_set(
-    spec: VectorCollectionSpec, live_dense: dict[str, Any], live_sparse: dict[str, Any], adopt: bool, out: Plan
+    spec: VectorCollectionSpec,
+    live_dense: dict[str, Any],
+    live_sparse: dict[str, Any],
+    managed: Collection[str],
+    out: Plan,
 ) -> bool:
     """Named vectors the spec adds or drops, planned in place (Qdrant 1.18+): each new one created, then its
-    index, quantization and storage settings set by the PATCH; each one the spec no longer has deleted, with
-    its data. `live_dense` is empty for an unnamed vector (unchanged here: only sparse ones may change).
+    index, quantization and storage settings set by the PATCH; each one the spec no longer has and that this
+    resource declared before (`managed`, from status.vectorNames) deleted, with its data. A vector in Qdrant the
+    spec never declared (added by hand, or there before an adoption) is left with its data (`kept_vectors`).
+    `live_dense` is empty for an unnamed vector (unchanged here: only sparse ones may change).
 
     False (immutable, nothing planned) for "" among named vectors (what Qdrant leaves after a named vector is
-    added to an unnamed collection), for a name that would change between dense and sparse (never a delete
-    and re-create of a name the spec still has), and when adopting a collection with vectors the spec lacks
-    (the operator never declared them: their data is not its to drop). Sparse vectors count only when the
-    spec lists some, as everywhere else."""
+    added to an unnamed collection) and for a name that would change between dense and sparse (never a delete
+    and re-create of a name the spec still has). Sparse vectors count only when the spec lists some, as
+    everywhere else."""
     if "" in live_dense:
         return False
     dense = {v.name: v for v in spec.vectors if v.name}
     sparse = {s.name: s for s in spec.sparse_vectors}
     added: list[Vector | SparseVector] = [v for n, v in dense.items() if n not in live_dense]
     added += [s for n, s in sparse.items() if n not in live_sparse]
-    removed = [n for n in live_dense if n not in dense]
-    removed += [n for n in (live_sparse if sparse else {}) if n not in sparse]
-    if any(v.name in (live_sparse if isinstance(v, Vector) else live_dense) for v in added) or (adopt and removed):
+    extra = [n for n in live_dense if n not in dense]
+    extra += [n for n in (live_sparse if sparse else {}) if n not in sparse]
+    removed = [n for n in extra if n in managed]
+    out.kept_vectors += [n for n in extra if n not in managed]
+    if any(v.name in (live_sparse if isinstance(v, Vector) else live_dense) for v in added):
         return False
     for v in added:
         path = f"{'vectors' if isinstance(v, Vector) else 'sparseVectors'}[{v.name}]"

@@ -286,6 +286,7 @@ async def _sync(
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
     managed_metadata = list(target.status.get("metadataKeys") or [])
+    managed_vectors = list(target.status.get("vectorNames") or [])
     info = await gateway.get_collection(name) if observe else None
     # Aliases are read only when this resource has any to create or remove; collection names only when an
     # alias is still to be created (it must not be a collection's name).
@@ -342,6 +343,7 @@ async def _sync(
         collections=names,
         managed_metadata=managed_metadata,
         in_place_vectors=in_place_vectors,
+        managed_vectors=managed_vectors,
     )
     if p.alias_conflicts:
         held = ", ".join(
@@ -416,6 +418,11 @@ async def _sync(
         )
 
     outcome.status = _status(info, spec, p, aliases, name)
+    if p.kept_vectors:
+        kept = ", ".join(p.kept_vectors)
+        outcome.verdict = Verdict(
+            State.READY, "InSync", f"vectors in Qdrant this resource never declared are left with their data: {kept}"
+        )
     if planned is not None:
         with_fields(outcome, plan=planned)
     elif (target.status.get("plan") or {}).get("phase") == PlanPhase.AWAITING_APPROVAL:
@@ -507,10 +514,17 @@ def _status(
             aliases.pop(action["delete_alias"]["alias_name"], None)
     live_indexes = info.get("payload_schema") or {}
     live_metadata = (info.get("config") or {}).get("metadata") or {}
+    params = (info.get("config") or {}).get("params") or {}
+    live_dense, live_sparse = params.get("vectors") or {}, params.get("sparse_vectors") or {}
     return status(
         **observed_status(info),
         aliases=sorted(a for a in spec.aliases if aliases.get(a) == name),
         payload_indexes=sorted(i.field for i in spec.payload_indexes if i.field in live_indexes),
         metadata_keys=sorted(key for key in spec.metadata if key in live_metadata),
+        vector_names=sorted(
+            n
+            for n in [*(v.name for v in spec.vectors), *(v.name for v in spec.sparse_vectors)]
+            if n and (n in live_dense or n in live_sparse)
+        ),
         drift=[d.as_status() for d in p.drift] if spec.drift_policy == DriftPolicy.REPORT else [],
     )
