@@ -59,7 +59,7 @@ def physical_name(spec: VectorCollectionSpec, name: str) -> str:
     reverting the spec finds the previous collection again."""
     config = mapping.desired_config(mapping.apply_preset(spec), "")
     vectors = config.get("vectors") or {}
-    dense = {"": vectors} if "size" in vectors else vectors
+    dense = {"": vectors} if mapping.unnamed(vectors) else vectors
     fixed = {
         "vectors": {
             n: {k: v.get(k) for k in ("size", "distance", "datatype", "multivector_config")} for n, v in dense.items()
@@ -87,7 +87,7 @@ def _carried_vectors(source: dict[str, Any], spec: VectorCollectionSpec) -> list
     """The vectors a copy carries: those both collections have (None: all, for the unnamed vector)."""
     params = (source.get("config") or {}).get("params") or {}
     live = params.get("vectors") or {}
-    if "size" in live:
+    if mapping.unnamed(live):
         return None
     have = set(live) | set(params.get("sparse_vectors") or {})
     return sorted(have & ({v.name for v in spec.vectors} | {s.name for s in spec.sparse_vectors}))

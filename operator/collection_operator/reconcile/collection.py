@@ -206,10 +206,10 @@ def _plan_update(
     desired = mapping.desired_config(spec, marker)
     live_vectors = params.get("vectors") or {}
     want_vectors = desired.pop("vectors")
-    unnamed = "size" in want_vectors
+    unnamed = mapping.unnamed(want_vectors)
     want_sparse = desired.pop("sparse_vectors", {})
     live_sparse = params.get("sparse_vectors") or {}
-    shape_changed = unnamed != ("size" in live_vectors)  # unnamed <-> named: never in place
+    shape_changed = unnamed != mapping.unnamed(live_vectors)  # unnamed <-> named: never in place
     dense_changed = not unnamed and want_vectors.keys() != live_vectors.keys()
     sparse_changed = bool(want_sparse) and want_sparse.keys() != live_sparse.keys()
     if shape_changed or dense_changed or sparse_changed:
@@ -318,7 +318,7 @@ def _plan_vector_set(
 
 
 def _vector_names(vectors: dict[str, Any]) -> list[str]:
-    return [""] if "size" in vectors else sorted(vectors)
+    return [""] if mapping.unnamed(vectors) else sorted(vectors)
 
 
 def _add_to_patch(
@@ -420,6 +420,6 @@ def estimated_vectors(info: dict[str, Any] | None, vectors_touched: int | None =
         return None
     params = (info.get("config") or {}).get("params") or {}
     dense = params.get("vectors") or {}
-    count = 1 if "size" in dense else len(dense)
+    count = 1 if mapping.unnamed(dense) else len(dense)
     count += len(params.get("sparse_vectors") or {})
     return int(info.get("points_count") or 0) * (vectors_touched if vectors_touched is not None else max(count, 1))

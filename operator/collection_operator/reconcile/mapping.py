@@ -77,6 +77,12 @@ def vector(v: Vector) -> dict[str, Any]:
     )
 
 
+def unnamed(vectors: dict[str, Any]) -> bool:
+    """Qdrant's bare VectorParams (the unnamed vector) rather than a map of named ones; a vector may be named
+    "size", so the key alone does not tell."""
+    return isinstance(vectors.get("size"), int)
+
+
 def vectors(spec: VectorCollectionSpec) -> dict[str, Any] | None:
     """One unnamed vector is Qdrant's bare VectorParams; named ones are a map."""
     if not spec.vectors:
