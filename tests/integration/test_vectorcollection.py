@@ -386,6 +386,17 @@ def test_named_vectors_added_and_removed_in_place(cluster, connection, qdrant_se
     assert qdrant_server.count("DELETE", "/collections/{collection_name}/vectors/{vector_name}") == 2
     assert ("Warning", f"removed vectors b, s from {name} (their data is gone)") in vector_events(cluster, "vecs")
     assert body["status"].get("drift", []) == [] and cluster.condition(PLURAL, "vecs", "Stalled")["status"] == "False"
+    assert body["status"]["vectorNames"] == ["a", "c", "t"]
+
+    # A vector added in Qdrant by hand was never declared here: Enforce leaves it, with its data, and says so.
+    with qdrant_server.http(timeout=30) as http:
+        http.put(
+            f"/collections/{name}/vectors/manual", json={"dense": {"size": 2, "distance": "Dot"}}
+        ).raise_for_status()
+    wait_for(lambda: "manual" in cluster.condition(PLURAL, "vecs")["message"], 30, "the kept vector named in Ready")
+    time.sleep(2 * RESYNC_SECONDS)
+    assert "manual" in qdrant_collection(qdrant_server, name)["config"]["params"]["vectors"]
+    assert qdrant_server.count("DELETE", "/collections/{collection_name}/vectors/{vector_name}") == 2
 
 
 def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_server):
