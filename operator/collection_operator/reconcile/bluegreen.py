@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,10 +146,8 @@ async def _blue_green(
     aliases = await gateway.list_aliases()
     served, plain = aliases.get(name), False
     if served is None and await gateway.get_collection(name) is not None:
-        served, plain = (
-            name,
-            True,
-        )  # a collection made before BlueGreen: it moves to the alias layout on its first migration
+        # a collection made before BlueGreen: it moves to the alias layout on its first migration
+        served, plain = name, True
     if served is None:
         outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=want)
         if outcome.reconciled:
@@ -163,17 +161,19 @@ async def _blue_green(
         return Outcome(
             Verdict(State.FAILED, "QdrantUnavailable", f"alias {name} points at {served}, which is gone"), status()
         )
-    changes = plan(
-        spec, info, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=served
-    )
-    if not changes.immutable:
-        outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served)
-        if outcome.reconciled:
-            await _tidy(gateway, target, served, outcome)
-        return with_fields(outcome, physical_collection=None if plain else served)
-    return await _migrate(
-        gateway, spec, target, gate, slot, pace, name, served, want, plain, info, changes.immutable, aliases
-    )
+    if _immutable(spec, info, target, served):
+        move = _Move(gateway, spec, target, name, served, want, plain, aliases)
+        return await _migrate(move, info, gate, slot, pace)
+    outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served)
+    if outcome.reconciled:
+        await _tidy(gateway, target, served, outcome)
+    return with_fields(outcome, physical_collection=None if plain else served)
+
+
+def _immutable(spec: VectorCollectionSpec, info: dict[str, Any], target: Target, collection: str) -> list[Difference]:
+    """What the spec asks of `info` that only a new collection can give."""
+    unmanaged: dict[str, Any] = {"live_aliases": {}, "managed_indexes": [], "managed_aliases": []}
+    return plan(spec, info, target.marker, collection=collection, **unmanaged).immutable
 
 
 async def _owned(gateway: CollectionsPort, collection: str, target: Target) -> bool | None:
@@ -183,13 +183,11 @@ async def _owned(gateway: CollectionsPort, collection: str, target: Target) -> b
 
 
 async def _fits(gateway: CollectionsPort, spec: VectorCollectionSpec, target: Target, collection: str) -> bool:
-    """`collection` exists, is this resource's, and has every setting of the spec that Qdrant cannot change."""
+    """`collection` exists, is this resource's and has every setting of the spec that Qdrant cannot change."""
     info = await gateway.get_collection(collection)
     if info is None or ownership(info, target.marker)[0] != Ownership.OURS:
         return False
-    return not plan(
-        spec, info, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=collection
-    ).immutable
+    return not _immutable(spec, info, target, collection)
 
 
 async def _tidy(gateway: CollectionsPort, target: Target, served: str, outcome: CollectionOutcome) -> None:
@@ -202,9 +200,8 @@ async def _tidy(gateway: CollectionsPort, target: Target, served: str, outcome: 
             leftovers.append((previous, "PreviousDeleted", f"the rollback window is over: deleted {previous}"))
     abandoned = (target.status.get("migration") or {}).get("target")
     if abandoned and abandoned not in (served, previous):
-        leftovers.append(
-            (abandoned, "MigrationAbandoned", f"the spec changed back: deleted the unfinished {abandoned}")
-        )
+        message = f"the spec changed back: deleted the unfinished {abandoned}"
+        leftovers.append((abandoned, "MigrationAbandoned", message))
     for collection, reason, message in leftovers:
         if await _owned(gateway, collection, target):
             await gateway.delete_collection(collection)
@@ -216,22 +213,108 @@ async def _tidy(gateway: CollectionsPort, target: Target, served: str, outcome: 
         with_fields(outcome, previous_collection=None, rollback_until=None)
 
 
+@dataclass
+class _Move:
+    """One resource's move of its name from the collection it resolves to (`served`) to another (`want`)."""
+
+    gateway: CollectionsPort
+    spec: VectorCollectionSpec
+    target: Target
+    name: str
+    served: str
+    want: str
+    plain: bool  # `served` is a plain collection called `name` (made before BlueGreen)
+    aliases: dict[str, str]  # every alias on the server when the reconcile began
+
+    async def switch(self, outcome: CollectionOutcome) -> None:
+        """Move the name and the declared aliases to `want` in one atomic request. A plain collection must be
+        deleted first (a name is a collection or an alias, never both): the only moment the name does not
+        resolve, reported."""
+        name, served, want, gateway = self.name, self.served, self.want, self.gateway
+        moved = [a for a in self.spec.aliases if self.aliases.get(a) == served]
+        create = [{"create_alias": {"collection_name": want, "alias_name": a}} for a in [name, *moved]]
+        if self.plain:
+            if not await _owned(gateway, served, self.target):
+                raise QdrantError(f"{served} is not this resource's collection; it is never deleted")
+            if moved:
+                await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in moved])
+            began = time.monotonic()
+            await gateway.delete_collection(served)
+            await gateway.update_aliases(create)
+            gap_ms = (time.monotonic() - began) * 1000
+            outcome.event("NameUnresolved", f"{name} did not resolve for {gap_ms:.0f} ms while it became an alias")
+            with_fields(outcome, previous_collection=None, rollback_until=None)
+        else:
+            await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in [name, *moved]] + create)
+            window = timedelta(seconds=duration_seconds(self.spec.change_policy.rollback_window))
+            with_fields(outcome, previous_collection=served, rollback_until=_stamp(_now() + window))
+        outcome.qdrant_writes += 2 if self.plain else 1
+        outcome.verdict = Verdict(State.RECONCILING, "Switched", f"{name} now points at {want}")
+        outcome.requeue_after = SWITCH_RECHECK_SECONDS
+        done = outcome.status.plan.model_copy(update={"phase": PlanPhase.APPLIED}) if outcome.status.plan else None
+        _set(outcome, physical_collection=want, migration=None, plan=done)
+
+    async def copy(
+        self,
+        m: dict[str, Any],
+        vectors: list[str] | None,
+        slot: AbstractAsyncContextManager[Any],
+        pace: CopyPace,
+    ) -> bool:
+        """Copy pages for up to `pace.seconds` (at least one) and record where the copy stands in `m`. Pass 1
+        upserts every point; each later pass writes only points missing or different in the target, then deletes
+        those gone from the source. True when the copy is done: a later pass changed nothing, and exact counts
+        agree."""
+        deadline = time.monotonic() + pace.seconds
+        while True:
+            start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
+            async with slot:
+                if m.get("pruning"):
+                    _, changed, following = await self.gateway.prune_points(
+                        self.served, self.want, start, pace.page_points
+                    )
+                else:
+                    catching_up = m.get("passes", 1) > 1
+                    _, changed, following = await self.gateway.copy_points(
+                        self.served, self.want, start, pace.page_points, vectors=vectors, only_changed=catching_up
+                    )
+                    m["copiedPoints"] = m.get("copiedPoints", 0) + changed
+            if m.get("passes", 1) > 1:
+                m["passChanges"] = m.get("passChanges", 0) + changed
+            m["resumeFrom"] = None if following is None else json.dumps(following)
+            if following is None and not await self._next_pass(m):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    async def _next_pass(self, m: dict[str, Any]) -> bool:
+        """A (sub-)pass reached the end: start the next one and return True, or return False when the copy is
+        done."""
+        if m.get("passes", 1) == 1:
+            m.update(passes=2, passChanges=0, phase="CatchingUp")
+            return True
+        if not m.get("pruning"):
+            m["pruning"] = True
+            return True
+        m.update(sourcePoints=await self.count(self.served), targetPoints=await self.count(self.want))
+        if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
+            return False
+        m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
+        return True
+
+    async def count(self, collection: str) -> int:
+        return await self.gateway.count_points(collection)
+
+
 async def _migrate(
-    gateway: CollectionsPort,
-    spec: VectorCollectionSpec,
-    target: Target,
+    move: _Move,
+    info: dict[str, Any],
     gate: ConnectionGate,
     slot: AbstractAsyncContextManager[Any],
     pace: CopyPace,
-    name: str,
-    served: str,
-    want: str,
-    plain: bool,
-    info: dict[str, Any],
-    changes: list[Difference],
-    aliases: dict[str, str],
 ) -> CollectionOutcome:
-    key = f"{target.namespace}/{target.name}"
+    spec, target, name, served = move.spec, move.target, move.name, move.served
+    changes = _immutable(spec, info, target, served)
     observed = observed_status(info)
     if spec.change_policy.immutable != ImmutableChanges.BLUE_GREEN:
         changed = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
@@ -255,19 +338,10 @@ async def _migrate(
             status(**observed),
         )
     previous = target.status.get("previousCollection")
-    if previous and previous != served and await _fits(gateway, spec, target, previous):
-        want = previous
-        actions = [f"switch alias {name} back from {served} to {want} (rollback, nothing is copied)"]
-        planned = plan_status(target, actions, migration="Rollback")
-        if (held := held_for_approval(spec, target, planned)) is not None:
-            return with_fields(held, **observed)
-        outcome = Outcome(Verdict(State.RECONCILING, "Switched", f"{name} points at {want} again"), status())
-        approved(outcome, spec, planned)
-        await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
-        outcome.event("RolledBack", f"{name} switched back to {want}; {served} is kept until the rollback window ends")
-        return with_fields(outcome, plan=planned, **observed)
+    if previous and previous != served and await _fits(move.gateway, spec, target, previous):
+        return await _roll_back(replace(move, want=previous), observed)
 
-    mode = mode_of(changes)
+    mode, want = mode_of(changes), move.want
     what = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
     fill = (
         f"copy every point of {served} into {want}, then catch up with writes made meanwhile"
@@ -279,23 +353,23 @@ async def _migrate(
         f"create collection {want} ({what})",
         fill,
         f"switch alias {name} to {want}"
-        + (f" (the collection {name} is deleted first: the name does not resolve for a moment)" if plain else ""),
-        f"keep {served} for rollback for {spec.change_policy.rollback_window}" if not plain else "",
+        + (f" (the collection {name} is deleted first: the name does not resolve for a moment)" if move.plain else ""),
+        "" if move.plain else f"keep {served} for rollback for {spec.change_policy.rollback_window}",
     ]
     planned = plan_status(
         target, [a for a in actions if a], migration=mode, cost=estimated_vectors(info), phase=PlanPhase.APPLYING
     )
-    migration = dict(target.status.get("migration") or {})
-    started = migration.get("target") == want and migration.get("source") == served
+    m = dict(target.status.get("migration") or {})
+    started = m.get("target") == want and m.get("source") == served
     if not started and (held := held_for_approval(spec, target, planned)) is not None:
         return with_fields(held, **observed)
 
     outcome = Outcome(Verdict(State.RECONCILING, "Migrating", f"building {want}"), status(plan=planned, **observed))
-    abandoned = migration.get("target")
-    if abandoned and abandoned not in (want, served) and await _owned(gateway, abandoned, target):
-        await gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
+    abandoned = m.get("target")
+    if abandoned and abandoned not in (want, served) and await _owned(move.gateway, abandoned, target):
+        await move.gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
         outcome.event("MigrationAbandoned", f"the spec changed again: deleted the unfinished {abandoned}")
-    owned = await _owned(gateway, want, target)
+    owned = await _owned(move.gateway, want, target)
     if owned is False:
         return Outcome(
             Verdict(
@@ -305,182 +379,90 @@ async def _migrate(
             ),
             status(**observed),
         )
+    key = f"{target.namespace}/{target.name}"
     if mode == COPY and not gate.admit(key):
         outcome.verdict = Verdict(
             State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
         )
         outcome.requeue_after = REEMBED_RECHECK_SECONDS
         return outcome
+    if owned is None:
+        unmanaged: dict[str, Any] = {"live_aliases": {}, "managed_indexes": [], "managed_aliases": []}
+        new = plan(spec, None, target.marker, collection=want, **unmanaged)
+        assert new.create is not None
+        async with slot:
+            await move.gateway.create_collection(want, new.create)
+            for field_name, schema in new.create_indexes.items():
+                await move.gateway.create_payload_index(want, field_name, schema)
+        outcome.qdrant_writes += 1 + len(new.create_indexes)
     if owned is None or not started:
-        if owned is None:
-            new = plan(
-                spec, None, target.marker, live_aliases={}, managed_indexes=[], managed_aliases=[], collection=want
-            )
-            assert new.create is not None
-            async with slot:
-                await gateway.create_collection(want, new.create)
-                for field_name, schema in new.create_indexes.items():
-                    await gateway.create_payload_index(want, field_name, schema)
-            outcome.qdrant_writes += 1 + len(new.create_indexes)
         approved(outcome, spec, planned)
         outcome.event("MigrationStarted", f"{what}: building {want} beside {served} ({mode})")
-        migration = MigrationStatus(
+        m = MigrationStatus(
             source=served,
             target=want,
             mode=mode,
             phase="Copying" if mode == COPY else "AwaitingReembedding",
             started_at=_stamp(_now()),
-            source_points=await gateway.count_points(served),
+            source_points=await move.count(served),
         ).model_dump(by_alias=True, mode="json")
     if mode == COPY:
-        return await _copy(
-            gateway, spec, target, gate, slot, pace, outcome, migration, name, served, want, plain, info, aliases
-        )
-    return await _await_reembedding(gateway, spec, target, outcome, migration, name, served, want, plain, aliases)
-
-
-async def _copy(
-    gateway: CollectionsPort,
-    spec: VectorCollectionSpec,
-    target: Target,
-    gate: ConnectionGate,
-    slot: AbstractAsyncContextManager[Any],
-    pace: CopyPace,
-    outcome: CollectionOutcome,
-    m: dict[str, Any],
-    name: str,
-    served: str,
-    want: str,
-    plain: bool,
-    info: dict[str, Any],
-    aliases: dict[str, str],
-) -> CollectionOutcome:
-    """Copy pages for up to `pace.seconds`. Pass 1 upserts every point; each later pass writes only points
-    missing or different in the target, then deletes those gone from the source. The switch comes after a
-    later pass that changed nothing, with equal exact counts."""
-    vectors = _carried_vectors(info, spec)
-    deadline = time.monotonic() + pace.seconds
-    while True:  # at least one page per reconcile
-        start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
-        async with slot:
-            if m.get("pruning"):
-                _, changed, following = await gateway.prune_points(served, want, start, pace.page_points)
-            else:
-                catching_up = m.get("passes", 1) > 1
-                _, changed, following = await gateway.copy_points(
-                    served, want, start, pace.page_points, vectors=vectors, only_changed=catching_up
-                )
-                m["copiedPoints"] = m.get("copiedPoints", 0) + changed
-        if m.get("passes", 1) > 1:
-            m["passChanges"] = m.get("passChanges", 0) + changed
-        m["resumeFrom"] = None if following is None else json.dumps(following)
-        if following is None and not await _pass_over(gateway, m, served, want):
-            await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
-            gate.release(f"{target.namespace}/{target.name}")
+        if await move.copy(m, _carried_vectors(info, spec), slot, pace):
+            await move.switch(outcome)
+            gate.release(key)
             outcome.event("Switched", f"{name} now points at {want} ({m['targetPoints']} points copied and verified)")
             return outcome
-        if time.monotonic() >= deadline:
-            break
-    outcome.verdict = Verdict(
-        State.RECONCILING,
-        "Migrating",
-        f"copying {served} -> {want}: pass {m.get('passes', 1)}, {m.get('copiedPoints', 0)} points written"
-        + (f" of {m['sourcePoints']}" if m.get("sourcePoints") is not None and m.get("passes", 1) == 1 else ""),
-    )
-    outcome.requeue_after = COPY_RECHECK_SECONDS
-    return with_fields(outcome, migration=m)
+        copied = f"{m.get('copiedPoints', 0)} points written"
+        if m.get("sourcePoints") is not None and m.get("passes", 1) == 1:
+            copied += f" of {m['sourcePoints']}"
+        outcome.verdict = Verdict(
+            State.RECONCILING, "Migrating", f"copying {served} -> {want}: pass {m.get('passes', 1)}, {copied}"
+        )
+        outcome.requeue_after = COPY_RECHECK_SECONDS
+        return with_fields(outcome, migration=m)
+    return await _await_reembedding(move, outcome, m)
 
 
-async def _pass_over(gateway: CollectionsPort, m: dict[str, Any], served: str, want: str) -> bool:
-    """A (sub-)pass reached the end: start the next one and return True, or return False when the copy is done: a
-    catch-up pass changed nothing and both collections hold exactly as many points."""
-    if m.get("passes", 1) == 1:
-        m.update(passes=2, passChanges=0, phase="CatchingUp")
-        return True
-    if not m.get("pruning"):
-        m["pruning"] = True
-        return True
-    m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
-    if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
-        return False
-    m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
-    return True
+async def _roll_back(move: _Move, observed: dict[str, Any]) -> CollectionOutcome:
+    """The spec fits the previous collection again (reverted within the window): switch back, copying nothing."""
+    name, served, want = move.name, move.served, move.want
+    actions = [f"switch alias {name} back from {served} to {want} (rollback, nothing is copied)"]
+    planned = plan_status(move.target, actions, migration="Rollback")
+    if (held := held_for_approval(move.spec, move.target, planned)) is not None:
+        return with_fields(held, **observed)
+    outcome = Outcome(Verdict(State.RECONCILING, "Switched", f"{name} points at {want} again"), status())
+    approved(outcome, move.spec, planned)
+    await move.switch(outcome)
+    outcome.event("RolledBack", f"{name} switched back to {want}; {served} is kept until the rollback window ends")
+    return with_fields(outcome, plan=planned, **observed)
 
 
-async def _await_reembedding(
-    gateway: CollectionsPort,
-    spec: VectorCollectionSpec,
-    target: Target,
-    outcome: CollectionOutcome,
-    m: dict[str, Any],
-    name: str,
-    served: str,
-    want: str,
-    plain: bool,
-    aliases: dict[str, str],
-) -> CollectionOutcome:
+async def _await_reembedding(move: _Move, outcome: CollectionOutcome, m: dict[str, Any]) -> CollectionOutcome:
     """The application writes re-embedded points into `want`; the alias moves when it holds as many points as the
     collection in use, or earlier when a person approves the switch plan."""
-    m.update(sourcePoints=await gateway.count_points(served), targetPoints=await gateway.count_points(want))
+    name, served, want = move.name, move.served, move.want
+    m.update(sourcePoints=await move.count(served), targetPoints=await move.count(want))
     switch = plan_status(
-        target,
+        move.target,
         [f"switch alias {name} from {served} to {want} before {want} holds as many points"],
         migration=REEMBED,
         phase=PlanPhase.AWAITING_APPROVAL,
     )
-    if m["targetPoints"] >= m["sourcePoints"] or target.approved == switch.hash:
+    if m["targetPoints"] >= m["sourcePoints"] or move.target.approved == switch.hash:
         why = "approved" if m["targetPoints"] < m["sourcePoints"] else "re-embedded"
-        await _switch(gateway, spec, target, outcome, name, served, want, plain, aliases)
-        outcome.event(
-            "Switched", f"{name} now points at {want} ({why}: {m['targetPoints']} of {m['sourcePoints']} points)"
-        )
+        await move.switch(outcome)
+        points = f"{m['targetPoints']} of {m['sourcePoints']} points"
+        outcome.event("Switched", f"{name} now points at {want} ({why}: {points})")
         return outcome
     outcome.verdict = Verdict(
         State.RECONCILING,
         "AwaitingReembedding",
         f"write the re-embedded points into the collection {want} ({m['targetPoints']} of {m['sourcePoints']} so "
         f"far); {name} keeps pointing at {served} until {want} holds as many, or switch now with kubectl annotate "
-        f"vectorcollection {target.name} qdrant.collection-operator.dev/approve-plan={switch.hash} --overwrite",
+        f"vectorcollection {move.target.name} qdrant.collection-operator.dev/approve-plan={switch.hash} --overwrite",
     )
     outcome.requeue_after = REEMBED_RECHECK_SECONDS
     return _set(outcome, migration=m, plan=switch)
-
-
-async def _switch(
-    gateway: CollectionsPort,
-    spec: VectorCollectionSpec,
-    target: Target,
-    outcome: CollectionOutcome,
-    name: str,
-    served: str,
-    want: str,
-    plain: bool,
-    aliases: dict[str, str],
-) -> None:
-    """Move the name and the declared aliases to `want` in one atomic request. A plain collection must be deleted
-    first (a name is a collection or an alias, never both): the only moment the name does not resolve, reported."""
-    moved = [a for a in spec.aliases if aliases.get(a) == served]
-    create = [{"create_alias": {"collection_name": want, "alias_name": a}} for a in [name, *moved]]
-    if plain:
-        if not await _owned(gateway, served, target):
-            raise QdrantError(f"{served} is not this resource's collection; it is never deleted")
-        if moved:
-            await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in moved])
-        began = time.monotonic()
-        await gateway.delete_collection(served)
-        await gateway.update_aliases(create)
-        gap_ms = (time.monotonic() - began) * 1000
-        outcome.event("NameUnresolved", f"{name} did not resolve for {gap_ms:.0f} ms while it became an alias")
-        with_fields(outcome, previous_collection=None, rollback_until=None)
-    else:
-        await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in [name, *moved]] + create)
-        window = timedelta(seconds=duration_seconds(spec.change_policy.rollback_window))
-        with_fields(outcome, previous_collection=served, rollback_until=_stamp(_now() + window))
-    outcome.qdrant_writes += 2 if plain else 1
-    outcome.verdict = Verdict(State.RECONCILING, "Switched", f"{name} now points at {want}")
-    outcome.requeue_after = SWITCH_RECHECK_SECONDS
-    done = outcome.status.plan.model_copy(update={"phase": PlanPhase.APPLIED}) if outcome.status.plan else None
-    _set(outcome, physical_collection=want, migration=None, plan=done)
 
 
 def physical_collections(status: dict[str, Any] | Any, name: str) -> list[str]:
