@@ -272,3 +272,13 @@ async def test_the_cost_estimate_counts_the_points_and_the_vectors_re_indexed():
     r.change(**manual, vectors=named, hnsw={"m": 8})
     await r.reconcile()
     assert r.status["plan"]["estimatedVectors"] == 200, "every vector re-indexed"
+
+
+async def test_a_reconcile_with_nothing_to_do_reads_the_collection_once():
+    q = FakeQdrant()
+    r = Resource(q, spec())
+    await r.settle()
+    q.reads.clear()
+    outcome = await r.reconcile()
+    assert outcome.verdict.reason == "InSync" and outcome.qdrant_writes == 0
+    assert q.reads == ["list_aliases", f"get {r.status['physicalCollection']}"]

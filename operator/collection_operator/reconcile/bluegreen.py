@@ -61,9 +61,7 @@ def physical_name(spec: VectorCollectionSpec, name: str) -> str:
     vectors = config.get("vectors") or {}
     dense = {"": vectors} if mapping.unnamed(vectors) else vectors
     fixed = {
-        "vectors": {
-            n: {k: v.get(k) for k in ("size", "distance", "datatype", "multivector_config")} for n, v in dense.items()
-        },
+        "vectors": {n: {k: v.get(k) for k in mapping.VECTOR_SPACE_KEYS} for n, v in dense.items()},
         "sparse": sorted(config.get("sparse_vectors") or {}),
         **{k: config.get(k) for k in ("shard_number", "sharding_method", "wal_config")},
     }
@@ -144,10 +142,12 @@ async def _blue_green(
             status(),
         )
     aliases = await gateway.list_aliases()
-    served, plain = aliases.get(name), False
-    if served is None and await gateway.get_collection(name) is not None:
-        # a collection made before BlueGreen: it moves to the alias layout on its first migration
-        served, plain = name, True
+    served = aliases.get(name)
+    # Not an alias: a collection of that name was made before BlueGreen (a plain one, moved to the alias layout
+    # on its first migration), or nothing is there yet.
+    info = await gateway.get_collection(served or name)
+    plain = served is None and info is not None
+    served = name if plain else served
     if served is None:
         outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=want)
         if outcome.reconciled:
@@ -156,15 +156,14 @@ async def _blue_green(
             outcome.qdrant_writes += 1
         return with_fields(outcome, physical_collection=want)
 
-    info = await gateway.get_collection(served)
     if info is None:
         return Outcome(
             Verdict(State.FAILED, "QdrantUnavailable", f"alias {name} points at {served}, which is gone"), status()
         )
-    if _immutable(spec, info, target, served):
+    if changes := _immutable(spec, info, target, served):
         move = _Move(gateway, spec, target, name, served, want, plain, aliases)
-        return await _migrate(move, info, gate, slot, pace)
-    outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served)
+        return await _migrate(move, info, changes, gate, slot, pace)
+    outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served, info=info)
     if outcome.reconciled:
         await _tidy(gateway, target, served, outcome)
     return with_fields(outcome, physical_collection=None if plain else served)
@@ -172,8 +171,7 @@ async def _blue_green(
 
 def _immutable(spec: VectorCollectionSpec, info: dict[str, Any], target: Target, collection: str) -> list[Difference]:
     """What the spec asks of `info` that only a new collection can give."""
-    unmanaged: dict[str, Any] = {"live_aliases": {}, "managed_indexes": [], "managed_aliases": []}
-    return plan(spec, info, target.marker, collection=collection, **unmanaged).immutable
+    return plan(spec, info, target.marker, collection=collection).immutable
 
 
 async def _owned(gateway: CollectionsPort, collection: str, target: Target) -> bool | None:
@@ -309,12 +307,12 @@ class _Move:
 async def _migrate(
     move: _Move,
     info: dict[str, Any],
+    changes: list[Difference],
     gate: ConnectionGate,
     slot: AbstractAsyncContextManager[Any],
     pace: CopyPace,
 ) -> CollectionOutcome:
     spec, target, name, served = move.spec, move.target, move.name, move.served
-    changes = _immutable(spec, info, target, served)
     observed = observed_status(info)
     if spec.change_policy.immutable != ImmutableChanges.BLUE_GREEN:
         changed = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
@@ -387,8 +385,7 @@ async def _migrate(
         outcome.requeue_after = REEMBED_RECHECK_SECONDS
         return outcome
     if owned is None:
-        unmanaged: dict[str, Any] = {"live_aliases": {}, "managed_indexes": [], "managed_aliases": []}
-        new = plan(spec, None, target.marker, collection=want, **unmanaged)
+        new = plan(spec, None, target.marker, collection=want)
         assert new.create is not None
         async with slot:
             await move.gateway.create_collection(want, new.create)

@@ -11,8 +11,9 @@ import enum
 import hashlib
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pydantic.alias_generators import to_camel
@@ -20,6 +21,7 @@ from pydantic.alias_generators import to_camel
 from ..api.collection import DriftPolicy, SparseVector, Vector, VectorCollectionSpec
 from . import mapping
 
+NONE: Mapping[str, str] = MappingProxyType({})
 # Leaves that Qdrant cannot change on an existing collection.
 IMMUTABLE_LEAVES = {"size", "distance", "datatype", "multivector_config", "shard_number", "sharding_method"}
 # A dense vector's settings a PATCH can change (a new vector is created without them).
@@ -70,6 +72,14 @@ class Plan:
     @property
     def reindexes(self) -> bool:
         return bool(REINDEXING_BLOCKS & self.update.keys())
+
+    def hold(self, *, everything: bool = False) -> None:
+        """Write none of the in-place changes (Report, an immutable difference); `everything`: not the create
+        nor the aliases either (an alias conflict)."""
+        self.update, self.create_indexes, self.delete_indexes = {}, {}, []
+        self.create_vectors, self.delete_vectors = {}, []
+        if everything:
+            self.create, self.alias_actions = None, []
 
     @property
     def writes(self) -> bool:
@@ -149,10 +159,10 @@ def plan(
     info: dict[str, Any] | None,
     marker: str,
     *,
-    live_aliases: dict[str, str],
-    managed_indexes: list[str],
-    managed_aliases: list[str],
     collection: str,
+    live_aliases: Mapping[str, str] = NONE,
+    managed_indexes: Collection[str] = (),
+    managed_aliases: Collection[str] = (),
     adopt: bool = False,
     collections: Collection[str] = (),
     managed_metadata: Collection[str] = (),
@@ -178,17 +188,13 @@ def plan(
         _plan_metadata(spec.metadata, (info.get("config") or {}).get("metadata") or {}, managed_metadata, out)
         _plan_indexes(desired_indexes, info.get("payload_schema") or {}, managed_indexes, out)
     if spec.drift_policy == DriftPolicy.REPORT and info is not None:
-        # Report: differences found in Qdrant are listed, never written.
-        out.update, out.create_indexes, out.delete_indexes = {}, {}, []
-        out.create_vectors, out.delete_vectors = {}, []
+        out.hold()  # Report: differences found in Qdrant are listed, never written
     if out.immutable:
-        out.update, out.create_indexes, out.delete_indexes = {}, {}, []
-        out.create_vectors, out.delete_vectors = {}, []
+        out.hold()
         return out
     _plan_aliases(spec.aliases, collection, live_aliases, managed_aliases, out, set(collections) | {collection})
     if out.alias_conflicts:
-        out.create, out.update, out.create_indexes, out.delete_indexes, out.alias_actions = None, {}, {}, [], []
-        out.create_vectors, out.delete_vectors = {}, []
+        out.hold(everything=True)
     return out
 
 
@@ -339,7 +345,9 @@ def _add_to_patch(
         patch[head] = desired[head]
 
 
-def _plan_indexes(desired: dict[str, dict[str, Any]], live: dict[str, Any], managed: list[str], out: Plan) -> None:
+def _plan_indexes(
+    desired: dict[str, dict[str, Any]], live: dict[str, Any], managed: Collection[str], out: Plan
+) -> None:
     for name, schema in desired.items():
         have = live.get(name)
         if have is None:
@@ -355,7 +363,7 @@ def _plan_indexes(desired: dict[str, dict[str, Any]], live: dict[str, Any], mana
 
 
 def _plan_aliases(
-    wanted: list[str], collection: str, live: dict[str, str], managed: list[str], out: Plan, names: set[str]
+    wanted: list[str], collection: str, live: Mapping[str, str], managed: Collection[str], out: Plan, names: set[str]
 ) -> None:
     for alias in wanted:
         holder = live.get(alias)

@@ -168,10 +168,9 @@ def gone_from_qdrant(
     name = status.get("collectionName")
     if status.get("appliedGeneration") is None or not name:
         return False
-    if physical := status.get("physicalCollection"):  # BlueGreen: the name is an alias of it
-        names = [name, *(status.get("aliases") or ())]
-        return physical not in collections or any(aliases.get(a) != physical for a in names)
-    return name not in collections or any(aliases.get(alias) != name for alias in status.get("aliases") or ())
+    physical = status.get("physicalCollection")  # BlueGreen: the name is an alias of it
+    held, pointing = physical or name, [*([name] if physical else []), *(status.get("aliases") or ())]
+    return held not in collections or any(aliases.get(alias) != held for alias in pointing)
 
 
 def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:

@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
 REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
-EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")
-APPROVE_PLAN = f"{PREFIX}approve-plan"  # verdicts that saw the collection, held by another
+EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
+APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
 
@@ -184,11 +184,12 @@ async def sync(
     cluster: Cluster | None = None,
     physical: str | None = None,
     in_place_vectors: bool = False,
+    info: dict[str, Any] | None = None,
 ) -> CollectionOutcome:
     """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded);
     `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor; `physical` is the
     collection to work on when collectionName is an alias of it (blue/green); `in_place_vectors`: the server adds
-    and removes named vectors (Qdrant 1.18+, see plan)."""
+    and removes named vectors (Qdrant 1.18+, see plan); `info`: the collection as the caller just read it."""
     name = collection_name(spec, target.name)
     physical = physical or name
     slot = write_slot or nullcontext()
@@ -197,7 +198,9 @@ async def sync(
             # A resource whose collection was never seen most likely has none yet: create before looking,
             # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
             observe = target.seen_in_qdrant or physical != name
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, observe, in_place_vectors)
+            outcome = await _sync(
+                gateway, spec, target, gate, owner_alive, physical, slot, observe, in_place_vectors, info
+            )
         except AlreadyExists:
             outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, True, in_place_vectors)
             outcome.create_conflicts += 1
@@ -281,13 +284,14 @@ async def _sync(
     write_slot: AbstractAsyncContextManager[Any],
     observe: bool,
     in_place_vectors: bool = False,
+    known: dict[str, Any] | None = None,
 ) -> CollectionOutcome:
     key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
     managed_metadata = list(target.status.get("metadataKeys") or [])
     managed_vectors = list(target.status.get("vectorNames") or [])
-    info = await gateway.get_collection(name) if observe else None
+    info = known if known is not None else await gateway.get_collection(name) if observe else None
     # Aliases are read only when this resource has any to create or remove; collection names only when an
     # alias is still to be created (it must not be a collection's name).
     aliases = await gateway.list_aliases() if spec.aliases or managed_aliases else {}
@@ -370,7 +374,7 @@ async def _sync(
             status(drift=[d.as_status() for d in p.immutable]),
         )
     actions = plan_actions(p, name)
-    planned = None
+    planned, heavy = None, False
     if actions:
         reindex = p.reindexes and info is not None
         # Only the named vectors PATCHed are re-indexed when nothing collection-wide changes.
@@ -386,7 +390,7 @@ async def _sync(
         if not gate.admit(key):
             return _optimizing(outcome, info, f"another re-index on this connection is in flight ({gate.holder})")
 
-    if planned is not None and (planned.reindex or p.delete_vectors):
+    if planned is not None and heavy:
         approved(outcome, spec, planned)
     if p.writes:
         async with write_slot:

@@ -63,6 +63,10 @@ def quantization(q: Quantization | None) -> dict[str, Any] | str | None:
     return "Disabled"
 
 
+# What defines a dense vector's space: only a new vector (or a new collection) changes these.
+VECTOR_SPACE_KEYS = ("size", "distance", "datatype", "multivector_config")
+
+
 def vector(v: Vector) -> dict[str, Any]:
     return _compact(
         {
@@ -115,7 +119,7 @@ def vector_name_config(v: Vector | SparseVector) -> dict[str, Any]:
             "sparse": _compact({"modifier": block.get("modifier"), "datatype": block.get("index", {}).get("datatype")})
         }
     dense = vector(v)
-    return {"dense": {k: dense[k] for k in ("size", "distance", "datatype", "multivector_config") if k in dense}}
+    return {"dense": {k: dense[k] for k in VECTOR_SPACE_KEYS if k in dense}}
 
 
 def optimizers(o: Optimizers | None) -> dict[str, Any] | None:
