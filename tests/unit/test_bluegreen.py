@@ -282,3 +282,11 @@ async def test_a_reconcile_with_nothing_to_do_reads_the_collection_once():
     outcome = await r.reconcile()
     assert outcome.verdict.reason == "InSync" and outcome.qdrant_writes == 0
     assert q.reads == ["list_aliases", f"get {r.status['physicalCollection']}"]
+
+
+async def test_a_name_too_long_for_a_versioned_collection_is_stalled_before_anything_is_written():
+    q = FakeQdrant()
+    r = Resource(q, spec(collectionName="n" * 250))
+    outcome = await r.reconcile()
+    assert outcome.verdict.reason == "InvalidSpec" and "exceeds 255" in outcome.verdict.message
+    assert q.writes == [] and q.collections == {}
