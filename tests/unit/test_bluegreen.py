@@ -10,7 +10,9 @@ from collection_operator.api import VectorCollectionSpec
 from collection_operator.reconcile import bluegreen
 from collection_operator.reconcile.bluegreen import CopyPace, physical_name, sync_blue_green
 from collection_operator.reconcile.collection import Difference
-from collection_operator.reconcile.collection_sync import ConnectionGate, Target, sync
+from collection_operator.reconcile.collection_sync import sync
+from collection_operator.reconcile.gates import ConnectionGate
+from collection_operator.reconcile.target import APPROVE_PLAN, Target
 from tests.fakes import FakeQdrant
 
 
@@ -39,7 +41,10 @@ class Resource:
         self.generation += 1
 
     async def reconcile(self) -> Any:
-        t = Target("ns", "docs", "u1", self.generation, "ns/main", dict(self.status), approved=self.approved)
+        approval = {APPROVE_PLAN: self.approved} if self.approved else {}
+        t = Target(
+            "ns", "docs", "u1", self.generation, {"connectionRef": {"name": "main"}}, dict(self.status), approval
+        )
         run = sync_blue_green if self.status.get("physicalCollection") or _blue(self.spec) else sync
         if run is sync:
             outcome = await sync(self.q, self.spec, t, self.gate, owner_alive=lambda m: True)

@@ -9,8 +9,10 @@ from collection_operator.api import VectorCollectionSpec
 from collection_operator.qdrant import Topology
 from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.collection_sync import Cluster, ConnectionGate, Target, sync
+from collection_operator.reconcile.collection_sync import sync
+from collection_operator.reconcile.gates import Cluster, ConnectionGate
 from collection_operator.reconcile.outcome import State
+from collection_operator.reconcile.target import APPROVE_PLAN, Target
 from tests.fakes import FakeQdrant
 
 
@@ -20,8 +22,11 @@ def spec(**fields: Any) -> VectorCollectionSpec:
     )
 
 
+SPEC_REF = {"connectionRef": {"name": "main"}}
+
+
 def target(name: str = "docs", uid: str = "u1", generation: int = 1, status: dict[str, Any] | None = None) -> Target:
-    return Target("ns", name, uid, generation, "ns/main", status or {})
+    return Target("ns", name, uid, generation, SPEC_REF, status or {})
 
 
 async def run(
@@ -133,7 +138,7 @@ async def test_manual_approval_holds_a_plan_that_removes_a_vector():
     c = {"name": "c", "size": 8, "distance": "Cosine"}
 
     def gen(n: int, approved: str | None = None) -> Target:
-        return Target("ns", "docs", "u1", n, "ns/main", status, approved=approved)
+        return Target("ns", "docs", "u1", n, SPEC_REF, status, {APPROVE_PLAN: approved} if approved else {})
 
     added = await sync(
         q, spec(vectors=[a, b, c], **manual), gen(2), ConnectionGate(), lambda _: False, in_place_vectors=True

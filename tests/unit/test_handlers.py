@@ -18,6 +18,7 @@ from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
 from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
 from collection_operator.reconcile.restore import RestoreTracker
+from collection_operator.reconcile.target import Target
 from collection_operator.redact import SecretValues
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
 
@@ -146,7 +147,7 @@ def environment(connections: FakeConnections) -> collection_step.Environment:
 
 
 async def step(b: dict[str, Any], connections: FakeConnections) -> Outcome[VectorCollectionStatus]:
-    return await collection_step.step(collection_step.Observed.of(b, b.get("status") or {}), environment(connections))
+    return await collection_step.step(Target.of(b, b.get("status") or {}), environment(connections))
 
 
 @pytest.mark.parametrize(
@@ -188,10 +189,10 @@ async def test_delete_removes_only_an_owned_collection():
     conn = FakeConnection()
     connections = FakeConnections({"ns/main": conn})
     await step(body(), connections)
-    foreign = collection_step.Observed.of({**body(), "metadata": {**body()["metadata"], "uid": "u2"}}, {})
+    foreign = Target.of({**body(), "metadata": {**body()["metadata"], "uid": "u2"}}, {})
     assert (await collection_step.delete(foreign, connections))[1] == "NotDeleted"
     assert "docs" in conn.collections.collections
-    observed = collection_step.Observed.of(body(), {})
+    observed = Target.of(body(), {})
     assert (await collection_step.delete(observed, connections))[1] == "Deleted"
     assert "docs" not in conn.collections.collections
 

@@ -17,6 +17,7 @@ from collection_operator.qdrant.calls import SnapshotTurns
 from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
 from collection_operator.reconcile.snapshot_step import delete_files, held_elsewhere
+from collection_operator.reconcile.target import Target
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
@@ -273,7 +274,7 @@ async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalle
             "source": {"snapshot": {"snapshotRef": {"name": "nightly"}}},
         }
     )
-    req = restore.Request("ns/copy", "ns", "copy", "uid-copy", {}, {})
+    req = Target("ns", "copy", "uid-copy", 1, {"connectionRef": {"name": "main"}})
     tracker = restore.RestoreTracker()
     outcome, _ = await restore.restore_step(
         req, spec, "copy", main, tracker, FakeConnections({"ns/main": main}), FakeSecrets(), lambda _: body

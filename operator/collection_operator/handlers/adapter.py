@@ -18,9 +18,9 @@ from ..api.base import StatusModel
 from ..k8s.status import write_status
 from ..reconcile import collection_step
 from ..reconcile.bluegreen import CopyPace
-from ..reconcile.collection_sync import CollectionOutcome
 from ..reconcile.outcome import Outcome, State, after_failed_delete
 from ..reconcile.status import HANDS_OFF, desired_wire
+from ..reconcile.target import CollectionOutcome, Target
 from .context import Context
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ async def _reconcile_collection(
         pace=CopyPace(ctx.settings.migration_page_points, ctx.settings.migration_copy_seconds),
     )
     with metrics.RECONCILE_DURATION.labels("VectorCollection").time():
-        observed = collection_step.Observed.of(body, ctx.statuses.current(COLLECTIONS, body))
+        observed = Target.of(body, ctx.statuses.current(COLLECTIONS, body))
         outcome = await collection_step.step(observed, env)
         await report(ctx, COLLECTIONS, body, outcome)
     metrics.RECONCILES.labels("VectorCollection", outcome.verdict.reason).inc()

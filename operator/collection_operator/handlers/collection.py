@@ -13,9 +13,10 @@ from ..api.snapshot import RESTORE_FROM
 from ..qdrant import QdrantError
 from ..reconcile import collection_step
 from ..reconcile.outcome import ReconcileError
+from ..reconcile.target import APPROVE_PLAN, Target
 from .adapter import COLLECTIONS, collection_lock, delete_with_budget, indexed, reconcile_collection, requeue
 
-TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM, collection_step.APPROVE_PLAN)
+TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM, APPROVE_PLAN)
 
 
 @kopf.index(GROUP, VERSION, COLLECTIONS)
@@ -50,7 +51,7 @@ def _deletes_collection(spec: kopf.Spec, annotations: kopf.Annotations, status: 
 async def delete_collection(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """The finalizer is only there for Delete-policy resources (the `when` filter)."""
     ctx = memo.context
-    observed = collection_step.Observed.of(body, body.get("status") or {})
+    observed = Target.of(body, body.get("status") or {})
     async with collection_lock(ctx, body):  # never beside a drift sweep of the same resource
         await delete_with_budget(
             ctx,

@@ -20,9 +20,9 @@ from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi
 from ..qdrant import Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
-from ..reconcile.collection_sync import ConnectionGate
 from ..reconcile.connection import Credentials
 from ..reconcile.connection import verdict as connection_verdict
+from ..reconcile.gates import ConnectionGate
 from ..reconcile.restore import RestoreTracker
 from ..redact import SecretValues
 

@@ -21,22 +21,13 @@ from typing import Any
 from ..api.collection import ImmutableChanges, MigrationStatus, PlanPhase, VectorCollectionSpec, duration_seconds
 from ..qdrant.errors import QdrantError
 from . import mapping
+from .approval import approved, held_for_approval, plan_status
 from .collection import Difference, Ownership, estimated_vectors, observed_status, ownership, plan
-from .collection_sync import (
-    Cluster,
-    CollectionOutcome,
-    ConnectionGate,
-    Target,
-    approved,
-    collection_name,
-    held_for_approval,
-    plan_status,
-    status,
-    sync,
-    with_fields,
-)
+from .collection_sync import sync
+from .gates import Cluster, ConnectionGate
 from .outcome import Outcome, State, Verdict, outcome_for
 from .ports import CollectionsPort
+from .target import CollectionOutcome, Target, collection_name, status, with_fields
 
 COPY = "Copy"
 REEMBED = "Reembed"
@@ -89,12 +80,6 @@ def _carried_vectors(source: dict[str, Any], spec: VectorCollectionSpec) -> list
         return None
     have = set(live) | set(params.get("sparse_vectors") or {})
     return sorted(have & ({v.name for v in spec.vectors} | {s.name for s in spec.sparse_vectors}))
-
-
-def _set(outcome: CollectionOutcome, **fields: Any) -> CollectionOutcome:
-    """`outcome` with these status fields, replacing any it set already (with_fields keeps those)."""
-    outcome.status = status(**{**outcome.status.model_dump(exclude_unset=True), **fields})
-    return outcome
 
 
 def _now() -> datetime:
@@ -250,11 +235,11 @@ class _Move:
         outcome.verdict = Verdict(State.RECONCILING, "Switched", f"{name} now points at {want}")
         outcome.requeue_after = SWITCH_RECHECK_SECONDS
         done = outcome.status.plan.model_copy(update={"phase": PlanPhase.APPLIED}) if outcome.status.plan else None
-        _set(outcome, physical_collection=want, migration=None, plan=done)
+        with_fields(outcome, physical_collection=want, migration=None, plan=done)
 
     async def copy(
         self,
-        m: dict[str, Any],
+        m: MigrationStatus,
         vectors: list[str] | None,
         slot: AbstractAsyncContextManager[Any],
         pace: CopyPace,
@@ -265,43 +250,45 @@ class _Move:
         agree."""
         deadline = time.monotonic() + pace.seconds
         while True:
-            start = json.loads(m["resumeFrom"]) if m.get("resumeFrom") else None
+            start = json.loads(m.resume_from) if m.resume_from else None
             async with slot:
-                if m.get("pruning"):
+                if m.pruning:
                     _, changed, following = await self.gateway.prune_points(
                         self.served, self.want, start, pace.page_points
                     )
                 else:
-                    catching_up = m.get("passes", 1) > 1
                     _, changed, following = await self.gateway.copy_points(
-                        self.served, self.want, start, pace.page_points, vectors=vectors, only_changed=catching_up
+                        self.served, self.want, start, pace.page_points, vectors=vectors, only_changed=m.passes > 1
                     )
-                    m["copiedPoints"] = m.get("copiedPoints", 0) + changed
-            if m.get("passes", 1) > 1:
-                m["passChanges"] = m.get("passChanges", 0) + changed
-            m["resumeFrom"] = None if following is None else json.dumps(following)
+                    m.copied_points += changed
+            if m.passes > 1:
+                m.pass_changes += changed
+            m.resume_from = None if following is None else json.dumps(following)
             if following is None and not await self._next_pass(m):
                 return True
             if time.monotonic() >= deadline:
                 return False
 
-    async def _next_pass(self, m: dict[str, Any]) -> bool:
+    async def _next_pass(self, m: MigrationStatus) -> bool:
         """A (sub-)pass reached the end: start the next one and return True, or return False when the copy is
         done."""
-        if m.get("passes", 1) == 1:
-            m.update(passes=2, passChanges=0, phase="CatchingUp")
+        if m.passes == 1:
+            m.passes, m.pass_changes, m.phase = 2, 0, "CatchingUp"
             return True
-        if not m.get("pruning"):
-            m["pruning"] = True
+        if not m.pruning:
+            m.pruning = True
             return True
-        m.update(sourcePoints=await self.count(self.served), targetPoints=await self.count(self.want))
-        if m["passChanges"] == 0 and m["sourcePoints"] == m["targetPoints"]:
+        source, target = await self.count(m)
+        if m.pass_changes == 0 and source == target:
             return False
-        m.update(passes=m["passes"] + 1, passChanges=0, pruning=False)
+        m.passes, m.pass_changes, m.pruning = m.passes + 1, 0, False
         return True
 
-    async def count(self, collection: str) -> int:
-        return await self.gateway.count_points(collection)
+    async def count(self, m: MigrationStatus) -> tuple[int, int]:
+        """Count the points of both collections into `m`: (in the source, in the target)."""
+        m.source_points = source = await self.gateway.count_points(self.served)
+        m.target_points = target = await self.gateway.count_points(self.want)
+        return source, target
 
 
 async def _migrate(
@@ -357,13 +344,15 @@ async def _migrate(
     planned = plan_status(
         target, [a for a in actions if a], migration=mode, cost=estimated_vectors(info), phase=PlanPhase.APPLYING
     )
-    m = dict(target.status.get("migration") or {})
-    started = m.get("target") == want and m.get("source") == served
-    if not started and (held := held_for_approval(spec, target, planned)) is not None:
+    before = target.status.get("migration")
+    m = MigrationStatus.model_validate(before) if before else None
+    abandoned = m.target if m else None
+    if m is not None and (m.source, m.target) != (served, want):
+        m = None  # another migration's progress: its target is abandoned below
+    if m is None and (held := held_for_approval(spec, target, planned)) is not None:
         return with_fields(held, **observed)
 
     outcome = Outcome(Verdict(State.RECONCILING, "Migrating", f"building {want}"), status(plan=planned, **observed))
-    abandoned = m.get("target")
     if abandoned and abandoned not in (want, served) and await _owned(move.gateway, abandoned, target):
         await move.gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
         outcome.event("MigrationAbandoned", f"the spec changed again: deleted the unfinished {abandoned}")
@@ -377,8 +366,7 @@ async def _migrate(
             ),
             status(**observed),
         )
-    key = f"{target.namespace}/{target.name}"
-    if mode == COPY and not gate.admit(key):
+    if mode == COPY and not gate.admit(target.key):
         outcome.verdict = Verdict(
             State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
         )
@@ -392,7 +380,7 @@ async def _migrate(
             for field_name, schema in new.create_indexes.items():
                 await move.gateway.create_payload_index(want, field_name, schema)
         outcome.qdrant_writes += 1 + len(new.create_indexes)
-    if owned is None or not started:
+    if owned is None or m is None:
         approved(outcome, spec, planned)
         outcome.event("MigrationStarted", f"{what}: building {want} beside {served} ({mode})")
         m = MigrationStatus(
@@ -401,19 +389,19 @@ async def _migrate(
             mode=mode,
             phase="Copying" if mode == COPY else "AwaitingReembedding",
             started_at=_stamp(_now()),
-            source_points=await move.count(served),
-        ).model_dump(by_alias=True, mode="json")
+            source_points=await move.gateway.count_points(served),
+        )
     if mode == COPY:
         if await move.copy(m, _carried_vectors(info, spec), slot, pace):
             await move.switch(outcome)
-            gate.release(key)
-            outcome.event("Switched", f"{name} now points at {want} ({m['targetPoints']} points copied and verified)")
+            gate.release(target.key)
+            outcome.event("Switched", f"{name} now points at {want} ({m.target_points} points copied and verified)")
             return outcome
-        copied = f"{m.get('copiedPoints', 0)} points written"
-        if m.get("sourcePoints") is not None and m.get("passes", 1) == 1:
-            copied += f" of {m['sourcePoints']}"
+        copied = f"{m.copied_points} points written"
+        if m.source_points is not None and m.passes == 1:
+            copied += f" of {m.source_points}"
         outcome.verdict = Verdict(
-            State.RECONCILING, "Migrating", f"copying {served} -> {want}: pass {m.get('passes', 1)}, {copied}"
+            State.RECONCILING, "Migrating", f"copying {served} -> {want}: pass {m.passes}, {copied}"
         )
         outcome.requeue_after = COPY_RECHECK_SECONDS
         return with_fields(outcome, migration=m)
@@ -434,32 +422,32 @@ async def _roll_back(move: _Move, observed: dict[str, Any]) -> CollectionOutcome
     return with_fields(outcome, plan=planned, **observed)
 
 
-async def _await_reembedding(move: _Move, outcome: CollectionOutcome, m: dict[str, Any]) -> CollectionOutcome:
+async def _await_reembedding(move: _Move, outcome: CollectionOutcome, m: MigrationStatus) -> CollectionOutcome:
     """The application writes re-embedded points into `want`; the alias moves when it holds as many points as the
     collection in use, or earlier when a person approves the switch plan."""
     name, served, want = move.name, move.served, move.want
-    m.update(sourcePoints=await move.count(served), targetPoints=await move.count(want))
+    source, written = await move.count(m)
     switch = plan_status(
         move.target,
         [f"switch alias {name} from {served} to {want} before {want} holds as many points"],
         migration=REEMBED,
         phase=PlanPhase.AWAITING_APPROVAL,
     )
-    if m["targetPoints"] >= m["sourcePoints"] or move.target.approved == switch.hash:
-        why = "approved" if m["targetPoints"] < m["sourcePoints"] else "re-embedded"
+    if written >= source or move.target.approved == switch.hash:
+        why = "approved" if written < source else "re-embedded"
         await move.switch(outcome)
-        points = f"{m['targetPoints']} of {m['sourcePoints']} points"
+        points = f"{written} of {source} points"
         outcome.event("Switched", f"{name} now points at {want} ({why}: {points})")
         return outcome
     outcome.verdict = Verdict(
         State.RECONCILING,
         "AwaitingReembedding",
-        f"write the re-embedded points into the collection {want} ({m['targetPoints']} of {m['sourcePoints']} so "
+        f"write the re-embedded points into the collection {want} ({written} of {source} so "
         f"far); {name} keeps pointing at {served} until {want} holds as many, or switch now with kubectl annotate "
         f"vectorcollection {move.target.name} qdrant.collection-operator.dev/approve-plan={switch.hash} --overwrite",
     )
     outcome.requeue_after = REEMBED_RECHECK_SECONDS
-    return _set(outcome, migration=m, plan=switch)
+    return with_fields(outcome, migration=m, plan=switch)
 
 
 def physical_collections(status: dict[str, Any] | Any, name: str) -> list[str]:

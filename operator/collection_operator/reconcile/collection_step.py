@@ -13,61 +13,18 @@ import pydantic
 from ..api.base import PREFIX
 from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
 from .bluegreen import CopyPace, physical_collections, sync_blue_green
-from .collection import Ownership, owner_marker, ownership
-from .collection_sync import (
-    APPROVE_PLAN,
-    Cluster,
-    CollectionOutcome,
-    ConnectionGate,
-    Target,
-    collection_name,
-    status,
-    sync,
-    with_fields,
-)
+from .collection import Ownership, ownership
+from .collection_sync import sync
 from .connections import usable
+from .gates import Cluster, ConnectionGate
 from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for
 from .ports import ConnectionsPort, SecretsPort
-from .restore import Request, RestoreTracker, restore_step
+from .restore import RestoreTracker, restore_step
+from .target import CollectionOutcome, Target, collection_name, status, with_fields
 
 PAUSED = f"{PREFIX}paused"
 MANAGED = f"{PREFIX}managed"
 CONNECTION_SETTLE_SECONDS = 15.0  # how long a reconcile waits for its connection's first health probe
-
-
-@dataclass(frozen=True)
-class Observed:
-    """A VectorCollection as Kubernetes has it; `status` is the one the operator last wrote."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    annotations: Mapping[str, str]
-    spec: Mapping[str, Any]
-    status: Mapping[str, Any]
-
-    @classmethod
-    def of(cls, body: Mapping[str, Any], status: Mapping[str, Any]) -> Observed:
-        meta = body["metadata"]
-        return cls(
-            meta["namespace"],
-            meta["name"],
-            meta["uid"],
-            meta.get("generation", 0),
-            meta.get("annotations") or {},
-            body["spec"],
-            status,
-        )
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def connection(self) -> str:
-        ref = self.spec["connectionRef"]
-        return f"{ref.get('namespace') or self.namespace}/{ref['name']}"
 
 
 @dataclass
@@ -90,49 +47,37 @@ def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
     )
 
 
-async def step(observed: Observed, env: Environment) -> CollectionOutcome:
-    if observed.annotations.get(PAUSED) == "true":
+async def step(target: Target, env: Environment) -> CollectionOutcome:
+    if target.annotations.get(PAUSED) == "true":
         return Outcome(
-            Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"), _kept(observed.status)
+            Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"), _kept(target.status)
         )
-    if observed.annotations.get(MANAGED) == "false":
+    if target.annotations.get(MANAGED) == "false":
         return Outcome(
             Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
-            _kept(observed.status),
+            _kept(target.status),
         )
     try:
-        spec = VectorCollectionSpec.model_validate(dict(observed.spec))
+        spec = VectorCollectionSpec.model_validate(dict(target.spec))
     except pydantic.ValidationError as exc:
         return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status())
-    name, key = collection_name(spec, observed.name), observed.connection
+    name, key = collection_name(spec, target.name), target.connection
     await env.connections.settled(key, CONNECTION_SETTLE_SECONDS)
     try:
-        runtime = usable(env.connections, key, observed.namespace)
+        runtime = usable(env.connections, key, target.namespace)
     except ReconcileError as exc:
         return with_fields(outcome_for(exc, status()), collection_name=name, connection=key)
-    request = Request(
-        observed.key, observed.namespace, observed.name, observed.uid, observed.annotations, observed.status
-    )
     restoring, restored = await restore_step(
-        request, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots
+        target, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots
     )
     if restoring is not None:
         return with_fields(restoring, collection_name=name, connection=key)
-    target = Target(
-        observed.namespace,
-        observed.name,
-        observed.uid,
-        observed.generation,
-        key,
-        dict(observed.status),
-        approved=observed.annotations.get(APPROVE_PLAN),
-    )
     topology = runtime.topology
     # Placement changes have a gate of their own ("namespace/name/placement" cannot be a connection's key).
     cluster = Cluster(topology, env.gates.setdefault(f"{key}/placement", ConnectionGate())) if topology else None
     # Once the name is an alias it stays one, whatever the policy says now.
     blue_green = spec.change_policy.immutable == ImmutableChanges.BLUE_GREEN or bool(
-        observed.status.get("physicalCollection")
+        target.status.get("physicalCollection")
     )
     gate = env.gates.setdefault(key, ConnectionGate())
     if blue_green:
@@ -182,21 +127,20 @@ def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], 
     )
 
 
-async def delete(observed: Observed, connections: ConnectionsPort) -> tuple[str, str, str]:
+async def delete(target: Target, connections: ConnectionsPort) -> tuple[str, str, str]:
     """deletionPolicy Delete: remove the Qdrant collection if this resource owns it. Returns the Event
     (type, reason, message); raises ReconcileError or QdrantError when it must be tried again."""
-    name = collection_name(VectorCollectionSpec.model_validate(dict(observed.spec)), observed.name)
-    runtime = usable(connections, observed.connection)
-    marker = owner_marker(observed.namespace, observed.name, observed.uid)
+    name = collection_name(VectorCollectionSpec.model_validate(dict(target.spec)), target.name)
+    runtime = usable(connections, target.connection)
     deleted, kept = [], []
     # BlueGreen: the name is an alias (Qdrant's GET would answer for the collection behind it, its DELETE
     # would do nothing); the collections behind it, in use, previous and half-built, go.
     resolved = (await runtime.collections.list_aliases()).get(name, name)
-    for collection in physical_collections(observed.status, resolved):
+    for collection in physical_collections(target.status, resolved):
         info = await runtime.collections.get_collection(collection)
         if info is None:
             continue
-        if ownership(info, marker)[0] != Ownership.OURS:
+        if ownership(info, target.marker)[0] != Ownership.OURS:
             kept.append(collection)
             continue
         async with runtime.operations:

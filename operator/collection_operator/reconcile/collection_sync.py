@@ -7,25 +7,13 @@ Outcome (verdict, status fields, events, when to look again), which the handler 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
 from typing import Any
 
-from ..api.base import PREFIX
-from ..api.collection import (
-    Approval,
-    DriftPolicy,
-    OnExisting,
-    PlanPhase,
-    PlanStatus,
-    VectorCollectionSpec,
-    VectorCollectionStatus,
-)
-from ..qdrant import Topology
+from ..api.collection import DriftPolicy, OnExisting, PlanPhase, VectorCollectionSpec, VectorCollectionStatus
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
-from . import replication
+from .approval import approved, held_for_approval, plan_status
 from .collection import (
     REINDEXING_BLOCKS,
     Difference,
@@ -33,145 +21,19 @@ from .collection import (
     Plan,
     estimated_vectors,
     observed_status,
-    owner_marker,
     ownership,
     plan,
     plan_actions,
-    plan_hash,
 )
+from .gates import Cluster, ConnectionGate
 from .outcome import Outcome, State, Verdict, outcome_for
+from .placement import placement
 from .ports import CollectionsPort
-from .status import AWAITING_APPROVAL
+from .target import CollectionOutcome, Target, collection_name, status, with_fields
 
 log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
-REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
-EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
-APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
-CollectionOutcome = Outcome[VectorCollectionStatus]
-
-
-@dataclass(frozen=True)
-class Target:
-    """The resource being reconciled, as Kubernetes has it."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    connection: str  # "namespace/name" of the QdrantConnection
-    status: dict[str, Any]
-    approved: str | None = None  # the approve-plan annotation: the hash of a plan a person approved
-
-    @property
-    def marker(self) -> str:
-        return owner_marker(self.namespace, self.name, self.uid)
-
-    @property
-    def ever_reconciled(self) -> bool:
-        """A generation of this resource was applied to Qdrant in full once (status.appliedGeneration)."""
-        return self.status.get("appliedGeneration") is not None
-
-    @property
-    def seen_in_qdrant(self) -> bool:
-        """The operator has observed or created this collection before (e.g. it was still optimizing), or
-        found it held by someone else: then it looks before any create, so a conflict costs one read."""
-        ready: dict[str, Any] = next((c for c in self.status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        return (
-            self.ever_reconciled
-            or self.status.get("qdrantStatus") is not None
-            or ready.get("reason") in EXISTS_ELSEWHERE
-        )
-
-
-@dataclass
-class ConnectionGate:
-    """One heavy change in flight per connection (a re-index, a shard transfer): the holder keeps it until its
-    collection is done; others wait (requeue) instead of piling rebuilds or copies onto one Qdrant."""
-
-    holder: str | None = None
-
-    def admit(self, key: str) -> bool:
-        if self.holder in (None, key):
-            self.holder = key
-            return True
-        return False
-
-    def release(self, key: str) -> None:
-        if self.holder == key:
-            self.holder = None
-
-
-def status(**fields: Any) -> VectorCollectionStatus:
-    """A status holding exactly these fields (the writer sends only what was set)."""
-    return VectorCollectionStatus.model_validate(fields)
-
-
-def with_fields(outcome: CollectionOutcome, **fields: Any) -> CollectionOutcome:
-    """`outcome` with more status fields; the ones the outcome already set win."""
-    outcome.status = status(**{**fields, **outcome.status.model_dump(exclude_unset=True)})
-    return outcome
-
-
-def plan_status(
-    target: Target,
-    actions: list[str],
-    *,
-    reindex: bool = False,
-    migration: str | None = None,
-    cost: int | None = None,
-    phase: PlanPhase = PlanPhase.APPLIED,
-) -> PlanStatus:
-    """status.plan for these steps; its hash is what the approve-plan annotation must carry."""
-    kind = f"migrate ({migration})" if migration else "re-index" if reindex else ""
-    more = f" (+{len(actions) - 1} more)" if len(actions) > 1 else ""
-    return PlanStatus(
-        hash=plan_hash(target.generation, actions),
-        generation=target.generation,
-        phase=phase,
-        summary=(f"{kind}: " if kind else "") + actions[0] + more,
-        actions=actions,
-        reindex=reindex,
-        migration=migration,
-        estimated_vectors=cost,
-    )
-
-
-def held_for_approval(spec: VectorCollectionSpec, target: Target, planned: PlanStatus) -> CollectionOutcome | None:
-    """With approval Manual, a heavy plan (re-index, migration, a vector removed) waits until the approve-plan
-    annotation names its hash; None when it may go ahead. An Event tells when a new plan starts waiting."""
-    if spec.change_policy.approval != Approval.MANUAL or target.approved == planned.hash:
-        return None
-    waiting = Outcome(
-        Verdict(
-            State.RECONCILING,
-            AWAITING_APPROVAL,
-            f"plan {planned.hash} waits for approval ({planned.summary}): kubectl annotate vectorcollection "
-            f"{target.name} {APPROVE_PLAN}={planned.hash} --overwrite",
-        ),
-        status(plan=planned.model_copy(update={"phase": PlanPhase.AWAITING_APPROVAL})),
-    )
-    if (target.status.get("plan") or {}).get("hash") != planned.hash:
-        waiting.event("PlanAwaitingApproval", f"plan {planned.hash} waits for approval: {'; '.join(planned.actions)}")
-    return waiting
-
-
-def approved(outcome: CollectionOutcome, spec: VectorCollectionSpec, planned: PlanStatus) -> None:
-    if spec.change_policy.approval == Approval.MANUAL:
-        outcome.event("PlanApproved", f"plan {planned.hash} was approved; applying: {planned.summary}")
-
-
-def collection_name(spec: VectorCollectionSpec, resource_name: str) -> str:
-    return spec.collection_name or resource_name
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A distributed Qdrant as one sync sees it: the connection's topology and its one-transfer-at-a-time gate."""
-
-    topology: Topology
-    gate: ConnectionGate
 
 
 async def sync(
@@ -205,73 +67,10 @@ async def sync(
             outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, True, in_place_vectors)
             outcome.create_conflicts += 1
         if outcome.reconciled and (cluster is not None or spec.shard_keys):
-            outcome = await _placement(gateway, spec, target, physical, slot, cluster, outcome)
+            outcome = await placement(gateway, spec.shard_keys, target, physical, slot, cluster, outcome)
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
-
-
-async def _placement(
-    gateway: CollectionsPort,
-    spec: VectorCollectionSpec,
-    target: Target,
-    name: str,
-    write_slot: AbstractAsyncContextManager[Any],
-    cluster: Cluster | None,
-    outcome: CollectionOutcome,
-) -> CollectionOutcome:
-    """After the collection itself is in sync: its shard keys exist, and on a distributed Qdrant every shard
-    has the declared number of Active replicas (one placement change per pass, then look again)."""
-    view = await gateway.cluster_view(name)
-    live_keys = {shard.key for shard in replication.shards_of(view)}
-    missing_keys = [key for key in spec.shard_keys if key not in live_keys]
-    if missing_keys:
-        async with write_slot:
-            for key in missing_keys:
-                await gateway.create_shard_key(name, key)
-                outcome.qdrant_writes += 1
-        outcome.event("ShardKeysCreated", f"created shard keys {', '.join(missing_keys)} in {name}")
-    if cluster is None:
-        return outcome
-    if missing_keys:
-        view = await gateway.cluster_view(name)  # the new keys' shards, placed by Qdrant
-    factor = outcome.status.replication_factor or 1
-    rp = replication.plan_replicas(view, cluster.topology, factor, time.time())
-    with_fields(outcome, shards=[shard.as_status() for shard in rp.shards])
-    key = f"{target.namespace}/{target.name}"
-    if rp.unavailable:
-        cluster.gate.release(key)
-        ids = ", ".join(map(str, rp.unavailable))
-        outcome.verdict = Verdict(
-            State.FAILED,
-            "ShardUnavailable",
-            f"no Active replica on a reachable peer for shard {ids}: " + "; ".join(rp.short),
-        )
-        outcome.requeue_after = REPLICATION_RECHECK_SECONDS
-        outcome.reconciled = False
-        return outcome
-    if rp.transfers:
-        return _replicating(outcome, f"shard transfer in flight: {'; '.join(rp.transfers)}")
-    if rp.action is not None:
-        if not cluster.gate.admit(key):
-            return _replicating(outcome, f"waiting for another collection's shard transfer ({cluster.gate.holder})")
-        async with write_slot:
-            await gateway.change_placement(name, rp.action.body)
-        outcome.qdrant_writes += 1
-        outcome.event(*rp.action.event)
-        return _replicating(outcome, rp.action.event[1])
-    cluster.gate.release(key)
-    if rp.short:
-        outcome.verdict = Verdict(State.READY, "Degraded", "; ".join(rp.short))
-        outcome.requeue_after = REPLICATION_RECHECK_SECONDS
-    return outcome
-
-
-def _replicating(outcome: CollectionOutcome, why: str) -> CollectionOutcome:
-    outcome.verdict = Verdict(State.RECONCILING, "Replicating", why)
-    outcome.requeue_after = REPLICATION_RECHECK_SECONDS
-    outcome.reconciled = False
-    return outcome
 
 
 async def _sync(
@@ -286,7 +85,6 @@ async def _sync(
     in_place_vectors: bool = False,
     known: dict[str, Any] | None = None,
 ) -> CollectionOutcome:
-    key = f"{target.namespace}/{target.name}"
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
     managed_metadata = list(target.status.get("metadataKeys") or [])
@@ -387,7 +185,7 @@ async def _sync(
     if p.reindexes and info is not None:
         if info.get("status") != "green":
             return _optimizing(outcome, info, "waiting for Qdrant to finish optimizing before re-indexing")
-        if not gate.admit(key):
+        if not gate.admit(target.key):
             return _optimizing(outcome, info, f"another re-index on this connection is in flight ({gate.holder})")
 
     if planned is not None and heavy:
@@ -437,7 +235,7 @@ async def _sync(
         )
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
-    gate.release(key)
+    gate.release(target.key)
     outcome.reconciled = True
     return with_fields(outcome, applied_generation=target.generation)
 

@@ -16,12 +16,11 @@ from ..api.collection import VectorCollectionSpec
 from ..api.snapshot import RESTORE_FROM
 from ..qdrant.errors import QdrantError
 from . import snapshot as logic
-from .collection import owner_marker
-from .collection_sync import CollectionOutcome, status
 from .connection import api_key
 from .connections import usable
 from .outcome import Outcome, ReconcileError, State, Verdict, verdict_for
 from .ports import ConnectionPort, ConnectionsPort, SecretsPort
+from .target import CollectionOutcome, Target, status
 
 log = logging.getLogger(__name__)
 RESTORE_POLL_SECONDS = 2.0
@@ -53,17 +52,7 @@ class RestoreTracker:
         self.running.clear()
 
 
-@dataclass(frozen=True)
-class Request:
-    key: str  # "namespace/name" of the VectorCollection
-    namespace: str
-    name: str
-    uid: str
-    annotations: Mapping[str, str]
-    status: Mapping[str, Any]
-
-
-def _requested(req: Request, spec: VectorCollectionSpec) -> tuple[str, str, str | None, bool] | None:
+def _requested(req: Target, spec: VectorCollectionSpec) -> tuple[str, str, str | None, bool] | None:
     """(request, snapshot resource, snapshot name or None for the newest, in place) or None."""
     annotation = req.annotations.get(RESTORE_FROM)
     if annotation and annotation != req.status.get("restoredFrom"):
@@ -81,7 +70,7 @@ def _requested(req: Request, spec: VectorCollectionSpec) -> tuple[str, str, str 
 
 
 async def restore_step(
-    req: Request,
+    req: Target,
     spec: VectorCollectionSpec,
     collection: str,
     runtime: ConnectionPort,
@@ -130,7 +119,7 @@ async def restore_step(
         return Outcome(Verdict(State.STALLED, logic.DISTRIBUTED_UNSUPPORTED, message), status()), None
     target = logic.RestoreTarget(
         collection,
-        owner_marker(req.namespace, req.name, req.uid),
+        req.marker,
         in_place,
         f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}",
     )
