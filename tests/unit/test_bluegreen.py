@@ -142,6 +142,7 @@ async def test_shard_number_change_copies_switches_and_rolls_back_within_the_win
     assert q.aliases == {"docs": blue, "docs-current": blue} and "RolledBack" in r.events
     assert [w for w in q.writes if w.startswith("copy")] == copies, "a rollback copies nothing"
     assert r.status["previousCollection"] == green
+    assert r.status["plan"]["migration"] == "Rollback", "status.plan shows the rollback (docs/blue-green.md)"
 
     r.status["rollbackUntil"] = "2000-01-01T00:00:00Z"  # the window is over
     await r.settle()
