@@ -16,7 +16,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import ssl
 import subprocess
@@ -27,9 +26,10 @@ import urllib.request
 from pathlib import Path
 
 try:
-    from devenv import ports
+    from devenv import ports, processes
 except ModuleNotFoundError:  # run as a script (python3 devenv/...): its own directory is on sys.path
     import ports  # type: ignore[no-redef]
+    import processes  # type: ignore[no-redef]
 
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
@@ -288,33 +288,11 @@ def _kubeconfig(path: Path, user: str, token: str) -> None:
 
 
 def _pid(name: str) -> int | None:
-    try:
-        pid = int((RUN / f"{name}.pid").read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
-    return None if _exited(pid) else pid
-
-
-def _exited(pid: int) -> bool:
-    """A server this process started and that died lingers as a zombie until reaped (a test session starts
-    the control plane itself): reap it, and count it as gone."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: its parent reaps it
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
+    return processes.running(RUN / f"{name}.pid")
 
 
 def _spawn(name: str, args: list[str]) -> None:
-    logfile = open(RUN / f"{name}.log", "ab")
-    proc = subprocess.Popen(
-        args, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    (RUN / f"{name}.pid").write_text(str(proc.pid))
+    proc = processes.spawn(args, RUN / f"{name}.log", RUN / f"{name}.pid")
     log(f"started {name} (pid {proc.pid}), log {RUN / f'{name}.log'}")
 
 
@@ -465,12 +443,7 @@ def down(quiet: bool = False) -> None:
         pid = _pid(name)
         if pid is None:
             continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _pid(name):
-            time.sleep(0.1)
-        if _pid(name):
-            os.kill(pid, signal.SIGKILL)
+        processes.stop(pid, 15)
         (RUN / f"{name}.pid").unlink(missing_ok=True)
         log(f"stopped {name} (pid {pid})")
     if not quiet:

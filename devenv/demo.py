@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from collection_operator.api import GROUP, KINDS
 from devenv import controlplane as cp
+from devenv import processes
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,27 +52,16 @@ def start_operator() -> None:
         "QDRANT_OPERATOR_HEALTH_PORT": "18081",
         "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "30",
     }
-    with OPERATOR_LOG.open("ab") as log:
-        # Only the demo namespace: the demo never touches what tests or other work put in the cluster.
-        command = [str(BIN / "qdrant-collection-operator"), "run", "-n", NAMESPACE]
-        proc = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    OPERATOR_PID.write_text(str(proc.pid))
+    # Only the demo namespace: the demo never touches what tests or other work put in the cluster.
+    command = [str(BIN / "qdrant-collection-operator"), "run", "-n", NAMESPACE]
+    proc = processes.spawn(command, OPERATOR_LOG, OPERATOR_PID, env=env)
     print(f"operator started (pid {proc.pid}), log {OPERATOR_LOG}, metrics http://127.0.0.1:18080/metrics")
 
 
 def stop_operator() -> None:
-    try:
-        pid = int(OPERATOR_PID.read_text())
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        pass
+    pid = processes.running(OPERATOR_PID)
+    if pid is not None:
+        processes.stop(pid, 20)
     OPERATOR_PID.unlink(missing_ok=True)
 
 

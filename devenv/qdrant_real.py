@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -29,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
-    from devenv import ports
+    from devenv import ports, processes
 except ModuleNotFoundError:  # run as a script (python3 devenv/...): its own directory is on sys.path
     import ports  # type: ignore[no-redef]
+    import processes  # type: ignore[no-redef]
 
 QDRANT_VERSION = "1.19.0"
 QDRANT_COMMIT = "74f3e85b9473c62560006c043e13737ce6b48412"
@@ -472,17 +472,8 @@ def down(quiet: bool = False) -> None:
     state = json.loads(RUN_FILE.read_text())
     for node in state["nodes"]:
         pid = node["pid"]
-        if not pid:
+        if not pid or not processes.stop(pid, 15):
             continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
         log(f"stopped qdrant {node['url']} (pid {pid})")
     shutil.rmtree(state["root"], ignore_errors=True)
     for pid_file in STATE.glob("qdrant-real-node*.pid"):
@@ -490,23 +481,12 @@ def down(quiet: bool = False) -> None:
     RUN_FILE.unlink()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a stopped child of ours lingers as a zombie until reaped
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def status() -> None:
     if not RUN_FILE.exists():
         print("stopped")
         return
     for node in json.loads(RUN_FILE.read_text())["nodes"]:
-        running = node["pid"] and _alive(node["pid"])
+        running = node["pid"] and processes.alive(node["pid"])
         print(f"{node['url']}: " + (f"running, pid {node['pid']}" if running else "stopped"))
 
 

@@ -7,10 +7,8 @@ import importlib.metadata
 import ipaddress
 import logging
 import os
-import signal
 import socket
 import ssl
-import subprocess
 import sys
 import time
 import urllib.request
@@ -18,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from devenv import processes
 from devenv.qdrant_dev import REPO_ROOT
 from devenv.qdrant_dev.app import DevState, Faults, QdrantDevApp
 from devenv.qdrant_dev.engine import MAX_SHARDS
@@ -81,19 +80,11 @@ def _ready(url: str, deadline: float) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def up(args: argparse.Namespace) -> None:
     DEVENV.mkdir(exist_ok=True)
     url = f"http://{_loopback(args.host)}:{args.port}"
-    if PID_FILE.exists() and _alive(int(PID_FILE.read_text())):
-        print(f"dev Qdrant already running (pid {PID_FILE.read_text().strip()}) at {url}")
+    if (pid := processes.running(PID_FILE)) is not None:
+        print(f"dev Qdrant already running (pid {pid}) at {url}")
         return
     with socket.socket() as probe:
         if probe.connect_ex((args.host, args.port)) == 0:
@@ -112,9 +103,7 @@ def up(args: argparse.Namespace) -> None:
     ]
     if args.api_key:
         cmd += ["--api-key", args.api_key]
-    with LOG_FILE.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    PID_FILE.write_text(str(proc.pid))
+    proc = processes.spawn(cmd, LOG_FILE, PID_FILE, cwd=REPO_ROOT)
     if not _ready(url, time.monotonic() + 30):
         proc.terminate()
         PID_FILE.unlink(missing_ok=True)
@@ -127,13 +116,7 @@ def down(args: argparse.Namespace) -> None:
         print("dev Qdrant is not running (no PID file)")
         return
     pid = int(PID_FILE.read_text())
-    if _alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    processes.stop(pid, 10)
     PID_FILE.unlink(missing_ok=True)
     print(f"dev Qdrant stopped (pid {pid})")
 
