@@ -360,15 +360,15 @@ async def test_a_routine_sweep_spreads_its_collections_over_the_time_it_is_given
 
     monkeypatch.setattr(connection, "sweep_collection", checked)
     bodies = [{"metadata": {"uid": f"u{i}", "namespace": "ns", "name": f"c{i}"}} for i in range(4)]
-    kwargs: dict[str, Any] = {"vectorcollection_uids": {}, "vectorcollection_bodies": {}, "snapshot_bodies": {}}
+    indexes = connection.Indexes({}, {}, {})  # type: ignore[arg-type]  # kopf indexes are mappings
     begin = asyncio.get_running_loop().time()
-    await connection._sweep(ctx, bodies, kwargs, {}, spread=0.4)
+    await connection._sweep(ctx, bodies, indexes, {}, spread=0.4)
     offsets = [t - begin for t in started]
     assert len(offsets) == 4
     assert all(offset >= i * 0.1 - 0.005 for i, offset in enumerate(offsets)), offsets  # never earlier
     started.clear()
     begin = asyncio.get_running_loop().time()
-    await connection._sweep(ctx, bodies, kwargs, {})  # a re-sweep after an outage: back to back
+    await connection._sweep(ctx, bodies, indexes, {})  # a re-sweep after an outage: back to back
     assert started[-1] - begin < 0.3, "not spread (the spread sweep's last one started 0.3 s in)"
 
 

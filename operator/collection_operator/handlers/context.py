@@ -18,7 +18,7 @@ import kopf
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi
-from ..qdrant import Gateway, QdrantEndpoints, QdrantGateway, Topology
+from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.collection_sync import ConnectionGate
 from ..reconcile.connection import Credentials
@@ -46,6 +46,10 @@ class ConnectionRuntime:
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces
         return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    @property
+    def report(self) -> ConnectionReport:
+        return self.gateway.report
 
     @property
     def topology(self) -> Topology | None:

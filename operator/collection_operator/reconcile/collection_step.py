@@ -8,10 +8,9 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
-
 from ..api.base import PREFIX
 from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
+from . import reasons
 from .bluegreen import CopyPace, physical_collections, sync_blue_green
 from .collection import Ownership, owner_marker, ownership
 from .collection_sync import (
@@ -26,7 +25,7 @@ from .collection_sync import (
     with_fields,
 )
 from .connections import usable
-from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for
+from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for, parse
 from .ports import ConnectionsPort, SecretsPort
 from .restore import Request, RestoreTracker, restore_step
 
@@ -93,17 +92,17 @@ def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
 async def step(observed: Observed, env: Environment) -> CollectionOutcome:
     if observed.annotations.get(PAUSED) == "true":
         return Outcome(
-            Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"), _kept(observed.status)
+            Verdict(State.PAUSED, reasons.PAUSED, f"{PAUSED} is true: nothing is reconciled"), _kept(observed.status)
         )
     if observed.annotations.get(MANAGED) == "false":
         return Outcome(
-            Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
+            Verdict(State.UNMANAGED, reasons.UNMANAGED, f"{MANAGED} is false: Qdrant is never touched again"),
             _kept(observed.status),
         )
     try:
-        spec = VectorCollectionSpec.model_validate(dict(observed.spec))
-    except pydantic.ValidationError as exc:
-        return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status())
+        spec = parse(VectorCollectionSpec, observed.spec)
+    except ReconcileError as exc:
+        return outcome_for(exc, status())
     name, key = collection_name(spec, observed.name), observed.connection
     await env.connections.settled(key, CONNECTION_SETTLE_SECONDS)
     try:

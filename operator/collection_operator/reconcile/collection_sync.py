@@ -25,7 +25,7 @@ from ..api.collection import (
 )
 from ..qdrant import Topology
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
-from . import replication
+from . import reasons, replication
 from .collection import (
     REINDEXING_BLOCKS,
     Difference,
@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
 REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
-EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
+EXISTS_ELSEWHERE = (
+    reasons.RESOURCE_CONFLICT,
+    reasons.ALREADY_EXISTS,
+)  # verdicts that saw the collection, held by another
 APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
@@ -244,7 +247,7 @@ async def _placement(
         ids = ", ".join(map(str, rp.unavailable))
         outcome.verdict = Verdict(
             State.FAILED,
-            "ShardUnavailable",
+            reasons.SHARD_UNAVAILABLE,
             f"no Active replica on a reachable peer for shard {ids}: " + "; ".join(rp.short),
         )
         outcome.requeue_after = REPLICATION_RECHECK_SECONDS
@@ -262,13 +265,13 @@ async def _placement(
         return _replicating(outcome, rp.action.event[1])
     cluster.gate.release(key)
     if rp.short:
-        outcome.verdict = Verdict(State.READY, "Degraded", "; ".join(rp.short))
+        outcome.verdict = Verdict(State.READY, reasons.DEGRADED, "; ".join(rp.short))
         outcome.requeue_after = REPLICATION_RECHECK_SECONDS
     return outcome
 
 
 def _replicating(outcome: CollectionOutcome, why: str) -> CollectionOutcome:
-    outcome.verdict = Verdict(State.RECONCILING, "Replicating", why)
+    outcome.verdict = Verdict(State.RECONCILING, reasons.REPLICATING, why)
     outcome.requeue_after = REPLICATION_RECHECK_SECONDS
     outcome.reconciled = False
     return outcome
@@ -302,14 +305,14 @@ async def _sync(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "CollectionMissing",
+                reasons.COLLECTION_MISSING,
                 f"collection {name} was deleted in Qdrant; driftPolicy "
                 "Report leaves it so: set Enforce to re-create it (empty)",
             ),
             status(drift=[missing]),
         )
 
-    outcome = Outcome(Verdict(State.READY, "InSync"), status())
+    outcome = Outcome(Verdict(State.READY, reasons.IN_SYNC), status())
     adopt = False
     if info is not None:
         owned, holder = ownership(info, target.marker)
@@ -317,7 +320,7 @@ async def _sync(
             return Outcome(
                 Verdict(
                     State.STALLED,
-                    "ResourceConflict",
+                    reasons.RESOURCE_CONFLICT,
                     f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}",
                 ),
                 status(),
@@ -327,7 +330,7 @@ async def _sync(
                 return Outcome(
                     Verdict(
                         State.STALLED,
-                        "AlreadyExists",
+                        reasons.ALREADY_EXISTS,
                         f"collection {name} exists in Qdrant and was not created by this resource; "
                         "set onExisting: Adopt to manage it",
                     ),
@@ -357,7 +360,7 @@ async def _sync(
         conflict = Outcome(
             Verdict(
                 State.STALLED,
-                "AliasConflict",
+                reasons.ALIAS_CONFLICT,
                 f"aliases taken in Qdrant, nothing was written: {held}; rename them or free them in Qdrant",
             ),
             status(),
@@ -368,7 +371,7 @@ async def _sync(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "ImmutableFieldChanged",
+                reasons.IMMUTABLE_FIELD_CHANGED,
                 f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}",
             ),
             status(drift=[d.as_status() for d in p.immutable]),
@@ -418,14 +421,16 @@ async def _sync(
         info = await gateway.get_collection(name)
     if info is None:
         return Outcome(
-            Verdict(State.FAILED, "QdrantUnavailable", f"collection {name} vanished while reconciling"), status()
+            Verdict(State.FAILED, reasons.QDRANT_UNAVAILABLE, f"collection {name} vanished while reconciling"), status()
         )
 
     outcome.status = _status(info, spec, p, aliases, name)
     if p.kept_vectors:
         kept = ", ".join(p.kept_vectors)
         outcome.verdict = Verdict(
-            State.READY, "InSync", f"vectors in Qdrant this resource never declared are left with their data: {kept}"
+            State.READY,
+            reasons.IN_SYNC,
+            f"vectors in Qdrant this resource never declared are left with their data: {kept}",
         )
     if planned is not None:
         with_fields(outcome, plan=planned)
@@ -433,7 +438,9 @@ async def _sync(
         with_fields(outcome, plan=None)  # the plan that waited is no longer needed (e.g. the spec was reverted)
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
         outcome.verdict = Verdict(
-            State.READY, "DriftDetected", "driftPolicy Report: differences are listed in status.drift and left alone"
+            State.READY,
+            reasons.DRIFT_DETECTED,
+            "driftPolicy Report: differences are listed in status.drift and left alone",
         )
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
@@ -445,10 +452,10 @@ async def _sync(
 def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:
     if info.get("status") == "red":
         outcome.verdict = Verdict(
-            State.FAILED, "QdrantUnavailable", "Qdrant reports the collection red (optimizer failed)"
+            State.FAILED, reasons.QDRANT_UNAVAILABLE, "Qdrant reports the collection red (optimizer failed)"
         )
     else:
-        outcome.verdict = Verdict(State.RECONCILING, "Optimizing", why)
+        outcome.verdict = Verdict(State.RECONCILING, reasons.OPTIMIZING, why)
     with_fields(outcome, **observed_status(info))
     outcome.requeue_after = OPTIMIZING_RECHECK_SECONDS
     return outcome
