@@ -21,8 +21,8 @@ from ..k8s.api import KubeApi
 from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.collection_sync import ConnectionGate
-from ..reconcile.connection import Credentials
 from ..reconcile.connection import verdict as connection_verdict
+from ..reconcile.ports import Credentials
 from ..reconcile.restore import RestoreTracker
 from ..redact import SecretValues
 

@@ -3,26 +3,18 @@ but for reading Secrets through the SecretsPort."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..api.base import SecretKeyRef
 from ..api.connection import BreakerState, EndpointStatus, Health, QdrantConnectionSpec, QdrantConnectionStatus
 from ..qdrant import ConnectionReport
 from ..qdrant.errors import AddressNotAllowed, TLSError, Unauthorized, Unreachable
 from . import reasons
 from .outcome import State, Verdict, Waiting
-from .ports import SecretsPort
+from .ports import Credentials, SecretsPort
 
 # The server answered and refused us, we cannot speak TLS to it, or the operator's address policy forbids
 # calling it: a configuration problem that no number of further probes will cure, so it is reported at once
 # rather than after the failure threshold.
 REFUSED = (Unauthorized.reason, TLSError.reason, AddressNotAllowed.reason)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    api_key: str | None
-    ca_pem: str | None
 
 
 def secret_refs(spec: QdrantConnectionSpec) -> tuple[object, ...]:

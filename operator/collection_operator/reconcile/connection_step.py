@@ -12,9 +12,9 @@ from typing import Any
 
 from ..api.connection import Health, QdrantConnectionSpec, QdrantConnectionStatus
 from ..config import OperatorSettings
-from .connection import Credentials, credentials, secret_refs, status, verdict
+from .connection import credentials, secret_refs, status, verdict
 from .outcome import Outcome, ReconcileError, parse
-from .ports import ClientsPort, SecretsPort
+from .ports import ClientsPort, Credentials, SecretsPort
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)

@@ -5,14 +5,12 @@ registry; unit tests use tests/fakes.py. Qdrant errors are the qdrant layer's ty
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings
 from ..qdrant import ConnectionReport, Topology
-
-if TYPE_CHECKING:
-    from .connection import Credentials  # it reads them through SecretsPort
 
 
 class CollectionsPort(Protocol):
@@ -149,6 +147,14 @@ class ConnectionsPort(Protocol):
 
     async def settled(self, key: str, within: float) -> None:
         """Wait up to `within` seconds for the connection's first health verdict (operator start)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a QdrantConnection's Secrets hold for its client (reconcile/connection.py reads them)."""
+
+    api_key: str | None
+    ca_pem: str | None
 
 
 class ClientPort(Protocol):
