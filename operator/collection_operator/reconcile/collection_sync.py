@@ -47,10 +47,8 @@ log = logging.getLogger(__name__)
 
 OPTIMIZING_RECHECK_SECONDS = 2.0
 REPLICATION_RECHECK_SECONDS = 2.0  # a transfer in flight, or replicas short of the factor
-EXISTS_ELSEWHERE = (
-    reasons.RESOURCE_CONFLICT,
-    reasons.ALREADY_EXISTS,
-)  # verdicts that saw the collection, held by another
+# Verdicts that saw the collection, held by another.
+EXISTS_ELSEWHERE = (reasons.RESOURCE_CONFLICT, reasons.ALREADY_EXISTS)
 APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
