@@ -65,7 +65,7 @@ from bench.kube import (
     percentile,
 )
 from collection_operator.api import GROUP, VERSION
-from collection_operator.handlers.connection import SWEEP_SPREAD
+from collection_operator.reconcile.connection_step import SWEEP_SPREAD
 from devenv import controlplane as cp
 from devenv.ports import free_port
 from tests.fixtures.qdrant import QdrantServer

@@ -40,7 +40,7 @@ from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import OperatorSettings
 from collection_operator.handlers.adapter import reconcile_collection, sweep_collection
 from collection_operator.handlers.context import Context
-from collection_operator.reconcile.connection import Credentials
+from collection_operator.reconcile.ports import Credentials
 from collection_operator.redact import SecretValues
 from tests.fakes import FakeSecrets
 

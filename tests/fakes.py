@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collection_operator.api.connection import QdrantConnectionSpec
-from collection_operator.qdrant import Topology
+from collection_operator.config import ClientSettings
+from collection_operator.qdrant import ConnectionReport, Topology
 from collection_operator.qdrant.errors import AlreadyExists
 from collection_operator.reconcile import mapping
+from collection_operator.reconcile.ports import Credentials
 
 
 class FakeQdrant:
@@ -258,3 +260,42 @@ class FakeSecrets:
 
     async def close(self) -> None:
         return None
+
+
+@dataclass
+class FakeClient:
+    """ClientPort: a QdrantConnection's client whose report the test sets."""
+
+    namespace: str
+    spec: QdrantConnectionSpec
+    report: ConnectionReport
+
+    def allows(self, namespace: str) -> bool:
+        allowed = self.spec.allowed_namespaces
+        return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+
+@dataclass
+class FakeClients:
+    """ClientsPort: records every client built or changed (key, credentials); a new one reports `report`."""
+
+    report: ConnectionReport
+    running: dict[str, FakeClient] = field(default_factory=dict)
+    applied: list[tuple[str, Credentials]] = field(default_factory=list)
+
+    def get(self, key: str) -> FakeClient | None:
+        return self.running.get(key)
+
+    async def apply(
+        self,
+        key: str,
+        namespace: str,
+        name: str,
+        spec: QdrantConnectionSpec,
+        settings: ClientSettings,
+        credentials: Credentials,
+    ) -> FakeClient:
+        self.applied.append((key, credentials))
+        client = self.running.setdefault(key, FakeClient(namespace, spec, self.report))
+        client.spec = spec
+        return client

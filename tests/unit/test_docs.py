@@ -15,7 +15,7 @@ DOCS = REPO / "docs"
 PACKAGE = REPO / "operator" / "collection_operator"
 
 # Calls whose CamelCase string arguments are condition or Event reasons.
-REASON_CALLS = {"Verdict", "_failed", "_condition", "event", "post_event", "SourceNotReady", "RestoreFailed"}
+REASON_CALLS = {"Verdict", "_condition", "event", "post_event", "Stalling", "Waiting", "Failed", "SourceNotReady"}
 NOT_REASONS = {"Warning", "Normal"}  # Event types
 CONDITION_TYPES = {"Ready", "Reconciling", "Stalled", "Paused"}
 CAMEL = re.compile(r"^[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)*$")
@@ -39,6 +39,8 @@ def reasons_in_code() -> set[str]:
                 found |= {s for kw in node.keywords if kw.arg == "reason" for s in _strings(kw.value)}
             elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "reason" for t in node.targets):
                 found |= _strings(node.value)  # `reason = "..."` of the client layer's error classes
+            elif isinstance(node, ast.Assign) and path.name == "reasons.py":
+                found |= _strings(node.value)  # the condition reasons' constants
     return {s for s in found if CAMEL.match(s)} - NOT_REASONS
 
 

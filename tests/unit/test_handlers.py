@@ -361,15 +361,15 @@ async def test_a_routine_sweep_spreads_its_collections_over_the_time_it_is_given
 
     monkeypatch.setattr(connection, "sweep_collection", checked)
     bodies = [{"metadata": {"uid": f"u{i}", "namespace": "ns", "name": f"c{i}"}} for i in range(4)]
-    kwargs: dict[str, Any] = {"vectorcollection_uids": {}, "vectorcollection_bodies": {}, "snapshot_bodies": {}}
+    indexes = connection.Indexes({}, {}, {})  # kopf indexes are mappings
     begin = asyncio.get_running_loop().time()
-    await connection._sweep(ctx, bodies, kwargs, {}, spread=0.4)
+    await connection._sweep(ctx, bodies, indexes, {}, spread=0.4)
     offsets = [t - begin for t in started]
     assert len(offsets) == 4
     assert all(offset >= i * 0.1 - 0.005 for i, offset in enumerate(offsets)), offsets  # never earlier
     started.clear()
     begin = asyncio.get_running_loop().time()
-    await connection._sweep(ctx, bodies, kwargs, {})  # a re-sweep after an outage: back to back
+    await connection._sweep(ctx, bodies, indexes, {})  # a re-sweep after an outage: back to back
     assert started[-1] - begin < 0.3, "not spread (the spread sweep's last one started 0.3 s in)"
 
 
@@ -397,3 +397,24 @@ def test_index_functions_run_in_the_event_loop():
     handlers = kopf.get_default_registry()._indexing.get_all_handlers()
     assert len(handlers) == 5
     assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []
+
+
+def test_handlers_take_only_indexes_that_exist_as_parameters():
+    """kopf passes every index by its name; a parameter for one (default INDEX) must name an index, or a typo
+    would run the handler with None."""
+    import inspect
+
+    import collection_operator.handlers.operator  # noqa: F401 - registers every handler
+    from collection_operator.handlers.adapter import INDEX
+
+    registry = kopf.get_default_registry()
+    indexes = {h.id for h in registry._indexing.get_all_handlers()}
+    handlers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
+    wanted = {
+        (h.fn.__name__, name)
+        for h in handlers
+        for name, param in inspect.signature(h.fn).parameters.items()
+        if param.default is INDEX
+    }
+    assert {name for _, name in wanted} <= indexes
+    assert ("connection_daemon", "collections_by_connection") in wanted  # the parameters are found at all

@@ -16,6 +16,7 @@ from collection_operator.qdrant import Topology
 from collection_operator.qdrant.calls import SnapshotTurns
 from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
+from collection_operator.reconcile.outcome import Stalling
 from collection_operator.reconcile.snapshot_step import delete_files, held_elsewhere
 from collection_operator.reconcile.target import Target
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
@@ -101,7 +102,7 @@ def snapshot_body(*recs: dict[str, Any]) -> dict[str, Any]:
 def test_restore_annotation_format():
     assert logic.parse_restore_annotation("nightly/src-1.snapshot") == ("nightly", "src-1.snapshot")
     for bad in ("nightly", "/x", "nightly/", "a/b/c"):
-        with pytest.raises(ValueError, match="snapshotResource"):
+        with pytest.raises(Stalling, match="snapshotResource"):
             logic.parse_restore_annotation(bad)
 
 

@@ -108,3 +108,4 @@ KINDS = (
         "One-off or scheduled snapshots of a VectorCollection, with retention.",
     ),
 )
+QDRANT_CONNECTION, VECTOR_COLLECTION, COLLECTION_SNAPSHOT = KINDS

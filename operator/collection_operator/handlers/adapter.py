@@ -15,6 +15,7 @@ import kopf
 from .. import logs, metrics
 from ..api import GROUP
 from ..api.base import StatusModel
+from ..api.kinds import VECTOR_COLLECTION
 from ..k8s.status import write_status
 from ..reconcile import collection_step
 from ..reconcile.bluegreen import CopyPace
@@ -24,7 +25,11 @@ from ..reconcile.target import CollectionOutcome, Target
 from .context import Context
 
 log = logging.getLogger(__name__)
-COLLECTIONS = "vectorcollections"
+COLLECTIONS = VECTOR_COLLECTION.plural
+Bodies = kopf.Index[str, dict[str, Any]]  # an index of `indexed` bodies by "namespace/name"
+# The default of an index parameter. kopf passes every index by its name to every handler; a default only
+# makes a handler's signature fit kopf's handler types, whose other arguments all go through **kwargs.
+INDEX: Any = None
 KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress and diff-base annotations (set up in handlers/operator.py)
 KOPF_ANNOTATIONS = f"{KOPF_PREFIX}/"
 # A transition into these states is news a person should see as a Warning; Paused/Unmanaged (HANDS_OFF) were

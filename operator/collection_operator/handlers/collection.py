@@ -14,7 +14,16 @@ from ..qdrant import QdrantError
 from ..reconcile import collection_step
 from ..reconcile.outcome import ReconcileError
 from ..reconcile.target import APPROVE_PLAN, Target
-from .adapter import COLLECTIONS, collection_lock, delete_with_budget, indexed, reconcile_collection, requeue
+from .adapter import (
+    COLLECTIONS,
+    INDEX,
+    Bodies,
+    collection_lock,
+    delete_with_budget,
+    indexed,
+    reconcile_collection,
+    requeue,
+)
 
 TOGGLES = (collection_step.PAUSED, collection_step.MANAGED, RESTORE_FROM, APPROVE_PLAN)
 
@@ -37,9 +46,16 @@ def _annotations_toggled(old: Any, new: Any, **_: Any) -> bool:
 @kopf.on.create(GROUP, VERSION, COLLECTIONS)
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="spec")
 @kopf.on.update(GROUP, VERSION, COLLECTIONS, field="metadata.annotations", when=_annotations_toggled)
-async def vectorcollection(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    memo.context.connections.declared = kwargs["qdrantconnection_keys"]  # kopf's live index
-    outcome = await reconcile_collection(memo.context, body, kwargs["vectorcollection_uids"], kwargs["snapshot_bodies"])
+async def vectorcollection(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    qdrantconnection_keys: kopf.Index[str, bool] = INDEX,
+    vectorcollection_uids: kopf.Index[str, bool] = INDEX,
+    snapshot_bodies: Bodies = INDEX,
+    **_: Any,
+) -> None:
+    memo.context.connections.declared = qdrantconnection_keys  # kopf's live index
+    outcome = await reconcile_collection(memo.context, body, vectorcollection_uids, snapshot_bodies)
     requeue(outcome)
 
 

@@ -8,33 +8,30 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
-import pydantic
 
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.connection import QdrantConnectionSpec, QdrantConnectionStatus
+from ..api.kinds import QDRANT_CONNECTION, VECTOR_COLLECTION
 from ..k8s.api import KubeApiError
 from ..qdrant.errors import QdrantError
 from ..reconcile import connection as logic
 from ..reconcile.collection_step import gone_from_qdrant
+from ..reconcile.connection_step import ConnectionRun, Observed
 from ..reconcile.dependents import Dependent, dependents, waiting_for
-from ..reconcile.outcome import Outcome, State, Verdict
-from .adapter import COLLECTIONS, indexed, lookup, sweep_collection, write
+from ..reconcile.outcome import Outcome, ReconcileError, parse
+from .adapter import COLLECTIONS, INDEX, Bodies, every, indexed, lookup, sweep_collection, write
 from .context import ConnectionRuntime, Context
 
 log = logging.getLogger(__name__)
-PLURAL = "qdrantconnections"
+PLURAL = QDRANT_CONNECTION.plural
 # A drift sweep lets handler work (new and changed objects) go first, waiting before each resource at most
 # this long and in all at most a budget, so a steady stream of changes delays a sweep but never stops it.
 SWEEP_YIELD_SECONDS, SWEEP_YIELD_BUDGET_SECONDS = 5.0, 60.0
-# A routine sweep spreads its collections evenly over this share of the resync interval instead of checking
-# them back to back: each is still checked once per interval, and Qdrant, the API server and new objects see
-# a steady trickle rather than a burst of 1,000 reconciles. A re-sweep after an outage is not spread.
-SWEEP_SPREAD = 0.5
-TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -43,12 +40,21 @@ async def qdrantconnection_keys(namespace: str | None, name: str, **_: Any) -> d
     return {f"{namespace}/{name}": True}
 
 
-@kopf.index(GROUP, VERSION, COLLECTIONS)
+@kopf.index(GROUP, VERSION, VECTOR_COLLECTION.plural)
 async def collections_by_connection(
     namespace: str | None, spec: kopf.Spec, body: kopf.Body, **_: Any
 ) -> dict[str, Any]:
     ref = spec.get("connectionRef") or {}
     return {f"{ref.get('namespace') or namespace}/{ref.get('name')}": indexed(body)}
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """The kopf indexes a sweep reads (live: each lookup sees the latest bodies)."""
+
+    uids: kopf.Index[str, bool]  # vectorcollection_uids
+    collections: Bodies  # vectorcollection_bodies
+    snapshots: Bodies  # snapshot_bodies
 
 
 async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectionStatus]) -> None:
@@ -65,14 +71,10 @@ async def _write(ctx: Context, body: kopf.Body, outcome: Outcome[QdrantConnectio
         )
 
 
-def _failed(state: State, reason: str, message: str) -> Outcome[QdrantConnectionStatus]:
-    return Outcome(Verdict(state, reason, message), QdrantConnectionStatus())
-
-
 async def _sweep(
     ctx: Context,
     bodies: list[dict[str, Any]],
-    kwargs: dict[str, Any],
+    indexes: Indexes,
     follow_ups: dict[str, asyncio.Task[None]],
     spread: float = 0.0,
 ) -> None:
@@ -80,9 +82,9 @@ async def _sweep(
     than i * spread / len(bodies) seconds in. One that asks to be looked at again (a re-index it started holds
     the connection's gate until it is seen done) gets a follow-up task, as a handler's requeue would, so the
     sweep itself never waits for it."""
-    uids = kwargs["vectorcollection_uids"]
+    uids = indexes.uids
     ctx.statuses.keep_only(COLLECTIONS, uids)
-    by_name = lookup(kwargs["vectorcollection_bodies"])
+    by_name = lookup(indexes.collections)
     budget = SWEEP_YIELD_BUDGET_SECONDS
     started, spacing = time.monotonic(), spread / max(len(bodies), 1)
     for i, body in enumerate(bodies):
@@ -99,13 +101,13 @@ async def _sweep(
             await ctx.quiet(within=min(SWEEP_YIELD_SECONDS, budget))
             budget -= time.monotonic() - waited
         try:
-            outcome = await sweep_collection(ctx, body, uids, kwargs["snapshot_bodies"], latest)
+            outcome = await sweep_collection(ctx, body, uids, indexes.snapshots, latest)
         except Exception:  # one broken resource must not stop the sweep of the others
             log.exception("drift sweep of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
             continue
         uid = meta["uid"]
         if outcome is not None and outcome.requeue_after is not None and uid not in follow_ups:
-            again = _follow_up(ctx, body, uids, kwargs["snapshot_bodies"], latest, outcome.requeue_after)
+            again = _follow_up(ctx, body, uids, indexes.snapshots, latest, outcome.requeue_after)
             follow_ups[uid] = asyncio.create_task(again, name=f"follow-up:{uid}")
             follow_ups[uid].add_done_callback(functools.partial(_forget, follow_ups, uid))
 
@@ -114,7 +116,7 @@ async def _existence_check(
     ctx: Context,
     runtime: ConnectionRuntime,
     bodies: list[dict[str, Any]],
-    kwargs: dict[str, Any],
+    indexes: Indexes,
     follow_ups: dict[str, asyncio.Task[None]],
 ) -> None:
     """Between sweeps: one list of the connection's collections and one of its aliases. A collection deleted
@@ -147,7 +149,7 @@ async def _existence_check(
             len(gone),
             ", ".join(f"{b['metadata']['namespace']}/{b['metadata']['name']}" for b in gone[:10]),
         )
-        await _sweep(ctx, gone, kwargs, follow_ups)
+        await _sweep(ctx, gone, indexes, follow_ups)
 
 
 def _forget(follow_ups: dict[str, asyncio.Task[None]], uid: str, _: asyncio.Task[None]) -> None:
@@ -173,88 +175,57 @@ async def _follow_up(
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
 async def connection_daemon(
-    namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    collections_by_connection: Bodies = INDEX,
+    vectorcollection_uids: kopf.Index[str, bool] = INDEX,
+    vectorcollection_bodies: Bodies = INDEX,
+    snapshot_bodies: Bodies = INDEX,
+    **_: Any,
 ) -> None:
+    """The connection's loop (reconcile/connection_step.py decides each tick): status, the client, and the
+    sweeps and existence checks of its collections, each in a task of its own so a long one never delays
+    the status (breaker, health) writes."""
     ctx: Context = memo.context
     namespace = namespace or "default"  # always set: the kind is namespaced
     key = f"{namespace}/{name}"
+    indexes = Indexes(vectorcollection_uids, vectorcollection_bodies, snapshot_bodies)
     ctx.connections.daemons.add(key)
-    applied: tuple[Any, ...] | None = None
-    credentials: logic.Credentials | None = None
-    read_refs: tuple[Any, ...] | None = None
-    next_credentials_check = 0.0
-    # No sweep at start: kopf resumes (or creates) every collection then, and a sweep beside them doubled the
-    # work of an operator restart (1,005 reconciles more while 1,005 were resumed).
-    next_sweep = time.monotonic() + ctx.settings.resync_interval_seconds
+    run = ConnectionRun(time.monotonic(), ctx.settings)
     sweeping: asyncio.Task[None] | None = None
     checking: asyncio.Task[None] | None = None
     follow_ups: dict[str, asyncio.Task[None]] = {}  # by collection uid
-    was_ready: bool | None = None  # the connection's readiness at the last probed tick
-    resweep = False  # readiness changed: every collection re-checks now, not at the next resync
-    next_existence_check = time.monotonic() + ctx.settings.existence_check_interval_seconds
     try:
         while not stopped:
-            now = time.monotonic()
-            try:
-                spec = QdrantConnectionSpec.model_validate(dict(body["spec"]))
-            except pydantic.ValidationError as exc:
-                await _write(ctx, body, _failed(State.STALLED, "InvalidSpec", str(exc)))
-                await stopped.wait(ctx.settings.resync_interval_seconds)
-                continue
-            settings = ctx.settings.resolve(spec)
-            # Rotated Secrets are picked up on the health interval; a changed reference at once.
-            if now >= next_credentials_check or logic.secret_refs(spec) != read_refs:
-                next_credentials_check = now + settings.health_check.interval_seconds
-                try:
-                    credentials = await logic.credentials(ctx.kube, namespace, spec)
-                    read_refs = logic.secret_refs(spec)
-                except LookupError as exc:
-                    # A client already running keeps its last good credentials; status says what is wrong.
-                    await _write(ctx, body, _failed(State.FAILED, "SecretNotFound", str(exc)))
-                    await stopped.wait(min(settings.health_check.interval_seconds, 10))
-                    next_credentials_check = 0.0
-                    continue
-                except (TimeoutError, KubeApiError, OSError, UnicodeDecodeError) as exc:
-                    log.warning("connection %s: reading its Secrets failed, retrying: %s", key, exc)
-                    next_credentials_check = 0.0
-                    if credentials is None:
-                        await stopped.wait(TICK_SECONDS)
-                        continue
-            assert credentials is not None
-            wanted = (spec.targets, settings, credentials, spec.tls.insecure_skip_verify if spec.tls else False)
-            runtime = ctx.connections.get(key)
-            if runtime is None or wanted != applied:
-                runtime = await ctx.connections.apply(key, namespace, name, spec, settings, credentials)
-                applied = wanted
-            runtime.spec = spec  # allowedNamespaces and the rest take effect on the next collection reconcile
-            report = runtime.gateway.report
-            bodies = kwargs["collections_by_connection"].get(key, ())
-            users = sum(1 for b in bodies if runtime.allows(b["metadata"]["namespace"]))
-            metrics.COLLECTIONS_MANAGED.labels(key).set(users)
-            probed = report.health.value != "Unknown"
-            # After a restart the last verdict stands until the first probe; a new connection says Connecting.
-            if probed or not (body.get("status") or {}).get("conditions"):
-                await _write(ctx, body, Outcome(logic.verdict(report), logic.status(report, users), reconciled=probed))
-            ready = runtime.not_ready() is None
-            if probed:
+            bodies = list(collections_by_connection.get(key, ()))
+            observed = Observed(
+                namespace,
+                name,
+                body["spec"],
+                bool((body.get("status") or {}).get("conditions")),
+                bodies,
+                sweeping is not None and not sweeping.done(),
+                checking is not None and not checking.done(),
+            )
+            tick = await run.step(observed, time.monotonic(), ctx.settings, ctx.kube, ctx.connections)
+            if tick.users is not None:
+                metrics.COLLECTIONS_MANAGED.labels(key).set(tick.users)
+            if tick.outcome is not None:
+                await _write(ctx, body, tick.outcome)
+            if tick.probed:
                 ctx.connections.first_probe(key).set()
-                # An outage or a recovery reaches the collections' status within a tick, not at the next resync:
-                # while the connection is down their reconcile stops before any Qdrant call.
-                resweep = resweep or (was_ready is not None and ready != was_ready)
-                was_ready = ready
-            if (resweep or (ready and now >= next_sweep)) and (sweeping is None or sweeping.done()):
-                # In its own task, so a long sweep never delays this loop's status (breaker, health) writes.
-                spread = 0.0 if resweep else ctx.settings.resync_interval_seconds * SWEEP_SPREAD
-                next_sweep, resweep = now + ctx.settings.resync_interval_seconds, False
-                sweep = _sweep(ctx, list(bodies), kwargs, follow_ups, spread)
-                sweeping = asyncio.create_task(sweep, name=f"sweep:{key}")
-            interval = ctx.settings.existence_check_interval_seconds
-            if ready and interval and now >= next_existence_check and (checking is None or checking.done()):
-                # Beside a sweep too: a spread sweep takes half the resync interval to reach its last collection.
-                next_existence_check = now + interval
-                check = _existence_check(ctx, runtime, list(bodies), kwargs, follow_ups)
+            if tick.sweep is not None:
+                sweeping = asyncio.create_task(
+                    _sweep(ctx, bodies, indexes, follow_ups, tick.sweep), name=f"sweep:{key}"
+                )
+            runtime = ctx.connections.get(key)
+            if tick.check and runtime is not None:
+                check = _existence_check(ctx, runtime, bodies, indexes, follow_ups)
                 checking = asyncio.create_task(check, name=f"existence-check:{key}")
-            await stopped.wait(TICK_SECONDS)
+            await stopped.wait(tick.delay)
     finally:
         tasks = [t for t in (sweeping, checking, *follow_ups.values()) if t is not None]
         for task in tasks:
@@ -269,13 +240,21 @@ WAIT_FOR_DEPENDENTS_SECONDS = 5.0
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-async def release_connection(body: kopf.Body, memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any) -> None:
+async def release_connection(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    namespace: str | None,
+    name: str,
+    collections_by_connection: Bodies = INDEX,
+    snapshot_bodies: Bodies = INDEX,
+    **_: Any,
+) -> None:
     """Keep a deleted connection (and its client) while resources still need it to delete their data in
     Qdrant, as a namespace deletion removes everything at once; then close the client."""
     ctx: Context = memo.context
     key = f"{namespace}/{name}"
-    snapshots = [b for values in kwargs["snapshot_bodies"].values() for b in values]
-    waiting = await _still_there(ctx, dependents(key, kwargs["collections_by_connection"].get(key, ()), snapshots))
+    snapshots = every(snapshot_bodies)
+    waiting = await _still_there(ctx, dependents(key, collections_by_connection.get(key, ()), snapshots))
     if waiting and ctx.connections.get(key) is None:
         await _client_for_deletion(ctx, body, key)
     if waiting:
@@ -292,9 +271,9 @@ async def _client_for_deletion(ctx: Context, body: kopf.Body, key: str) -> None:
     the client its dependents need. Without its Secrets they fail and are released as for an outage."""
     namespace, name = key.split("/", 1)
     try:
-        spec = QdrantConnectionSpec.model_validate(dict(body["spec"]))
+        spec = parse(QdrantConnectionSpec, body["spec"])
         credentials = await logic.credentials(ctx.kube, namespace, spec)
-    except (pydantic.ValidationError, LookupError) as exc:
+    except ReconcileError as exc:  # InvalidSpec, SecretNotFound
         log.warning("connection %s: no client for its dependents' deletion: %s", key, exc)
         return
     ctx.connections.daemons.add(key)

@@ -18,11 +18,11 @@ import kopf
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi
-from ..qdrant import Gateway, QdrantEndpoints, QdrantGateway, Topology
+from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
-from ..reconcile.connection import Credentials
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.gates import ConnectionGate
+from ..reconcile.ports import Credentials
 from ..reconcile.restore import RestoreTracker
 from ..redact import SecretValues
 
@@ -46,6 +46,10 @@ class ConnectionRuntime:
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces
         return namespace == self.namespace or "*" in allowed or namespace in allowed
+
+    @property
+    def report(self) -> ConnectionReport:
+        return self.gateway.report
 
     @property
     def topology(self) -> Topology | None:

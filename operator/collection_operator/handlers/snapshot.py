@@ -10,21 +10,15 @@ from typing import Any
 import kopf
 
 from ..api import GROUP, VERSION
+from ..api.kinds import COLLECTION_SNAPSHOT
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
-from ..reconcile.snapshot_step import (
-    SnapshotOutcome,
-    SnapshotRun,
-    backoff,
-    delete_files,
-    deletes_files,
-    held_elsewhere,
-)
-from .adapter import delete_with_budget, every, indexed, lookup, report
+from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, delete_files, deletes_files, held_elsewhere
+from .adapter import INDEX, Bodies, delete_with_budget, every, indexed, lookup, report
 from .context import Context
 
 log = logging.getLogger(__name__)
-PLURAL = "collectionsnapshots"
+PLURAL = COLLECTION_SNAPSHOT.plural
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -34,7 +28,14 @@ async def snapshot_bodies(namespace: str | None, name: str, body: kopf.Body, **_
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
-async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+async def snapshot_daemon(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    vectorcollection_bodies: Bodies = INDEX,
+    snapshot_bodies: Bodies = INDEX,
+    **_: Any,
+) -> None:
     """Snapshots run here, in the resource's own task, never inside a handler other resources wait on."""
     ctx: Context = memo.context
     meta = body["metadata"]
@@ -48,16 +49,15 @@ async def snapshot_daemon(body: kopf.Body, memo: kopf.Memo, stopped: kopf.Daemon
             step = await run.step(
                 body["spec"],
                 datetime.now(UTC),
-                lookup(kwargs["vectorcollection_bodies"]),
+                lookup(vectorcollection_bodies),
                 ctx.connections,
                 progress,
-                every(kwargs["snapshot_bodies"]),
+                every(snapshot_bodies),
             )
             await report(ctx, PLURAL, body, step.outcome)
             delay = step.delay
         except Exception:  # e.g. the API server refused a status write: the run keeps the records
-            run.failures += 1
-            delay = backoff(run.failures)
+            delay = run.failed()
             log.exception(
                 "CollectionSnapshot %s/%s: step failed; again in %.0fs", meta["namespace"], meta["name"], delay
             )
@@ -71,7 +71,7 @@ def _deletes_files(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=_deletes_files)
 async def delete_snapshot_files(
-    body: kopf.Body, status: kopf.Status, memo: kopf.Memo, retry: int, **kwargs: Any
+    body: kopf.Body, status: kopf.Status, memo: kopf.Memo, retry: int, snapshot_bodies: Bodies = INDEX, **_: Any
 ) -> None:
     """The finalizer is only there for Delete-policy resources that hold files (the `when` filter)."""
     meta = body["metadata"]
@@ -81,7 +81,7 @@ async def delete_snapshot_files(
         status.get("connection"),
         status.get("collectionName"),
         names,
-        every(kwargs["snapshot_bodies"]),
+        every(snapshot_bodies),
     )
 
     async def attempt() -> tuple[str, str, str]:

@@ -1,5 +1,8 @@
-"""Typed errors of the client layer, one per condition reason, and the classifier that maps what
-qdrant-client and httpx raise onto them.
+"""Typed errors of the client layer, one per kind of failure, and the classifier that maps what
+qdrant-client and httpx raise onto them. An error's `reason` names the failure: a QdrantConnection's
+condition reason when its health probe fails so, and the cause quoted in a resource's message. Which
+verdict a failed reconcile gets (InvalidSpec, ConnectionNotReady, QdrantUnavailable) is the one error
+policy's choice, reconcile/outcome.py.
 
 | error            | reason             | from                                        | retried* | breaker |
 |------------------|--------------------|---------------------------------------------|----------|---------|
@@ -38,7 +41,7 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
 
 class QdrantError(Exception):
-    """Base of every error the client layer raises. `reason` is the condition reason it maps to."""
+    """Base of every error the client layer raises. `reason` names the failure (see the module docstring)."""
 
     reason = "QdrantError"
     retryable = False  # worth another attempt within the same call (idempotent calls only)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..api.collection import ImmutableChanges, MigrationStatus, PlanPhase, VectorCollectionSpec, duration_seconds
 from ..qdrant.errors import QdrantError
-from . import mapping
+from . import mapping, reasons
 from .approval import approved, held_for_approval, plan_status
 from .collection import Difference, Ownership, estimated_vectors, observed_status, ownership, plan
 from .collection_sync import sync
@@ -123,7 +123,9 @@ async def _blue_green(
     want = physical_name(spec, name)
     if len(want) > 255:
         return Outcome(
-            Verdict(State.STALLED, "InvalidSpec", f"collectionName is too long for BlueGreen: {want} exceeds 255"),
+            Verdict(
+                State.STALLED, reasons.INVALID_SPEC, f"collectionName is too long for BlueGreen: {want} exceeds 255"
+            ),
             status(),
         )
     aliases = await gateway.list_aliases()
@@ -143,7 +145,8 @@ async def _blue_green(
 
     if info is None:
         return Outcome(
-            Verdict(State.FAILED, "QdrantUnavailable", f"alias {name} points at {served}, which is gone"), status()
+            Verdict(State.FAILED, reasons.QDRANT_UNAVAILABLE, f"alias {name} points at {served}, which is gone"),
+            status(),
         )
     if changes := _immutable(spec, info, target, served):
         move = _Move(gateway, spec, target, name, served, want, plain, aliases)
@@ -232,7 +235,7 @@ class _Move:
             window = timedelta(seconds=duration_seconds(self.spec.change_policy.rollback_window))
             with_fields(outcome, previous_collection=served, rollback_until=_stamp(_now() + window))
         outcome.qdrant_writes += 2 if self.plain else 1
-        outcome.verdict = Verdict(State.RECONCILING, "Switched", f"{name} now points at {want}")
+        outcome.verdict = Verdict(State.RECONCILING, reasons.SWITCHED, f"{name} now points at {want}")
         outcome.requeue_after = SWITCH_RECHECK_SECONDS
         done = outcome.status.plan.model_copy(update={"phase": PlanPhase.APPLIED}) if outcome.status.plan else None
         with_fields(outcome, physical_collection=want, migration=None, plan=done)
@@ -306,7 +309,7 @@ async def _migrate(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "ImmutableFieldChanged",
+                reasons.IMMUTABLE_FIELD_CHANGED,
                 f"Qdrant cannot change these on an existing collection and changePolicy.immutable is Reject, "
                 f"nothing was touched: {changed}",
             ),
@@ -316,7 +319,7 @@ async def _migrate(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "AlreadyExists",
+                reasons.ALREADY_EXISTS,
                 f"{served} was not created by this resource, so it is never migrated or deleted: adopt it first "
                 "(onExisting: Adopt, with a spec it matches), then change it",
             ),
@@ -352,7 +355,9 @@ async def _migrate(
     if m is None and (held := held_for_approval(spec, target, planned)) is not None:
         return with_fields(held, **observed)
 
-    outcome = Outcome(Verdict(State.RECONCILING, "Migrating", f"building {want}"), status(plan=planned, **observed))
+    outcome = Outcome(
+        Verdict(State.RECONCILING, reasons.MIGRATING, f"building {want}"), status(plan=planned, **observed)
+    )
     if abandoned and abandoned not in (want, served) and await _owned(move.gateway, abandoned, target):
         await move.gateway.delete_collection(abandoned)  # an unfinished version the spec no longer wants
         outcome.event("MigrationAbandoned", f"the spec changed again: deleted the unfinished {abandoned}")
@@ -361,14 +366,14 @@ async def _migrate(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "ResourceConflict",
+                reasons.RESOURCE_CONFLICT,
                 f"collection {want} exists in Qdrant and was not created by this resource: delete it or rename it",
             ),
             status(**observed),
         )
     if mode == COPY and not gate.admit(target.key):
         outcome.verdict = Verdict(
-            State.RECONCILING, "Migrating", f"waiting for another heavy change on this connection ({gate.holder})"
+            State.RECONCILING, reasons.MIGRATING, f"waiting for another heavy change on this connection ({gate.holder})"
         )
         outcome.requeue_after = REEMBED_RECHECK_SECONDS
         return outcome
@@ -401,7 +406,7 @@ async def _migrate(
         if m.source_points is not None and m.passes == 1:
             copied += f" of {m.source_points}"
         outcome.verdict = Verdict(
-            State.RECONCILING, "Migrating", f"copying {served} -> {want}: pass {m.passes}, {copied}"
+            State.RECONCILING, reasons.MIGRATING, f"copying {served} -> {want}: pass {m.passes}, {copied}"
         )
         outcome.requeue_after = COPY_RECHECK_SECONDS
         return with_fields(outcome, migration=m)
@@ -415,7 +420,7 @@ async def _roll_back(move: _Move, observed: dict[str, Any]) -> CollectionOutcome
     planned = plan_status(move.target, actions, migration="Rollback")
     if (held := held_for_approval(move.spec, move.target, planned)) is not None:
         return with_fields(held, **observed)
-    outcome = Outcome(Verdict(State.RECONCILING, "Switched", f"{name} points at {want} again"), status())
+    outcome = Outcome(Verdict(State.RECONCILING, reasons.SWITCHED, f"{name} points at {want} again"), status())
     approved(outcome, move.spec, planned)
     await move.switch(outcome)
     outcome.event("RolledBack", f"{name} switched back to {want}; {served} is kept until the rollback window ends")
@@ -441,7 +446,7 @@ async def _await_reembedding(move: _Move, outcome: CollectionOutcome, m: Migrati
         return outcome
     outcome.verdict = Verdict(
         State.RECONCILING,
-        "AwaitingReembedding",
+        reasons.AWAITING_REEMBEDDING,
         f"write the re-embedded points into the collection {want} ({written} of {source} so "
         f"far); {name} keeps pointing at {served} until {want} holds as many, or switch now with kubectl annotate "
         f"vectorcollection {move.target.name} qdrant.collection-operator.dev/approve-plan={switch.hash} --overwrite",

@@ -8,16 +8,15 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
-
 from ..api.base import PREFIX
 from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
+from . import reasons
 from .bluegreen import CopyPace, physical_collections, sync_blue_green
 from .collection import Ownership, ownership
 from .collection_sync import sync
 from .connections import usable
 from .gates import Cluster, ConnectionGate
-from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for
+from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for, parse
 from .ports import ConnectionsPort, SecretsPort
 from .restore import RestoreTracker, restore_step
 from .target import CollectionOutcome, Target, collection_name, status, with_fields
@@ -50,17 +49,17 @@ def _kept(current: Mapping[str, Any]) -> VectorCollectionStatus:
 async def step(target: Target, env: Environment) -> CollectionOutcome:
     if target.annotations.get(PAUSED) == "true":
         return Outcome(
-            Verdict(State.PAUSED, "Paused", f"{PAUSED} is true: nothing is reconciled"), _kept(target.status)
+            Verdict(State.PAUSED, reasons.PAUSED, f"{PAUSED} is true: nothing is reconciled"), _kept(target.status)
         )
     if target.annotations.get(MANAGED) == "false":
         return Outcome(
-            Verdict(State.UNMANAGED, "Unmanaged", f"{MANAGED} is false: Qdrant is never touched again"),
+            Verdict(State.UNMANAGED, reasons.UNMANAGED, f"{MANAGED} is false: Qdrant is never touched again"),
             _kept(target.status),
         )
     try:
-        spec = VectorCollectionSpec.model_validate(dict(target.spec))
-    except pydantic.ValidationError as exc:
-        return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status())
+        spec = parse(VectorCollectionSpec, target.spec)
+    except ReconcileError as exc:
+        return outcome_for(exc, status())
     name, key = collection_name(spec, target.name), target.connection
     await env.connections.settled(key, CONNECTION_SETTLE_SECONDS)
     try:

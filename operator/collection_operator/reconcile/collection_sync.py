@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.collection import DriftPolicy, OnExisting, PlanPhase, VectorCollectionSpec, VectorCollectionStatus
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
+from . import reasons
 from .approval import approved, held_for_approval, plan_status
 from .collection import (
     REINDEXING_BLOCKS,
@@ -100,14 +101,14 @@ async def _sync(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "CollectionMissing",
+                reasons.COLLECTION_MISSING,
                 f"collection {name} was deleted in Qdrant; driftPolicy "
                 "Report leaves it so: set Enforce to re-create it (empty)",
             ),
             status(drift=[missing]),
         )
 
-    outcome = Outcome(Verdict(State.READY, "InSync"), status())
+    outcome = Outcome(Verdict(State.READY, reasons.IN_SYNC), status())
     adopt = False
     if info is not None:
         owned, holder = ownership(info, target.marker)
@@ -115,7 +116,7 @@ async def _sync(
             return Outcome(
                 Verdict(
                     State.STALLED,
-                    "ResourceConflict",
+                    reasons.RESOURCE_CONFLICT,
                     f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}",
                 ),
                 status(),
@@ -125,7 +126,7 @@ async def _sync(
                 return Outcome(
                     Verdict(
                         State.STALLED,
-                        "AlreadyExists",
+                        reasons.ALREADY_EXISTS,
                         f"collection {name} exists in Qdrant and was not created by this resource; "
                         "set onExisting: Adopt to manage it",
                     ),
@@ -155,7 +156,7 @@ async def _sync(
         conflict = Outcome(
             Verdict(
                 State.STALLED,
-                "AliasConflict",
+                reasons.ALIAS_CONFLICT,
                 f"aliases taken in Qdrant, nothing was written: {held}; rename them or free them in Qdrant",
             ),
             status(),
@@ -166,7 +167,7 @@ async def _sync(
         return Outcome(
             Verdict(
                 State.STALLED,
-                "ImmutableFieldChanged",
+                reasons.IMMUTABLE_FIELD_CHANGED,
                 f"Qdrant cannot change these on an existing collection, nothing was touched: {changes}",
             ),
             status(drift=[d.as_status() for d in p.immutable]),
@@ -216,14 +217,16 @@ async def _sync(
         info = await gateway.get_collection(name)
     if info is None:
         return Outcome(
-            Verdict(State.FAILED, "QdrantUnavailable", f"collection {name} vanished while reconciling"), status()
+            Verdict(State.FAILED, reasons.QDRANT_UNAVAILABLE, f"collection {name} vanished while reconciling"), status()
         )
 
     outcome.status = _status(info, spec, p, aliases, name)
     if p.kept_vectors:
         kept = ", ".join(p.kept_vectors)
         outcome.verdict = Verdict(
-            State.READY, "InSync", f"vectors in Qdrant this resource never declared are left with their data: {kept}"
+            State.READY,
+            reasons.IN_SYNC,
+            f"vectors in Qdrant this resource never declared are left with their data: {kept}",
         )
     if planned is not None:
         with_fields(outcome, plan=planned)
@@ -231,7 +234,9 @@ async def _sync(
         with_fields(outcome, plan=None)  # the plan that waited is no longer needed (e.g. the spec was reverted)
     if spec.drift_policy == DriftPolicy.REPORT and p.drift:
         outcome.verdict = Verdict(
-            State.READY, "DriftDetected", "driftPolicy Report: differences are listed in status.drift and left alone"
+            State.READY,
+            reasons.DRIFT_DETECTED,
+            "driftPolicy Report: differences are listed in status.drift and left alone",
         )
     if info.get("status") != "green":
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
@@ -243,10 +248,10 @@ async def _sync(
 def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:
     if info.get("status") == "red":
         outcome.verdict = Verdict(
-            State.FAILED, "QdrantUnavailable", "Qdrant reports the collection red (optimizer failed)"
+            State.FAILED, reasons.QDRANT_UNAVAILABLE, "Qdrant reports the collection red (optimizer failed)"
         )
     else:
-        outcome.verdict = Verdict(State.RECONCILING, "Optimizing", why)
+        outcome.verdict = Verdict(State.RECONCILING, reasons.OPTIMIZING, why)
     with_fields(outcome, **observed_status(info))
     outcome.requeue_after = OPTIMIZING_RECHECK_SECONDS
     return outcome

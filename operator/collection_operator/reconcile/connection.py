@@ -3,23 +3,18 @@ but for reading Secrets through the SecretsPort."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from ..api.base import SecretKeyRef
 from ..api.connection import BreakerState, EndpointStatus, Health, QdrantConnectionSpec, QdrantConnectionStatus
 from ..qdrant import ConnectionReport
-from .outcome import State, Verdict
-from .ports import SecretsPort
+from ..qdrant.errors import AddressNotAllowed, TLSError, Unauthorized, Unreachable
+from . import reasons
+from .outcome import State, Verdict, Waiting
+from .ports import Credentials, SecretsPort
 
 # The server answered and refused us, we cannot speak TLS to it, or the operator's address policy forbids
-# calling it: a configuration problem that no
-# number of further probes will cure, so it is reported at once rather than after the failure threshold.
-REFUSED = ("Unauthorized", "TLSError", "AddressNotAllowed")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    api_key: str | None
-    ca_pem: str | None
+# calling it: a configuration problem that no number of further probes will cure, so it is reported at once
+# rather than after the failure threshold.
+REFUSED = (Unauthorized.reason, TLSError.reason, AddressNotAllowed.reason)
 
 
 def secret_refs(spec: QdrantConnectionSpec) -> tuple[object, ...]:
@@ -27,18 +22,27 @@ def secret_refs(spec: QdrantConnectionSpec) -> tuple[object, ...]:
     return (spec.api_key_secret_ref, spec.tls.ca_secret_ref if spec.tls else None)
 
 
-async def api_key(secrets: SecretsPort, namespace: str, spec: QdrantConnectionSpec) -> str | None:
-    """The connection's API key (LookupError when its Secret or key is missing)."""
+async def _read(secrets: SecretsPort, namespace: str, ref: SecretKeyRef, context: str) -> bytes:
+    try:
+        return await secrets.read_secret_key(namespace, ref.name, ref.key)
+    except LookupError as exc:
+        raise Waiting(reasons.SECRET_NOT_FOUND, f"{context}{exc}") from exc
+
+
+async def api_key(secrets: SecretsPort, namespace: str, spec: QdrantConnectionSpec, context: str = "") -> str | None:
+    """The connection's API key; Waiting SecretNotFound (`context` before its message) when its Secret or
+    key is missing."""
     ref = spec.api_key_secret_ref
     if ref is None:
         return None
-    return (await secrets.read_secret_key(namespace, ref.name, ref.key)).decode().strip()
+    return (await _read(secrets, namespace, ref, context)).decode().strip()
 
 
 async def credentials(secrets: SecretsPort, namespace: str, spec: QdrantConnectionSpec) -> Credentials:
+    """Waiting SecretNotFound when a Secret or key is missing; any other failure to read is raised as it is."""
     ca = None
     if spec.tls and (ca_ref := spec.tls.ca_secret_ref):
-        ca = (await secrets.read_secret_key(namespace, ca_ref.name, ca_ref.key)).decode()
+        ca = (await _read(secrets, namespace, ca_ref, "")).decode()
     return Credentials(await api_key(secrets, namespace, spec), ca)
 
 
@@ -51,30 +55,34 @@ def verdict(report: ConnectionReport) -> Verdict:
         cause = f" after {report.error_reason}" if report.error_reason else ""
         return Verdict(
             State.FAILED,
-            "CircuitOpen",
+            reasons.CIRCUIT_OPEN,
             f"circuit breaker open{cause}: {report.error_message or ''}".strip().rstrip(":"),
         )
     if report.circuit_breaker == BreakerState.HALF_OPEN:
         # The probe that half-opened it decides within one call; until then collections hold back too,
         # since the breaker lets only that one trial through.
-        return Verdict(State.RECONCILING, "Recovering", "circuit breaker half-open: a trial call decides")
+        return Verdict(State.RECONCILING, reasons.RECOVERING, "circuit breaker half-open: a trial call decides")
     if report.health == Health.UNKNOWN:
-        return Verdict(State.RECONCILING, "Connecting", "waiting for the first health probe")
+        return Verdict(State.RECONCILING, reasons.CONNECTING, "waiting for the first health probe")
     if failing and (report.error_reason in REFUSED or report.server_version is None):
         # Refused, or failing since the first probe: never Ready, even below the failure threshold.
-        return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
+        return Verdict(
+            State.FAILED, report.error_reason or Unreachable.reason, report.error_message or "health probes fail"
+        )
     if report.health == Health.UNHEALTHY:
-        return Verdict(State.FAILED, report.error_reason or "Unreachable", report.error_message or "health probes fail")
+        return Verdict(
+            State.FAILED, report.error_reason or Unreachable.reason, report.error_message or "health probes fail"
+        )
     if report.read_only:
         return Verdict(
             State.STALLED,
-            "ReadOnlyKey",
+            reasons.READ_ONLY_KEY,
             "the API key is read-only (Qdrant refuses it every write): collections and snapshots cannot be created "
             "or changed; put a read-write key in the Secret (it is re-read within a health interval)",
         )
     if report.health == Health.DEGRADED:
-        return Verdict(State.READY, "Degraded", report.error_message or "some health probes fail")
-    return Verdict(State.READY, "Connected", f"Qdrant {report.server_version}")
+        return Verdict(State.READY, reasons.DEGRADED, report.error_message or "some health probes fail")
+    return Verdict(State.READY, reasons.CONNECTED, f"Qdrant {report.server_version}")
 
 
 def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import reasons
 from .collection_step import deletes_collection
 from .outcome import State, Verdict
 from .snapshot_step import deletes_files
@@ -41,7 +42,7 @@ def waiting_for(waiting: list[Dependent]) -> Verdict:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return Verdict(
         State.RECONCILING,
-        "WaitingForDependents",
+        reasons.WAITING_FOR_DEPENDENTS,
         f"deletion waits until {len(names)} resource(s) that delete data in Qdrant through this "
         f"connection are gone: {shown}",
     )

@@ -7,7 +7,7 @@ import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from . import replication
+from . import reasons, replication
 from .gates import Cluster
 from .outcome import State, Verdict
 from .ports import CollectionsPort
@@ -48,7 +48,7 @@ async def placement(
         ids = ", ".join(map(str, rp.unavailable))
         outcome.verdict = Verdict(
             State.FAILED,
-            "ShardUnavailable",
+            reasons.SHARD_UNAVAILABLE,
             f"no Active replica on a reachable peer for shard {ids}: " + "; ".join(rp.short),
         )
         outcome.requeue_after = REPLICATION_RECHECK_SECONDS
@@ -66,13 +66,13 @@ async def placement(
         return _replicating(outcome, rp.action.event[1])
     cluster.gate.release(target.key)
     if rp.short:
-        outcome.verdict = Verdict(State.READY, "Degraded", "; ".join(rp.short))
+        outcome.verdict = Verdict(State.READY, reasons.DEGRADED, "; ".join(rp.short))
         outcome.requeue_after = REPLICATION_RECHECK_SECONDS
     return outcome
 
 
 def _replicating(outcome: CollectionOutcome, why: str) -> CollectionOutcome:
-    outcome.verdict = Verdict(State.RECONCILING, "Replicating", why)
+    outcome.verdict = Verdict(State.RECONCILING, reasons.REPLICATING, why)
     outcome.requeue_after = REPLICATION_RECHECK_SECONDS
     outcome.reconciled = False
     return outcome

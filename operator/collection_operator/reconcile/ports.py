@@ -5,10 +5,12 @@ registry; unit tests use tests/fakes.py. Qdrant errors are the qdrant layer's ty
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..api.connection import QdrantConnectionSpec
-from ..qdrant import Topology
+from ..config import ClientSettings
+from ..qdrant import ConnectionReport, Topology
 
 
 class CollectionsPort(Protocol):
@@ -100,7 +102,8 @@ class SnapshotsPort(Protocol):
 
 class SecretsPort(Protocol):
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
-        """One key of a Secret, decoded. Raises LookupError when the Secret or the key does not exist."""
+        """One key of a Secret, decoded. Raises LookupError when the Secret or the key does not exist; any
+        other error means it could not be read now."""
 
 
 class ConnectionPort(Protocol):
@@ -144,3 +147,40 @@ class ConnectionsPort(Protocol):
 
     async def settled(self, key: str, within: float) -> None:
         """Wait up to `within` seconds for the connection's first health verdict (operator start)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a QdrantConnection's Secrets hold for its client (reconcile/connection.py reads them)."""
+
+    api_key: str | None
+    ca_pem: str | None
+
+
+class ClientPort(Protocol):
+    """A QdrantConnection's client as its own daemon sees it."""
+
+    spec: QdrantConnectionSpec
+
+    @property
+    def report(self) -> ConnectionReport:
+        """What the health monitor and the circuit breaker last saw."""
+
+    def allows(self, namespace: str) -> bool: ...
+
+
+class ClientsPort(Protocol):
+    """The connection registry as the connections' daemons fill it."""
+
+    def get(self, key: str) -> ClientPort | None: ...
+
+    async def apply(
+        self,
+        key: str,
+        namespace: str,
+        name: str,
+        spec: QdrantConnectionSpec,
+        settings: ClientSettings,
+        credentials: Credentials,
+    ) -> ClientPort:
+        """Build the client of connection `key`, or change the running one in place."""

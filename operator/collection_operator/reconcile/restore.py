@@ -15,17 +15,17 @@ from typing import Any
 from ..api.collection import VectorCollectionSpec
 from ..api.snapshot import RESTORE_FROM
 from ..qdrant.errors import QdrantError
+from . import reasons
 from . import snapshot as logic
 from .connection import api_key
 from .connections import usable
-from .outcome import Outcome, ReconcileError, State, Verdict, verdict_for
+from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for, verdict_for
 from .ports import ConnectionPort, ConnectionsPort, SecretsPort
 from .target import CollectionOutcome, Target, status
 
 log = logging.getLogger(__name__)
 RESTORE_POLL_SECONDS = 2.0
 RESTORE_RETRY_SECONDS = 30.0
-SOURCE_RECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -83,8 +83,8 @@ async def restore_step(
     ordinary sync may run. `snapshots` finds a CollectionSnapshot body by "namespace/name"."""
     try:
         wanted = _requested(req, spec)
-    except ValueError as exc:
-        return Outcome(Verdict(State.STALLED, "InvalidSpec", str(exc)), status()), None
+    except ReconcileError as exc:
+        return outcome_for(exc, status()), None
     running = tracker.running.get(req.key)
     if running is not None and not running.task.done():
         return _restoring(collection, running.ref), None
@@ -101,13 +101,9 @@ async def restore_step(
     try:
         source = logic.source_snapshot(resource, snapshot_body, name)
         source_runtime = usable(connections, source.connection)
-        key = await api_key(secrets, source_runtime.namespace, source_runtime.spec)
-    except logic.SourceNotReady as exc:
-        return _failed(exc.reason, str(exc)), None
-    except ReconcileError as exc:
-        return Outcome(exc.verdict, status(), requeue_after=SOURCE_RECHECK_SECONDS), None
-    except LookupError as exc:
-        return _failed("SecretNotFound", f"source connection: {exc.args[0] if exc.args else exc}"), None
+        key = await api_key(secrets, source_runtime.namespace, source_runtime.spec, context="source connection: ")
+    except ReconcileError as exc:  # the snapshot, its connection or its Secret is not there yet
+        return outcome_for(exc, status()), None
     assert snapshot_body is not None  # source_snapshot raised otherwise
     if source_runtime.topology is not None and source.record.shards is None and source.record.points_count is None:
         # Taken on a cluster before snapshots were checked for every shard, and nothing to verify it against.
@@ -116,7 +112,7 @@ async def restore_step(
             "it may hold only the shards of the node that took it, and a restore could not be verified; take a "
             "new snapshot"
         )
-        return Outcome(Verdict(State.STALLED, logic.DISTRIBUTED_UNSUPPORTED, message), status()), None
+        return Outcome(Verdict(State.STALLED, reasons.DISTRIBUTED_UNSUPPORTED, message), status()), None
     target = logic.RestoreTarget(
         collection,
         req.marker,
@@ -134,14 +130,10 @@ async def restore_step(
 
 def _restoring(collection: str, ref: str) -> CollectionOutcome:
     return Outcome(
-        Verdict(State.RECONCILING, "Restoring", f"recovering {collection} from {ref}"),
+        Verdict(State.RECONCILING, reasons.RESTORING, f"recovering {collection} from {ref}"),
         status(),
         requeue_after=RESTORE_POLL_SECONDS,
     )
-
-
-def _failed(reason: str, message: str) -> CollectionOutcome:
-    return Outcome(Verdict(State.FAILED, reason, message), status(), requeue_after=SOURCE_RECHECK_SECONDS)
 
 
 def _finished(
@@ -152,14 +144,12 @@ def _finished(
         tracker.failures.pop(key, None)
         return None, done.ref
     retry_at = time.monotonic() + RESTORE_RETRY_SECONDS
-    if isinstance(exc, logic.RestoreFailed):
-        verdict, retry_at = Verdict(State.STALLED, exc.reason, str(exc)), math.inf
-    elif isinstance(exc, QdrantError):
+    if isinstance(exc, ReconcileError | QdrantError):  # RestoreFailed Stalls: never retried as it is
         verdict = verdict_for(exc, f"recovering from {done.ref} failed: ")
         retry_at = math.inf if verdict.state == State.STALLED else retry_at
     else:
         log.error("restore of %s failed", key, exc_info=exc)
-        verdict = Verdict(State.FAILED, "RestoreFailed", f"recovering from {done.ref} failed: {exc}")
+        verdict = Verdict(State.FAILED, reasons.RESTORE_FAILED, f"recovering from {done.ref} failed: {exc}")
     outcome = Outcome(verdict, status(), requeue_after=None if math.isinf(retry_at) else RESTORE_RETRY_SECONDS)
     tracker.failures[key] = (done.request, outcome, retry_at)
     return outcome, None

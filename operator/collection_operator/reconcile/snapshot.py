@@ -16,33 +16,26 @@ from croniter.croniter import CroniterError
 
 from ..api.snapshot import Phase, Retention, SnapshotRecord
 from ..qdrant.errors import QdrantError
-from . import mapping
+from . import mapping, reasons
+from .outcome import Stalling, Waiting
 from .ports import SnapshotsPort
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-class InvalidSchedule(ValueError):
+class InvalidSchedule(Stalling):
     """The cron expression passed the schema's shape check but croniter cannot evaluate it."""
 
-
-class RestoreFailed(Exception):
-    """A restore that must not be retried as it is (condition reason in `reason`)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, message: str):
+        super().__init__(reasons.INVALID_SPEC, message)
 
 
-class SnapshotRefused(Exception):
-    """A snapshot that would not hold the whole collection; a person must act (condition reason in `reason`)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+class RestoreFailed(Stalling):
+    """A restore that must not be retried as it is."""
 
 
-DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
+class SnapshotRefused(Stalling):
+    """A snapshot that would not hold the whole collection; a person must act."""
 
 
 def format_time(moment: datetime) -> str:
@@ -120,36 +113,32 @@ class SourceSnapshot:
         return f"{url.rstrip('/')}/collections/{quote(self.collection)}/snapshots/{quote(self.record.name)}"
 
 
-class SourceNotReady(Exception):
-    """The referenced snapshot cannot be used yet (condition reason in `reason`)."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+class SourceNotReady(Waiting):
+    """The referenced snapshot (or the collection to take one of) cannot be used yet."""
 
 
 def parse_restore_annotation(value: str) -> tuple[str, str]:
     resource, sep, name = value.strip().partition("/")
     if not sep or not resource or not name or "/" in name:
-        raise ValueError(f"restore-from must be <snapshotResource>/<snapshotName>, got {value!r}")
+        raise Stalling(reasons.INVALID_SPEC, f"restore-from must be <snapshotResource>/<snapshotName>, got {value!r}")
     return resource, name
 
 
 def source_snapshot(resource: str, body: Mapping[str, Any] | None, snapshot_name: str | None) -> SourceSnapshot:
     """The snapshot record a restore uses: the named one, or the newest the CollectionSnapshot holds."""
     if body is None:
-        raise SourceNotReady("SnapshotNotFound", f"CollectionSnapshot {resource} not found in this namespace")
+        raise SourceNotReady(reasons.SNAPSHOT_NOT_FOUND, f"CollectionSnapshot {resource} not found in this namespace")
     status = body.get("status") or {}
     records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
     if not records or not status.get("collectionName") or not status.get("connection"):
-        raise SourceNotReady("SnapshotNotReady", f"CollectionSnapshot {resource} holds no snapshot yet")
+        raise SourceNotReady(reasons.SNAPSHOT_NOT_READY, f"CollectionSnapshot {resource} holds no snapshot yet")
     if snapshot_name is None:
         record = max(records, key=lambda r: r.created_at or "")
     else:
         found = [r for r in records if r.name == snapshot_name]
         if not found:
             raise SourceNotReady(
-                "SnapshotNotFound",
+                reasons.SNAPSHOT_NOT_FOUND,
                 f"CollectionSnapshot {resource} holds no snapshot "
                 f"{snapshot_name} (it has {', '.join(r.name for r in records)})",
             )
@@ -191,7 +180,7 @@ def _refusal(collection: str, cover: Coverage) -> SnapshotRefused:
     held = sorted(set(cover.shards) - set(cover.elsewhere))
     missing = "; ".join(f"shard {shard} on {', '.join(peers)}" for shard, peers in cover.elsewhere.items())
     return SnapshotRefused(
-        DISTRIBUTED_UNSUPPORTED,
+        reasons.DISTRIBUTED_UNSUPPORTED,
         f"collection {collection} is distributed and the node behind the connection URL (peer {cover.peer}) holds "
         f"Active replicas of shards {held} of {cover.shards} only ({missing}): a snapshot through it would miss "
         "the other shards, and Qdrant takes shard snapshots only on a node that holds the shard. Point the "
@@ -205,7 +194,7 @@ async def check_coverage(gateway: SnapshotsPort, collection: str) -> Coverage:
     else, and takes shard snapshots only on a node holding the shard: through one URL a complete snapshot
     exists only when that node holds an Active replica of every shard. SnapshotRefused otherwise."""
     if await gateway.count(collection) is None:
-        raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
+        raise SourceNotReady(reasons.COLLECTION_NOT_READY, f"collection {collection} does not exist in Qdrant (yet)")
     cover = coverage(await gateway.placement(collection))
     if not cover.complete:
         raise _refusal(collection, cover)
@@ -218,7 +207,7 @@ async def take(gateway: SnapshotsPort, collection: str, now: datetime, cover: Co
     peer id and the node must still hold every shard, else the file is deleted and SnapshotRefused."""
     before = await gateway.count(collection)
     if before is None:
-        raise SourceNotReady("CollectionNotReady", f"collection {collection} does not exist in Qdrant (yet)")
+        raise SourceNotReady(reasons.COLLECTION_NOT_READY, f"collection {collection} does not exist in Qdrant (yet)")
     description = await gateway.create_snapshot(collection)
     after = await gateway.count(collection)
     if cover is not None:
@@ -240,7 +229,7 @@ async def _confirm(gateway: SnapshotsPort, collection: str, cover: Coverage, nam
     problem = None
     if not name.startswith(f"{collection}-{cover.peer}-"):
         problem = SnapshotRefused(
-            DISTRIBUTED_UNSUPPORTED,
+            reasons.DISTRIBUTED_UNSUPPORTED,
             f"the connection URL reached peer {cover.peer} for the shard check but another node wrote snapshot "
             f"{name} (a load balancer in front of several nodes?); point the QdrantConnection at one node",
         )
@@ -248,7 +237,7 @@ async def _confirm(gateway: SnapshotsPort, collection: str, cover: Coverage, nam
         problem = _refusal(collection, again)
     elif (again.peer, again.shards) != (cover.peer, cover.shards):
         problem = SnapshotRefused(
-            DISTRIBUTED_UNSUPPORTED,
+            reasons.DISTRIBUTED_UNSUPPORTED,
             f"the shards of {collection} changed while snapshot {name} was taken ({cover.shards} on peer "
             f"{cover.peer}, then {again.shards} on peer {again.peer}); re-checked every few seconds",
         )
@@ -279,12 +268,12 @@ async def restore(
     # restore that was interrupted after Qdrant created it, and is recovered again.
     if exists and owner != target.marker and not (owner and owner.rsplit("/", 1)[0] == target.source_owner):
         why = "is not managed by this resource" if target.in_place else "already exists"
-        raise RestoreFailed("AlreadyExists", f"collection {target.collection} {why}; nothing was restored")
+        raise RestoreFailed(reasons.ALREADY_EXISTS, f"collection {target.collection} {why}; nothing was restored")
     await gateway.recover(target.collection, location, source.record.checksum, api_key)
     await gateway.set_metadata(target.collection, {mapping.OWNER_KEY: target.marker})
     expected = source.record.points_count
     if expected is not None and (count := await gateway.count(target.collection)) != expected:
         raise RestoreFailed(
-            "RestoreVerificationFailed",
+            reasons.RESTORE_VERIFICATION_FAILED,
             f"collection {target.collection} holds {count} points after recovering {source.ref}, which held {expected}",
         )

@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import pydantic
-
 from ..api.snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus, Phase, SnapshotRecord
 from ..qdrant.errors import QdrantError
+from . import reasons
 from . import snapshot as logic
 from .connections import usable
-from .outcome import Outcome, ReconcileError, State, Verdict, verdict_for
+from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, Waiting, backoff, parse, verdict_for
 from .ports import ConnectionsPort
 
 log = logging.getLogger(__name__)
@@ -26,10 +25,6 @@ MAX_BACKOFF_SECONDS = 300.0
 SnapshotOutcome = Outcome[CollectionSnapshotStatus]
 Report = Callable[[SnapshotOutcome], Awaitable[None]]
 Lookup = Callable[[str], Mapping[str, Any] | None]
-
-
-def backoff(failures: int) -> float:
-    return min(5.0 * 2 ** (failures - 1), MAX_BACKOFF_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -52,6 +47,11 @@ class SnapshotRun:
         self.collection: str | None = status.get("collectionName")
         self.connection: str | None = status.get("connection")
         self.failures = 0
+
+    def failed(self) -> float:
+        """One more failure in a row: how long the loop waits before it tries again."""
+        self.failures += 1
+        return backoff(self.failures, MAX_BACKOFF_SECONDS)
 
     def outcome(
         self, verdict: Verdict, *, reconciled: bool = False, next_run: datetime | None = None
@@ -81,11 +81,11 @@ class SnapshotRun:
         retention must not delete a shared file for (held_elsewhere)."""
         self.phase = self.phase or Phase.PENDING
         try:
-            spec = CollectionSnapshotSpec.model_validate(dict(spec_body))
+            spec = parse(CollectionSnapshotSpec, spec_body)
             plan = logic.plan(spec.schedule, self.phase, self.last, logic.parse_time(self.created), now)
-        except (pydantic.ValidationError, logic.InvalidSchedule) as exc:
+        except Stalling as exc:  # InvalidSpec, or a schedule croniter cannot evaluate
             self.phase = Phase.FAILED
-            return Next(self.outcome(Verdict(State.STALLED, "InvalidSpec", str(exc))), TICK_SECONDS)
+            return Next(self.outcome(exc.verdict), TICK_SECONDS)
         if not plan.take:
             if self.connection is not None:  # an outage shows at once, not at the next snapshot
                 try:
@@ -95,7 +95,7 @@ class SnapshotRun:
             if plan.due is None:
                 done = self.records[-1].name if self.records else "?"
                 return Next(
-                    self.outcome(Verdict(State.READY, "Completed", f"snapshot {done} taken"), reconciled=True),
+                    self.outcome(Verdict(State.READY, reasons.COMPLETED, f"snapshot {done} taken"), reconciled=True),
                     TICK_SECONDS,
                 )
             return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
@@ -103,13 +103,11 @@ class SnapshotRun:
             await self._take(spec, now, collections, connections, report, others)
         except (ReconcileError, QdrantError) as exc:
             self.phase = Phase.FAILED
-            verdict = verdict_for(
-                exc, "" if isinstance(exc, ReconcileError) else f"snapshot of {self.collection} failed: "
-            )
+            verdict = verdict_for(exc, f"snapshot of {self.collection} failed: ")
             if verdict.state == State.STALLED:  # a person must act; re-checked every tick, no backoff
                 return Next(self.outcome(verdict), TICK_SECONDS)
-            self.failures += 1
-            delay = backoff(self.failures)
+            # Waiting too: a collection not reconciled yet is polled with backoff, not every tick.
+            delay = self.failed()
             return Next(
                 self.outcome(Verdict(verdict.state, verdict.reason, f"{verdict.message}; retrying in {delay:.0f}s")),
                 delay,
@@ -117,7 +115,7 @@ class SnapshotRun:
         self.failures = 0
         self.phase = Phase.COMPLETED
         taken = self.outcome(
-            Verdict(State.READY, "Completed", f"snapshot {self.records[-1].name} taken"), reconciled=True
+            Verdict(State.READY, reasons.COMPLETED, f"snapshot {self.records[-1].name} taken"), reconciled=True
         )
         taken.event("SnapshotTaken", f"snapshot {self.records[-1].name} of {self.collection}")
         if spec.schedule is None:
@@ -128,7 +126,7 @@ class SnapshotRun:
 
     def _scheduled(self, due: datetime) -> SnapshotOutcome:
         return self.outcome(
-            Verdict(State.READY, "Scheduled", f"next snapshot at {logic.format_time(due)}"),
+            Verdict(State.READY, reasons.SCHEDULED, f"next snapshot at {logic.format_time(due)}"),
             reconciled=True,
             next_run=due,
         )
@@ -145,30 +143,24 @@ class SnapshotRun:
         ref = f"{self.namespace}/{spec.collection_ref.name}"
         source = collections(ref)
         if source is None:
-            raise ReconcileError(Verdict(State.STALLED, "CollectionNotFound", f"VectorCollection {ref} does not exist"))
+            raise Stalling(reasons.COLLECTION_NOT_FOUND, f"VectorCollection {ref} does not exist")
         vc_status = source.get("status") or {}
         collection, connection = vc_status.get("collectionName"), vc_status.get("connection")
-        not_reconciled = ReconcileError(
-            Verdict(State.FAILED, "CollectionNotReady", f"VectorCollection {ref} has not been reconciled yet")
-        )
+        not_reconciled = Waiting(reasons.COLLECTION_NOT_READY, f"VectorCollection {ref} has not been reconciled yet")
         if not collection or not connection:
             raise not_reconciled
         runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.collection, self.connection = collection, connection
-        try:
-            # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (Stalled).
-            cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
-            self.phase = Phase.IN_PROGRESS
-            await report(
-                self.outcome(Verdict(State.RECONCILING, "SnapshotInProgress", f"taking a snapshot of {collection}"))
-            )
-            record = await logic.take(runtime.snapshots, collection, now, cover)
-        except logic.SourceNotReady as exc:
-            raise ReconcileError(Verdict(State.FAILED, exc.reason, str(exc))) from exc
-        except logic.SnapshotRefused as exc:  # a partial snapshot is never taken, nor recorded
-            raise ReconcileError(Verdict(State.STALLED, exc.reason, str(exc))) from exc
+        # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (SnapshotRefused:
+        # a partial snapshot is never taken, nor recorded).
+        cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
+        self.phase = Phase.IN_PROGRESS
+        await report(
+            self.outcome(Verdict(State.RECONCILING, reasons.SNAPSHOT_IN_PROGRESS, f"taking a snapshot of {collection}"))
+        )
+        record = await logic.take(runtime.snapshots, collection, now, cover)
         self.records.append(record)
         self.last = record.created_at
         expired = logic.expired(self.records, spec.retention, now)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..api.base import Condition, ConditionStatus, StatusModel
 from .outcome import State, Verdict
+from .reasons import AWAITING_APPROVAL
 
 
 def now() -> str:
@@ -27,7 +28,6 @@ def _condition(type_: str, status: bool, reason: str, message: str, generation: 
 
 
 HANDS_OFF = (State.PAUSED, State.UNMANAGED)
-AWAITING_APPROVAL = "AwaitingApproval"  # Reconciling, but nothing moves until a person approves the plan
 
 
 def conditions_for(

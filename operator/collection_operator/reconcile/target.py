@@ -9,11 +9,13 @@ from typing import Any
 
 from ..api.base import PREFIX
 from ..api.collection import VectorCollectionSpec, VectorCollectionStatus
+from . import reasons
 from .collection import owner_marker
 from .outcome import Outcome
 
 APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
-EXISTS_ELSEWHERE = ("ResourceConflict", "AlreadyExists")  # verdicts that saw the collection, held by another
+# Verdicts that saw the collection, held by another.
+EXISTS_ELSEWHERE = (reasons.RESOURCE_CONFLICT, reasons.ALREADY_EXISTS)
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
 

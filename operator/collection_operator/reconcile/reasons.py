@@ -1,0 +1,53 @@
+"""The condition reasons of the three kinds (Ready's reason, and Stalled's or Reconciling's when they hold),
+one name each. docs/troubleshooting.md explains every one (tests/unit/test_docs.py checks). A QdrantConnection
+that fails its health probes reports the client layer's own error reason (Unreachable, Unauthorized ...,
+qdrant/errors.py) instead."""
+
+from __future__ import annotations
+
+# Any kind
+INVALID_SPEC = "InvalidSpec"  # the spec (or Qdrant, for the request made of it) says no: a person must act
+SECRET_NOT_FOUND = "SecretNotFound"
+CONNECTION_NOT_ALLOWED = "ConnectionNotAllowed"
+CONNECTION_NOT_READY = "ConnectionNotReady"
+QDRANT_UNAVAILABLE = "QdrantUnavailable"
+PAUSED = "Paused"
+UNMANAGED = "Unmanaged"
+
+# QdrantConnection
+CONNECTED = "Connected"
+CONNECTING = "Connecting"
+RECOVERING = "Recovering"
+CIRCUIT_OPEN = "CircuitOpen"
+READ_ONLY_KEY = "ReadOnlyKey"
+DEGRADED = "Degraded"  # some probes (connection) or replicas (collection) fail; still Ready
+WAITING_FOR_DEPENDENTS = "WaitingForDependents"
+
+# VectorCollection
+IN_SYNC = "InSync"
+DRIFT_DETECTED = "DriftDetected"
+OPTIMIZING = "Optimizing"
+REPLICATING = "Replicating"
+SHARD_UNAVAILABLE = "ShardUnavailable"
+COLLECTION_MISSING = "CollectionMissing"
+RESOURCE_CONFLICT = "ResourceConflict"
+ALREADY_EXISTS = "AlreadyExists"
+ALIAS_CONFLICT = "AliasConflict"
+IMMUTABLE_FIELD_CHANGED = "ImmutableFieldChanged"
+AWAITING_APPROVAL = "AwaitingApproval"  # Reconciling, but nothing moves until a person approves the plan
+MIGRATING = "Migrating"
+SWITCHED = "Switched"
+AWAITING_REEMBEDDING = "AwaitingReembedding"
+RESTORING = "Restoring"
+RESTORE_FAILED = "RestoreFailed"
+RESTORE_VERIFICATION_FAILED = "RestoreVerificationFailed"
+SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+SNAPSHOT_NOT_READY = "SnapshotNotReady"
+
+# CollectionSnapshot (and a restore's source)
+COMPLETED = "Completed"
+SCHEDULED = "Scheduled"
+SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
+COLLECTION_NOT_FOUND = "CollectionNotFound"
+COLLECTION_NOT_READY = "CollectionNotReady"
+DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
