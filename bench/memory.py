@@ -27,6 +27,7 @@ import ctypes
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,10 +141,13 @@ def _ready(namespace: str) -> int:
 
 @contextlib.contextmanager
 def checkout(ref: str) -> Iterator[Path]:
-    """The operator's source root (operator/) as it is at git `ref`, in a temporary directory."""
+    """The operator's source root (operator/) as it is at git `ref`, in a temporary directory, with this
+    checkout's package metadata (the operator reads its version there; git does not track it)."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-baseline-") as tmp:
         archive = subprocess.run(["git", "archive", ref, "operator"], cwd=REPO, capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        for metadata in (REPO / "operator").glob("*.egg-info"):
+            shutil.copytree(metadata, Path(tmp) / "operator" / metadata.name)
         yield Path(tmp) / "operator"
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from ..config import ClientSettings
 from .errors import AlreadyExists, InvalidRequest, NotFound, QdrantError
+from .session import Session
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,11 +61,18 @@ def path(*parts: str) -> str:
 
 
 class CollectionCalls(Protocol):
-    """Qdrant's collection, index, alias and snapshot endpoints on `request` (breaker, pool lease, timeout,
-    retries); both clients inherit these."""
+    """Qdrant's REST API on `_timed` (breaker, pool lease, timeout, retries): `request` for any call, and the
+    typed collection, index, alias and snapshot calls; both clients inherit these."""
 
     settings: ClientSettings
     snapshot_turns: SnapshotTurns
+
+    async def _timed(
+        self, operation: str, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
+    ) -> T:
+        """Run `fn(session)` with the client's breaker, pool lease, timeout, retries (and failover), timed in
+        metrics under `operation`. Raises a QdrantError subclass."""
+        ...
 
     async def request(
         self,
@@ -76,7 +86,12 @@ class CollectionCalls(Protocol):
         timeout_seconds: float | None = None,
     ) -> Any:
         """The `result` of one REST call. Raises a QdrantError subclass."""
-        ...
+
+        async def send(session: Session) -> Any:
+            # Inside the attempt: a reply of another shape is classified there like any other failure.
+            return (await session.send(method, path, body=body, params=params))["result"]
+
+        return await self._timed(operation, send, idempotent, timeout_seconds)
 
     def _wait(self, timeout_seconds: float | None = None) -> int:
         """Qdrant's own `timeout` parameter (whole seconds) for calls that wait on the server."""

@@ -1,15 +1,15 @@
 """`Gateway`, what the operator's adapters, the connection registry and VectorOperations use: one endpoint's
 QdrantGateway or several endpoints' QdrantEndpoints. `Shared` holds what the two have in common: the state read
-from the report, subscribers told of every change, the async context, and `call`/`request` on top of each one's
-own way of running an attempt (`_run`)."""
+from the report, subscribers told of every change, the async context, and the timing of every call around each
+one's own way of running it (`_run`: retries on one endpoint, or failover across several)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from .. import metrics
 from ..api.connection import BreakerState, Health
@@ -56,7 +56,7 @@ class Gateway(CollectionCalls, Protocol):
     ) -> T:
         """Run `fn(AsyncQdrantClient)` (qdrant-client, imported on first use) under the client's breaker, pool
         lease, timeout and retries. Raises a QdrantError subclass."""
-        ...
+        return await self._timed(operation, lambda session: fn(session.qdrant), idempotent, timeout_seconds)
 
 
 class Shared(Gateway):
@@ -109,38 +109,10 @@ class Shared(Gateway):
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
 
-    async def call(
-        self,
-        operation: str,
-        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
-        *,
-        idempotent: bool,
-        timeout_seconds: float | None = None,
-    ) -> T:
-        return await self._timed(operation, lambda session: fn(session.qdrant), idempotent, timeout_seconds)
-
-    async def request(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        params: Mapping[str, Any] | None = None,
-        idempotent: bool,
-        timeout_seconds: float | None = None,
-    ) -> Any:
-
-        async def send(session: Session) -> Any:
-            # Inside the attempt: a reply of another shape is classified there like any other failure.
-            return (await session.send(method, path, body=body, params=params))["result"]
-
-        return await self._timed(operation, send, idempotent, timeout_seconds)
-
     async def _timed(
         self, operation: str, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
-        """`_run`, with its duration and outcome in metrics; `operation` labels metrics and logs."""
+        """`_run`, with its duration and outcome in metrics."""
         started = time.perf_counter()
         outcome = "ok"
         try:
