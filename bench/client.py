@@ -228,8 +228,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         try:
             settings = resolve(QdrantConnectionSpec(url=server.url, environment="Production"))
             async with QdrantGateway(server.url, settings, name="bench") as gateway:
-                body = models.CreateCollection(vectors=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
-                await gateway.create_collection("bench", body)
+                await gateway.create_collection("bench", {"vectors": {"size": DIM, "distance": "Cosine"}})
                 vectors = VectorOperations(gateway, "bench")
                 await gateway.monitor.probe_once()  # the version, without waiting for the monitor's first round
                 results = {

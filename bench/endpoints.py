@@ -79,11 +79,7 @@ async def main(tier: str = "real") -> dict[str, Any] | None:
             for client in clients.values():
                 client.start()
             try:
-                body = models.CreateCollection(
-                    vectors=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
-                    shard_number=3,
-                    replication_factor=3,
-                )
+                body = {"vectors": {"size": DIM, "distance": "Cosine"}, "shard_number": 3, "replication_factor": 3}
                 await three.create_collection("bench", body, timeout_seconds=120)
                 points = [
                     models.PointStruct(id=i, vector=[rng.uniform(-1, 1) for _ in range(DIM)]) for i in range(POINTS)

@@ -10,32 +10,54 @@ numbers and bytes it refers to), by type. What RSS grew beyond the live objects 
 mark of the burst (objects freed since, pages not returned to the system). Also the peak RSS of importing
 the operator and each of its heavy dependencies alone, in the runtime venv of bench.kube.operator_command (what
 bounds the idle figure). Writes bench/results/memory.json.
+
+Idle, side by side (`idle_side_by_side`, also alone: `python -m bench.memory idle`): the RSS of the operator
+process started as its image runs it, one connection and no collections, SETTLE_S after its connection is
+Ready (bench.peer's "RSS idle"), for this checkout, for the code at MEMORY_BASELINE_REF (default main: the
+"before") and for the PyPI peer, in turns, MEMORY_IDLE_ROUNDS times (default 3); medians and ratios, with
+the import peaks of each checkout. Writes bench/results/memory-idle.json.
 The operator shares the process with this script and the benchmarks' kubernetes_asyncio, so the absolute RSS
 is not the operator's own (bench/scale.py's is); the growth is."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import peer
 from bench.client import start_server, write_results
-from bench.kube import CONCURRENCY, PLURAL, collection_body, connection_ready, control_plane, kubectl, operator_command
+from bench.kube import (
+    CONCURRENCY,
+    PLURAL,
+    REPO,
+    collection_body,
+    connection_ready,
+    control_plane,
+    kubectl,
+    operator_command,
+)
 from bench.operator import operator_in_thread
 from collection_operator.api import GROUP, VERSION
 
 COLLECTIONS = int(os.environ.get("MEMORY_COLLECTIONS", "1000"))
 SETTLE_S = 20.0
+IDLE_ROUNDS = int(os.environ.get("MEMORY_IDLE_ROUNDS", "3"))
+BASELINE_REF = os.environ.get("MEMORY_BASELINE_REF", "main")
 
 
 def rss_mib() -> float:
@@ -89,9 +111,11 @@ IMPORTS = {
 }
 
 
-def import_costs() -> dict[str, float]:
-    """Peak RSS (MiB) of importing each, alone, in the operator's runtime venv (its dependencies only)."""
+def import_costs(source: Path = REPO / "operator") -> dict[str, float]:
+    """Peak RSS (MiB) of importing each, alone, in the operator's runtime venv (its dependencies only), with the
+    operator's code from `source`."""
     command, env = operator_command()
+    env["PYTHONPATH"] = str(source)
     costs = {}
     for what, statement in IMPORTS.items():
         # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking parent across exec.
@@ -115,7 +139,63 @@ def _ready(namespace: str) -> int:
     return out.split().count("True")
 
 
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The operator's source root (operator/) as it is at git `ref`, in a temporary directory, with this
+    checkout's package metadata (the operator reads its version there; git does not track it)."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-baseline-") as tmp:
+        archive = subprocess.run(["git", "archive", ref, "operator"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        for metadata in (REPO / "operator").glob("*.egg-info"):
+            shutil.copytree(metadata, Path(tmp) / "operator" / metadata.name)
+        yield Path(tmp) / "operator"
+
+
+async def idle_side_by_side(tier: str = "dev") -> dict[str, Any]:
+    """Idle RSS of this checkout's operator, the same at BASELINE_REF and the PyPI peer (module docstring)."""
+    if tier != "dev":
+        print(f"idle side by side: dev tier only (asked for {tier}); skipped")
+        return {}
+    peer.peer_python()
+    samples: dict[str, list[float]] = {"ours": [], "before": [], "peer": []}
+    with control_plane(), checkout(BASELINE_REF) as before:
+        peer.apply_peer_crds()
+        for _ in range(IDLE_ROUNDS):  # in turns, so load from other work falls on all three alike
+            samples["ours"].append(await peer.idle_rss_mib("ours", tier))
+            samples["before"].append(await peer.idle_rss_mib("ours", tier, before))
+            samples["peer"].append(await peer.idle_rss_mib("peer", tier))
+        imports = {"ours": import_costs(), "before": import_costs(before)}
+    median = {who: statistics.median(values) for who, values in samples.items()}
+    results = {
+        "what": "VmRSS of the operator process, one connection, no collections, "
+        f"{peer.SETTLE_S:g} s after it started (bench.peer's RSS idle); {IDLE_ROUNDS} rounds in turns",
+        "before": f"this repository at {BASELINE_REF} ({_git('rev-parse', '--short', BASELINE_REF)})",
+        "ours": f"this checkout ({_git('rev-parse', '--short', 'HEAD')}"
+        + (", with uncommitted changes)" if _git("status", "--porcelain") else ")"),
+        "peer": f"{peer.PEER_PACKAGE} {peer.PEER_RELEASE} from PyPI",
+        "rss_idle_mib": samples,
+        "rss_idle_median_mib": median,
+        "ratio_ours_over_peer": round(median["ours"] / median["peer"], 2),
+        "ratio_before_over_peer": round(median["before"] / median["peer"], 2),
+        "ratio_ours_over_before": round(median["ours"] / median["before"], 2),
+        "import_peak_rss_mib": imports,
+        "load_average_1m_at_end": round(os.getloadavg()[0], 1),
+    }
+    out = write_results("memory-idle", tier, results)
+    print(f"idle RSS, median of {IDLE_ROUNDS} (MiB): {median}")
+    print(
+        f"  ours/peer {results['ratio_ours_over_peer']}x, before/peer {results['ratio_before_over_peer']}x,"
+        f" ours/before {results['ratio_ours_over_before']}x; imports {imports}; results: {out}"
+    )
+    return results
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
 async def main(tier: str = "dev") -> dict[str, Any]:
+    await idle_side_by_side(tier)
     return await asyncio.to_thread(_measure, tier)  # all of it waits on kubectl and the operator's thread
 
 
@@ -207,4 +287,4 @@ def _measure(tier: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(idle_side_by_side() if sys.argv[1:] == ["idle"] else main())

@@ -30,6 +30,7 @@ of the two on its own, for other benchmarks. It reports; it never asserts timing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ import time
 import urllib.parse
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -139,7 +141,7 @@ def peer_crds() -> list[dict[str, Any]]:
     ]
 
 
-def _apply_peer_crds() -> None:
+def apply_peer_crds() -> None:
     crds = {"apiVersion": "v1", "kind": "List", "items": peer_crds()}
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crds))
     for plural in PEER_KINDS.values():
@@ -225,6 +227,7 @@ class Subject:
     group: str
     plural: str
     log: Path
+    source: Path = REPO / "operator"  # ours: the code it runs (another checkout's, for a before/after)
     proc: subprocess.Popen[bytes] | None = None
     liveness_port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -289,6 +292,7 @@ class Subject:
             env = {
                 **os.environ,
                 **runtime,
+                "PYTHONPATH": str(self.source),
                 "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
                 "QDRANT_OPERATOR_METRICS_PORT": "0",
                 "QDRANT_OPERATOR_HEALTH_PORT": "0",
@@ -386,20 +390,36 @@ def _per(calls: int, n: int) -> float:
     return round(calls / n, 2) if n else 0.0
 
 
-async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | None = None) -> dict[str, Any]:
-    """One operator ("ours" or "peer") through the whole workload, on a fresh dev Qdrant and namespace of its
-    own. The control plane must be up with both operators' CRDs applied (`main` does that)."""
-    idle_s = _idle_seconds() if idle_s is None else idle_s
+@dataclass
+class Started:
+    """One operator started on a dev Qdrant of its own behind a proxy, in a namespace of its own, with its
+    connection (ours) or cluster (the peer) object."""
+
+    subject: Subject
+    api: client.CustomObjectsApi
+    qdrant: httpx.AsyncClient  # the dev server directly, not through the proxy
+    proxy: ForwardingProxy
+    namespace: str
+    tag: str
+    start_s: float  # ours: its connection Ready; the peer: its liveness endpoint answers
+
+
+@contextlib.asynccontextmanager
+async def started(subject_name: str, tier: str = "dev", source: Path | None = None) -> AsyncIterator[Started]:
+    """`subject_name` ("ours" or "peer") running until the block ends; then stopped, its finalizers released and
+    its namespace, proxy and server gone. The control plane must be up with both operators' CRDs applied."""
     tag = uuid.uuid4().hex[:6]
     namespace = f"peer-bench-{subject_name}-{tag}"
     with tempfile.TemporaryDirectory(prefix=f"bench-peer-{subject_name}-") as tmp:
         server = start_server(tier, Path(tmp) / "data")
-        proxy = ForwardingProxy(server.url).start()
+        proxy = ForwardingProxy(server.url)
+        proxy.start()
         subject = Subject(
             subject_name,
             PEER_GROUP if subject_name == "peer" else GROUP,
             "qdrantcollections" if subject_name == "peer" else "vectorcollections",
             Path(tmp) / "operator.log",
+            source or REPO / "operator",
         )
         kubectl("create", "namespace", namespace)
         cfg = client.Configuration()
@@ -413,87 +433,11 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
                 api = client.CustomObjectsApi(api_client)
                 conn_plural, conn_body = subject.connection(proxy.url)
                 await api.create_namespaced_custom_object(subject.group, "v1alpha1", namespace, conn_plural, conn_body)
-                started = time.perf_counter()
+                begun = time.perf_counter()
                 subject.start(namespace, proxy.url)
-                await subject.wait_started(namespace)
-                start_s = time.perf_counter() - started
-                await asyncio.sleep(SETTLE_S)
-                rss_idle = subject.rss_kib()
-
-                ready = ReadyWatch(api, namespace, subject.group, subject.plural)
-                ready.start()
-                names = [f"c-{i}" for i in range(n)]
-                collections = {name: f"{tag}-{name}" for name in names}
-                proxy.clear()
-                t0 = time.perf_counter()
-                await asyncio.gather(
-                    *(
-                        api.create_namespaced_custom_object(
-                            subject.group, "v1alpha1", namespace, subject.plural, subject.collection(name, coll)
-                        )
-                        for name, coll in collections.items()
-                    )
-                )
-                applied_s = time.perf_counter() - t0
-                in_qdrant = asyncio.create_task(_in_qdrant(qdrant, set(collections.values())))
-                all_ready: float | None = None
-                all_in_qdrant: float | None = None
                 try:
-                    all_ready = await asyncio.wait_for(ready.wait(names, READY_TIMEOUT_S), _ready_budget())
-                except TimeoutError:
-                    pass  # what was Ready and in Qdrant by then is reported; the other phases still run
-                finally:
-                    await ready.stop()
-                try:
-                    all_in_qdrant = await asyncio.wait_for(in_qdrant, 0 if all_ready is None else READY_TIMEOUT_S)
-                except TimeoutError:
-                    pass
-                present = {c["name"] for c in (await qdrant.get("/collections")).json()["result"]["collections"]}
-                ready_count, in_qdrant_count = len(ready.ready_at), len(present & set(collections.values()))
-                budget_s = time.perf_counter() - t0
-                ready_latencies = sorted(ready.ready_at[name] - t0 for name in names if name in ready.ready_at)
-                await asyncio.sleep(2)
-                create_calls, create_counts = proxy.snapshot()
-                rss_loaded = subject.rss_kib()
-
-                proxy.clear()
-                await asyncio.sleep(idle_s)
-                idle_calls, idle_counts = proxy.snapshot()
-
-                victim = next(c for c in collections.values() if c in present)
-                await qdrant.delete(f"/collections/{victim}")
-                deleted = time.perf_counter()
-                drift_s: float | None = None
-                drift_limit = 2 * max(PEER_TIMER_S, OUR_RESYNC_S) + 30
-                while time.perf_counter() - deleted < drift_limit:
-                    if await _exists(qdrant, victim):
-                        drift_s = time.perf_counter() - deleted
-                        break
-                    await asyncio.sleep(0.25)
-
-                subject.stop()
-                proxy.clear()
-                restarted = time.perf_counter()
-                subject.start(namespace, proxy.url)
-                await subject.wait_started(namespace)
-                wanted = set(collections.values())
-                recheck_s: float | None = None
-                while time.perf_counter() - restarted < RESTART_TIMEOUT_S:
-                    touched = dict(proxy.touched)
-                    if wanted <= touched.keys():
-                        recheck_s = max(touched[c] for c in wanted) - restarted
-                        break
-                    await asyncio.sleep(0.25)
-                restart_calls, restart_counts = proxy.snapshot()
-                touched_after_restart = len(wanted & proxy.touched.keys())
-                await asyncio.sleep(SETTLE_S)
-                rss_restarted = subject.rss_kib()
-                hosts = dict(proxy.hosts)
-
-                # Retain (both defaults): deleting the resources while the operator runs touches no data.
-                try:
-                    kubectl("delete", subject.plural, "--all", "-n", namespace, "--wait=false")
-                    await _gone(api, subject.group, subject.plural, namespace)
+                    await subject.wait_started(namespace)
+                    yield Started(subject, api, qdrant, proxy, namespace, tag, time.perf_counter() - begun)
                 finally:
                     subject.stop()
                     plurals = list(PEER_KINDS.values()) if subject_name == "peer" else [conn_plural]
@@ -503,11 +447,105 @@ async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | 
             kubectl("delete", "namespace", namespace, "--wait=false")
             proxy.stop()
             server.close()
+
+
+async def idle_rss_mib(subject_name: str, tier: str = "dev", source: Path | None = None) -> float:
+    """VmRSS of `subject_name` started alone with one connection and no collections, SETTLE_S after it started:
+    the "RSS idle" of `measure`."""
+    async with started(subject_name, tier, source) as run:
+        await asyncio.sleep(SETTLE_S)
+        return round(run.subject.rss_kib() / 1024, 1)
+
+
+async def measure(subject_name: str, n: int, tier: str = "dev", idle_s: float | None = None) -> dict[str, Any]:
+    """One operator ("ours" or "peer") through the whole workload, on a fresh dev Qdrant and namespace of its
+    own. The control plane must be up with both operators' CRDs applied (`main` does that)."""
+    idle_s = _idle_seconds() if idle_s is None else idle_s
+    async with started(subject_name, tier) as run:
+        subject, api, qdrant, proxy, namespace = run.subject, run.api, run.qdrant, run.proxy, run.namespace
+        try:
+            await asyncio.sleep(SETTLE_S)
+            rss_idle = subject.rss_kib()
+
+            ready = ReadyWatch(api, namespace, subject.group, subject.plural)
+            ready.start()
+            names = [f"c-{i}" for i in range(n)]
+            collections = {name: f"{run.tag}-{name}" for name in names}
+            proxy.clear()
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    api.create_namespaced_custom_object(
+                        subject.group, "v1alpha1", namespace, subject.plural, subject.collection(name, coll)
+                    )
+                    for name, coll in collections.items()
+                )
+            )
+            applied_s = time.perf_counter() - t0
+            in_qdrant = asyncio.create_task(_in_qdrant(qdrant, set(collections.values())))
+            all_ready: float | None = None
+            all_in_qdrant: float | None = None
+            try:
+                all_ready = await asyncio.wait_for(ready.wait(names, READY_TIMEOUT_S), _ready_budget())
+            except TimeoutError:
+                pass  # what was Ready and in Qdrant by then is reported; the other phases still run
+            finally:
+                await ready.stop()
+            try:
+                all_in_qdrant = await asyncio.wait_for(in_qdrant, 0 if all_ready is None else READY_TIMEOUT_S)
+            except TimeoutError:
+                pass
+            present = {c["name"] for c in (await qdrant.get("/collections")).json()["result"]["collections"]}
+            ready_count, in_qdrant_count = len(ready.ready_at), len(present & set(collections.values()))
+            budget_s = time.perf_counter() - t0
+            ready_latencies = sorted(ready.ready_at[name] - t0 for name in names if name in ready.ready_at)
+            await asyncio.sleep(2)
+            create_calls, create_counts = proxy.snapshot()
+            rss_loaded = subject.rss_kib()
+
+            proxy.clear()
+            await asyncio.sleep(idle_s)
+            idle_calls, idle_counts = proxy.snapshot()
+
+            victim = next(c for c in collections.values() if c in present)
+            await qdrant.delete(f"/collections/{victim}")
+            deleted = time.perf_counter()
+            drift_s: float | None = None
+            drift_limit = 2 * max(PEER_TIMER_S, OUR_RESYNC_S) + 30
+            while time.perf_counter() - deleted < drift_limit:
+                if await _exists(qdrant, victim):
+                    drift_s = time.perf_counter() - deleted
+                    break
+                await asyncio.sleep(0.25)
+
+            subject.stop()
+            proxy.clear()
+            restarted = time.perf_counter()
+            subject.start(namespace, proxy.url)
+            await subject.wait_started(namespace)
+            wanted = set(collections.values())
+            recheck_s: float | None = None
+            while time.perf_counter() - restarted < RESTART_TIMEOUT_S:
+                touched = dict(proxy.touched)
+                if wanted <= touched.keys():
+                    recheck_s = max(touched[c] for c in wanted) - restarted
+                    break
+                await asyncio.sleep(0.25)
+            restart_calls, restart_counts = proxy.snapshot()
+            touched_after_restart = len(wanted & proxy.touched.keys())
+            await asyncio.sleep(SETTLE_S)
+            rss_restarted = subject.rss_kib()
+            hosts = dict(proxy.hosts)
+
+            # Retain (both defaults): deleting the resources while the operator runs touches no data.
+            kubectl("delete", subject.plural, "--all", "-n", namespace, "--wait=false")
+            await _gone(api, subject.group, subject.plural, namespace)
+        finally:
             log_tail = subject.log.read_text(errors="replace").splitlines()[-20:] if subject.log.exists() else []
     return {
         "operator": subject_name,
         "collections": n,
-        "started_s": round(start_s, 2),  # ours: its connection Ready; the peer: its liveness endpoint answers
+        "started_s": round(run.start_s, 2),  # ours: its connection Ready; the peer: its liveness endpoint answers
         "api_creates_accepted_s": round(applied_s, 2),
         "all_ready_s": None if all_ready is None else round(all_ready - t0, 2),
         "all_in_qdrant_s": None if all_in_qdrant is None else round(all_in_qdrant - t0, 2),
@@ -565,7 +603,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
     n = _collections()
     peer_python()
     with control_plane():
-        _apply_peer_crds()
+        apply_peer_crds()
         ours = await measure("ours", n, tier)
         print(f"ours, {n} collections: {json.dumps({k: v for k, v in ours.items() if k != 'log_tail'})}", flush=True)
         peer = await measure("peer", n, tier)

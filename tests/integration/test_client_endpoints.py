@@ -76,9 +76,7 @@ class Stream:
             await self.vectors.upsert_many([point(1000 + n)], batch_size=1)
             self.written.add(1000 + n)
         else:
-            await self.client.update_collection(
-                self.collection, models.UpdateCollection(metadata={"touched": n}), timeout_seconds=10
-            )
+            await self.client.update_collection(self.collection, {"metadata": {"touched": n}}, timeout_seconds=10)
 
     async def _worker(self, worker: int) -> None:
         n = worker
@@ -177,7 +175,7 @@ async def test_dev_servers_spread_and_survive_a_stopped_endpoint(
         for server in dev_servers[::2]:
             server.reset_requests()
         for _ in range(3):
-            body = models.CreateCollection(vectors=models.VectorParams(size=DIM, distance=models.Distance.DOT))
+            body = {"vectors": {"size": DIM, "distance": "Dot"}}
             await client.create_collection(f"{created}-{_}", body)
         creates = sum(s.count("PUT", "/collections/{collection_name}") for s in dev_servers[::2])
         assert creates == 3
@@ -219,11 +217,11 @@ async def test_cluster_node_stopped_during_searches_and_writes(qdrant_cluster: l
     async with started(QdrantEndpoints(urls, settings(urls), name="ep/cluster")) as client:
         await eventually(lambda: client.report.health is Health.HEALTHY, "Healthy")
         assert client.report.distributed is True and client.report.peers == 3
-        body = models.CreateCollection(
-            vectors=models.VectorParams(size=DIM, distance=models.Distance.DOT),
-            shard_number=3,
-            replication_factor=3,  # every node holds every shard: the cluster serves with one node down
-        )
+        body = {
+            "vectors": {"size": DIM, "distance": "Dot"},
+            "shard_number": 3,
+            "replication_factor": 3,  # every node holds every shard: the cluster serves with one node down
+        }
         await client.create_collection(name, body, timeout_seconds=60)
         await VectorOperations(client, name).upsert_many([point(i) for i in range(500)], batch_size=100)
 

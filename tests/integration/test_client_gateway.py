@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from qdrant_client import models
 
 from collection_operator.api.connection import BreakerState, Health, QdrantConnectionSpec
 from collection_operator.config import ClientSettings, resolve
@@ -76,19 +75,18 @@ async def test_vector_name_calls_are_safe_to_repeat(qdrant_server: QdrantServer)
     vector that is not there, with 200. A conflicting create is InvalidRequest, never AlreadyExists (which would
     send the reconciler to look for a collection created meanwhile)."""
     name = f"gw-vectors-{time.monotonic_ns()}"
-    dense = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(size=3, distance=models.Distance.COSINE))
+    dense = {"dense": {"size": 3, "distance": "Cosine"}}
     async with gateway_for(qdrant_server, "vectors") as gateway:
-        vectors = {"a": models.VectorParams(size=4, distance=models.Distance.DOT)}
-        await gateway.create_collection(name, models.CreateCollection(vectors=vectors))
+        await gateway.create_collection(name, {"vectors": {"a": {"size": 4, "distance": "Dot"}}})
         try:
             await gateway.create_vector_name(name, "b", dense)
             await gateway.create_vector_name(name, "b", dense)
-            other = models.DenseVectorNameConfig(dense=models.DenseVectorConfig(size=5, distance=models.Distance.DOT))
+            other = {"dense": {"size": 5, "distance": "Dot"}}
             with pytest.raises(InvalidRequest, match="already exists with a different configuration"):
                 await gateway.create_vector_name(name, "b", other)
             await gateway.delete_vector_name(name, "b")
             await gateway.delete_vector_name(name, "b")
-            assert set((await gateway.get_collection(name)).config.params.vectors or {}) == {"a"}  # type: ignore[arg-type]
+            assert set((await gateway.get_collection(name))["config"]["params"]["vectors"]) == {"a"}
             with pytest.raises(NotFound):
                 await gateway.delete_vector_name(f"{name}-missing", "b")
         finally:
@@ -233,7 +231,7 @@ async def test_many_concurrent_calls_share_a_small_pool(running: QdrantServer) -
 async def test_create_that_times_out_has_an_unknown_outcome(running: QdrantServer) -> None:
     running.set_faults(create_timeout_but_applies=3.0)
     gateway = gateway_for(running, "unknown", retry={"maxAttempts": 5})
-    body = models.CreateCollection(vectors=models.VectorParams(size=4, distance=models.Distance.DOT))
+    body = {"vectors": {"size": 4, "distance": "Dot"}}
     try:
         if await gateway.collection_exists("outcome-unknown"):
             await gateway.delete_collection("outcome-unknown")

@@ -24,9 +24,8 @@ async def vectors(qdrant_server: QdrantServer) -> AsyncIterator[VectorOperations
     settings = resolve(QdrantConnectionSpec(url=qdrant_server.url, environment="Testing"))
     gateway = QdrantGateway(qdrant_server.url, settings, name="vectors", api_key=qdrant_server.api_key)
     await gateway.delete_collection(COLLECTION)
-    body = models.CreateCollection(vectors=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
-    await gateway.create_collection(COLLECTION, body)
-    await gateway.create_payload_index(COLLECTION, "group", models.PayloadSchemaType.KEYWORD)
+    await gateway.create_collection(COLLECTION, {"vectors": {"size": DIM, "distance": "Cosine"}})
+    await gateway.create_payload_index(COLLECTION, "group", "keyword")
     try:
         yield VectorOperations(gateway, COLLECTION)
     finally:

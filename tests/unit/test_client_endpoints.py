@@ -50,7 +50,7 @@ def server(client: QdrantEndpoints, behaviour: Callable[[int], Any]) -> tuple[Ca
     seen: list[int] = []
 
     async def fn(qdrant: Any) -> Any:
-        index = next(i for i, m in enumerate(client.members) if m._session.client is qdrant)
+        index = next(i for i, m in enumerate(client.members) if m._session.qdrant is qdrant)
         seen.append(index)
         result = behaviour(index)
         if isinstance(result, BaseException):
@@ -240,14 +240,15 @@ async def test_placement_is_read_on_the_first_endpoint_while_it_answers() -> Non
     seen: list[int] = []
 
     def on(index: int) -> Any:
-        async def cluster_info(name: str) -> str:
+        async def send(method: str, path: str, **_: Any) -> dict[str, str]:
+            assert (method, path) == ("GET", "/collections/c/cluster")
             seen.append(index)
-            return f"placement from {index}"
+            return {"result": f"placement from {index}"}
 
-        return cluster_info
+        return send
 
     for index, member in enumerate(client.members):
-        member._session.client.collection_cluster_info = on(index)  # type: ignore[method-assign]
+        member._session.send = on(index)  # type: ignore[method-assign]
     assert [await client.collection_cluster("c") for _ in range(3)] == ["placement from 0"] * 3
     client.members[0].breaker.record_failure()  # the first endpoint is out: read elsewhere rather than fail
     assert await client.collection_cluster("c") in ("placement from 1", "placement from 2")

@@ -33,6 +33,13 @@ def response(status: int, error: str = "boom", headers: dict[str, str] | None = 
     return UnexpectedResponse(status, "", body, httpx.Headers(headers or {}))
 
 
+def rest(reply: UnexpectedResponse) -> httpx.HTTPStatusError:
+    """The same reply as the operator's own REST calls raise it (Session.send)."""
+    request = httpx.Request("GET", "http://127.0.0.1:6333/collections")
+    response = httpx.Response(reply.status_code, content=reply.content, headers=reply.headers, request=request)
+    return httpx.HTTPStatusError("not 2xx", request=request, response=response)
+
+
 def transport(error: Exception) -> ResponseHandlingException:
     return ResponseHandlingException(error)  # how qdrant-client wraps httpx failures
 
@@ -61,9 +68,10 @@ def transport(error: Exception) -> ResponseHandlingException:
     ],
 )
 def test_classification(raised: Exception, kind: type[QdrantError], retryable: bool) -> None:
-    error = classify(raised)
-    assert type(error) is kind
-    assert error.retryable is retryable
+    for form in [raised, rest(raised)] if isinstance(raised, UnexpectedResponse) else [raised]:
+        error = classify(form)
+        assert type(error) is kind, form
+        assert error.retryable is retryable
 
 
 def test_reasons_map_to_condition_reasons() -> None:
@@ -91,6 +99,7 @@ def test_a_lost_reply_of_a_non_idempotent_call_has_an_unknown_outcome() -> None:
 
 def test_retry_after_is_kept() -> None:
     assert classify(response(429, headers={"Retry-After": "3"})).retry_after == 3
+    assert classify(rest(response(429, headers={"Retry-After": "3"}))).retry_after == 3
     assert classify(ResourceExhaustedResponse("slow down", 7)).retry_after == 7
 
 

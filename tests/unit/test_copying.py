@@ -1,16 +1,14 @@
-"""Which copied points count as the same in a catch-up pass (qdrant/copying.py, pure)."""
+"""Which copied points count as the same in a catch-up pass (qdrant/copying.py, pure; points as Qdrant's JSON)."""
 
 from __future__ import annotations
 
 import math
 
-from qdrant_client import models
-
 from collection_operator.qdrant.copying import same_point
 
 
 def record(vector, payload=None, pid=1):
-    return models.Record(id=pid, vector=vector, payload=payload or {"n": 1})
+    return {"id": pid, "vector": vector, "payload": payload or {"n": 1}}
 
 
 def test_a_copy_read_back_from_another_datatype_or_a_cosine_collection_is_the_same_point():
@@ -33,9 +31,9 @@ def test_a_changed_point_is_not_the_same():
 
 
 def test_sparse_and_multivectors():
-    sparse = models.SparseVector(indices=[1, 7], values=[0.5, 0.25])
-    assert same_point(record({"s": sparse}), record({"s": models.SparseVector(indices=[1, 7], values=[0.5, 0.25])}))
-    assert not same_point(record({"s": sparse}), record({"s": models.SparseVector(indices=[1, 8], values=[0.5, 0.25])}))
+    sparse = {"indices": [1, 7], "values": [0.5, 0.25]}
+    assert same_point(record({"s": sparse}), record({"s": {"indices": [1, 7], "values": [0.5, 0.25]}}))
+    assert not same_point(record({"s": sparse}), record({"s": {"indices": [1, 8], "values": [0.5, 0.25]}}))
     matrix = [[1.0, 0.0], [0.0, 1.0]]
     assert same_point(record({"m": matrix}), record({"m": [[1.0, 0.0], [0.0, 1.0]]}))
     assert not same_point(record({"m": matrix}), record({"m": [[1.0, 0.0]]}))

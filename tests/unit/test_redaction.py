@@ -7,6 +7,7 @@ import io
 import json
 import logging
 
+import httpx
 import pydantic
 import pytest
 from qdrant_client.http.exceptions import UnexpectedResponse
@@ -90,8 +91,6 @@ def test_credentials_in_the_url_are_refused_with_a_pointer_to_api_key_secret_ref
 
 
 def response(status: int, body: bytes, reason: str = "Error") -> UnexpectedResponse:
-    import httpx
-
     return UnexpectedResponse(status, reason, body, httpx.Headers())
 
 
@@ -105,9 +104,13 @@ def test_only_qdrants_own_error_text_reaches_a_message():
         json.dumps([MARKER]).encode(),
     ):
         for status in (400, 404, 500, 503):
-            error = classify(response(status, body))
-            assert MARKER not in error.message, (status, body)
-            assert "not a Qdrant error response" in error.message
+            reply = response(status, body)
+            request = httpx.Request("GET", "http://127.0.0.1:6333/collections")
+            rest = httpx.Response(status, content=body, request=request)  # as the operator's REST calls get it
+            for raised in (reply, httpx.HTTPStatusError("not 2xx", request=request, response=rest)):
+                error = classify(raised)
+                assert MARKER not in error.message, (status, body)
+                assert "not a Qdrant error response" in error.message
     long = qdrant_error_text(json.dumps({"status": {"error": "x" * 1000 + "\nforged line"}}).encode())
     assert long is not None and len(long) == 300 and "\n" not in long
     assert MARKER not in classify(ValueError(f"validation failed on input {MARKER}")).message

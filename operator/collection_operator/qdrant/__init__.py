@@ -1,5 +1,7 @@
 """The client layer: one pooled, retried, breaker-guarded, health-monitored Qdrant client per target.
 Knows nothing of Kubernetes; the operator's connection daemon owns one QdrantGateway per QdrantConnection.
+It speaks Qdrant's REST API in JSON over httpx; qdrant-client is imported only when an application uses
+`call` or `VectorOperations` (see `session`).
 
 Construct and run:
 
@@ -14,7 +16,7 @@ Construct and run:
 Several endpoints of one Qdrant (the nodes of a cluster): `QdrantEndpoints(urls, settings, name=...)` has
 the same surface (start, subscribe, report, update_*, aclose, call and the typed calls) over one
 QdrantGateway per URL, with balancing, failover and a quorum report (see `endpoints`). `Gateway` is the
-union of the two, what VectorOperations and the operator's adapters take.
+Protocol of the two (`client`), what VectorOperations and the operator's adapters take.
 
 `settings` is a `config.ClientSettings` (from `config.resolve(spec)` or `OperatorSettings.resolve`).
 
@@ -23,12 +25,13 @@ State: `gateway.health` (Health: Unknown before the first probe, then Healthy/De
 `gateway.report` (ConnectionReport: all of those plus distributed, peers and the last probe's error
 reason), which is what `subscribe` callbacks receive.
 
-Calls: typed collection methods - `list_collections`, `collection_exists`, `get_collection`,
-`create_collection(name, models.CreateCollection)`, `update_collection(name, models.UpdateCollection)`
+Calls: typed collection methods in Qdrant's JSON (dicts in, the reply's `result` out) - `list_collections`,
+`collection_exists`, `get_collection`, `create_collection(name, body)`, `update_collection(name, body)`
 (PATCH), `delete_collection` (False if it was missing), `create_payload_index`, `delete_payload_index`,
 `list_aliases`, `update_aliases`, `create_snapshot`, `list_snapshots`, `delete_snapshot`,
-`recover_snapshot` - and the general `await gateway.call(operation, fn, idempotent=..., timeout_seconds=None)`
-running `fn(AsyncQdrantClient)`. Vector operations: `VectorOperations(gateway, collection)` with
+`recover_snapshot` - the general `await gateway.request(operation, method, path, body=..., params=...,
+idempotent=...)` for any other REST call, and `await gateway.call(operation, fn, idempotent=...,
+timeout_seconds=None)` running `fn(AsyncQdrantClient)`. Vector operations: `VectorOperations(gateway, collection)` with
 `upsert`, `upsert_many(batch_size, concurrency)`, `search(Search(...))` (score threshold, filter,
 hnsw_ef), `search_many` (parallel), `update_vectors`, `set_payload`, `delete(ids= | filter=)`, `count`.
 
@@ -39,7 +42,8 @@ and jitter on retryable failures. Errors are the typed QdrantError subclasses in
 """
 
 from .breaker import CircuitBreaker
-from .endpoints import Gateway, QdrantEndpoints
+from .client import Gateway
+from .endpoints import QdrantEndpoints
 from .errors import (
     AddressNotAllowed,
     AlreadyExists,
@@ -56,9 +60,10 @@ from .errors import (
     Unreachable,
     classify,
 )
-from .gateway import ConnectionReport, EndpointReport, QdrantGateway
-from .health import HealthMonitor, HealthReport, HealthTracker, ProbeResult, Topology
+from .gateway import QdrantGateway
+from .health import HealthMonitor, HealthTracker
 from .pool import ConnectionPool
+from .report import ConnectionReport, EndpointReport, HealthReport, ProbeResult, Topology
 from .retry import backoff_delay, retrying
 from .vectors import Search, VectorOperations
 

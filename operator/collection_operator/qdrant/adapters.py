@@ -1,29 +1,30 @@
-"""The reconcilers' Qdrant ports (reconcile/ports.py) on QdrantGateway: Qdrant's JSON in and out,
-qdrant-client models inside."""
+"""The reconcilers' Qdrant ports (reconcile/ports.py) on a Gateway: Qdrant's JSON in and out."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
-from qdrant_client import models
-
 from . import copying
+from .client import Gateway
 from .copying import PointId
-from .endpoints import Gateway
 from .errors import NotFound
-from .vectors import VectorOperations
 
 # Snapshots and recoveries copy whole collections: far longer than an ordinary request's budget.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
 
 
+def without_nulls(value: Any) -> Any:
+    """Qdrant's JSON without its null fields: what the reconcilers read treats a field left out and a null
+    alike, and compares fewer keys."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
 class QdrantCollections:
     """CollectionsPort."""
-
-    _aliases = TypeAdapter(list[models.AliasOperations])
-    _operation: TypeAdapter[models.ClusterOperations] = TypeAdapter(models.ClusterOperations)
-    _vector: TypeAdapter[models.VectorNameConfig] = TypeAdapter(models.VectorNameConfig)
 
     def __init__(self, gateway: Gateway):
         self.gateway = gateway
@@ -33,13 +34,14 @@ class QdrantCollections:
             info = await self.gateway.get_collection(name)
         except NotFound:
             return None
-        return info.model_dump(mode="json", exclude_none=True)
+        result: dict[str, Any] = without_nulls(info)
+        return result
 
     async def create_collection(self, name: str, body: dict[str, Any]) -> None:
-        await self.gateway.create_collection(name, models.CreateCollection.model_validate(body))
+        await self.gateway.create_collection(name, body)
 
     async def update_collection(self, name: str, body: dict[str, Any]) -> None:
-        await self.gateway.update_collection(name, models.UpdateCollection.model_validate(body))
+        await self.gateway.update_collection(name, body)
 
     async def delete_collection(self, name: str) -> None:
         await self.gateway.delete_collection(name)
@@ -48,29 +50,29 @@ class QdrantCollections:
         return await self.gateway.list_collections()
 
     async def create_vector(self, name: str, vector: str, config: dict[str, Any]) -> None:
-        await self.gateway.create_vector_name(name, vector, self._vector.validate_python(config))
+        await self.gateway.create_vector_name(name, vector, config)
 
     async def delete_vector(self, name: str, vector: str) -> None:
         await self.gateway.delete_vector_name(name, vector)
 
     async def create_payload_index(self, name: str, field: str, schema: dict[str, Any]) -> None:
-        params = TypeAdapter(models.PayloadSchemaParams).validate_python(schema)
-        await self.gateway.create_payload_index(name, field, params)
+        await self.gateway.create_payload_index(name, field, schema)
 
     async def delete_payload_index(self, name: str, field: str) -> None:
         await self.gateway.delete_payload_index(name, field)
 
     async def list_aliases(self) -> dict[str, str]:
-        return {a.alias_name: a.collection_name for a in await self.gateway.list_aliases()}
+        return {a["alias_name"]: a["collection_name"] for a in await self.gateway.list_aliases()}
 
     async def update_aliases(self, actions: list[dict[str, Any]]) -> None:
-        await self.gateway.update_aliases(self._aliases.validate_python(actions))
+        await self.gateway.update_aliases(actions)
 
     async def cluster_view(self, name: str) -> dict[str, Any]:
-        return (await self.gateway.collection_cluster(name)).model_dump(mode="json", exclude_none=True)
+        result: dict[str, Any] = without_nulls(await self.gateway.collection_cluster(name))
+        return result
 
     async def change_placement(self, name: str, operation: dict[str, Any]) -> None:
-        await self.gateway.update_collection_cluster(name, self._operation.validate_python(operation))
+        await self.gateway.update_collection_cluster(name, operation)
 
     async def create_shard_key(self, name: str, key: str) -> None:
         await self.gateway.create_shard_key(name, key)
@@ -107,11 +109,10 @@ class QdrantSnapshots:
     async def count(self, collection: str) -> int | None:
         if not await self.gateway.collection_exists(collection):
             return None
-        return await VectorOperations(self.gateway, collection).count(exact=True)
+        return await copying.count_points(self.gateway, collection)
 
     async def create_snapshot(self, collection: str) -> dict[str, Any]:
-        description = await self.gateway.create_snapshot(collection, timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
-        return description.model_dump(mode="json")
+        return await self.gateway.create_snapshot(collection, timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> None:
         await self.gateway.delete_snapshot(collection, snapshot)
@@ -119,10 +120,10 @@ class QdrantSnapshots:
     async def metadata(self, collection: str) -> dict[str, Any] | None:
         if not await self.gateway.collection_exists(collection):
             return None
-        return dict((await self.gateway.get_collection(collection)).config.metadata or {})
+        return dict((await self.gateway.get_collection(collection))["config"].get("metadata") or {})
 
     async def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
-        await self.gateway.update_collection(collection, models.UpdateCollection(metadata=metadata))
+        await self.gateway.update_collection(collection, {"metadata": metadata})
 
     async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
         await self.gateway.recover_snapshot(
@@ -130,4 +131,5 @@ class QdrantSnapshots:
         )
 
     async def placement(self, collection: str) -> dict[str, Any]:
-        return (await self.gateway.collection_cluster(collection)).model_dump(mode="json", exclude_none=True)
+        result: dict[str, Any] = without_nulls(await self.gateway.collection_cluster(collection))
+        return result

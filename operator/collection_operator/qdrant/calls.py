@@ -1,17 +1,20 @@
-"""The typed collection and snapshot calls of QdrantGateway, each one `call` with its retry semantics."""
+"""The typed collection and snapshot calls of both clients, each one REST `request` in Qdrant's JSON with its
+retry semantics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from qdrant_client import AsyncQdrantClient, models
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from ..config import ClientSettings
 from .errors import AlreadyExists, InvalidRequest, NotFound, QdrantError
+from .session import Session
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,147 +52,200 @@ class SnapshotTurns:
             turn.users -= 1
 
 
-class CollectionCalls:
-    """Mixed into QdrantGateway: Qdrant's collection, index, alias and snapshot endpoints."""
+Json = dict[str, Any]
+
+
+def path(*parts: str) -> str:
+    """A REST path from its segments, each escaped (a name never changes the route)."""
+    return "".join("/" + quote(part, safe="") for part in parts)
+
+
+class CollectionCalls(Protocol):
+    """Qdrant's REST API on `_timed` (breaker, pool lease, timeout, retries): `request` for any call, and the
+    typed collection, index, alias and snapshot calls; both clients inherit these."""
 
     settings: ClientSettings
-    call: Callable[..., Awaitable[Any]]  # QdrantGateway.call: breaker, pool lease, timeout, retries
     snapshot_turns: SnapshotTurns
 
+    async def _timed(
+        self, operation: str, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
+    ) -> T:
+        """Run `fn(session)` with the client's breaker, pool lease, timeout, retries (and failover), timed in
+        metrics under `operation`. Raises a QdrantError subclass."""
+        ...
+
+    async def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        idempotent: bool,
+        timeout_seconds: float | None = None,
+    ) -> Any:
+        """The `result` of one REST call. Raises a QdrantError subclass."""
+
+        async def send(session: Session) -> Any:
+            # Inside the attempt: a reply of another shape is classified there like any other failure.
+            return (await session.send(method, path, body=body, params=params))["result"]
+
+        return await self._timed(operation, send, idempotent, timeout_seconds)
+
+    def _wait(self, timeout_seconds: float | None = None) -> int:
+        """Qdrant's own `timeout` parameter (whole seconds) for calls that wait on the server."""
+        return int(timeout_seconds or self.settings.timeouts.request_seconds)
+
     async def list_collections(self) -> list[str]:
-        response = await self.call("list_collections", lambda c: c.get_collections(), idempotent=True)
-        return [collection.name for collection in response.collections]
+        result = await self.request("list_collections", "GET", "/collections", idempotent=True)
+        return [collection["name"] for collection in result["collections"]]
 
     async def collection_exists(self, name: str) -> bool:
-        return await self.call("collection_exists", lambda c: c.collection_exists(name), idempotent=True)
+        result = await self.request("collection_exists", "GET", path("collections", name, "exists"), idempotent=True)
+        return bool(result["exists"])
 
-    async def get_collection(self, name: str) -> models.CollectionInfo:
-        """NotFound if it does not exist."""
-        return await self.call("get_collection", lambda c: c.get_collection(name), idempotent=True)
+    async def get_collection(self, name: str) -> Json:
+        """GET /collections/{name}'s result. NotFound if it does not exist."""
+        result: Json = await self.request("get_collection", "GET", path("collections", name), idempotent=True)
+        return result
 
-    async def create_collection(
-        self, name: str, body: models.CreateCollection, *, timeout_seconds: float | None = None
-    ) -> None:
+    async def create_collection(self, name: str, body: Json, *, timeout_seconds: float | None = None) -> None:
         """Not idempotent: AlreadyExists if it exists, OutcomeUnknown if the reply was lost."""
+        await self.request(
+            "create_collection",
+            "PUT",
+            path("collections", name),
+            body=body,
+            params={"timeout": self._wait(timeout_seconds)},
+            idempotent=False,
+            timeout_seconds=timeout_seconds,
+        )
 
-        async def create(client: AsyncQdrantClient) -> None:
-            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
-            await client.http.collections_api.create_collection(name, create_collection=body, timeout=wait)
-
-        await self.call("create_collection", create, idempotent=False, timeout_seconds=timeout_seconds)
-
-    async def update_collection(
-        self, name: str, body: models.UpdateCollection, *, timeout_seconds: float | None = None
-    ) -> None:
+    async def update_collection(self, name: str, body: Json, *, timeout_seconds: float | None = None) -> None:
         """PATCH: setting the same values twice is harmless, so it is retried."""
-
-        async def update(client: AsyncQdrantClient) -> None:
-            wait = int(timeout_seconds or self.settings.timeouts.request_seconds)
-            await client.http.collections_api.update_collection(name, update_collection=body, timeout=wait)
-
-        await self.call("update_collection", update, idempotent=True, timeout_seconds=timeout_seconds)
+        await self.request(
+            "update_collection",
+            "PATCH",
+            path("collections", name),
+            body=body,
+            params={"timeout": self._wait(timeout_seconds)},
+            idempotent=True,
+            timeout_seconds=timeout_seconds,
+        )
 
     async def delete_collection(self, name: str) -> bool:
         """True if it existed. A missing collection is success (404 on delete)."""
         try:
-            response = await self.call(
-                "delete_collection", lambda c: c.http.collections_api.delete_collection(name), idempotent=True
-            )
+            result = await self.request("delete_collection", "DELETE", path("collections", name), idempotent=True)
         except NotFound:
             return False
-        return bool(response.result)
+        return bool(result)
 
-    async def create_vector_name(self, collection: str, vector: str, config: models.VectorNameConfig) -> None:
+    async def create_vector_name(self, collection: str, vector: str, config: Json) -> None:
         """PUT /collections/{name}/vectors/{vector} (Qdrant 1.18+): a new named dense or sparse vector, empty in
         every existing point. Retried: Qdrant answers 200 again for a name that exists with the same config. A
         name that exists with another config (or as the other kind) is a 400 "already exists ...": that is
         InvalidRequest here, not the collection-level AlreadyExists that leads to an ownership check."""
-
-        async def create(client: AsyncQdrantClient) -> None:
-            wait = int(self.settings.timeouts.request_seconds)
-            await client.http.collections_api.create_vector_name(
-                collection, vector, wait=True, timeout=wait, vector_name_config=config
-            )
-
         try:
-            await self.call("create_vector_name", create, idempotent=True)
+            await self.request(
+                "create_vector_name",
+                "PUT",
+                path("collections", collection, "vectors", vector),
+                body=config,
+                params={"wait": True, "timeout": self._wait()},
+                idempotent=True,
+            )
         except AlreadyExists as exc:
             raise InvalidRequest(exc.message, status_code=exc.status_code) from None
 
     async def delete_vector_name(self, collection: str, vector: str) -> None:
         """DELETE /collections/{name}/vectors/{vector} (Qdrant 1.18+): the vector and its data in every point
         are gone. Retried: Qdrant answers 200 for a vector that is not there (404 only for a missing collection)."""
+        await self.request(
+            "delete_vector_name",
+            "DELETE",
+            path("collections", collection, "vectors", vector),
+            params={"wait": True, "timeout": self._wait()},
+            idempotent=True,
+        )
 
-        async def delete(client: AsyncQdrantClient) -> None:
-            wait = int(self.settings.timeouts.request_seconds)
-            await client.http.collections_api.delete_vector_name(collection, vector, wait=True, timeout=wait)
-
-        await self.call("delete_vector_name", delete, idempotent=True)
-
-    async def create_payload_index(
-        self, collection: str, field: str, schema: models.PayloadSchemaType | models.PayloadSchemaParams
-    ) -> None:
-        await self.call(
+    async def create_payload_index(self, collection: str, field: str, schema: str | Json) -> None:
+        """`schema`: a type name ("keyword") or PayloadSchemaParams ({"type": "keyword", ...})."""
+        await self.request(
             "create_payload_index",
-            lambda c: c.create_payload_index(collection, field, field_schema=schema, wait=True),
+            "PUT",
+            path("collections", collection, "index"),
+            body={"field_name": field, "field_schema": schema},
+            params={"wait": True},
             idempotent=True,
         )
 
     async def delete_payload_index(self, collection: str, field: str) -> bool:
         try:
-            await self.call(
-                "delete_payload_index", lambda c: c.delete_payload_index(collection, field, wait=True), idempotent=True
+            await self.request(
+                "delete_payload_index",
+                "DELETE",
+                path("collections", collection, "index", field),
+                params={"wait": True},
+                idempotent=True,
             )
         except NotFound:
             return False
         return True
 
-    async def list_aliases(self, collection: str | None = None) -> list[models.AliasDescription]:
-        if collection is None:
-            response = await self.call("list_aliases", lambda c: c.get_aliases(), idempotent=True)
-        else:
-            response = await self.call("list_aliases", lambda c: c.get_collection_aliases(collection), idempotent=True)
-        return list(response.aliases)
+    async def list_aliases(self, collection: str | None = None) -> list[Json]:
+        """AliasDescriptions: {"alias_name": ..., "collection_name": ...}."""
+        where = "/aliases" if collection is None else path("collections", collection, "aliases")
+        result = await self.request("list_aliases", "GET", where, idempotent=True)
+        return list(result["aliases"])
 
-    async def update_aliases(self, actions: Sequence[models.AliasOperations]) -> None:
+    async def update_aliases(self, actions: Sequence[Json]) -> None:
         """Atomic alias changes. Not retried: replaying a partly applied delete would fail."""
-        await self.call("update_aliases", lambda c: c.update_collection_aliases(list(actions)), idempotent=False)
+        await self.request(
+            "update_aliases", "POST", "/collections/aliases", body={"actions": list(actions)}, idempotent=False
+        )
 
-    async def collection_cluster(self, name: str) -> models.CollectionClusterInfo:
+    async def collection_cluster(self, name: str) -> Json:
         """Shards, replicas and transfers as the node behind the URL sees them (any node agrees on placement)."""
-        return await self.call("collection_cluster", lambda c: c.collection_cluster_info(name), idempotent=True)
+        result: Json = await self.request(
+            "collection_cluster", "GET", path("collections", name, "cluster"), idempotent=True
+        )
+        return result
 
-    async def update_collection_cluster(self, name: str, operation: models.ClusterOperations) -> None:
+    async def update_collection_cluster(self, name: str, operation: Json) -> None:
         """One placement change (replicate a shard, drop a replica). Not retried: a replayed replicate could
         start a second transfer; the reconciler looks at the placement again instead."""
-
-        async def update(client: AsyncQdrantClient) -> None:
-            wait = int(self.settings.timeouts.request_seconds)
-            await client.http.distributed_api.update_collection_cluster(
-                name, cluster_operations=operation, timeout=wait
-            )
-
-        await self.call("update_collection_cluster", update, idempotent=False)
+        await self.request(
+            "update_collection_cluster",
+            "POST",
+            path("collections", name, "cluster"),
+            body=operation,
+            params={"timeout": self._wait()},
+            idempotent=False,
+        )
 
     async def create_shard_key(self, name: str, key: str) -> None:
         """Idempotent in effect: the caller creates only keys missing from the placement it just read."""
+        await self.request(
+            "create_shard_key",
+            "PUT",
+            path("collections", name, "shards"),
+            body={"shard_key": key},
+            params={"timeout": self._wait()},
+            idempotent=False,
+        )
 
-        async def create(client: AsyncQdrantClient) -> None:
-            wait = int(self.settings.timeouts.request_seconds)
-            body = models.CreateShardingKey(shard_key=key)
-            await client.http.distributed_api.create_shard_key(name, create_sharding_key=body, timeout=wait)
-
-        await self.call("create_shard_key", create, idempotent=False)
-
-    async def create_snapshot(
-        self, collection: str, *, timeout_seconds: float | None = None
-    ) -> models.SnapshotDescription:
-        """Not retried: a lost reply would otherwise leave a second, untracked file behind. Spaced by
-        SnapshotTurns, so two snapshots through this client never share a file name."""
+    async def create_snapshot(self, collection: str, *, timeout_seconds: float | None = None) -> Json:
+        """Qdrant's SnapshotDescription (name, creation_time, size, checksum). Not retried: a lost reply would
+        otherwise leave a second, untracked file behind. Spaced by SnapshotTurns, so two snapshots through this
+        client never share a file name."""
         async with self.snapshot_turns.turn(collection):
-            result = await self.call(
+            result: Json | None = await self.request(
                 "create_snapshot",
-                lambda c: c.create_snapshot(collection, wait=True),
+                "POST",
+                path("collections", collection, "snapshots"),
+                params={"wait": True},
                 idempotent=False,
                 timeout_seconds=timeout_seconds,
             )
@@ -197,13 +253,20 @@ class CollectionCalls:
             raise QdrantError(f"snapshot of {collection} returned no description")
         return result
 
-    async def list_snapshots(self, collection: str) -> list[models.SnapshotDescription]:
-        return await self.call("list_snapshots", lambda c: c.list_snapshots(collection), idempotent=True)
+    async def list_snapshots(self, collection: str) -> list[Json]:
+        result = await self.request(
+            "list_snapshots", "GET", path("collections", collection, "snapshots"), idempotent=True
+        )
+        return list(result)
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
         try:
-            await self.call(
-                "delete_snapshot", lambda c: c.delete_snapshot(collection, snapshot, wait=True), idempotent=True
+            await self.request(
+                "delete_snapshot",
+                "DELETE",
+                path("collections", collection, "snapshots", snapshot),
+                params={"wait": True},
+                idempotent=True,
             )
         except NotFound:
             return False
@@ -220,9 +283,13 @@ class CollectionCalls:
     ) -> None:
         """Recover `collection` from a snapshot URL or file:// path. Long and not retried. `api_key` is what
         Qdrant sends to the server holding the file (a protected URL needs it)."""
-        await self.call(
+        body = {"location": location, "checksum": checksum, "api_key": api_key}
+        await self.request(
             "recover_snapshot",
-            lambda c: c.recover_snapshot(collection, location, api_key=api_key, checksum=checksum, wait=True),
+            "PUT",
+            path("collections", collection, "snapshots", "recover"),
+            body={key: value for key, value in body.items() if value is not None},
+            params={"wait": True},
             idempotent=False,
             timeout_seconds=timeout_seconds,
         )

@@ -8,16 +8,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from qdrant_client import models
-
-from .endpoints import Gateway
+from .calls import path
+from .client import Gateway
 
 PointId = int | str
-
-
-def _id(value: models.ExtendedPointId) -> PointId:
-    """A point id as JSON has it (a UUID id is its string)."""
-    return value if isinstance(value, int | str) else str(value)
+Record = dict[str, Any]  # a point as Qdrant's JSON has it: id, payload, vector
 
 
 # Two vectors are the same point's when their directions agree this closely: a copy into a collection with
@@ -26,36 +21,37 @@ SAME_DIRECTION = 0.9999
 
 
 async def count_points(gateway: Gateway, collection: str) -> int:
-    result = await gateway.call("count", lambda c: c.count(collection, exact=True), idempotent=True)
-    return int(result.count)
+    result = await gateway.request(
+        "count", "POST", path("collections", collection, "points", "count"), body={"exact": True}, idempotent=True
+    )
+    return int(result["count"])
 
 
 async def _page(
     gateway: Gateway, collection: str, start: PointId | None, limit: int, vectors: Sequence[str] | bool
-) -> tuple[list[models.Record], PointId | None]:
-    records, following = await gateway.call(
-        "scroll",
-        lambda c: c.scroll(
-            collection,
-            offset=start,
-            limit=limit,
-            with_payload=vectors is not False,
-            with_vectors=list(vectors) if not isinstance(vectors, bool) else vectors,
-        ),
-        idempotent=True,
+) -> tuple[list[Record], PointId | None]:
+    body: dict[str, Any] = {
+        "limit": limit,
+        "with_payload": vectors is not False,
+        "with_vector": list(vectors) if not isinstance(vectors, bool) else vectors,
+    }
+    if start is not None:
+        body["offset"] = start
+    result = await gateway.request(
+        "scroll", "POST", path("collections", collection, "points", "scroll"), body=body, idempotent=True
     )
-    return list(records), None if following is None else _id(following)
+    return list(result["points"]), result.get("next_page_offset")
 
 
-async def _retrieve(
-    gateway: Gateway, collection: str, ids: list[PointId], *, full: bool
-) -> dict[PointId, models.Record]:
-    found = await gateway.call(
+async def _retrieve(gateway: Gateway, collection: str, ids: list[PointId], *, full: bool) -> dict[PointId, Record]:
+    found = await gateway.request(
         "retrieve",
-        lambda c: c.retrieve(collection, ids=ids, with_payload=full, with_vectors=full),
+        "POST",
+        path("collections", collection, "points"),
+        body={"ids": ids, "with_payload": full, "with_vector": full},
         idempotent=True,
     )
-    return {_id(record.id): record for record in found}
+    return {record["id"]: record for record in found}
 
 
 async def copy_page(
@@ -74,11 +70,18 @@ async def copy_page(
     records, following = await _page(gateway, source, start, limit, True if vectors is None else vectors)
     read = len(records)
     if only_changed and records:
-        have = await _retrieve(gateway, target, [_id(r.id) for r in records], full=True)
-        records = [r for r in records if not same_point(r, have.get(_id(r.id)))]
+        have = await _retrieve(gateway, target, [r["id"] for r in records], full=True)
+        records = [r for r in records if not same_point(r, have.get(r["id"]))]
     if records:
-        points = [models.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload or {}) for r in records]
-        await gateway.call("upsert_points", lambda c: c.upsert(target, points=points, wait=True), idempotent=True)
+        points = [{"id": r["id"], "vector": r.get("vector") or {}, "payload": r.get("payload") or {}} for r in records]
+        await gateway.request(
+            "upsert_points",
+            "PUT",
+            path("collections", target, "points"),
+            body={"points": points},
+            params={"wait": True},
+            idempotent=True,
+        )
     return read, len(records), following
 
 
@@ -88,26 +91,39 @@ async def prune_page(
     """One page of `target`'s ids from `start`: delete those `source` no longer has. Returns (read, deleted,
     next start)."""
     records, following = await _page(gateway, target, start, limit, False)
-    ids = [_id(r.id) for r in records]
+    ids = [r["id"] for r in records]
     kept = await _retrieve(gateway, source, ids, full=False) if ids else {}
     gone = [i for i in ids if i not in kept]
     if gone:
-        selector = models.PointIdsList(points=gone)
-        await gateway.call(
-            "delete_points", lambda c: c.delete(target, points_selector=selector, wait=True), idempotent=True
+        await gateway.request(
+            "delete_points",
+            "POST",
+            path("collections", target, "points", "delete"),
+            body={"points": gone},
+            params={"wait": True},
+            idempotent=True,
         )
     return len(ids), len(gone), following
 
 
-def same_point(a: models.Record, b: models.Record | None) -> bool:
-    return b is not None and (a.payload or {}) == (b.payload or {}) and _same_vectors(a.vector, b.vector)
+def same_point(a: Record, b: Record | None) -> bool:
+    return (
+        b is not None
+        and (a.get("payload") or {}) == (b.get("payload") or {})
+        and _same_vectors(a.get("vector"), b.get("vector"))
+    )
 
 
 def _same_vectors(a: Any, b: Any) -> bool:
+    """A point's vectors: one unnamed dense vector, or named ones (each dense, multi or sparse)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() <= b.keys() and all(_same_vectors(v, b[k]) for k, v in a.items())
-    if isinstance(a, models.SparseVector) and isinstance(b, models.SparseVector):
-        return a.indices == b.indices and _same_direction(a.values, b.values)
+        return a.keys() <= b.keys() and all(_same_vector(v, b[k]) for k, v in a.items())
+    return _same_vector(a, b)
+
+
+def _same_vector(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):  # sparse: {"indices": [...], "values": [...]}
+        return a.get("indices") == b.get("indices") and _same_direction(a.get("values", []), b.get("values", []))
     if isinstance(a, list) and isinstance(b, list) and a and isinstance(a[0], list):
         return len(a) == len(b) and all(_same_direction(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, list) and isinstance(b, list):

@@ -24,23 +24,22 @@ Each endpoint keeps its own QdrantGateway: pool, circuit breaker and health moni
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
-
-from qdrant_client import AsyncQdrantClient, models
 
 from .. import metrics
 from ..api.connection import BreakerState, Health, LoadBalancing
 from ..config import ClientSettings
-from .calls import CollectionCalls
+from .client import Shared
 from .errors import AddressNotAllowed, CircuitOpen, PoolExhausted, QdrantError, TLSError, Unreachable
-from .gateway import ConnectionReport, EndpointReport, OnReport, QdrantGateway
+from .gateway import QdrantGateway
+from .report import ConnectionReport, EndpointReport
 from .retry import backoff_delay
+from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def quorum(endpoints: int) -> int:
     return endpoints // 2 + 1
 
 
-class QdrantEndpoints(CollectionCalls):
+class QdrantEndpoints(Shared):
     """Several endpoints of one Qdrant as one client; see the module docstring."""
 
     def __init__(
@@ -82,10 +81,9 @@ class QdrantEndpoints(CollectionCalls):
             raise ValueError("QdrantEndpoints needs at least one URL")
         if len(set(urls)) != len(urls):
             raise ValueError("QdrantEndpoints: a URL appears twice")
+        super().__init__(name, settings)
         self.urls = tuple(urls)
         self.url = self.urls[0]
-        self.name = name
-        self.settings = settings
         self._sleep = sleep
         self._rand = rand
         self.members = [
@@ -103,26 +101,11 @@ class QdrantEndpoints(CollectionCalls):
         ]
         self.outstanding = [0] * len(self.members)
         self._next = 0  # round-robin cursor, also the tie-break of least outstanding
-        self._subscribers: list[OnReport] = []
-        self._last_report: ConnectionReport | None = None
-        self._callback_tasks: set[asyncio.Task[None]] = set()
         for member in self.members:
             member.subscribe(lambda _report: self._notify())
         self._publish_metrics(self.report)
 
     # ----- state -------------------------------------------------------------------------------------
-
-    @property
-    def health(self) -> Health:
-        return self.report.health
-
-    @property
-    def breaker_state(self) -> BreakerState:
-        return self.report.circuit_breaker
-
-    @property
-    def server_version(self) -> str | None:
-        return self.report.server_version
 
     def in_rotation(self, index: int) -> bool:
         """Whether calls go to endpoint `index`: breaker Closed and its last probe passed (or none ran yet)."""
@@ -221,10 +204,6 @@ class QdrantEndpoints(CollectionCalls):
             parts.append(source.error_message)  # the answering node's own trouble (e.g. peers not answering)
         return "; ".join(parts) or None
 
-    def subscribe(self, callback: OnReport) -> None:
-        """Call `callback(report)` whenever the combined report changes."""
-        self._subscribers.append(callback)
-
     # ----- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -239,13 +218,6 @@ class QdrantEndpoints(CollectionCalls):
         for member in self.members:
             await member.aclose()
 
-    async def __aenter__(self) -> QdrantEndpoints:
-        self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
-
     async def update_credentials(self, api_key: str | None, ca_pem: str | None = None, verify: bool = True) -> None:
         for member in self.members:
             await member.update_credentials(api_key, ca_pem, verify)
@@ -257,58 +229,45 @@ class QdrantEndpoints(CollectionCalls):
 
     # ----- calls -------------------------------------------------------------------------------------
 
-    async def call(
-        self,
-        operation: str,
-        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
-        *,
-        idempotent: bool,
-        timeout_seconds: float | None = None,
+    async def _run(
+        self, operation: str, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
-        """Run `fn(client)` on one endpoint, failing over to others as the module docstring says. Raises
+        """Run `fn(session)` on one endpoint, failing over to others as the module docstring says. Raises
         the last attempt's QdrantError when no endpoint or attempt is left."""
-        started = time.perf_counter()
-        outcome = "ok"
         budget = self.settings.retry.max_attempts if idempotent else 1
         spent = 0  # attempts that may have reached a server
         refused: set[int] = set()  # refused by our side in this call (breaker, address policy): not tried again
         unsent: set[int] = set()  # could not be reached: tried again only when nothing else is left
         tried: set[int] = set()
         error: QdrantError | None = None
-        try:
-            while True:
-                index = self._choose(tried, refused | unsent, allow_again=idempotent)
-                if index is None and idempotent and spent < budget:
-                    index = self._choose(tried, refused, allow_again=True)
-                if index is None:
-                    raise error if error is not None else CircuitOpen("no endpoint accepts calls")
-                if index in tried:
-                    delay = backoff_delay(self.settings.retry, max(spent, 1), self._rand)
-                    if error is not None and error.retry_after:
-                        delay = max(delay, min(error.retry_after, self.settings.retry.max_delay_seconds))
-                    await self._sleep(delay)
-                try:
-                    return await self._attempt(index, fn, idempotent, timeout_seconds)
-                except QdrantError as failure:
-                    error = failure
-                    if isinstance(failure, REFUSED):
-                        refused.add(index)
-                    elif isinstance(failure, NOT_SENT) and index not in tried:
-                        tried.add(index)  # nothing was sent: another endpoint now, and no attempt spent
-                        unsent.add(index)
-                    else:
-                        tried.add(index)
-                        spent += 1
-                        if not (idempotent and failure.retryable) or spent >= budget:
-                            raise
-                    metrics.ENDPOINT_FAILOVERS.labels(self.name, self.urls[index], failure.reason).inc()
-                    metrics.RETRIES.labels(self.name, operation, failure.reason).inc()
-                    log.info("%s %s on %s: %s; trying again", self.name, operation, self.urls[index], failure.reason)
-        except QdrantError as failure:
-            outcome = failure.reason
-            raise
-        finally:
-            metrics.REQUEST_DURATION.labels(self.name, operation, outcome).observe(time.perf_counter() - started)
+        while True:
+            index = self._choose(tried, refused | unsent, allow_again=idempotent)
+            if index is None and idempotent and spent < budget:
+                index = self._choose(tried, refused, allow_again=True)
+            if index is None:
+                raise error if error is not None else CircuitOpen("no endpoint accepts calls")
+            if index in tried:
+                delay = backoff_delay(self.settings.retry, max(spent, 1), self._rand)
+                if error is not None and error.retry_after:
+                    delay = max(delay, min(error.retry_after, self.settings.retry.max_delay_seconds))
+                await self._sleep(delay)
+            try:
+                return await self._attempt(index, fn, idempotent, timeout_seconds)
+            except QdrantError as failure:
+                error = failure
+                if isinstance(failure, REFUSED):
+                    refused.add(index)
+                elif isinstance(failure, NOT_SENT) and index not in tried:
+                    tried.add(index)  # nothing was sent: another endpoint now, and no attempt spent
+                    unsent.add(index)
+                else:
+                    tried.add(index)
+                    spent += 1
+                    if not (idempotent and failure.retryable) or spent >= budget:
+                        raise
+                metrics.ENDPOINT_FAILOVERS.labels(self.name, self.urls[index], failure.reason).inc()
+                metrics.RETRIES.labels(self.name, operation, failure.reason).inc()
+                log.info("%s %s on %s: %s; trying again", self.name, operation, self.urls[index], failure.reason)
 
     def _choose(self, tried: set[int], skip: set[int], *, allow_again: bool) -> int | None:
         """The endpoint for the next attempt: in rotation and untried, then (idempotent calls) in rotation and
@@ -330,7 +289,7 @@ class QdrantEndpoints(CollectionCalls):
     async def _attempt(
         self,
         index: int,
-        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
+        fn: Callable[[Session], Awaitable[T]],
         idempotent: bool,
         timeout_seconds: float | None,
     ) -> T:
@@ -353,7 +312,7 @@ class QdrantEndpoints(CollectionCalls):
     # another node would not find it. So snapshot calls all go to the first endpoint (spec.primary_url, which
     # restores download from too), with that endpoint's own retry policy: no failover for them.
 
-    async def collection_cluster(self, name: str) -> models.CollectionClusterInfo:
+    async def collection_cluster(self, name: str) -> dict[str, Any]:
         """The placement as the first endpoint sees it (its local shards are the ones a snapshot taken there
         holds), from another endpoint only when the first one cannot answer."""
         try:
@@ -363,12 +322,10 @@ class QdrantEndpoints(CollectionCalls):
                 raise
         return await super().collection_cluster(name)
 
-    async def create_snapshot(
-        self, collection: str, *, timeout_seconds: float | None = None
-    ) -> models.SnapshotDescription:
+    async def create_snapshot(self, collection: str, *, timeout_seconds: float | None = None) -> dict[str, Any]:
         return await self.members[0].create_snapshot(collection, timeout_seconds=timeout_seconds)
 
-    async def list_snapshots(self, collection: str) -> list[models.SnapshotDescription]:
+    async def list_snapshots(self, collection: str) -> list[dict[str, Any]]:
         return await self.members[0].list_snapshots(collection)
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
@@ -384,21 +341,7 @@ class QdrantEndpoints(CollectionCalls):
             metrics.ENDPOINT_BREAKER_STATE.labels(self.name, endpoint.url).state(endpoint.circuit_breaker.value)
             metrics.ENDPOINT_IN_ROTATION.labels(self.name, endpoint.url).set(1 if endpoint.in_rotation else 0)
 
-    def _notify(self) -> None:
-        report = self.report
-        if report == self._last_report:
-            return
-        previous, self._last_report = self._last_report, report
+    def _changed(self, previous: ConnectionReport | None, report: ConnectionReport) -> None:
         self._publish_metrics(report)
         if previous is None or previous.health != report.health:
             log.info("connection %s health %s (%s)", self.name, report.health.value, report.error_message or "ok")
-        for callback in self._subscribers:
-            result = callback(report)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._callback_tasks.add(task)
-                task.add_done_callback(self._callback_tasks.discard)
-
-
-# What the operator and VectorOperations take: one endpoint's gateway or several endpoints.
-Gateway = QdrantGateway | QdrantEndpoints

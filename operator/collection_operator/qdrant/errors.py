@@ -1,8 +1,8 @@
-"""Typed errors of the client layer, one per kind of failure, and the classifier that maps what
-qdrant-client and httpx raise onto them. An error's `reason` names the failure: a QdrantConnection's
-condition reason when its health probe fails so, and the cause quoted in a resource's message. Which
-verdict a failed reconcile gets (InvalidSpec, ConnectionNotReady, QdrantUnavailable) is the one error
-policy's choice, reconcile/outcome.py.
+"""Typed errors of the client layer, one per kind of failure, and the classifier that maps what httpx
+raises (and qdrant-client, for applications' calls) onto them. An error's `reason` names the failure: a
+QdrantConnection's condition reason when its health probe fails so, and the cause quoted in a resource's
+message. Which verdict a failed reconcile gets (InvalidSpec, ConnectionNotReady, QdrantUnavailable) is the
+one error policy's choice, reconcile/outcome.py.
 
 | error            | reason             | from                                        | retried* | breaker |
 |------------------|--------------------|---------------------------------------------|----------|---------|
@@ -32,10 +32,9 @@ import json
 import re
 import ssl
 from collections.abc import Iterable
+from typing import Protocol
 
 import httpx
-from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
@@ -139,7 +138,16 @@ def qdrant_error_text(content: bytes) -> str | None:
     return text if len(text) <= MAX_SERVER_MESSAGE else text[: MAX_SERVER_MESSAGE - 3] + "..."
 
 
-def _server_message(response: UnexpectedResponse) -> str:
+class _Reply(Protocol):
+    """What an error reply carries: httpx.Response, or qdrant-client's UnexpectedResponse."""
+
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def reason_phrase(self) -> str: ...
+
+
+def _server_message(response: _Reply) -> str:
     text = qdrant_error_text(response.content)
     if text is not None:
         return text
@@ -192,12 +200,13 @@ def classify(
     """The typed error for anything a call raised. `idempotent=False` turns a lost reply into OutcomeUnknown."""
     if isinstance(error, QdrantError):
         return error
-    source = error.source if isinstance(error, ResponseHandlingException) else error
+    source = _qdrant_client_source(error)
     result: QdrantError
-    if isinstance(source, UnexpectedResponse) and source.status_code is not None:
-        result = _from_status(source.status_code, _server_message(source), _retry_after(source.headers))
-    elif isinstance(source, ResourceExhaustedResponse):
-        result = Transient(f"HTTP 429: {source.message}", status_code=429, retry_after=float(source.retry_after_s))
+    if isinstance(source, httpx.HTTPStatusError):
+        reply = source.response
+        result = _from_status(reply.status_code, _server_message(reply), _retry_after(reply.headers))
+    elif (from_client := _from_qdrant_client(source)) is not None:
+        result = from_client
     elif isinstance(source, httpx.ConnectTimeout | httpx.PoolTimeout):
         # Nothing was sent: safe to say unreachable even for a create.
         result = Unreachable(f"connect timed out: {source!r}")
@@ -217,6 +226,30 @@ def classify(
         if any(pattern.search(str(source)) or pattern.search(result.message) for pattern in extra_retryable):
             result.retryable = True
     return result
+
+
+def _qdrant_client_source(error: BaseException) -> BaseException:
+    """What qdrant-client wrapped (a reply it could not parse), else the error itself. qdrant-client is looked
+    at only for its own errors, so an operator that never loads it never imports it here."""
+    if type(error).__module__.startswith("qdrant_client"):
+        from qdrant_client.http.exceptions import ResponseHandlingException
+
+        if isinstance(error, ResponseHandlingException):
+            return error.source
+    return error
+
+
+def _from_qdrant_client(source: BaseException) -> QdrantError | None:
+    if not type(source).__module__.startswith("qdrant_client"):
+        return None
+    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    if isinstance(source, UnexpectedResponse) and source.status_code is not None:
+        return _from_status(source.status_code, _server_message(source), _retry_after(source.headers))
+    if isinstance(source, ResourceExhaustedResponse):
+        return Transient(f"HTTP 429: {source.message}", status_code=429, retry_after=float(source.retry_after_s))
+    return None
 
 
 def _lost_reply(message: str, idempotent: bool) -> QdrantError:

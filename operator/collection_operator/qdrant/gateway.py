@@ -1,30 +1,28 @@
-"""QdrantGateway: one target's pooled, retried, breaker-guarded, health-monitored qdrant-client."""
+"""QdrantGateway: one target's pooled, retried, breaker-guarded, health-monitored client of Qdrant's REST API."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import inspect
 import ipaddress
 import logging
 import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+import httpx
 
 from .. import metrics
-from ..api.connection import BreakerState, Health
+from ..api.connection import BreakerState
 from ..config import ClientSettings
 from ..config.address_policy import AddressPolicy, Refusal, check, host_of
 from .breaker import CircuitBreaker
-from .calls import CollectionCalls, SnapshotTurns
+from .client import Shared
 from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
-from .health import HealthMonitor, HealthReport, ProbeResult, Topology
+from .health import HealthMonitor
 from .pool import ConnectionPool
+from .report import ConnectionReport, HealthReport, ProbeResult, Topology
 from .retry import retrying
 from .session import Session, new_session
 
@@ -33,57 +31,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a resolved, allowed address stays trusted before the URL's host is resolved and checked again.
 ADDRESS_CHECK_SECONDS = 10.0
-# The first Qdrant that adds and removes named vectors of an existing collection (PUT/DELETE .../vectors/{name}).
-IN_PLACE_VECTORS_SINCE = (1, 18, 0)
 
 
-def version_at_least(version: str | None, minimum: tuple[int, int, int]) -> bool:
-    """Whether a server version ("1.19.0", "v1.18.1-rc.1") is at least `minimum`; an unknown one is not."""
-    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version or "")
-    return match is not None and tuple(int(part or 0) for part in match.groups()) >= minimum
-
-
-@dataclasses.dataclass(frozen=True)
-class ConnectionReport:
-    """What a QdrantConnection's status shows, as of the last probe and breaker transition."""
-
-    health: Health
-    server_version: str | None
-    distributed: bool | None
-    peers: int | None
-    circuit_breaker: BreakerState
-    error_reason: str | None  # reason of the last probe's failure (Unreachable, Unauthorized, TLSError ...)
-    error_message: str | None = dataclasses.field(default=None, compare=False)
-    topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
-    read_only: bool = False  # the API key may read but not write
-    endpoints: tuple[EndpointReport, ...] = ()  # several endpoints (QdrantEndpoints): each one's own view
-
-    @property
-    def in_place_vectors(self) -> bool:
-        """Whether named vectors can be added to and removed from existing collections: every endpoint's server
-        is Qdrant 1.18 or newer (one not yet probed, or too old, makes it False: a mixed-version cluster
-        would apply the change on some nodes only)."""
-        versions = [endpoint.server_version for endpoint in self.endpoints] or [self.server_version]
-        return all(version_at_least(version, IN_PLACE_VECTORS_SINCE) for version in versions)
-
-
-@dataclasses.dataclass(frozen=True)
-class EndpointReport:
-    """One endpoint of a QdrantEndpoints, as its own gateway last saw it."""
-
-    url: str
-    health: Health
-    server_version: str | None
-    circuit_breaker: BreakerState
-    in_rotation: bool  # calls are sent to it (False: taken out until its probes pass and its breaker closes)
-    error_reason: str | None
-    error_message: str | None = dataclasses.field(default=None, compare=False)
-
-
-OnReport = Callable[[ConnectionReport], Awaitable[None] | None]
-
-
-class QdrantGateway(CollectionCalls):
+class QdrantGateway(Shared):
     """The entry point of the client layer for one Qdrant target; see the package docstring."""
 
     def __init__(
@@ -98,19 +48,14 @@ class QdrantGateway(CollectionCalls):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        super().__init__(name, settings)
         self.url = url
-        self.name = name
-        self.settings = settings
         self._credentials = (api_key, ca_pem, verify)
         self._sleep = sleep
-        self._subscribers: list[OnReport] = []
-        self._last_report: ConnectionReport | None = None
         self._retired: set[Session] = set()
-        self._callback_tasks: set[asyncio.Task[None]] = set()
         self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._down_since: dict[int, float] = {}  # peers of a distributed Qdrant not answering, since when (epoch)
         self._writable: bool | None = None  # whether the API key may write; learned once per key
-        self.snapshot_turns = SnapshotTurns()
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -132,18 +77,6 @@ class QdrantGateway(CollectionCalls):
     # ----- state -------------------------------------------------------------------------------------
 
     @property
-    def health(self) -> Health:
-        return self.monitor.report.health
-
-    @property
-    def breaker_state(self) -> BreakerState:
-        return self.breaker.state
-
-    @property
-    def server_version(self) -> str | None:
-        return self.monitor.report.server_version
-
-    @property
     def report(self) -> ConnectionReport:
         health: HealthReport = self.monitor.report
         return ConnectionReport(
@@ -157,10 +90,6 @@ class QdrantGateway(CollectionCalls):
             topology=health.topology,
             read_only=health.read_only,
         )
-
-    def subscribe(self, callback: OnReport) -> None:
-        """Call `callback(report)` whenever health, server info or breaker state changes."""
-        self._subscribers.append(callback)
 
     # ----- lifecycle ---------------------------------------------------------------------------------
 
@@ -176,15 +105,8 @@ class QdrantGateway(CollectionCalls):
     async def aclose(self) -> None:
         await self.stop()
         for session in (self._session, *self._retired):
-            await session.client.close()
+            await session.close()
         self._retired.clear()
-
-    async def __aenter__(self) -> QdrantGateway:
-        self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.aclose()
 
     async def update_credentials(self, api_key: str | None, ca_pem: str | None = None, verify: bool = True) -> None:
         """Swap the API key and/or CA (Secret rotated). Breaker, health, pool leases and metrics carry
@@ -211,42 +133,24 @@ class QdrantGateway(CollectionCalls):
 
     # ----- calls -------------------------------------------------------------------------------------
 
-    async def call(
-        self,
-        operation: str,
-        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
-        *,
-        idempotent: bool,
-        timeout_seconds: float | None = None,
+    async def _run(
+        self, operation: str, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
-        """Run `fn(client)` under breaker, pool lease and per-attempt timeout; retry retryable failures of
-        idempotent calls. Raises a QdrantError subclass. `operation` labels metrics and logs."""
-        started = time.perf_counter()
-        outcome = "ok"
+        """Retry retryable failures of idempotent calls (backoff, jitter, Retry-After) around `_attempt`."""
 
         def on_retry(error: QdrantError, delay: float) -> None:
             metrics.RETRIES.labels(self.name, operation, error.reason).inc()
             log.info("%s %s: %s; retrying in %.2fs", self.name, operation, error.reason, delay)
 
-        try:
-            controller = retrying(self.settings.retry, idempotent=idempotent, sleep=self._sleep, on_retry=on_retry)
-            result: T = await controller(self._attempt, fn, idempotent, timeout_seconds)
-            return result
-        except QdrantError as error:
-            outcome = error.reason
-            raise
-        finally:
-            metrics.REQUEST_DURATION.labels(self.name, operation, outcome).observe(time.perf_counter() - started)
+        controller = retrying(self.settings.retry, idempotent=idempotent, sleep=self._sleep, on_retry=on_retry)
+        result: T = await controller(self._attempt, fn, idempotent, timeout_seconds)
+        return result
 
     async def attempt(
-        self,
-        fn: Callable[[AsyncQdrantClient], Awaitable[T]],
-        *,
-        idempotent: bool,
-        timeout_seconds: float | None = None,
+        self, fn: Callable[[Session], Awaitable[T]], *, idempotent: bool, timeout_seconds: float | None = None
     ) -> T:
-        """One attempt, no retries: address check, breaker, pool lease, per-attempt timeout. Raises a
-        QdrantError subclass. QdrantEndpoints retries across its endpoints with this."""
+        """One attempt of `fn(session)`, no retries: address check, breaker, pool lease, per-attempt timeout.
+        Raises a QdrantError subclass. QdrantEndpoints retries across its endpoints with this."""
         return await self._attempt(fn, idempotent, timeout_seconds)
 
     async def check_address(self) -> None:
@@ -273,7 +177,7 @@ class QdrantGateway(CollectionCalls):
         await self._session.open(count)
 
     async def _attempt(
-        self, fn: Callable[[AsyncQdrantClient], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
+        self, fn: Callable[[Session], Awaitable[T]], idempotent: bool, timeout_seconds: float | None
     ) -> T:
         await self.check_address()
         self.breaker.before_call()
@@ -282,7 +186,7 @@ class QdrantGateway(CollectionCalls):
         try:
             async with self.pool.lease():
                 async with asyncio.timeout(timeout_seconds or self.settings.timeouts.request_seconds):
-                    result = await fn(session.client)
+                    result = await fn(session)
         except asyncio.CancelledError:
             self.breaker.release()
             raise
@@ -301,7 +205,7 @@ class QdrantGateway(CollectionCalls):
             session.inflight -= 1
             if session.retired and session.inflight == 0:
                 self._retired.discard(session)
-                await session.client.close()
+                await session.close()
         self.breaker.record_success()
         return result
 
@@ -318,39 +222,39 @@ class QdrantGateway(CollectionCalls):
             old.retired = True
             self._retired.add(old)
         else:
-            await old.client.close()
+            await old.close()
         log.info("connection %s: new client (credentials or limits changed)", self.name)
 
     async def _probe(self) -> ProbeResult:
         await self.check_address()
-        http = self._session.client.http
-        version = await http.service_api.root()
+        session = self._session
+        version = (await session.send("GET", "/"))["version"]
         if self._writable is None and self._credentials[0]:
             self._writable = await self._key_can_write()
         read_only = self._writable is False
-        cluster = (await http.distributed_api.cluster_status()).result
-        if cluster is None or cluster.status == "disabled":
-            return ProbeResult(version.version, distributed=False, peers=1, read_only=read_only)
-        assert isinstance(cluster, models.ClusterStatusOneOf1)
+        cluster = (await session.send("GET", "/cluster"))["result"]
+        if not cluster or cluster["status"] == "disabled":
+            return ProbeResult(version, distributed=False, peers=1, read_only=read_only)
         now = time.time()
         unreachable = await self._unreachable_peers(cluster)
         self._down_since = {peer: self._down_since.get(peer, now) for peer in unreachable}
+        raft = cluster["raft_info"]
         topology = Topology(
-            peers=tuple(sorted(int(peer) for peer in cluster.peers)),
+            peers=tuple(sorted(int(peer) for peer in cluster["peers"])),
             down_since=tuple(sorted(self._down_since.items())),
-            leader=cluster.raft_info.leader,
-            pending_operations=cluster.raft_info.pending_operations,
+            leader=raft.get("leader"),
+            pending_operations=raft["pending_operations"],
         )
         trouble = None
-        thread = cluster.consensus_thread_status.consensus_thread_status
+        thread = cluster["consensus_thread_status"]["consensus_thread_status"]
         if thread != "working":
             trouble = f"consensus thread {thread}"
         elif topology.unreachable:
             trouble = f"peers not answering: {', '.join(map(str, topology.unreachable))}"
         return ProbeResult(
-            version.version,
+            version,
             distributed=True,
-            peers=len(cluster.peers),
+            peers=len(cluster["peers"]),
             trouble=trouble,
             topology=topology,
             read_only=read_only,
@@ -360,29 +264,27 @@ class QdrantGateway(CollectionCalls):
         """Whether the API key may write, learned without changing anything: an empty alias transaction is
         a no-op for a read-write key and refused (403) for a read-only one. None: no answer, ask again."""
         try:
-            await self._session.client.http.aliases_api.update_aliases(
-                change_aliases_operation=models.ChangeAliasesOperation(actions=[])
-            )
-        except UnexpectedResponse as exc:
-            return False if exc.status_code == 403 else None
+            await self._session.send("POST", "/collections/aliases", body={"actions": []})
+        except httpx.HTTPStatusError as exc:
+            return False if exc.response.status_code == 403 else None
         except Exception:  # the probe's own calls report connection trouble
             return None
         return True
 
-    async def _unreachable_peers(self, cluster: models.ClusterStatusOneOf1) -> tuple[int, ...]:
+    async def _unreachable_peers(self, cluster: dict[str, Any]) -> tuple[int, ...]:
         """Peers that do not answer. The cluster telemetry asks every peer; GET /cluster's send failures
         only cover the peers the probed node itself messages (a follower talks to the leader alone), so
         they are the fallback when the telemetry is refused (e.g. an older server)."""
         wait = max(1, int(self.settings.health_check.timeout_seconds / 2))
         try:
-            telemetry = (await self._session.client.http.distributed_api.cluster_telemetry(timeout=wait)).result
+            telemetry = (await self._session.send("GET", "/cluster/telemetry", params={"timeout": wait}))["result"]
+            if telemetry.get("cluster") is not None:
+                peers = telemetry["cluster"]["peers"].items()
+                return tuple(sorted(int(p) for p, info in peers if not info["responsive"]))
         except Exception as exc:
             log.debug("connection %s: cluster telemetry unavailable (%s)", self.name, type(exc).__name__)
-            telemetry = None
-        if telemetry is not None and telemetry.cluster is not None:
-            return tuple(sorted(int(p) for p, info in telemetry.cluster.peers.items() if not info.responsive))
-        failing = set(cluster.message_send_failures or {})
-        return tuple(sorted(int(p) for p, info in cluster.peers.items() if info.uri in failing))
+        failing = set(cluster.get("message_send_failures") or {})
+        return tuple(sorted(int(p) for p, info in cluster["peers"].items() if info["uri"] in failing))
 
     def _probed(self, error: QdrantError | None) -> None:
         self.breaker.record_probe(error is None or not error.breaker_failure)
@@ -391,18 +293,6 @@ class QdrantGateway(CollectionCalls):
         metrics.BREAKER_STATE.labels(self.name).state(new.value)
         log.warning("connection %s: circuit breaker %s -> %s", self.name, old.value, new.value)
         self._notify()
-
-    def _notify(self) -> None:
-        report = self.report
-        if report == self._last_report:
-            return
-        self._last_report = report
-        for callback in self._subscribers:
-            result = callback(report)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._callback_tasks.add(task)  # keep a reference until done, or it may be collected early
-                task.add_done_callback(self._callback_tasks.discard)
 
     @staticmethod
     def _compile(settings: ClientSettings) -> list[re.Pattern[str]]:

@@ -19,39 +19,9 @@ from .. import metrics
 from ..api.connection import Health
 from ..config import HealthSettings
 from .errors import QdrantError, classify
+from .report import HealthReport, ProbeResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Topology:
-    """A distributed Qdrant's peers as the probed node sees them (peer ids are Qdrant's uint64s)."""
-
-    peers: tuple[int, ...]
-    down_since: tuple[tuple[int, float], ...] = ()  # (peer, epoch seconds) of peers not answering, since when
-    leader: int | None = None
-    pending_operations: int = 0  # consensus operations not yet applied on the probed node
-
-    @property
-    def unreachable(self) -> tuple[int, ...]:
-        return tuple(peer for peer, _ in self.down_since)
-
-    @property
-    def reachable(self) -> frozenset[int]:
-        return frozenset(self.peers) - frozenset(self.unreachable)
-
-    def down_longer_than(self, seconds: float, now: float) -> frozenset[int]:
-        return frozenset(peer for peer, since in self.down_since if now - since >= seconds)
-
-
-@dataclasses.dataclass(frozen=True)
-class ProbeResult:
-    server_version: str
-    distributed: bool
-    peers: int
-    trouble: str | None = None  # the server answered but says something is wrong
-    topology: Topology | None = None  # distributed only
-    read_only: bool = False  # the API key may read but not write (Qdrant's read_only_api_key, or a JWT)
 
 
 class HealthTracker:
@@ -73,19 +43,6 @@ class HealthTracker:
             self._failures += 1
             self.health = Health.UNHEALTHY if self._failures >= self.failure_threshold else Health.DEGRADED
         return self.health
-
-
-@dataclasses.dataclass(frozen=True)
-class HealthReport:
-    health: Health = Health.UNKNOWN
-    server_version: str | None = None
-    distributed: bool | None = None
-    peers: int | None = None
-    error: QdrantError | None = dataclasses.field(default=None, compare=False)
-    error_reason: str | None = None  # compared instead of the error object, so a repeated failure is no change
-    trouble: str | None = None  # what the server said is wrong when it answered (Degraded)
-    topology: Topology | None = None
-    read_only: bool = False
 
 
 Probe = Callable[[], Awaitable[ProbeResult]]

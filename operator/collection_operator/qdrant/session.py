@@ -1,17 +1,23 @@
-"""One qdrant-client with its own HTTP connections (a Session), replaced whole when credentials change."""
+"""One HTTP client of a target with its own connections (a Session), replaced whole when credentials change.
+
+The operator's own calls are Qdrant's REST API in JSON through `send`. qdrant-client (numpy, grpc, protobuf
+and a few hundred models: most of an idle operator's memory) is imported only when an application asks for
+`qdrant`, and then shares this session's connections, pool and timeouts."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import ssl
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from qdrant_client import AsyncQdrantClient
 
 from ..config import ClientSettings
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
 
 
 class ConnectTimeoutTransport(httpx.AsyncBaseTransport):
@@ -33,20 +39,50 @@ class ConnectTimeoutTransport(httpx.AsyncBaseTransport):
 
 @dataclasses.dataclass(eq=False)
 class Session:
-    """One qdrant-client with its own HTTP connections; replaced whole when credentials change."""
+    """One target's HTTP client and connections; replaced whole when credentials change."""
 
-    client: AsyncQdrantClient
-    transport: httpx.AsyncHTTPTransport
+    url: str
+    http: httpx.AsyncClient
+    transport: ConnectTimeoutTransport
     inflight: int = 0
     retired: bool = False
+    _qdrant: AsyncQdrantClient | None = None
 
     def connections(self) -> Sequence[Any]:
         # httpx keeps its httpcore pool private; httpcore's `connections` list itself is public API.
-        return self.transport._pool.connections
+        return self.transport.inner._pool.connections
+
+    async def send(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+        """One REST call: the decoded JSON reply. A reply other than 2xx raises httpx.HTTPStatusError, which
+        errors.classify maps to the typed error."""
+        response = await self.http.request(method, path, json=body, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def qdrant(self) -> AsyncQdrantClient:
+        """qdrant-client on this session's connections, made on first use (applications' calls only)."""
+        if self._qdrant is None:
+            from qdrant_client import AsyncQdrantClient
+
+            api_key = self.http.headers.get("api-key")
+            self._qdrant = AsyncQdrantClient(
+                url=self.url,
+                port=None,  # the URL says the port; qdrant-client would otherwise add :6333 to a URL without one
+                headers={"api-key": api_key} if api_key else None,
+                check_compatibility=False,  # the health monitor reads the version; no blocking thread per client
+                transport=self.transport,
+            )
+        return self._qdrant
 
     async def open(self, count: int) -> None:
         # Concurrent requests make httpcore open one connection each; keep-alive then holds them.
-        await asyncio.gather(*(self.client.http.service_api.healthz() for _ in range(count)))
+        await asyncio.gather(*(self.http.get("/healthz") for _ in range(count)))
+
+    async def close(self) -> None:
+        if self._qdrant is not None:
+            await self._qdrant.close()
+        await self.http.aclose()
 
 
 def new_session(url: str, settings: ClientSettings, api_key: str | None, ca_pem: str | None, verify: bool) -> Session:
@@ -60,12 +96,8 @@ def new_session(url: str, settings: ClientSettings, api_key: str | None, ca_pem:
         max_keepalive_connections=pool.max_connections + 1,
         keepalive_expiry=pool.idle_timeout_seconds,
     )
-    transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits)
-    client = AsyncQdrantClient(
-        url=url,
-        port=None,  # the URL says the port; qdrant-client would otherwise add :6333 to a URL without one
-        headers={"api-key": api_key} if api_key else None,
-        check_compatibility=False,  # the health monitor reads the version; no blocking thread per client
-        transport=ConnectTimeoutTransport(transport, settings.timeouts.connect_seconds),
+    transport = ConnectTimeoutTransport(
+        httpx.AsyncHTTPTransport(verify=tls, limits=limits), settings.timeouts.connect_seconds
     )
-    return Session(client, transport)
+    http = httpx.AsyncClient(base_url=url, headers={"api-key": api_key} if api_key else None, transport=transport)
+    return Session(url, http, transport)

@@ -1,5 +1,6 @@
-"""Vector operations on one collection through a QdrantGateway: every call holds a pool lease, goes
-through the breaker and is retried when idempotent (upserts by id, updates and deletes are)."""
+"""Vector operations on one collection through a Gateway, for applications: every call holds a pool lease, goes
+through the breaker and is retried when idempotent (upserts by id, updates and deletes are). They run on
+qdrant-client and its models, imported when first used: the operator itself never loads them."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import asyncio
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from qdrant_client import models
+from .client import Gateway
 
-from .endpoints import Gateway
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 T = TypeVar("T")
 
@@ -57,6 +59,8 @@ class VectorOperations:
         return len(points)
 
     async def search(self, query: Search) -> list[models.ScoredPoint]:
+        from qdrant_client import models
+
         params = models.SearchParams(hnsw_ef=query.hnsw_ef) if query.hnsw_ef is not None else None
         response = await self.gateway.call(
             "search",
@@ -110,6 +114,8 @@ class VectorOperations:
 
 
 def _selector(ids: Sequence[PointId] | None, filter: models.Filter | None) -> models.PointsSelector:
+    from qdrant_client import models
+
     if (ids is None) == (filter is None):
         raise ValueError("select points by ids or by filter, exactly one")
     if ids is not None:
