@@ -31,15 +31,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
-
 from bench.client import start_server, write_results
-from bench.kube import CONCURRENCY, PLURAL, ReadyWatch, audit_events, connect, control_plane, kubectl, ms
+from bench.kube import CONCURRENCY, PLURAL, ReadyWatch, audit_events, control_plane, kubectl, ms
 from bench.scale import (
-    API_PARALLEL,
-    CLOCK_TICKS,
     CONNECTIONS,
-    NO_SWEEP_RESYNC_S,
     OperatorProcess,
     RequestLogs,
     _bare_bulk,
@@ -47,6 +42,8 @@ from bench.scale import (
     _get,
     _uptime,
     bulk,
+    cpu_seconds,
+    operator_with_connections,
 )
 from devenv import controlplane as cp
 from tests.fixtures.qdrant import QdrantServer
@@ -54,11 +51,6 @@ from tests.fixtures.qdrant import QdrantServer
 COLLECTIONS = int(os.environ.get("THROUGHPUT_COLLECTIONS", "1000"))
 ROUNDS = int(os.environ.get("THROUGHPUT_ROUNDS", "3"))
 GATED = ("create_collection", "update_collection", "delete_collection")  # the calls inside the gate's slots
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def _pid_running(*argv: str) -> int | None:
@@ -75,7 +67,7 @@ def _pid_running(*argv: str) -> int | None:
 
 
 def _processes(op: OperatorProcess, servers: list[QdrantServer]) -> dict[str, list[int]]:
-    found = {
+    found: dict[str, list[int | None]] = {
         "operator": [op.pid],
         "kube-apiserver": [cp._pid("kube-apiserver")],
         "etcd": [cp._pid("etcd")],
@@ -86,7 +78,7 @@ def _processes(op: OperatorProcess, servers: list[QdrantServer]) -> dict[str, li
 
 
 def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
-    return {name: sum(_cpu_s(p) for p in group) for name, group in pids.items()}
+    return {name: sum(cpu_seconds(p) for p in group) for name, group in pids.items()}
 
 
 def _call_seconds(op: OperatorProcess) -> dict[str, tuple[float, float]]:
@@ -147,14 +139,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
         bare_cpu = {k: round(v - bare_cpu[k], 2) for k, v in _cpu(bare_pids).items()}
         for server in bare:
             server.close()
-        cfg = client.Configuration()
-        await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
-        cfg.connection_pool_maxsize = API_PARALLEL
-        async with client.ApiClient(configuration=cfg) as api_client:
-            api = client.CustomObjectsApi(api_client)
-            op.start(NO_SWEEP_RESYNC_S)
-            for i, server in enumerate(servers):
-                await connect(api, ns, f"q{i}", server.url)
+        async with operator_with_connections(op, ns, servers) as api:
             await asyncio.sleep(5)
             logs = RequestLogs(servers, f"{tag}-")
             logs.reset()
