@@ -120,25 +120,34 @@ def _timeline(ns: str, since: int, names: set[str]) -> tuple[Counter[str], dict[
     }
 
 
+async def _bare(servers: list[QdrantServer], names: list[str], tag: str) -> tuple[float, float]:
+    """The bare client's bulk on servers of its own, closed after: its seconds, and the servers' CPU seconds."""
+    pids = {"dev servers": [p for p in (_pid_running("--data-dir", str(s.data_dir)) for s in servers) if p]}
+    before = _cpu(pids)
+    seconds = await _bare_bulk(servers, names, tag)
+    cpu = _cpu(pids)["dev servers"] - before["dev servers"]
+    for server in servers:
+        server.close()
+    return seconds, round(cpu, 2)
+
+
 async def _round(index: int, root: Path) -> dict[str, Any]:
+    """The bare client before and after the operator, each on fresh servers: the load of the shared machine
+    drifts by the minute, and the mean of the two brackets the operator's minutes."""
     tag = uuid.uuid4().hex[:6]
     ns = f"tput-{tag}"
     names = [f"c{i:04d}" for i in range(COLLECTIONS)]
-    dirs = [root / f"{index}-{i}" for i in range(2 * CONNECTIONS)]
+    dirs = [root / f"{index}-{i}" for i in range(3 * CONNECTIONS)]
     for d in dirs:
         d.mkdir()
-    servers = [start_server("dev", d / "data") for d in dirs[:CONNECTIONS]]
-    bare = [start_server("dev", d / "data") for d in dirs[CONNECTIONS:]]
+    servers, before, after = (
+        [start_server("dev", d / "data") for d in dirs[i : i + CONNECTIONS]] for i in range(0, len(dirs), CONNECTIONS)
+    )
     op = OperatorProcess(ns, Path(os.environ.get("THROUGHPUT_OPERATOR_LOG", root / f"operator-{index}.log")))
     kubectl("create", "namespace", ns)
     try:
         load = _uptime()
-        bare_pids = {"dev servers": [p for p in (_pid_running("--data-dir", str(s.data_dir)) for s in bare) if p]}
-        bare_cpu = _cpu(bare_pids)
-        bare_s = await _bare_bulk(bare, names, tag)
-        bare_cpu = {k: round(v - bare_cpu[k], 2) for k, v in _cpu(bare_pids).items()}
-        for server in bare:
-            server.close()
+        bare_before_s, bare_cpu = await _bare(before, names, tag)
         async with operator_with_connections(op, ns, servers) as api:
             await asyncio.sleep(5)
             logs = RequestLogs(servers, f"{tag}-")
@@ -149,7 +158,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
             since, cpu_before, calls_before = cp.AUDIT_LOG.stat().st_size, _cpu(pids), _call_seconds(op)
             started = time.perf_counter()
             try:
-                result = await bulk(api, ns, ready, names, tag, bare_s)
+                result = await bulk(api, ns, ready, names, tag, bare_before_s)
             finally:
                 await ready.stop()
             wall = time.perf_counter() - started
@@ -159,24 +168,34 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
                 for k, (n, s) in _call_seconds(op).items()
             }
             qdrant = await logs.apoll()
+        _cleanup(ns, op, servers)  # the namespace deleted while the operator runs, then the operator stopped
+        ns = ""
+        bare_after_s, _ = await _bare(after, names, tag)
+        bare_s = (bare_before_s + bare_after_s) / 2
         writes, timeline = _timeline(ns, since, set(names))
         gate_busy = sum(s for k, (_, s) in calls.items() if k in GATED)
         per = len(names)
         return {
             "load_before": load,
             **result,
+            "bare_client_before_and_after_s": [round(bare_before_s, 2), round(bare_after_s, 2)],
+            "bare_client_all_created_s": round(bare_s, 2),
+            "ratio_throughput_operator_over_bare": round(bare_s / result["operator_all_ready_s"], 2),
             "kubernetes_writes_per_collection": {k: round(n / per, 2) for k, n in sorted(writes.items())},
             "qdrant_calls_per_collection": {k: round(n / per, 2) for k, n in sorted(qdrant.items())},
             "qdrant_call_mean_ms": {k: ms(s / n) for k, (n, s) in sorted(calls.items()) if n},
             # Slot-seconds the gate spent on Qdrant writes over what it had: 1.0 = never idle nor waiting on Kubernetes.
             "gate_busy_fraction": round(gate_busy / (wall * CONNECTIONS * CONCURRENCY), 2),
             "cpu_s_operator_side": cpu,
-            "cpu_s_bare_side": bare_cpu,
+            "cpu_s_bare_side": {"dev servers": bare_cpu},
             **timeline,
         }
     finally:
-        _cleanup(ns, op, [*servers, *bare])
-        for d in dirs:  # 6,000 collections' files a round
+        if ns:
+            _cleanup(ns, op, servers)
+        for server in [*servers, *before, *after]:
+            server.close()
+        for d in dirs:  # 9,000 collections' files a round
             shutil.rmtree(d, ignore_errors=True)
 
 
