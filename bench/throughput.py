@@ -168,11 +168,11 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
                 for k, (n, s) in _call_seconds(op).items()
             }
             qdrant = await logs.apoll()
+        writes, timeline = _timeline(ns, since, set(names))
         _cleanup(ns, op, servers)  # the namespace deleted while the operator runs, then the operator stopped
         ns = ""
         bare_after_s, _ = await _bare(after, names, tag)
         bare_s = (bare_before_s + bare_after_s) / 2
-        writes, timeline = _timeline(ns, since, set(names))
         gate_busy = sum(s for k, (_, s) in calls.items() if k in GATED)
         per = len(names)
         return {
