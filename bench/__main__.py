@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, endpoints, grpc, memory, operator, peer, scale, sweep
+from bench import client, endpoints, grpc, memory, operator, peer, scale, sweep, throughput
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -22,6 +22,7 @@ def main() -> None:
             asyncio.run(benchmark(tier))
         if tier == "dev":
             asyncio.run(scale.main(tier))  # 1,000 collections (SCALE_COLLECTIONS, SCALE_SOAK_SECONDS shorten it)
+            asyncio.run(throughput.main(tier))  # its bulk apply again, 3 rounds each with its bare client
             asyncio.run(memory.main(tier))  # what those 1,000 hold in memory, live objects against RSS
             asyncio.run(sweep.main(tier))  # CPU of one drift-sweep reconcile next to a bare GET
             asyncio.run(peer.main(tier))  # side by side with the PyPI qdrant-operator (README "Side by side")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,9 +54,20 @@ def operator_command() -> tuple[list[str], dict[str, str]]:
     """The operator's command line and environment as its image runs it: this checkout's code with only its
     runtime dependencies. Not the benchmarks' venv: kopf imports any Kubernetes client library it finds
     installed (kubernetes_asyncio there, for the benchmarks), which would count in the operator's memory."""
-    requirements = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    python = venv_with(RUNTIME_VENV, requirements)
-    return [str(python), "-m", "collection_operator.cli"], {"PYTHONPATH": str(REPO / "operator")}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    python = venv_with(RUNTIME_VENV, project["dependencies"])
+    paths = [REPO / "operator", _metadata(project["name"], project["version"])]
+    return [str(python), "-m", "collection_operator.cli"], {"PYTHONPATH": os.pathsep.join(map(str, paths))}
+
+
+def _metadata(name: str, version: str) -> Path:
+    """The package's metadata alone, which `__version__` reads; its code comes from PYTHONPATH."""
+    root = cp.STATE / "runtime-metadata"
+    shutil.rmtree(root, ignore_errors=True)
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    return root
 
 
 def ms(seconds: float) -> float:

@@ -42,7 +42,8 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +159,7 @@ class OperatorProcess:
         raise RuntimeError("no Threads")
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+        return cpu_seconds(self.pid)
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
@@ -182,6 +182,11 @@ class OperatorProcess:
             for line in text.splitlines()
             if line.startswith("qdrant_operator_reconciles_total{") and 'kind="VectorCollection"' in line
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
 
 def _get(url: str) -> str | None:
@@ -579,6 +584,22 @@ async def soak(op: OperatorProcess, api: client.CustomObjectsApi, ns: str, names
 # ------------------------------------------------------------------ the run
 
 
+@asynccontextmanager
+async def operator_with_connections(
+    op: OperatorProcess, ns: str, servers: list[QdrantServer]
+) -> AsyncIterator[client.CustomObjectsApi]:
+    """The operator started (no sweep) with a Ready QdrantConnection q<i> per server; the admin's API client."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
+    cfg.connection_pool_maxsize = API_PARALLEL
+    async with client.ApiClient(configuration=cfg) as api_client:
+        api = client.CustomObjectsApi(api_client)
+        op.start(NO_SWEEP_RESYNC_S)
+        for i, server in enumerate(servers):
+            await connect(api, ns, f"q{i}", server.url)
+        yield api
+
+
 async def _run(
     ns: str, tag: str, servers: list[QdrantServer], bare: list[QdrantServer], op: OperatorProcess
 ) -> dict[str, Any]:
@@ -588,14 +609,7 @@ async def _run(
     bare_s = await _bare_bulk(bare, names, tag)
     for server in bare:
         server.close()
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
-    cfg.connection_pool_maxsize = API_PARALLEL
-    async with client.ApiClient(configuration=cfg) as api_client:
-        api = client.CustomObjectsApi(api_client)
-        op.start(NO_SWEEP_RESYNC_S)
-        for i, server in enumerate(servers):
-            await connect(api, ns, f"q{i}", server.url)
+    async with operator_with_connections(op, ns, servers) as api:
         await asyncio.sleep(10)
         rss_idle = op.rss_kib()
         ready = ReadyWatch(api, ns)

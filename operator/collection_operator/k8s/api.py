@@ -19,6 +19,10 @@ from ..redact import SecretValues
 
 MERGE_PATCH = "application/merge-patch+json"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# A few kept-alive connections, all reused: with httpx's defaults (100 open, 20 kept) a burst of status writes
+# (1,000 collections applied at once) opened and closed connections, a TLS handshake each on both ends, and
+# httpcore scanned every open connection for each queued request. The API server serves a few at a time anyway.
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=10)
 
 
 class SecretNotFound(LookupError):
@@ -50,6 +54,7 @@ def _client(info: kopf.ConnectionInfo) -> httpx.AsyncClient:
         proxy=info.proxy_url,
         trust_env=info.trust_env,
         timeout=TIMEOUT,
+        limits=LIMITS,
     )
 
 
