@@ -40,7 +40,7 @@ async def test_create_then_nothing_to_do():
     first = await run(q, spec(payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["a"]), target())
     assert first.verdict.reason == "InSync" and first.reconciled
     assert q.writes == ["create docs", "index docs k", "aliases"]
-    assert first.events == []  # a first create is routine: status says it, no Event
+    assert [e[1] for e in first.events] == ["Created"]
     status = {"appliedGeneration": 1, **first.status.to_patch()}
     q.writes.clear()
     again = await run(q, spec(payloadIndexes=[{"field": "k", "type": "Keyword"}], aliases=["a"]), target(status=status))
@@ -292,7 +292,7 @@ async def test_shard_keys_are_created_once_and_never_dropped():
     custom = spec(shardingMethod="Custom", shardKeys=["a", "b"])
     first = await run(q, custom, target())
     assert q.writes == ["create docs", "shard key docs a", "shard key docs b"]
-    assert [e[1] for e in first.events] == ["ShardKeysCreated"] and first.verdict.reason == "InSync"
+    assert [e[1] for e in first.events] == ["Created", "ShardKeysCreated"] and first.verdict.reason == "InSync"
     q.writes.clear()
     status = {"appliedGeneration": 1, **first.status.to_patch()}
     await run(q, spec(shardingMethod="Custom", shardKeys=["b"]), target(status=status))

@@ -197,11 +197,12 @@ async def _sync(
                 info = await _create(gateway, name, p, target)
                 outcome.qdrant_writes += 1
             outcome.qdrant_writes += await _apply(gateway, name, p)
-    # A new resource's first create is routine success, which its status tells (Ready, appliedGeneration): no
-    # Event, which was one API write in four for 1,000 collections applied at once. A re-creation is news.
-    if p.create is not None and target.ever_reconciled:
-        outcome.event("Recreated", f"collection {name} was missing in Qdrant and was re-created (empty)", True)
-        outcome.drift_corrected += 1
+    if p.create is not None:
+        if target.ever_reconciled:
+            outcome.event("Recreated", f"collection {name} was missing in Qdrant and was re-created (empty)", True)
+            outcome.drift_corrected += 1
+        else:
+            outcome.event("Created", f"created collection {name}")
     if p.create_vectors or p.delete_vectors:
         outcome.event("VectorsChanged", _vector_changes(name, p), warning=bool(p.delete_vectors))
     if p.update and info is not None:
