@@ -10,7 +10,7 @@ one error policy's choice, reconcile/outcome.py.
 | TLSError         | TLSError           | certificate or handshake failure            | no       | failure |
 | Unauthorized     | Unauthorized       | 401, 403                                    | no       | success |
 | CircuitOpen      | CircuitOpen        | the breaker refused the call                | no       | -       |
-| InvalidRequest   | InvalidSpec        | 400, 422 (and other 4xx)                    | no       | success |
+| InvalidRequest   | InvalidRequest     | 400, 422 (and other 4xx)                    | no       | success |
 | NotFound         | NotFound           | 404                                         | no       | success |
 | Conflict         | ResourceConflict   | 409                                         | no       | success |
 | AlreadyExists    | AlreadyExists      | 400/409 "... already exists"                | no       | success |
@@ -74,7 +74,7 @@ class CircuitOpen(QdrantError):
 
 
 class InvalidRequest(QdrantError):
-    reason = "InvalidSpec"
+    reason = "InvalidRequest"
     permanent = True
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..api.kinds import COLLECTION_SNAPSHOT, VECTOR_COLLECTION
 from . import reasons
 from .collection_step import deletes_collection
 from .outcome import State, Verdict
 from .snapshot_step import deletes_files
 
 Dependent = tuple[str, str, str]  # (plural, namespace, name)
-KINDS = {"vectorcollections": "VectorCollection", "collectionsnapshots": "CollectionSnapshot"}
+KINDS = {k.plural: k.kind for k in (VECTOR_COLLECTION, COLLECTION_SNAPSHOT)}
 
 
 def dependents(
@@ -25,12 +26,12 @@ def dependents(
         return plural, body["metadata"]["namespace"], body["metadata"]["name"]
 
     out = [
-        ref("vectorcollections", b)
+        ref(VECTOR_COLLECTION.plural, b)
         for b in collections
         if deletes_collection(b.get("spec") or {}, b["metadata"].get("annotations") or {}, b.get("status") or {})
     ]
     out += [
-        ref("collectionsnapshots", b)
+        ref(COLLECTION_SNAPSHOT.plural, b)
         for b in snapshots
         if (b.get("status") or {}).get("connection") == key and deletes_files(b.get("spec") or {}, b["status"])
     ]
