@@ -77,7 +77,7 @@ def test_classification(raised: Exception, kind: type[QdrantError], retryable: b
 def test_reasons_map_to_condition_reasons() -> None:
     assert classify(response(401)).reason == "Unauthorized"
     assert classify(transport(httpx.ConnectError("refused"))).reason == "Unreachable"
-    assert classify(response(400)).reason == "InvalidSpec" and classify(response(400)).permanent
+    assert classify(response(400)).reason == "InvalidRequest" and classify(response(400)).permanent
     assert classify(response(503)).reason == "QdrantUnavailable"
 
 
