@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, unique, wait_for
 from tests.integration.test_operator_process import operator_env
 
@@ -69,11 +70,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
             cluster.apply(
                 "VectorCollection",
                 f"c{i}",
-                {
-                    "connectionRef": {"name": "main"},
-                    "collectionName": unique(f"ha{i}"),
-                    "vectors": [{"size": 4, "distance": "Dot"}],
-                },
+                collection_spec(collectionName=unique(f"ha{i}")),
             )
         for i in range(3):
             cluster.wait_condition("vectorcollections", f"c{i}", "InSync", timeout=60)
@@ -86,11 +83,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         cluster.apply(
             "VectorCollection",
             "after",
-            {
-                "connectionRef": {"name": "main"},
-                "collectionName": unique("after"),
-                "vectors": [{"size": 4, "distance": "Dot"}],
-            },
+            collection_spec(collectionName=unique("after")),
         )
         cluster.wait_condition("vectorcollections", "after", "InSync", timeout=120)
         failover = time.monotonic() - killed

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devenv.ports import free_port
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, unique, wait_for
 
 pytestmark = pytest.mark.integration
@@ -96,11 +97,7 @@ def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_se
         cluster.apply(
             "VectorCollection",
             "docs",
-            {
-                "connectionRef": {"name": "main"},
-                "collectionName": unique("solo"),
-                "vectors": [{"size": 4, "distance": "Dot"}],
-            },
+            collection_spec(collectionName=unique("solo")),
         )
         cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=60)
         cluster.kubectl("annotate", "vectorcollections", "docs", "qdrant.collection-operator.dev/paused=true")

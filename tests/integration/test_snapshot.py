@@ -15,6 +15,7 @@ import pytest
 import yaml
 from qdrant_client import models
 
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import KubectlError
 from tests.fixtures.operator import unique, wait_for
 
@@ -214,9 +215,7 @@ def test_connection_down_fails_with_reason_then_retries(cluster, operator, qdran
     server = qdrant_server_factory()
     cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "flaky", "Connected")
-    cluster.apply(
-        "VectorCollection", "docs", {"connectionRef": {"name": "flaky"}, "vectors": [{"size": 4, "distance": "Dot"}]}
-    )
+    cluster.apply("VectorCollection", "docs", collection_spec("flaky"))
     cluster.wait_condition(VC, "docs", "InSync")
     server.stop()
     try:
@@ -250,10 +249,6 @@ def test_bad_input(cluster, connection):
     cluster.apply(
         "VectorCollection",
         "restore",
-        {
-            "connectionRef": {"name": "main"},
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "source": {"snapshot": {"snapshotRef": {"name": "nothing"}}},
-        },
+        collection_spec(source={"snapshot": {"snapshotRef": {"name": "nothing"}}}),
     )
     cluster.wait_condition(VC, "restore", "SnapshotNotReady", status="False")

@@ -11,16 +11,12 @@ from collection_operator.reconcile import bluegreen
 from collection_operator.reconcile.bluegreen import CopyPace, physical_name, sync_blue_green
 from collection_operator.reconcile.collection import Difference
 from collection_operator.reconcile.collection_sync import ConnectionGate, Target, sync
+from tests.builders import collection_spec
 from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
-    base = {
-        "connectionRef": {"name": "main"},
-        "vectors": [{"size": 4, "distance": "Dot"}],
-        "changePolicy": {"immutable": "BlueGreen"},
-    }
-    return VectorCollectionSpec.model_validate({**base, **fields})
+    return VectorCollectionSpec.model_validate(collection_spec(changePolicy={"immutable": "BlueGreen"}) | fields)
 
 
 class Resource:

@@ -11,13 +11,12 @@ from collection_operator.qdrant.errors import OutcomeUnknown, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.collection_sync import Cluster, ConnectionGate, Target, sync
 from collection_operator.reconcile.outcome import State
+from tests.builders import collection_spec
 from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
-    return VectorCollectionSpec.model_validate(
-        {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **fields}
-    )
+    return VectorCollectionSpec.model_validate(collection_spec(**fields))
 
 
 def target(name: str = "docs", uid: str = "u1", generation: int = 1, status: dict[str, Any] | None = None) -> Target:

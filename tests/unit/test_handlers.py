@@ -19,6 +19,7 @@ from collection_operator.reconcile import collection_step
 from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
 from collection_operator.reconcile.restore import RestoreTracker
 from collection_operator.redact import SecretValues
+from tests.builders import collection_spec
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
 
 PLURAL = "vectorcollections"
@@ -35,7 +36,7 @@ def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec:
             "generation": generation,
             "annotations": annotations or {},
         },
-        "spec": {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **spec},
+        "spec": collection_spec(**spec),
     }
 
 
