@@ -51,9 +51,7 @@ def test_namespace_deletion_deletes_every_delete_policy_collection(cluster, conn
 def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, connection, qdrant_server):
     name = unique("needs")
     cluster.apply(
-        "VectorCollection",
-        "needs",
-        collection_spec(connection, collectionName=name, deletionPolicy="Delete"),
+        "VectorCollection", "needs", collection_spec(connection, collectionName=name, deletionPolicy="Delete")
     )
     cluster.wait_condition(PLURAL, "needs", "InSync")
     cluster.kubectl("delete", "qdrantconnections", connection, "--wait=false")
@@ -69,19 +67,11 @@ def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, co
 
 def test_alias_conflicts_stall_without_writes(cluster, connection, qdrant_server):
     taken = unique("taken")
-    cluster.apply(
-        "VectorCollection",
-        "holder",
-        collection_spec(connection, collectionName=taken),
-    )
+    cluster.apply("VectorCollection", "holder", collection_spec(connection, collectionName=taken))
     cluster.wait_condition(PLURAL, "holder", "InSync")
     name = unique("wants")
     qdrant_server.reset_requests()
-    cluster.apply(
-        "VectorCollection",
-        "wants",
-        collection_spec(connection, collectionName=name, aliases=[taken]),
-    )
+    cluster.apply("VectorCollection", "wants", collection_spec(connection, collectionName=name, aliases=[taken]))
     cluster.wait_condition(PLURAL, "wants", "AliasConflict", type_="Stalled")
     assert taken in cluster.condition(PLURAL, "wants", "Stalled")["message"]
     wait_for(lambda: len(qdrant_server.requests()["requests"]) > 6, 30, "a few resyncs")  # resync every 3 s

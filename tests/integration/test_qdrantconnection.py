@@ -248,11 +248,7 @@ def test_read_only_key_is_stalled_and_a_read_write_key_recovers(cluster, operato
     assert cluster.condition(PLURAL, "ro")["status"] == "False"
     assert "read-only" in next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")["message"]
     collection = unique("ro")
-    cluster.apply(
-        "VectorCollection",
-        "docs",
-        collection_spec("ro", collectionName=collection),
-    )
+    cluster.apply("VectorCollection", "docs", collection_spec("ro", collectionName=collection))
     waiting = cluster.wait_condition("vectorcollections", "docs", "ConnectionNotReady", status="False")
     assert "ReadOnlyKey" in next(c for c in waiting["status"]["conditions"] if c["type"] == "Ready")["message"]
     with server.http(timeout=10) as http:

@@ -69,9 +69,7 @@ def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, 
     names = [f"restart-{i}" for i in range(20)]
     for name in names:
         cluster.apply(
-            "VectorCollection",
-            name,
-            collection_spec("restart", collectionName=f"{name}-{uuid.uuid4().hex[:6]}"),
+            "VectorCollection", name, collection_spec("restart", collectionName=f"{name}-{uuid.uuid4().hex[:6]}")
         )
     for name in names:
         cluster.wait_condition("vectorcollections", name, "InSync")

@@ -247,8 +247,6 @@ def test_bad_input(cluster, connection):
             {"collectionRef": {"name": "x"}, "schedule": "@daily", "retention": {"keepLast": 0}},
         )
     cluster.apply(
-        "VectorCollection",
-        "restore",
-        collection_spec(source={"snapshot": {"snapshotRef": {"name": "nothing"}}}),
+        "VectorCollection", "restore", collection_spec(source={"snapshot": {"snapshotRef": {"name": "nothing"}}})
     )
     cluster.wait_condition(VC, "restore", "SnapshotNotReady", status="False")

@@ -223,11 +223,7 @@ def test_strict_mode_metadata_and_sparse_index_change_in_place(cluster, connecti
 
 def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_server):
     name = unique("gone")
-    cluster.apply(
-        "VectorCollection",
-        "gone",
-        collection_spec(collectionName=name),
-    )
+    cluster.apply("VectorCollection", "gone", collection_spec(collectionName=name))
     cluster.wait_condition(PLURAL, "gone", "InSync")
     with qdrant_server.http(timeout=10) as http:
         http.delete(f"/collections/{name}").raise_for_status()
@@ -240,11 +236,7 @@ def test_a_collection_or_alias_deleted_by_hand_is_back_before_the_next_resync(
     """With drift sweeps an hour apart, the existence check (one list of collections and one of aliases per
     connection) still brings back a deleted collection and a deleted alias within seconds."""
     name = unique("exist")
-    cluster.apply(
-        "VectorCollection",
-        "exist",
-        collection_spec(collectionName=name, aliases=[f"{name}-a"]),
-    )
+    cluster.apply("VectorCollection", "exist", collection_spec(collectionName=name, aliases=[f"{name}-a"]))
     cluster.wait_condition(PLURAL, "exist", "InSync")
     ctx = operator.context
     saved = ctx.settings
@@ -268,11 +260,7 @@ def test_a_collection_or_alias_deleted_by_hand_is_back_before_the_next_resync(
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 def test_deletion_policy(cluster, connection, qdrant_server, policy):
     name = unique(policy.lower())
-    cluster.apply(
-        "VectorCollection",
-        "del",
-        collection_spec(collectionName=name, deletionPolicy=policy),
-    )
+    cluster.apply("VectorCollection", "del", collection_spec(collectionName=name, deletionPolicy=policy))
     cluster.wait_condition(PLURAL, "del", "InSync")
     cluster.kubectl("delete", PLURAL, "del", "--timeout=60s")
     if policy == "Retain":
@@ -515,11 +503,7 @@ def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_se
     qdrant_server.reset_requests()
     qdrant_server.set_faults(create_timeout_but_applies=3)
     try:
-        cluster.apply(
-            "VectorCollection",
-            "lost",
-            collection_spec("slow", collectionName=name),
-        )
+        cluster.apply("VectorCollection", "lost", collection_spec("slow", collectionName=name))
         cluster.wait_condition(PLURAL, "lost", "InSync")
     finally:
         qdrant_server.clear_faults()
