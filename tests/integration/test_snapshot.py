@@ -213,7 +213,9 @@ def test_schedule_and_retention(cluster, connection, qdrant_server):
 
 def test_connection_down_fails_with_reason_then_retries(cluster, operator, qdrant_server_factory):
     server = qdrant_server_factory()
-    cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing"})
+    # The Testing profile's breaker stays open 30 s: each retry inside it fails again, doubling the backoff.
+    breaker = {"openSeconds": 2}
+    cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing", "circuitBreaker": breaker})
     cluster.wait_condition("qdrantconnections", "flaky", "Connected")
     cluster.apply("VectorCollection", "docs", collection_spec("flaky"))
     cluster.wait_condition(VC, "docs", "InSync")
