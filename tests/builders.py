@@ -10,7 +10,7 @@ def vectors(size: int = 4, distance: str = "Dot") -> list[dict[str, Any]]:
     return [{"size": size, "distance": distance}]
 
 
-def collection_spec(connection: str = "main", **fields: Any) -> dict[str, Any]:
+def collection_spec(connection: str = "main", /, **fields: Any) -> dict[str, Any]:
     """The minimal VectorCollection spec: `vectors()` over the QdrantConnection `connection`. `fields`, by
     their wire names (collectionName=..., hnsw=...), are added to it or replace its own."""
     return {"connectionRef": {"name": connection}, "vectors": vectors(), **fields}

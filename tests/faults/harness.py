@@ -187,7 +187,7 @@ class Scenario:
                 "kind": "VectorCollection",
                 "metadata": {"name": name},
                 "spec": collection_spec(
-                    collectionName=self.collection_name(name), deletionPolicy=self.policies[name], **spec
+                    **{"collectionName": self.collection_name(name), "deletionPolicy": self.policies[name], **spec}
                 ),
             }
             for name in names
