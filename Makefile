@@ -92,10 +92,11 @@ unit: $(STAMP)
 # pytest starts so progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
 # Everything runs against the dev server (and the tests of a real 3-node cluster); then every test that runs
 # per Qdrant tier, the contract and the operator's integration suites, runs again against a real single node.
+# Each pass lists its slowest tests, so what eats the time shows.
 test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools lint
 	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
-	QDRANT_TIERS=dev $(PY) -m pytest -q -ra
-	QDRANT_TIERS=real QDRANT_TIERED_ONLY=1 $(PY) -m pytest -q -ra tests/contract tests/integration; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	QDRANT_TIERS=dev $(PY) -m pytest -q -ra --durations=15
+	QDRANT_TIERS=real QDRANT_TIERED_ONLY=1 $(PY) -m pytest -q -ra --durations=10 tests/contract tests/integration; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
 integration: $(STAMP) cluster-build
 	$(PY) -m pytest -q -ra tests/integration

@@ -20,6 +20,7 @@ from typing import Any
 
 from devenv import controlplane as cp
 from devenv import ports
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import SESSION_PREFIX, ControlPlane
 from tests.fixtures.operator import GROUP, wait_for
 from tests.fixtures.qdrant import QdrantServer
@@ -29,7 +30,6 @@ PLURAL = "vectorcollections"
 OWNER_KEY = "qdrant-collection-operator.dev/owner"
 # The API key of the faults tier's dev Qdrant: a marker that must never show up in logs, Events or status.
 SECRET = f"faults-api-key-{uuid.uuid4().hex}"
-VECTORS = [{"size": 4, "distance": "Dot"}]
 POINTS = 3  # written into every collection once it is Ready, and expected back at the end
 RESYNC_SECONDS = 10
 # Faster than the Testing profile's 30 s so a scenario's convergence is not mostly breaker wait.
@@ -186,13 +186,9 @@ class Scenario:
             {
                 "kind": "VectorCollection",
                 "metadata": {"name": name},
-                "spec": {
-                    "connectionRef": {"name": "main"},
-                    "collectionName": self.collection_name(name),
-                    "vectors": VECTORS,
-                    "deletionPolicy": self.policies[name],
-                    **spec,
-                },
+                "spec": collection_spec(
+                    **{"collectionName": self.collection_name(name), "deletionPolicy": self.policies[name], **spec}
+                ),
             }
             for name in names
         )

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.builders import collection_spec, vectors
 from tests.faults.harness import SECRET, Scenario, secret_forms
 from tests.fixtures.controlplane import ControlPlane, KubectlError
 from tests.fixtures.operator import wait_for
 
 pytestmark = pytest.mark.integration
-V = {"size": 4, "distance": "Dot"}
+V = vectors()[0]
 
 # One step beyond each bound of the schema, and names and URLs no Qdrant or URL parser should meet.
 BEYOND = {
@@ -62,7 +63,7 @@ def test_bad_inputs_refused_or_served(scenario: Scenario, control_plane: Control
         {
             "kind": "VectorCollection",
             "metadata": {"name": f"bad-{label}"},
-            "spec": {"connectionRef": {"name": "main"}, "vectors": [V], **spec},
+            "spec": collection_spec(**spec),
         }
         for label, spec in BEYOND.items()
     ]
@@ -74,7 +75,7 @@ def test_bad_inputs_refused_or_served(scenario: Scenario, control_plane: Control
         {
             "kind": "VectorCollection",
             "metadata": {"name": "снежинка-☃"},
-            "spec": {"connectionRef": {"name": "main"}, "vectors": [V]},
+            "spec": collection_spec(),
         }
     )
     accepted = {d["metadata"]["name"] for d in docs} - refusals(scenario, docs)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devenv import qdrant_real
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import KubectlError
 from tests.fixtures.nodes import ensure_running, restart
 from tests.fixtures.operator import Cluster, unique, wait_for
@@ -100,12 +101,8 @@ def test_cluster_node_down_and_back_keeps_collections_ready(
     assert "ENDPOINTS" in header
 
     steady, changing = unique("steady"), unique("changing")
-    base = {
-        "connectionRef": {"name": "nodes"},
-        "vectors": [{"size": 4, "distance": "Dot"}],
-        "shardNumber": 3,
-        "replicationFactor": 3,  # every node holds every shard: the cluster serves with one node down
-    }
+    # Every node holds every shard: the cluster serves with one node down.
+    base = collection_spec("nodes", shardNumber=3, replicationFactor=3)
     cluster.apply("VectorCollection", steady, {**base, "collectionName": steady})
     cluster.apply("VectorCollection", changing, {**base, "collectionName": changing})
     for name in (steady, changing):

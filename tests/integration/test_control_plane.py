@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devenv import controlplane
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import KubectlError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -26,7 +27,7 @@ def collection(name: str, **spec) -> str:
     )
 
 
-MINIMAL = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+MINIMAL = collection_spec()
 
 
 def test_server_reports_a_real_version(control_plane):

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.builders import collection_spec
 from tests.fixtures.operator import unique, wait_for
 
 pytestmark = pytest.mark.integration
 PLURAL = "vectorcollections"
-VECTORS = [{"size": 4, "distance": "Dot"}]
 
 
 def collections_in(qdrant_server: Any) -> set[str]:
@@ -32,12 +32,7 @@ def test_namespace_deletion_deletes_every_delete_policy_collection(cluster, conn
             cluster.apply(
                 "VectorCollection",
                 f"{policy.lower()}-{i}",
-                {
-                    "connectionRef": {"name": connection},
-                    "collectionName": name,
-                    "vectors": VECTORS,
-                    "deletionPolicy": policy,
-                },
+                collection_spec(connection, collectionName=name, deletionPolicy=policy),
             )
     for policy, collections in names.items():
         for i in range(len(collections)):
@@ -56,9 +51,7 @@ def test_namespace_deletion_deletes_every_delete_policy_collection(cluster, conn
 def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, connection, qdrant_server):
     name = unique("needs")
     cluster.apply(
-        "VectorCollection",
-        "needs",
-        {"connectionRef": {"name": connection}, "collectionName": name, "vectors": VECTORS, "deletionPolicy": "Delete"},
+        "VectorCollection", "needs", collection_spec(connection, collectionName=name, deletionPolicy="Delete")
     )
     cluster.wait_condition(PLURAL, "needs", "InSync")
     cluster.kubectl("delete", "qdrantconnections", connection, "--wait=false")
@@ -74,19 +67,11 @@ def test_a_deleted_connection_waits_for_the_collections_that_need_it(cluster, co
 
 def test_alias_conflicts_stall_without_writes(cluster, connection, qdrant_server):
     taken = unique("taken")
-    cluster.apply(
-        "VectorCollection",
-        "holder",
-        {"connectionRef": {"name": connection}, "collectionName": taken, "vectors": VECTORS},
-    )
+    cluster.apply("VectorCollection", "holder", collection_spec(connection, collectionName=taken))
     cluster.wait_condition(PLURAL, "holder", "InSync")
     name = unique("wants")
     qdrant_server.reset_requests()
-    cluster.apply(
-        "VectorCollection",
-        "wants",
-        {"connectionRef": {"name": connection}, "collectionName": name, "vectors": VECTORS, "aliases": [taken]},
-    )
+    cluster.apply("VectorCollection", "wants", collection_spec(connection, collectionName=name, aliases=[taken]))
     cluster.wait_condition(PLURAL, "wants", "AliasConflict", type_="Stalled")
     assert taken in cluster.condition(PLURAL, "wants", "Stalled")["message"]
     wait_for(lambda: len(qdrant_server.requests()["requests"]) > 6, 30, "a few resyncs")  # resync every 3 s
@@ -98,7 +83,7 @@ def test_outage_and_recovery_reach_collection_status(cluster, operator, qdrant_s
     server = qdrant_server_factory()
     cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "flaky", "Connected")
-    cluster.apply("VectorCollection", "kept", {"connectionRef": {"name": "flaky"}, "vectors": VECTORS})
+    cluster.apply("VectorCollection", "kept", collection_spec("flaky"))
     cluster.wait_condition(PLURAL, "kept", "InSync")
     server.stop()
     cluster.wait_condition(PLURAL, "kept", "ConnectionNotReady", status="False", timeout=60)

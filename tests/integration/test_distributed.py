@@ -14,6 +14,7 @@ from qdrant_client import QdrantClient
 from qdrant_client.http import models as m
 
 from devenv import ports, qdrant_real
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, unique, wait_for
 from tests.fixtures.qdrant import real_binary
 
@@ -77,13 +78,7 @@ def test_replication_factor_is_kept_and_repaired(cluster, operator, tmp_path: Pa
         assert int(conn["leader"]) in peers and conn["pendingOperations"] >= 0
 
         name = unique("repl")
-        spec = {
-            "connectionRef": {"name": "main"},
-            "collectionName": name,
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "shardNumber": SHARDS,
-            "replicationFactor": 1,
-        }
+        spec = collection_spec(collectionName=name, shardNumber=SHARDS, replicationFactor=1)
         cluster.apply("VectorCollection", name, spec)
         wait_for(lambda: in_sync(cluster, name), 60, "the collection InSync")
         client = QdrantClient(url=nodes[0].url, timeout=60)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, unique, wait_for
 from tests.integration.test_operator_process import operator_env
 
@@ -66,15 +67,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         )
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
         for i in range(3):
-            cluster.apply(
-                "VectorCollection",
-                f"c{i}",
-                {
-                    "connectionRef": {"name": "main"},
-                    "collectionName": unique(f"ha{i}"),
-                    "vectors": [{"size": 4, "distance": "Dot"}],
-                },
-            )
+            cluster.apply("VectorCollection", f"c{i}", collection_spec(collectionName=unique(f"ha{i}")))
         for i in range(3):
             cluster.wait_condition("vectorcollections", f"c{i}", "InSync", timeout=60)
         assert reconciled(active_log) >= 3 and reconciled(standby_log) == 0, "only the active replica works"
@@ -83,15 +76,7 @@ def test_one_active_replica_and_failover(control_plane, qdrant_server, tmp_path)
         active.send_signal(signal.SIGKILL)
         active.wait(10)
         killed = time.monotonic()
-        cluster.apply(
-            "VectorCollection",
-            "after",
-            {
-                "connectionRef": {"name": "main"},
-                "collectionName": unique("after"),
-                "vectors": [{"size": 4, "distance": "Dot"}],
-            },
-        )
+        cluster.apply("VectorCollection", "after", collection_spec(collectionName=unique("after")))
         cluster.wait_condition("vectorcollections", "after", "InSync", timeout=120)
         failover = time.monotonic() - killed
         assert RESUMED in standby_log.read_text(errors="replace")

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from devenv import image
+from tests.builders import collection_spec
 from tests.fixtures.operator import GROUP, wait_for
 
 pytestmark = [
@@ -161,11 +162,7 @@ def test_operator_from_the_image_reconciles_as_non_root_on_a_read_only_root(
             {
                 "kind": "VectorCollection",
                 "metadata": {"name": "docs"},
-                "spec": {
-                    "connectionRef": {"name": "main"},
-                    "collectionName": collection,
-                    "vectors": [{"size": 4, "distance": "Cosine"}],
-                },
+                "spec": collection_spec(collectionName=collection),
             },
         ]
         if qdrant_server.api_key:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from devenv.ports import free_port
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, unique, wait_for
 
 pytestmark = pytest.mark.integration
@@ -93,15 +94,7 @@ def test_annotations_act_at_once_without_a_resync(control_plane, solo, qdrant_se
     )
     try:
         cluster.apply("QdrantConnection", "main", {"url": qdrant_server.url, "environment": "Testing"})
-        cluster.apply(
-            "VectorCollection",
-            "docs",
-            {
-                "connectionRef": {"name": "main"},
-                "collectionName": unique("solo"),
-                "vectors": [{"size": 4, "distance": "Dot"}],
-            },
-        )
+        cluster.apply("VectorCollection", "docs", collection_spec(collectionName=unique("solo")))
         cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=60)
         cluster.kubectl("annotate", "vectorcollections", "docs", "qdrant.collection-operator.dev/paused=true")
         body = cluster.wait_condition("vectorcollections", "docs", "Paused", type_="Paused", timeout=20)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import namespace_name
 from tests.fixtures.operator import unique, wait_for
 from tests.integration.audit import AuditWindow
@@ -165,11 +166,7 @@ def _collection(cluster: Any, name: str, connection: dict[str, str]) -> None:
     cluster.apply(
         "VectorCollection",
         name,
-        {
-            "connectionRef": connection,
-            "collectionName": f"{name}-{uuid.uuid4().hex[:6]}",
-            "vectors": [{"size": 4, "distance": "Dot"}],
-        },
+        collection_spec(connectionRef=connection, collectionName=f"{name}-{uuid.uuid4().hex[:6]}"),
     )
 
 
@@ -251,11 +248,7 @@ def test_read_only_key_is_stalled_and_a_read_write_key_recovers(cluster, operato
     assert cluster.condition(PLURAL, "ro")["status"] == "False"
     assert "read-only" in next(c for c in stalled["status"]["conditions"] if c["type"] == "Stalled")["message"]
     collection = unique("ro")
-    cluster.apply(
-        "VectorCollection",
-        "docs",
-        {"connectionRef": {"name": "ro"}, "collectionName": collection, "vectors": [{"size": 4, "distance": "Dot"}]},
-    )
+    cluster.apply("VectorCollection", "docs", collection_spec("ro", collectionName=collection))
     waiting = cluster.wait_condition("vectorcollections", "docs", "ConnectionNotReady", status="False")
     assert "ReadOnlyKey" in next(c for c in waiting["status"]["conditions"] if c["type"] == "Ready")["message"]
     with server.http(timeout=10) as http:

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from collection_operator.api import GROUP
+from tests.builders import collection_spec
 from tests.fixtures.operator import RESYNC_SECONDS, wait_for
 from tests.integration.audit import AuditWindow
 
@@ -68,13 +69,7 @@ def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, 
     names = [f"restart-{i}" for i in range(20)]
     for name in names:
         cluster.apply(
-            "VectorCollection",
-            name,
-            {
-                "connectionRef": {"name": "restart"},
-                "collectionName": f"{name}-{uuid.uuid4().hex[:6]}",
-                "vectors": [{"size": 4, "distance": "Dot"}],
-            },
+            "VectorCollection", name, collection_spec("restart", collectionName=f"{name}-{uuid.uuid4().hex[:6]}")
         )
     for name in names:
         cluster.wait_condition("vectorcollections", name, "InSync")

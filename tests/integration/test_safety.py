@@ -32,6 +32,7 @@ import yaml
 
 from devenv import controlplane as cp
 from devenv.ports import free_port
+from tests.builders import collection_spec
 from tests.fixtures.operator import Cluster, wait_for
 from tests.integration.audit import AuditWindow
 
@@ -156,9 +157,7 @@ def test_no_secret_material_and_no_foreign_reply_in_logs_events_status_or_metric
         "main",
         {"url": qdrant.url, "environment": "Testing", "apiKeySecretRef": {"name": "qdrant-key"}},
     )
-    c.apply(
-        "VectorCollection", "docs", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
-    )
+    c.apply("VectorCollection", "docs", collection_spec())
     # A key that is wrong for this server: the 401 path must not show it either.
     c.kubectl("create", "secret", "generic", "wrong-key", f"--from-literal=api-key={SECRET_MARKER}-wrong")
     c.apply(
@@ -209,9 +208,7 @@ def test_a_url_outside_the_allow_list_is_refused_before_any_request(run_operator
     qdrant.reset_requests()
     c = op.cluster
     c.apply("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing"})
-    c.apply(
-        "VectorCollection", "docs", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
-    )
+    c.apply("VectorCollection", "docs", collection_spec())
     body = c.wait_condition("qdrantconnections", "main", "AddressNotAllowed", status="False", timeout=60)
     ready = next(x for x in body["status"]["conditions"] if x["type"] == "Ready")
     assert "127.0.0.1" in ready["message"] and "allowed_hosts" in ready["message"], ready

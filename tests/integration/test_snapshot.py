@@ -15,6 +15,7 @@ import pytest
 import yaml
 from qdrant_client import models
 
+from tests.builders import collection_spec
 from tests.fixtures.controlplane import KubectlError
 from tests.fixtures.operator import unique, wait_for
 
@@ -212,11 +213,11 @@ def test_schedule_and_retention(cluster, connection, qdrant_server):
 
 def test_connection_down_fails_with_reason_then_retries(cluster, operator, qdrant_server_factory):
     server = qdrant_server_factory()
-    cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing"})
+    # The Testing profile's breaker stays open 30 s: each retry inside it fails again, doubling the backoff.
+    breaker = {"openSeconds": 2}
+    cluster.apply("QdrantConnection", "flaky", {"url": server.url, "environment": "Testing", "circuitBreaker": breaker})
     cluster.wait_condition("qdrantconnections", "flaky", "Connected")
-    cluster.apply(
-        "VectorCollection", "docs", {"connectionRef": {"name": "flaky"}, "vectors": [{"size": 4, "distance": "Dot"}]}
-    )
+    cluster.apply("VectorCollection", "docs", collection_spec("flaky"))
     cluster.wait_condition(VC, "docs", "InSync")
     server.stop()
     try:
@@ -248,12 +249,6 @@ def test_bad_input(cluster, connection):
             {"collectionRef": {"name": "x"}, "schedule": "@daily", "retention": {"keepLast": 0}},
         )
     cluster.apply(
-        "VectorCollection",
-        "restore",
-        {
-            "connectionRef": {"name": "main"},
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "source": {"snapshot": {"snapshotRef": {"name": "nothing"}}},
-        },
+        "VectorCollection", "restore", collection_spec(source={"snapshot": {"snapshotRef": {"name": "nothing"}}})
     )
     cluster.wait_condition(VC, "restore", "SnapshotNotReady", status="False")

@@ -13,6 +13,7 @@ import prometheus_client
 import pytest
 import yaml
 
+from tests.builders import collection_spec
 from tests.fixtures.operator import RESYNC_SECONDS, unique, wait_for
 
 pytestmark = pytest.mark.integration
@@ -131,7 +132,7 @@ def test_in_place_changes_and_index_alias_removal(cluster, connection, qdrant_se
 
 def test_drift_enforced_and_reported(cluster, connection, qdrant_server):
     enforced, reported = unique("enf"), unique("rep")
-    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
+    base = collection_spec(hnsw={"m": 16})
     cluster.apply("VectorCollection", "enforced", {**base, "collectionName": enforced})
     cluster.apply("VectorCollection", "reported", {**base, "collectionName": reported, "driftPolicy": "Report"})
     cluster.wait_condition(PLURAL, "enforced", "InSync")
@@ -222,11 +223,7 @@ def test_strict_mode_metadata_and_sparse_index_change_in_place(cluster, connecti
 
 def test_collection_deleted_by_hand_is_recreated(cluster, connection, qdrant_server):
     name = unique("gone")
-    cluster.apply(
-        "VectorCollection",
-        "gone",
-        {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]},
-    )
+    cluster.apply("VectorCollection", "gone", collection_spec(collectionName=name))
     cluster.wait_condition(PLURAL, "gone", "InSync")
     with qdrant_server.http(timeout=10) as http:
         http.delete(f"/collections/{name}").raise_for_status()
@@ -239,16 +236,7 @@ def test_a_collection_or_alias_deleted_by_hand_is_back_before_the_next_resync(
     """With drift sweeps an hour apart, the existence check (one list of collections and one of aliases per
     connection) still brings back a deleted collection and a deleted alias within seconds."""
     name = unique("exist")
-    cluster.apply(
-        "VectorCollection",
-        "exist",
-        {
-            "connectionRef": {"name": "main"},
-            "collectionName": name,
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "aliases": [f"{name}-a"],
-        },
-    )
+    cluster.apply("VectorCollection", "exist", collection_spec(collectionName=name, aliases=[f"{name}-a"]))
     cluster.wait_condition(PLURAL, "exist", "InSync")
     ctx = operator.context
     saved = ctx.settings
@@ -272,16 +260,7 @@ def test_a_collection_or_alias_deleted_by_hand_is_back_before_the_next_resync(
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 def test_deletion_policy(cluster, connection, qdrant_server, policy):
     name = unique(policy.lower())
-    cluster.apply(
-        "VectorCollection",
-        "del",
-        {
-            "connectionRef": {"name": "main"},
-            "collectionName": name,
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "deletionPolicy": policy,
-        },
-    )
+    cluster.apply("VectorCollection", "del", collection_spec(collectionName=name, deletionPolicy=policy))
     cluster.wait_condition(PLURAL, "del", "InSync")
     cluster.kubectl("delete", PLURAL, "del", "--timeout=60s")
     if policy == "Retain":
@@ -292,7 +271,7 @@ def test_deletion_policy(cluster, connection, qdrant_server, policy):
 
 def test_immutable_change_is_stalled_and_touches_nothing(cluster, connection, qdrant_server):
     name = unique("immut")
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    spec = collection_spec(collectionName=name)
     cluster.apply("VectorCollection", "immut", spec)
     cluster.wait_condition(PLURAL, "immut", "InSync")
     # CEL cannot see that the unnamed vector made a named one needs a new collection: the operator can.
@@ -403,7 +382,7 @@ def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_s
     name = unique("foreign")
     with qdrant_server.http(timeout=10) as http:
         http.put(f"/collections/{name}", json={"vectors": {"size": 4, "distance": "Dot"}}).raise_for_status()
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    spec = collection_spec(collectionName=name)
     cluster.apply("VectorCollection", "foreign", spec)
     cluster.wait_condition(PLURAL, "foreign", "AlreadyExists", type_="Stalled")
     cluster.apply("VectorCollection", "foreign", {**spec, "onExisting": "Adopt"})
@@ -414,7 +393,7 @@ def test_foreign_collection_refused_unless_adopted(cluster, connection, qdrant_s
 
 def test_two_resources_one_collection(cluster, connection, qdrant_server):
     name = unique("shared")
-    spec = {"connectionRef": {"name": "main"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    spec = collection_spec(collectionName=name)
     cluster.apply("VectorCollection", "first", spec)
     cluster.wait_condition(PLURAL, "first", "InSync")
     cluster.apply("VectorCollection", "second", {**spec, "onExisting": "Adopt"})
@@ -448,9 +427,7 @@ def test_connection_down_reports_without_calling_qdrant(cluster, operator):
     cluster.wait_condition("qdrantconnections", "down", "CircuitOpen", status="False")
     key = f"{cluster.namespace}/down"
     before = qdrant_calls(key)
-    cluster.apply(
-        "VectorCollection", "down", {"connectionRef": {"name": "down"}, "vectors": [{"size": 4, "distance": "Dot"}]}
-    )
+    cluster.apply("VectorCollection", "down", collection_spec("down"))
     body = cluster.wait_condition(PLURAL, "down", "ConnectionNotReady", status="False")
     assert "circuit breaker open" in cluster.condition(PLURAL, "down")["message"]
     assert body["status"]["observedGeneration"] == 0  # the CRD's default: nothing was decided about generation 1
@@ -482,7 +459,7 @@ def writes_to(qdrant_server: Any, collection: str) -> list[str]:
 def test_operator_restart_converges_without_duplicate_work(cluster, connection, qdrant_server, operator):
     qdrant_server.require_counts()
     changed, created = unique("restart-a"), unique("restart-b")
-    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
+    base = collection_spec(hnsw={"m": 16})
     cluster.apply("VectorCollection", "changed", {**base, "collectionName": changed})
     cluster.wait_condition(PLURAL, "changed", "InSync")
     qdrant_server.reset_requests()
@@ -526,11 +503,7 @@ def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_se
     qdrant_server.reset_requests()
     qdrant_server.set_faults(create_timeout_but_applies=3)
     try:
-        cluster.apply(
-            "VectorCollection",
-            "lost",
-            {"connectionRef": {"name": "slow"}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]},
-        )
+        cluster.apply("VectorCollection", "lost", collection_spec("slow", collectionName=name))
         cluster.wait_condition(PLURAL, "lost", "InSync")
     finally:
         qdrant_server.clear_faults()
@@ -539,12 +512,7 @@ def test_create_whose_reply_is_lost_is_not_repeated(cluster, operator, qdrant_se
 
 def test_paused_and_unmanaged_annotations(cluster, connection, qdrant_server):
     name = unique("paused")
-    spec = {
-        "connectionRef": {"name": "main"},
-        "collectionName": name,
-        "vectors": [{"size": 4, "distance": "Dot"}],
-        "hnsw": {"m": 16},
-    }
+    spec = collection_spec(collectionName=name, hnsw={"m": 16})
     cluster.apply("VectorCollection", "paused", spec)
     cluster.wait_condition(PLURAL, "paused", "InSync")
     cluster.kubectl("annotate", PLURAL, "paused", "qdrant.collection-operator.dev/paused=true")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from collection_operator.api import CollectionSnapshotSpec, QdrantConnectionSpec, VectorCollectionSpec
+from tests.builders import collection_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPECS = {
@@ -26,9 +27,7 @@ def test_every_example_parses_and_round_trips(path):
 
 
 def test_wire_is_camel_case_and_omits_unset_fields():
-    spec = VectorCollectionSpec.model_validate(
-        {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "onDiskPayload": True}
-    )
+    spec = VectorCollectionSpec.model_validate(collection_spec(onDiskPayload=True))
     wire = spec.to_wire()
     assert wire["onDiskPayload"] is True
     assert "hnsw" not in wire and "on_disk_payload" not in wire
@@ -37,7 +36,7 @@ def test_wire_is_camel_case_and_omits_unset_fields():
 
 def test_unknown_fields_are_errors():
     with pytest.raises(pydantic.ValidationError, match="efConstrukt"):
-        VectorCollectionSpec.model_validate({"connectionRef": {"name": "main"}, "hnsw": {"efConstrukt": 100}})
+        VectorCollectionSpec.model_validate(collection_spec(hnsw={"efConstrukt": 100}))
 
 
 def test_connection_defaults():
@@ -57,9 +56,7 @@ def test_collection_names_with_double_dots_are_refused():
 
     for field in ({"collectionName": "a..b"}, {"aliases": ["ok", "x..y"]}):
         try:
-            VectorCollectionSpec.model_validate(
-                {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **field}
-            )
+            VectorCollectionSpec.model_validate(collection_spec(**field))
         except _pydantic.ValidationError as exc:
             assert "'..'" in str(exc)
         else:

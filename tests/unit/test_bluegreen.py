@@ -13,16 +13,12 @@ from collection_operator.reconcile.collection import Difference
 from collection_operator.reconcile.collection_sync import sync
 from collection_operator.reconcile.gates import ConnectionGate
 from collection_operator.reconcile.target import APPROVE_PLAN, Target
+from tests.builders import collection_spec
 from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
-    base = {
-        "connectionRef": {"name": "main"},
-        "vectors": [{"size": 4, "distance": "Dot"}],
-        "changePolicy": {"immutable": "BlueGreen"},
-    }
-    return VectorCollectionSpec.model_validate({**base, **fields})
+    return VectorCollectionSpec.model_validate(collection_spec(changePolicy={"immutable": "BlueGreen"}) | fields)
 
 
 class Resource:

@@ -13,13 +13,12 @@ from collection_operator.reconcile.collection_sync import sync
 from collection_operator.reconcile.gates import Cluster, ConnectionGate
 from collection_operator.reconcile.outcome import State
 from collection_operator.reconcile.target import APPROVE_PLAN, Target
+from tests.builders import collection_spec
 from tests.fakes import FakeQdrant
 
 
 def spec(**fields: Any) -> VectorCollectionSpec:
-    return VectorCollectionSpec.model_validate(
-        {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **fields}
-    )
+    return VectorCollectionSpec.model_validate(collection_spec(**fields))
 
 
 SPEC_REF = {"connectionRef": {"name": "main"}}

@@ -20,6 +20,7 @@ from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, Stat
 from collection_operator.reconcile.restore import RestoreTracker
 from collection_operator.reconcile.target import Target
 from collection_operator.redact import SecretValues
+from tests.builders import collection_spec
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
 
 PLURAL = "vectorcollections"
@@ -36,7 +37,7 @@ def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec:
             "generation": generation,
             "annotations": annotations or {},
         },
-        "spec": {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], **spec},
+        "spec": collection_spec(**spec),
     }
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.builders import collection_spec
+
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 
@@ -62,7 +64,7 @@ def test_shard_number_is_capped():
 
     from collection_operator.api.collection import MAX_SHARD_NUMBER, VectorCollectionSpec
 
-    base = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}]}
+    base = collection_spec()
     VectorCollectionSpec.model_validate({**base, "shardNumber": MAX_SHARD_NUMBER})
     with pytest.raises(pydantic.ValidationError):
         VectorCollectionSpec.model_validate({**base, "shardNumber": 1024})

@@ -19,6 +19,7 @@ from collection_operator.reconcile import snapshot as logic
 from collection_operator.reconcile.outcome import Stalling
 from collection_operator.reconcile.snapshot_step import delete_files, held_elsewhere
 from collection_operator.reconcile.target import Target
+from tests.builders import collection_spec
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
@@ -269,11 +270,7 @@ async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalle
         "status": {"collectionName": "src", "connection": "ns/main", "snapshots": [record]},
     }
     spec = VectorCollectionSpec.model_validate(
-        {
-            "connectionRef": {"name": "main"},
-            "vectors": [{"size": 4, "distance": "Dot"}],
-            "source": {"snapshot": {"snapshotRef": {"name": "nightly"}}},
-        }
+        collection_spec(source={"snapshot": {"snapshotRef": {"name": "nightly"}}})
     )
     req = Target("ns", "copy", "uid-copy", 1, {"connectionRef": {"name": "main"}})
     tracker = restore.RestoreTracker()
