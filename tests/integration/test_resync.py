@@ -81,6 +81,12 @@ def test_restart_rechecks_everything_and_writes_nothing(cluster, control_plane, 
             10,
             "kopf to finish",
         )
+    # The connection counts its collections on its next tick: what it writes then is not the restart's doing.
+    wait_for(
+        lambda: (cluster.get("qdrantconnections", "restart").get("status") or {}).get("collections") == len(names),
+        10,
+        "the connection to count its collections",
+    )
 
     server.reset_requests()
     window = AuditWindow.open(control_plane.audit_log)
