@@ -53,25 +53,12 @@ ROUNDS = int(os.environ.get("THROUGHPUT_ROUNDS", "3"))
 GATED = ("create_collection", "update_collection", "delete_collection")  # the calls inside the gate's slots
 
 
-def _pid_running(*argv: str) -> int | None:
-    """The process whose command line holds all of `argv` (the dev servers: their data directories)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if all(arg.encode() in cmdline for arg in argv):
-                return int(entry.name)
-    return None
-
-
 def _processes(op: OperatorProcess, servers: list[QdrantServer]) -> dict[str, list[int]]:
     found: dict[str, list[int | None]] = {
         "operator": [op.pid],
         "kube-apiserver": [cp._pid("kube-apiserver")],
         "etcd": [cp._pid("etcd")],
-        "dev servers": [_pid_running("--data-dir", str(s.data_dir)) for s in servers],
+        "dev servers": [s.pid for s in servers],
         "benchmark (applies, watch)": [os.getpid()],
     }
     return {name: [p for p in pids if p is not None] for name, pids in found.items()}
@@ -122,7 +109,7 @@ def _timeline(ns: str, since: int, names: set[str]) -> tuple[Counter[str], dict[
 
 async def _bare(servers: list[QdrantServer], names: list[str], tag: str) -> tuple[float, float]:
     """The bare client's bulk on servers of its own, closed after: its seconds, and the servers' CPU seconds."""
-    pids = {"dev servers": [p for p in (_pid_running("--data-dir", str(s.data_dir)) for s in servers) if p]}
+    pids = {"dev servers": [s.pid for s in servers if s.pid is not None]}
     before = _cpu(pids)
     seconds = await _bare_bulk(servers, names, tag)
     cpu = _cpu(pids)["dev servers"] - before["dev servers"]
