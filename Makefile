@@ -90,13 +90,14 @@ unit: $(STAMP)
 
 # The control plane, real Qdrant, Go helpers, tools and the image are built (or taken from the cache) before
 # pytest starts so progress shows; without buildah and mmdebstrap (not root, no apt) the image tests are skipped.
-# Everything runs against the dev server (and the tests of a real 3-node cluster); then every test that runs
-# per Qdrant tier, the contract and the operator's integration suites, runs again against a real single node.
-# Each pass lists its slowest tests, so what eats the time shows.
+# One run covers both Qdrant tiers (QDRANT_TIERS defaults to dev,real): everything against the dev server (and
+# the tests of a real 3-node cluster), and every tier-parametrized test again against a real single node.
+# TEST_WORKERS pytest-xdist workers run files side by side, each with its own control plane and servers: the
+# suite mostly waits on the operator and Qdrant, not on the CPU. The slowest tests are listed at the end.
+TEST_WORKERS ?= 4
 test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools lint
 	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
-	QDRANT_TIERS=dev $(PY) -m pytest -q -ra --durations=15
-	QDRANT_TIERS=real QDRANT_TIERED_ONLY=1 $(PY) -m pytest -q -ra --durations=10 tests/contract tests/integration; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 integration: $(STAMP) cluster-build
 	$(PY) -m pytest -q -ra tests/integration

@@ -9,6 +9,7 @@ reason); EXPECTED maps that name to the verdict a Flux user and an Argo CD user 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -75,8 +76,10 @@ def version_name(obj: dict[str, Any]) -> str:
 
 
 @contextmanager
-def recording(cluster: Any, plural: str, name: str) -> Iterator[list[dict[str, Any]]]:
-    """Every version of one object the API server serves while the block runs (its watch stream)."""
+def recording(cluster: Any, plural: str, name: str, existing: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Every version of one object the API server serves while the block runs (its watch stream). `existing`:
+    the object is there already, so the block starts once the watch has served its current version (a kubectl
+    that starts slowly on a busy machine would otherwise begin after the versions the block is about)."""
     versions: list[dict[str, Any]] = []
     with tempfile.TemporaryFile("w+") as out:
         proc = subprocess.Popen(
@@ -96,6 +99,8 @@ def recording(cluster: Any, plural: str, name: str) -> Iterator[list[dict[str, A
             stderr=subprocess.DEVNULL,
         )
         try:
+            if existing:
+                wait_for(lambda: os.fstat(out.fileno()).st_size, 30, f"the watch on {plural}/{name}")
             yield versions
         finally:
             proc.terminate()
@@ -283,7 +288,7 @@ def test_flux_just_applied_is_in_progress(cluster, connection):
 
 def test_flux_paused_and_unmanaged_are_current(cluster, connection):
     cluster.apply("VectorCollection", "held", spec(cluster.namespace), annotations={PAUSED: "true"})
-    with recording(cluster, VC, "held") as versions:
+    with recording(cluster, VC, "held", existing=True) as versions:
         cluster.wait_condition(VC, "held", "Paused", type_="Paused")
         cluster.kubectl("annotate", VC, "held", f"{PAUSED}-", f"{MANAGED}=false")
         cluster.wait_condition(VC, "held", "Unmanaged", type_="Unmanaged")
