@@ -589,15 +589,21 @@ async def operator_with_connections(
     op: OperatorProcess, ns: str, servers: list[QdrantServer]
 ) -> AsyncIterator[client.CustomObjectsApi]:
     """The operator started (no sweep) with a Ready QdrantConnection q<i> per server; the admin's API client."""
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
-    cfg.connection_pool_maxsize = API_PARALLEL
-    async with client.ApiClient(configuration=cfg) as api_client:
-        api = client.CustomObjectsApi(api_client)
+    async with admin_api() as api:
         op.start(NO_SWEEP_RESYNC_S)
         for i, server in enumerate(servers):
             await connect(api, ns, f"q{i}", server.url)
         yield api
+
+
+@asynccontextmanager
+async def admin_api() -> AsyncIterator[client.CustomObjectsApi]:
+    """The admin's API client, API_PARALLEL connections wide (the bulk's creates)."""
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(cp.ADMIN_KUBECONFIG), client_configuration=cfg)
+    cfg.connection_pool_maxsize = API_PARALLEL
+    async with client.ApiClient(configuration=cfg) as api_client:
+        yield client.CustomObjectsApi(api_client)
 
 
 async def _run(

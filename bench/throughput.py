@@ -13,6 +13,10 @@ Where the operator's wall time goes, per round:
   process with its watch): on 2 shared cores, what the operator's side costs the dev servers;
 - per collection, from the audit log's receive times: create -> status write (Ready) -> kopf's patch.
 
+The floor (bench/floor.py, its own process, servers and namespace): the same bulk under the least any
+operator does (a watch, a bare create, one status write), so the round also says how much of the reachable
+throughput the operator reaches on this machine: the API server and etcd cost their share of the same cores.
+
 Writes bench/results/throughput.json: each round, and the ratio's median and spread. It reports; it never
 asserts timings.
 """
@@ -23,6 +27,8 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -32,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import start_server, write_results
-from bench.kube import CONCURRENCY, PLURAL, ReadyWatch, audit_events, control_plane, kubectl, ms
+from bench.floor import READY_LINE
+from bench.kube import CONCURRENCY, PLURAL, REPO, ReadyWatch, audit_events, control_plane, kubectl, ms
 from bench.scale import (
     CONNECTIONS,
     OperatorProcess,
@@ -41,6 +48,7 @@ from bench.scale import (
     _cleanup,
     _get,
     _uptime,
+    admin_api,
     bulk,
     cpu_seconds,
     operator_with_connections,
@@ -53,9 +61,9 @@ ROUNDS = int(os.environ.get("THROUGHPUT_ROUNDS", "3"))
 GATED = ("create_collection", "update_collection", "delete_collection")  # the calls inside the gate's slots
 
 
-def _processes(op: OperatorProcess, servers: list[QdrantServer]) -> dict[str, list[int]]:
+def _processes(controller: str, pid: int | None, servers: list[QdrantServer]) -> dict[str, list[int]]:
     found: dict[str, list[int | None]] = {
-        "operator": [op.pid],
+        controller: [pid],
         "kube-apiserver": [cp._pid("kube-apiserver")],
         "etcd": [cp._pid("etcd")],
         "dev servers": [s.pid for s in servers],
@@ -118,16 +126,53 @@ async def _bare(servers: list[QdrantServer], names: list[str], tag: str) -> tupl
     return seconds, round(cpu, 2)
 
 
+def _start_floor(ns: str, servers: list[QdrantServer], log: Path) -> subprocess.Popen[bytes]:
+    """bench/floor.py as its own process, as the operator's identity; returned once it watches."""
+    env = {**os.environ, "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG), "PYTHONUNBUFFERED": "1"}
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "bench.floor", ns, *(s.url for s in servers)]
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 60
+    while READY_LINE not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"the floor controller did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+async def _floor(ns: str, servers: list[QdrantServer], names: list[str], tag: str, log: Path) -> dict[str, Any]:
+    """The same bulk under bench/floor.py (the least an operator does) on servers of its own."""
+    kubectl("create", "namespace", ns)
+    proc = _start_floor(ns, servers, log)
+    try:
+        async with admin_api() as api:
+            ready = ReadyWatch(api, ns)
+            ready.start()
+            pids = _processes("floor controller", proc.pid, servers)
+            cpu_before = _cpu(pids)
+            try:
+                result = await bulk(api, ns, ready, names, tag, bare_s=0.0)
+            finally:
+                await ready.stop()
+            cpu = {k: round(v - cpu_before[k], 2) for k, v in _cpu(pids).items()}
+        return {"floor_all_ready_s": result["operator_all_ready_s"], "cpu_s_floor_side": cpu}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        kubectl("delete", "namespace", ns, "--wait=false")
+
+
 async def _round(index: int, root: Path) -> dict[str, Any]:
     """The bare client before and after the operator, each on fresh servers: the load of the shared machine
     drifts by the minute, and the mean of the two brackets the operator's minutes."""
     tag = uuid.uuid4().hex[:6]
     ns = f"tput-{tag}"
     names = [f"c{i:04d}" for i in range(COLLECTIONS)]
-    dirs = [root / f"{index}-{i}" for i in range(3 * CONNECTIONS)]
+    dirs = [root / f"{index}-{i}" for i in range(4 * CONNECTIONS)]
     for d in dirs:
         d.mkdir()
-    servers, before, after = (
+    servers, before, after, floor_servers = (
         [start_server("dev", d / "data") for d in dirs[i : i + CONNECTIONS]] for i in range(0, len(dirs), CONNECTIONS)
     )
     op = OperatorProcess(ns, Path(os.environ.get("THROUGHPUT_OPERATOR_LOG", root / f"operator-{index}.log")))
@@ -141,7 +186,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
             logs.reset()
             ready = ReadyWatch(api, ns)
             ready.start()
-            pids = _processes(op, servers)
+            pids = _processes("operator", op.pid, servers)
             since, cpu_before, calls_before = cp.AUDIT_LOG.stat().st_size, _cpu(pids), _call_seconds(op)
             started = time.perf_counter()
             try:
@@ -158,6 +203,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
         writes, timeline = _timeline(ns, since, set(names))
         _cleanup(ns, op, servers)  # the namespace deleted while the operator runs, then the operator stopped
         ns = ""
+        floor = await _floor(f"floor-{tag}", floor_servers, names, tag, root / f"floor-{index}.log")
         bare_after_s, _ = await _bare(after, names, tag)
         bare_s = (bare_before_s + bare_after_s) / 2
         gate_busy = sum(s for k, (_, s) in calls.items() if k in GATED)
@@ -168,6 +214,11 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
             "bare_client_before_and_after_s": [round(bare_before_s, 2), round(bare_after_s, 2)],
             "bare_client_all_created_s": round(bare_s, 2),
             "ratio_throughput_operator_over_bare": round(bare_s / result["operator_all_ready_s"], 2),
+            **floor,
+            "ratio_throughput_floor_over_bare": round(bare_s / floor["floor_all_ready_s"], 2),
+            "ratio_throughput_operator_over_floor": round(
+                floor["floor_all_ready_s"] / result["operator_all_ready_s"], 2
+            ),
             "kubernetes_writes_per_collection": {k: round(n / per, 2) for k, n in sorted(writes.items())},
             "qdrant_calls_per_collection": {k: round(n / per, 2) for k, n in sorted(qdrant.items())},
             "qdrant_call_mean_ms": {k: ms(s / n) for k, (n, s) in sorted(calls.items()) if n},
@@ -180,7 +231,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
     finally:
         if ns:
             _cleanup(ns, op, servers)
-        for server in [*servers, *before, *after]:
+        for server in [*servers, *before, *after, *floor_servers]:
             server.close()
         for d in dirs:  # 9,000 collections' files a round
             shutil.rmtree(d, ignore_errors=True)
@@ -195,6 +246,8 @@ async def main(tier: str = "dev") -> dict[str, Any]:
             rounds.append(await _round(index, Path(tmp)))
             print(f"[throughput] round {index + 1}: {rounds[-1]}", flush=True)
     ratios = [r["ratio_throughput_operator_over_bare"] for r in rounds]
+    floors = [r["ratio_throughput_floor_over_bare"] for r in rounds]
+    of_floor = [r["ratio_throughput_operator_over_floor"] for r in rounds]
     results = {
         "server": f"dev Qdrant (qdrant-edge engine) x{CONNECTIONS} a side on loopback; control plane "
         f"{cp.KUBERNETES_VERSION}; operator as its own process",
@@ -207,6 +260,9 @@ async def main(tier: str = "dev") -> dict[str, Any]:
             "each": ratios,
         },
         "target_ratio": 0.8,
+        # The most any operator reaches here (bench/floor.py), and how much of it this one does.
+        "ratio_throughput_floor_over_bare": {"median": statistics.median(floors), "each": floors},
+        "ratio_throughput_operator_over_floor": {"median": statistics.median(of_floor), "each": of_floor},
         "rounds": rounds,
     }
     out = write_results("throughput", tier, results)
@@ -221,15 +277,18 @@ def _print(results: dict[str, Any], out: Path) -> None:
         print(
             f"  round {i}: all Ready in {one['operator_all_ready_s']} s vs bare client"
             f" {one['bare_client_all_created_s']} s"
-            f" = {one['ratio_throughput_operator_over_bare']}x; apply-to-Ready p50 {one['apply_to_ready_p50_ms']} ms;"
+            f" = {one['ratio_throughput_operator_over_bare']}x; floor {one['floor_all_ready_s']} s ="
+            f" {one['ratio_throughput_floor_over_bare']}x; apply-to-Ready p50 {one['apply_to_ready_p50_ms']} ms;"
             f" gate busy {one['gate_busy_fraction']}; CPU s {one['cpu_s_operator_side']} (bare side"
             f" {one['cpu_s_bare_side']})"
         )
         print(f"    Kubernetes writes per collection {one['kubernetes_writes_per_collection']}")
         print(f"    Qdrant calls per collection {one['qdrant_calls_per_collection']}")
+        print(f"    floor CPU s {one['cpu_s_floor_side']}")
     print(
         f"  ratio median {r['median']}x (min {r['min']}, max {r['max']}; target {results['target_ratio']}x);"
-        f" written to {out}"
+        f" floor median {results['ratio_throughput_floor_over_bare']['median']}x, the operator"
+        f" {results['ratio_throughput_operator_over_floor']['median']}x of the floor; written to {out}"
     )
 
 
