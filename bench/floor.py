@@ -26,13 +26,13 @@ from bench.kube import BARE_BODY, CONCURRENCY, PLURAL
 from collection_operator.api import GROUP, VERSION
 
 READY_LINE = "floor: watching"
+tasks: set[asyncio.Task[None]] = set()  # the reconciles in flight (asyncio keeps only weak references)
 
 
 async def _serve(namespace: str, urls: list[str]) -> None:
     await config.load_kube_config(config_file=os.environ["KUBECONFIG"])
     qdrants = {f"q{i}": AsyncQdrantClient(url=url, check_compatibility=False) for i, url in enumerate(urls)}
     slots = {name: asyncio.Semaphore(CONCURRENCY) for name in qdrants}
-    tasks: set[asyncio.Task[None]] = set()
     async with client.ApiClient() as api_client:
         api = client.CustomObjectsApi(api_client)
 
@@ -62,10 +62,17 @@ async def _serve(namespace: str, urls: list[str]) -> None:
             async for event in stream.stream(
                 api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=3600
             ):
-                if event["type"] == "ADDED" and not event["object"].get("status"):
+                conditions = (event["object"].get("status") or {}).get("conditions")  # the CRD defaults a status
+                if event["type"] == "ADDED" and not conditions:
                     task = asyncio.create_task(reconcile(event["object"]))
                     tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    task.add_done_callback(_done)
+
+
+def _done(task: asyncio.Task[None]) -> None:
+    tasks.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        print(f"floor: {task.exception()!r}", flush=True)  # the bulk then waits in vain: say why
 
 
 if __name__ == "__main__":
