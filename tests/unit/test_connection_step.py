@@ -18,7 +18,7 @@ from collection_operator.reconcile.connection_step import (
     Observed,
     Tick,
 )
-from collection_operator.reconcile.ports import Credentials
+from collection_operator.reconcile.ports import Credentials, SecretUnavailable
 from tests.fakes import FakeClients, FakeSecrets
 
 SETTINGS = OperatorSettings(resync_interval_seconds=100, existence_check_interval_seconds=30)
@@ -126,7 +126,19 @@ async def test_a_secret_deleted_later_keeps_the_running_client() -> None:
 
 class Unanswered(FakeSecrets):
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
-        raise TimeoutError("the API server did not answer")
+        raise SecretUnavailable("GET /api/v1/namespaces/ns/secrets/key: 0 ReadTimeout")
+
+
+class Broken(FakeSecrets):
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        raise AttributeError("a bug, not an API server that did not answer")
+
+
+async def test_an_unexpected_error_reading_secrets_is_not_retried_as_an_outage() -> None:
+    loop = Loop()
+    loop.secrets = Broken()
+    with pytest.raises(AttributeError):
+        await loop.tick(0.0)
 
 
 async def test_secrets_that_cannot_be_read_wait_a_tick_without_a_client() -> None:

@@ -15,7 +15,9 @@ import kopf
 import pytest
 import yaml
 
+from collection_operator.handlers.context import KubeSecrets
 from collection_operator.k8s.api import KubeApi, KubeApiError, SecretNotFound
+from collection_operator.reconcile.ports import SecretUnavailable
 from collection_operator.redact import SecretValues
 
 
@@ -104,6 +106,11 @@ async def test_reads_lists_and_patches_what_it_should(server, tmp_path, monkeypa
         with pytest.raises(KubeApiError) as forbidden:
             await kube.read_secret_key("ns", "forbidden", "apiKey")
         assert forbidden.value.status == 403
+        port = KubeSecrets(kube)  # what a connection's loop reads through: a refusal is "not now", not a bug
+        with pytest.raises(SecretUnavailable, match="403"):
+            await port.read_secret_key("ns", "forbidden", "apiKey")
+        with pytest.raises(SecretNotFound):
+            await port.read_secret_key("ns", "missing", "apiKey")
         assert await kube.names("vectorcollections", "ns") == {"a", "b"}
         await kube.patch_status("vectorcollections", "ns", "a", {"phase": "Ready"})
     finally:

@@ -25,7 +25,7 @@ from ..reconcile.connection_step import ConnectionRun, Observed
 from ..reconcile.dependents import Dependent, dependents, waiting_for
 from ..reconcile.outcome import Outcome, ReconcileError, parse
 from .adapter import COLLECTIONS, INDEX, Bodies, every, indexed, lookup, sweep_collection, write
-from .context import ConnectionRuntime, Context
+from .context import ConnectionRuntime, Context, KubeSecrets
 
 log = logging.getLogger(__name__)
 PLURAL = QDRANT_CONNECTION.plural
@@ -210,7 +210,7 @@ async def connection_daemon(
                 sweeping is not None and not sweeping.done(),
                 checking is not None and not checking.done(),
             )
-            tick = await run.step(observed, time.monotonic(), ctx.settings, ctx.kube, ctx.connections)
+            tick = await run.step(observed, time.monotonic(), ctx.settings, KubeSecrets(ctx.kube), ctx.connections)
             if tick.users is not None:
                 metrics.COLLECTIONS_MANAGED.labels(key).set(tick.users)
             if tick.outcome is not None:
@@ -272,7 +272,7 @@ async def _client_for_deletion(ctx: Context, body: kopf.Body, key: str) -> None:
     namespace, name = key.split("/", 1)
     try:
         spec = parse(QdrantConnectionSpec, body["spec"])
-        credentials = await logic.credentials(ctx.kube, namespace, spec)
+        credentials = await logic.credentials(KubeSecrets(ctx.kube), namespace, spec)
     except ReconcileError as exc:  # InvalidSpec, SecretNotFound
         log.warning("connection %s: no client for its dependents' deletion: %s", key, exc)
         return

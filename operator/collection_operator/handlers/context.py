@@ -17,12 +17,12 @@ import kopf
 
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
-from ..k8s.api import KubeApi
+from ..k8s.api import KubeApi, KubeApiError
 from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.gates import ConnectionGate
-from ..reconcile.ports import Credentials
+from ..reconcile.ports import Credentials, SecretUnavailable
 from ..reconcile.restore import RestoreTracker
 from ..redact import SecretValues
 
@@ -156,6 +156,20 @@ class StatusCache:
 
 
 EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+@dataclass(frozen=True)
+class KubeSecrets:
+    """The SecretsPort over the Kubernetes API: an API server that refuses or does not answer is
+    SecretUnavailable, which a connection's loop retries (any other error is a bug, and not retried)."""
+
+    kube: KubeApi
+
+    async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        try:
+            return await self.kube.read_secret_key(namespace, name, key)
+        except KubeApiError as exc:
+            raise SecretUnavailable(str(exc)) from exc
 
 
 def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:

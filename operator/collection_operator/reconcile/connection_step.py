@@ -14,7 +14,7 @@ from ..api.connection import Health, QdrantConnectionSpec, QdrantConnectionStatu
 from ..config import OperatorSettings
 from .connection import credentials, secret_refs, status, verdict
 from .outcome import Outcome, ReconcileError, parse
-from .ports import ClientsPort, Credentials, SecretsPort
+from .ports import ClientsPort, Credentials, SecretsPort, SecretUnavailable
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0  # how often the daemon compares the client's report with status (no I/O when equal)
@@ -94,7 +94,7 @@ class ConnectionRun:
                 # A client already running keeps its last good credentials; status says what is wrong.
                 self.next_credentials_check = 0.0
                 return Tick(_failed(exc), min(interval, SECRET_RECHECK_SECONDS))
-            except Exception as exc:  # the API server did not answer: SecretsPort
+            except SecretUnavailable as exc:
                 log.warning("connection %s: reading its Secrets failed, retrying: %s", observed.key, exc)
                 self.next_credentials_check = 0.0
                 if self.credentials is None:

@@ -100,10 +100,14 @@ class SnapshotsPort(Protocol):
         shards and the remote ones, with replica states."""
 
 
+class SecretUnavailable(Exception):
+    """A Secret could not be read now: the API server refused or did not answer. Worth another try."""
+
+
 class SecretsPort(Protocol):
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
-        """One key of a Secret, decoded. Raises LookupError when the Secret or the key does not exist; any
-        other error means it could not be read now."""
+        """One key of a Secret, decoded. Raises LookupError when the Secret or the key does not exist, and
+        SecretUnavailable when it could not be read now."""
 
 
 class ConnectionPort(Protocol):
