@@ -86,6 +86,16 @@ def count(node: Node, name: str) -> int:
     return int(call(node, "POST", f"/collections/{name}/points/count", json={"exact": True})["count"])
 
 
+def settled_count(node: Node, name: str) -> int | None:
+    """The exact point count, or None while the node answers 500 for a shard of a just recovered collection it
+    has not set up yet ("Local shard 0 not found", seen on a loaded machine); any other failure fails."""
+    response = httpx.post(f"{node.url}/collections/{name}/points/count", json={"exact": True}, timeout=300)
+    if response.status_code == 500 and "not found" in response.text:
+        return None
+    assert response.status_code < 300, f"count {name}: {response.status_code} {response.text}"
+    return int(response.json()["result"]["count"])
+
+
 def scroll(node: Node, name: str) -> dict[int, list[float]]:
     found: dict[int, list[float]] = {}
     offset = None
@@ -141,7 +151,7 @@ def test_collection_snapshot_holds_only_the_local_shards_and_its_recovery_silent
     assert (config["shard_number"], config["replication_factor"]) == (3, 1)
     held = per_shard[local[0]]
     assert held < POINTS
-    wait_until(lambda: count(node, restored) == held, 30, "the recovered shard's points")
+    wait_until(lambda: settled_count(node, restored) == held, 30, "the recovered shard's points")
     found = scroll(node, restored)  # silently partial: only the snapshot node's shard came back
     assert len(found) == held and same(found, {i: data[i] for i in found})
 
