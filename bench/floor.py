@@ -9,6 +9,10 @@ process, as the operator does:
 Its throughput over the bare client's is the most an operator can reach on the same machine: every object
 costs the API server and etcd their share of the same cores (the create, the watch events, the status write)
 before any operator code runs. Not a product: no retries, no ownership, no drift; a benchmark fixture.
+
+`python -m bench.floor --kopf NAMESPACE URL ...` does the same work as a kopf operator with one create handler
+(the status through kopf's patch, kopf's settings as the operator sets them): the floor of an operator built on
+kopf, between the bare floor and this operator.
 """
 
 from __future__ import annotations
@@ -45,15 +49,13 @@ async def _serve(namespace: str, urls: list[str]) -> None:
                     vectors_config=BARE_BODY,
                     hnsw_config=models.HnswConfigDiff(ef_construct=100),
                 )
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            ready = {"type": "Ready", "status": "True", "reason": "InSync", "message": "", "lastTransitionTime": now}
             await api.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
                 PLURAL,
                 name,
-                {"status": {"conditions": [ready]}},
+                {"status": {"conditions": [_ready_condition()]}},
                 _content_type="application/merge-patch+json",
             )
 
@@ -75,5 +77,40 @@ def _done(task: asyncio.Task[None]) -> None:
         print(f"floor: {task.exception()!r}", flush=True)  # the bulk then waits in vain: say why
 
 
+def _ready_condition() -> dict[str, str]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "Ready", "status": "True", "reason": "InSync", "message": "", "lastTransitionTime": now}
+
+
+def _kopf(namespace: str, urls: list[str]) -> None:
+    import logging
+
+    import kopf
+
+    @kopf.on.startup()
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.level = logging.WARNING  # as handlers/operator.py sets them
+        settings.watching.server_timeout = 300
+        settings.persistence.consistency_timeout = 30.0
+        memo.qdrants = {f"q{i}": AsyncQdrantClient(url=url, check_compatibility=False) for i, url in enumerate(urls)}
+        memo.slots = {name: asyncio.Semaphore(CONCURRENCY) for name in memo.qdrants}
+        print(READY_LINE, flush=True)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL)
+    async def create(spec: kopf.Spec, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        connection = spec["connectionRef"]["name"]
+        async with memo.slots[connection]:
+            await memo.qdrants[connection].create_collection(
+                spec["collectionName"], vectors_config=BARE_BODY, hnsw_config=models.HnswConfigDiff(ef_construct=100)
+            )
+        patch.status["conditions"] = [_ready_condition()]
+
+    kopf.configure(verbose=False)
+    asyncio.run(kopf.operator(namespaces=[namespace], standalone=True))
+
+
 if __name__ == "__main__":
-    asyncio.run(_serve(sys.argv[1], sys.argv[2:]))
+    if sys.argv[1] == "--kopf":
+        _kopf(sys.argv[2], sys.argv[3:])
+    else:
+        asyncio.run(_serve(sys.argv[1], sys.argv[2:]))

@@ -16,6 +16,7 @@ Where the operator's wall time goes, per round:
 The floor (bench/floor.py, its own process, servers and namespace): the same bulk under the least any
 operator does (a watch, a bare create, one status write), so the round also says how much of the reachable
 throughput the operator reaches on this machine: the API server and etcd cost their share of the same cores.
+The kopf floor: the same work as a kopf operator with one create handler, so kopf's own share shows apart.
 
 Writes bench/results/throughput.json: each round, and the ratio's median and spread. It reports; it never
 asserts timings.
@@ -126,11 +127,11 @@ async def _bare(servers: list[QdrantServer], names: list[str], tag: str) -> tupl
     return seconds, round(cpu, 2)
 
 
-def _start_floor(ns: str, servers: list[QdrantServer], log: Path) -> subprocess.Popen[bytes]:
+def _start_floor(ns: str, servers: list[QdrantServer], log: Path, mode: list[str]) -> subprocess.Popen[bytes]:
     """bench/floor.py as its own process, as the operator's identity; returned once it watches."""
     env = {**os.environ, "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG), "PYTHONUNBUFFERED": "1"}
     with log.open("wb") as out:
-        command = [sys.executable, "-m", "bench.floor", ns, *(s.url for s in servers)]
+        command = [sys.executable, "-m", "bench.floor", *mode, ns, *(s.url for s in servers)]
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     deadline = time.monotonic() + 60
     while READY_LINE not in log.read_text(errors="replace"):
@@ -141,10 +142,13 @@ def _start_floor(ns: str, servers: list[QdrantServer], log: Path) -> subprocess.
     return proc
 
 
-async def _floor(ns: str, servers: list[QdrantServer], names: list[str], tag: str, log: Path) -> dict[str, Any]:
-    """The same bulk under bench/floor.py (the least an operator does) on servers of its own."""
+async def _floor(
+    ns: str, servers: list[QdrantServer], names: list[str], tag: str, log: Path, mode: list[str]
+) -> dict[str, Any]:
+    """The same bulk under bench/floor.py (the least an operator does; `--kopf`: the same on kopf) on servers
+    of its own: when all were Ready, and the CPU seconds of each process."""
     kubectl("create", "namespace", ns)
-    proc = _start_floor(ns, servers, log)
+    proc = _start_floor(ns, servers, log, mode)
     try:
         async with admin_api() as api:
             ready = ReadyWatch(api, ns)
@@ -156,7 +160,7 @@ async def _floor(ns: str, servers: list[QdrantServer], names: list[str], tag: st
             finally:
                 await ready.stop()
             cpu = {k: round(v - cpu_before[k], 2) for k, v in _cpu(pids).items()}
-        return {"floor_all_ready_s": result["operator_all_ready_s"], "cpu_s_floor_side": cpu}
+        return {"all_ready_s": result["operator_all_ready_s"], "cpu_s": cpu}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -169,10 +173,10 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     ns = f"tput-{tag}"
     names = [f"c{i:04d}" for i in range(COLLECTIONS)]
-    dirs = [root / f"{index}-{i}" for i in range(4 * CONNECTIONS)]
+    dirs = [root / f"{index}-{i}" for i in range(5 * CONNECTIONS)]
     for d in dirs:
         d.mkdir()
-    servers, before, after, floor_servers = (
+    servers, before, after, floor_servers, kopf_servers = (
         [start_server("dev", d / "data") for d in dirs[i : i + CONNECTIONS]] for i in range(0, len(dirs), CONNECTIONS)
     )
     op = OperatorProcess(ns, Path(os.environ.get("THROUGHPUT_OPERATOR_LOG", root / f"operator-{index}.log")))
@@ -203,7 +207,8 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
         writes, timeline = _timeline(ns, since, set(names))
         _cleanup(ns, op, servers)  # the namespace deleted while the operator runs, then the operator stopped
         ns = ""
-        floor = await _floor(f"floor-{tag}", floor_servers, names, tag, root / f"floor-{index}.log")
+        floor = await _floor(f"floor-{tag}", floor_servers, names, tag, root / f"floor-{index}.log", [])
+        kopf_floor = await _floor(f"kfloor-{tag}", kopf_servers, names, tag, root / f"kfloor-{index}.log", ["--kopf"])
         bare_after_s, _ = await _bare(after, names, tag)
         bare_s = (bare_before_s + bare_after_s) / 2
         gate_busy = sum(s for k, (_, s) in calls.items() if k in GATED)
@@ -214,11 +219,13 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
             "bare_client_before_and_after_s": [round(bare_before_s, 2), round(bare_after_s, 2)],
             "bare_client_all_created_s": round(bare_s, 2),
             "ratio_throughput_operator_over_bare": round(bare_s / result["operator_all_ready_s"], 2),
-            **floor,
-            "ratio_throughput_floor_over_bare": round(bare_s / floor["floor_all_ready_s"], 2),
-            "ratio_throughput_operator_over_floor": round(
-                floor["floor_all_ready_s"] / result["operator_all_ready_s"], 2
-            ),
+            "floor_all_ready_s": floor["all_ready_s"],
+            "kopf_floor_all_ready_s": kopf_floor["all_ready_s"],
+            "ratio_throughput_floor_over_bare": round(bare_s / floor["all_ready_s"], 2),
+            "ratio_throughput_kopf_floor_over_bare": round(bare_s / kopf_floor["all_ready_s"], 2),
+            "ratio_throughput_operator_over_floor": round(floor["all_ready_s"] / result["operator_all_ready_s"], 2),
+            "cpu_s_floor_side": floor["cpu_s"],
+            "cpu_s_kopf_floor_side": kopf_floor["cpu_s"],
             "kubernetes_writes_per_collection": {k: round(n / per, 2) for k, n in sorted(writes.items())},
             "qdrant_calls_per_collection": {k: round(n / per, 2) for k, n in sorted(qdrant.items())},
             "qdrant_call_mean_ms": {k: ms(s / n) for k, (n, s) in sorted(calls.items()) if n},
@@ -231,7 +238,7 @@ async def _round(index: int, root: Path) -> dict[str, Any]:
     finally:
         if ns:
             _cleanup(ns, op, servers)
-        for server in [*servers, *before, *after, *floor_servers]:
+        for server in [*servers, *before, *after, *floor_servers, *kopf_servers]:
             server.close()
         for d in dirs:  # 9,000 collections' files a round
             shutil.rmtree(d, ignore_errors=True)
@@ -247,6 +254,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
             print(f"[throughput] round {index + 1}: {rounds[-1]}", flush=True)
     ratios = [r["ratio_throughput_operator_over_bare"] for r in rounds]
     floors = [r["ratio_throughput_floor_over_bare"] for r in rounds]
+    kopf_floors = [r["ratio_throughput_kopf_floor_over_bare"] for r in rounds]
     of_floor = [r["ratio_throughput_operator_over_floor"] for r in rounds]
     results = {
         "server": f"dev Qdrant (qdrant-edge engine) x{CONNECTIONS} a side on loopback; control plane "
@@ -262,6 +270,7 @@ async def main(tier: str = "dev") -> dict[str, Any]:
         "target_ratio": 0.8,
         # The most any operator reaches here (bench/floor.py), and how much of it this one does.
         "ratio_throughput_floor_over_bare": {"median": statistics.median(floors), "each": floors},
+        "ratio_throughput_kopf_floor_over_bare": {"median": statistics.median(kopf_floors), "each": kopf_floors},
         "ratio_throughput_operator_over_floor": {"median": statistics.median(of_floor), "each": of_floor},
         "rounds": rounds,
     }
@@ -278,16 +287,18 @@ def _print(results: dict[str, Any], out: Path) -> None:
             f"  round {i}: all Ready in {one['operator_all_ready_s']} s vs bare client"
             f" {one['bare_client_all_created_s']} s"
             f" = {one['ratio_throughput_operator_over_bare']}x; floor {one['floor_all_ready_s']} s ="
-            f" {one['ratio_throughput_floor_over_bare']}x; apply-to-Ready p50 {one['apply_to_ready_p50_ms']} ms;"
+            f" {one['ratio_throughput_floor_over_bare']}x; kopf floor {one['kopf_floor_all_ready_s']} s ="
+            f" {one['ratio_throughput_kopf_floor_over_bare']}x; apply-to-Ready p50 {one['apply_to_ready_p50_ms']} ms;"
             f" gate busy {one['gate_busy_fraction']}; CPU s {one['cpu_s_operator_side']} (bare side"
             f" {one['cpu_s_bare_side']})"
         )
         print(f"    Kubernetes writes per collection {one['kubernetes_writes_per_collection']}")
         print(f"    Qdrant calls per collection {one['qdrant_calls_per_collection']}")
-        print(f"    floor CPU s {one['cpu_s_floor_side']}")
+        print(f"    floor CPU s {one['cpu_s_floor_side']}; kopf floor CPU s {one['cpu_s_kopf_floor_side']}")
     print(
         f"  ratio median {r['median']}x (min {r['min']}, max {r['max']}; target {results['target_ratio']}x);"
-        f" floor median {results['ratio_throughput_floor_over_bare']['median']}x, the operator"
+        f" floor median {results['ratio_throughput_floor_over_bare']['median']}x, kopf floor"
+        f" {results['ratio_throughput_kopf_floor_over_bare']['median']}x, the operator"
         f" {results['ratio_throughput_operator_over_floor']['median']}x of the floor; written to {out}"
     )
 
