@@ -18,15 +18,17 @@ kopf, between the bare floor and this operator.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import kopf
 from kubernetes_asyncio import client, config, watch
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient
 
-from bench.kube import BARE_BODY, CONCURRENCY, PLURAL
+from bench.kube import CONCURRENCY, PLURAL, create_bare
 from collection_operator.api import GROUP, VERSION
 
 READY_LINE = "floor: watching"
@@ -35,20 +37,15 @@ tasks: set[asyncio.Task[None]] = set()  # the reconciles in flight (asyncio keep
 
 async def _serve(namespace: str, urls: list[str]) -> None:
     await config.load_kube_config(config_file=os.environ["KUBECONFIG"])
-    qdrants = {f"q{i}": AsyncQdrantClient(url=url, check_compatibility=False) for i, url in enumerate(urls)}
-    slots = {name: asyncio.Semaphore(CONCURRENCY) for name in qdrants}
+    qdrants, slots = _qdrants(urls)
     async with client.ApiClient() as api_client:
         api = client.CustomObjectsApi(api_client)
 
         async def reconcile(obj: dict[str, Any]) -> None:
             spec, name = obj["spec"], obj["metadata"]["name"]
             connection = spec["connectionRef"]["name"]
-            async with slots[connection]:  # the same body and hnsw setting as the bare client sends
-                await qdrants[connection].create_collection(
-                    spec["collectionName"],
-                    vectors_config=BARE_BODY,
-                    hnsw_config=models.HnswConfigDiff(ef_construct=100),
-                )
+            async with slots[connection]:
+                await create_bare(qdrants[connection], spec["collectionName"])
             await api.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -77,32 +74,31 @@ def _done(task: asyncio.Task[None]) -> None:
         print(f"floor: {task.exception()!r}", flush=True)  # the bulk then waits in vain: say why
 
 
+def _qdrants(urls: list[str]) -> tuple[dict[str, AsyncQdrantClient], dict[str, asyncio.Semaphore]]:
+    """A bare client per connection (q0 for the first URL ...) and its CONCURRENCY create slots."""
+    qdrants = {f"q{i}": AsyncQdrantClient(url=url, check_compatibility=False) for i, url in enumerate(urls)}
+    return qdrants, {name: asyncio.Semaphore(CONCURRENCY) for name in qdrants}
+
+
 def _ready_condition() -> dict[str, str]:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"type": "Ready", "status": "True", "reason": "InSync", "message": "", "lastTransitionTime": now}
 
 
 def _kopf(namespace: str, urls: list[str]) -> None:
-    import logging
-
-    import kopf
-
     @kopf.on.startup()
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING  # as handlers/operator.py sets them
         settings.watching.server_timeout = 300
         settings.persistence.consistency_timeout = 30.0
-        memo.qdrants = {f"q{i}": AsyncQdrantClient(url=url, check_compatibility=False) for i, url in enumerate(urls)}
-        memo.slots = {name: asyncio.Semaphore(CONCURRENCY) for name in memo.qdrants}
+        memo.qdrants, memo.slots = _qdrants(urls)
         print(READY_LINE, flush=True)
 
     @kopf.on.create(GROUP, VERSION, PLURAL)
     async def create(spec: kopf.Spec, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         connection = spec["connectionRef"]["name"]
         async with memo.slots[connection]:
-            await memo.qdrants[connection].create_collection(
-                spec["collectionName"], vectors_config=BARE_BODY, hnsw_config=models.HnswConfigDiff(ef_construct=100)
-            )
+            await create_bare(memo.qdrants[connection], spec["collectionName"])
         patch.status["conditions"] = [_ready_condition()]
 
     kopf.configure(verbose=False)

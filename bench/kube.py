@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, watch
-from qdrant_client import models
+from qdrant_client import AsyncQdrantClient, models
 
 from collection_operator.api import GROUP, VERSION
 from devenv import controlplane as cp
@@ -174,6 +174,11 @@ def collection_body(name: str, collection: str, connection: str = "bench") -> di
             "vectors": [{"size": DIM, "distance": "Cosine"}],
         },
     }
+
+
+async def create_bare(qdrant: AsyncQdrantClient, name: str) -> None:
+    """One bulk collection as a bare client creates it: the vectors and efConstruct of bench/scale.py's spec."""
+    await qdrant.create_collection(name, vectors_config=BARE_BODY, hnsw_config=models.HnswConfigDiff(ef_construct=100))
 
 
 async def connect(api: client.CustomObjectsApi, namespace: str, name: str, url: str) -> None:

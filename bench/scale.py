@@ -60,6 +60,7 @@ from bench.kube import (
     collection_body,
     connect,
     control_plane,
+    create_bare,
     kubectl,
     ms,
     operator_command,
@@ -265,9 +266,7 @@ async def _bare_bulk(servers: list[QdrantServer], names: list[str], tag: str) ->
 
         async def one(i: int, name: str) -> None:
             async with limits[i % CONNECTIONS]:
-                await clients[i % CONNECTIONS].create_collection(
-                    f"{tag}-{name}", vectors_config=BARE_BODY, hnsw_config=models.HnswConfigDiff(ef_construct=100)
-                )
+                await create_bare(clients[i % CONNECTIONS], f"{tag}-{name}")
 
         started = time.perf_counter()
         await asyncio.gather(*(one(i, n) for i, n in enumerate(names)))
