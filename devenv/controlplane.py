@@ -38,6 +38,11 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "collection-operator"
 STATE = Path(os.environ.get("DEVENV_STATE_DIR", REPO / ".devenv"))
 HOST = "127.0.0.1"
+# devenv/node.py runs a second control plane whose API server Pods must reach: on the Pods' bridge address
+# (DEVENV_API_HOST), with the Node authorizer, a kubelet's credentials and every controller (DEVENV_NODE).
+API_HOST = os.environ.get("DEVENV_API_HOST", HOST)
+NODE = os.environ.get("DEVENV_NODE") == "1"
+NODE_NAME = "qco-node"
 PORTS_FILE = STATE / "ports.json"  # the ports this checkout's control plane runs on, when not the defaults
 PORTS_FROM_ENV = "DEVENV_API_PORT" in os.environ or "DEVENV_ETCD_PORT" in os.environ
 
@@ -145,6 +150,17 @@ def _build_module(
         _go(["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(target), pkg], src)
 
 
+def version_ldflags() -> str:
+    """Stamp the release into a Kubernetes binary so `kubectl version` reports it, as a released build does."""
+    stamp = {
+        "gitVersion": KUBERNETES_VERSION,
+        "gitMajor": "1",
+        "gitMinor": KUBERNETES_VERSION.split(".")[1],
+        "gitTreeState": "clean",
+    }
+    return " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in stamp.items())
+
+
 def build() -> None:
     if all(p.exists() for p in binaries().values()):
         log(f"binaries cached in {bin_dir()}")
@@ -157,23 +173,21 @@ def build() -> None:
     if not binaries()["etcd"].exists():
         _build_module("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, ["go.etcd.io/etcd/server/v3"], [], "-s -w")
     k8s_gomod = _module_file("k8s.io/kubernetes", KUBERNETES_VERSION, scratch)
-    minor = KUBERNETES_VERSION.split(".")[1]
-    # Stamp the release into the binary so `kubectl version` reports it, as a released build does.
-    stamp = {"gitVersion": KUBERNETES_VERSION, "gitMajor": "1", "gitMinor": minor, "gitTreeState": "clean"}
-    ldflags = " ".join(f"-X k8s.io/component-base/version.{k}={v}" for k, v in stamp.items())
     _build_module(
         "kubernetes",
         "k8s.io/kubernetes",
         KUBERNETES_VERSION,
         ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
         _staging_replaces(k8s_gomod, KUBERNETES_VERSION),
-        f"-s -w {ldflags}",
+        f"-s -w {version_ldflags()}",
     )
     log(f"build finished in {time.monotonic() - started:.0f}s")
 
 
 # ------------------------------------------------------------------------------------ run & stop
 
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR: the `kubernetes` Service
 RUN = STATE / "controlplane"
 PKI = RUN / "pki"
 TOKENS = RUN / "tokens.csv"
@@ -220,7 +234,9 @@ def _pki() -> None:
     )
     ext = PKI / "san.ext"
     ext.write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"
+        f"subjectAltName=IP:127.0.0.1,IP:{API_HOST},IP:{KUBERNETES_SERVICE_IP},DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
+        "extendedKeyUsage=serverAuth\n"
     )
     _openssl(
         "x509",
@@ -239,8 +255,43 @@ def _pki() -> None:
         "-out",
         f"{srv}.crt",
     )
+    _client_cert("kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")  # API server -> kubelet
     _openssl("genrsa", "-out", f"{sa}.key", "2048")
     _openssl("rsa", "-in", f"{sa}.key", "-pubout", "-out", f"{sa}.pub")
+
+
+def _client_cert(name: str, subject: str) -> None:
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        f"{PKI / name}.key",
+        "-out",
+        f"{PKI / name}.csr",
+    )
+    ext = PKI / f"{name}.ext"
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{PKI / name}.csr",
+        "-CA",
+        f"{PKI / 'ca'}.crt",
+        "-CAkey",
+        f"{PKI / 'ca'}.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        str(ext),
+        "-out",
+        f"{PKI / name}.crt",
+    )
 
 
 def _tokens() -> dict[str, str]:
@@ -257,6 +308,13 @@ def _tokens() -> dict[str, str]:
             ),
             (secrets.token_hex(16), "system:kube-controller-manager", "kcm", "system:masters"),
         ]
+        if NODE:  # each with the rights Kubernetes' default RBAC (or the Node authorizer) gives that name
+            rows += [
+                (secrets.token_hex(16), f"system:node:{NODE_NAME}", "kubelet", "system:nodes"),
+                (secrets.token_hex(16), "system:kube-scheduler", "scheduler", "system:authenticated"),
+                (secrets.token_hex(16), "system:kube-proxy", "kube-proxy", "system:authenticated"),
+                (secrets.token_hex(16), "system:coredns", "coredns", "system:authenticated"),
+            ]
         TOKENS.write_text("".join(f'{t},{user},{uid},"{groups}"\n' for t, user, uid, groups in rows))
     tokens = {}
     for line in TOKENS.read_text().splitlines():
@@ -274,7 +332,7 @@ def _kubeconfig(path: Path, user: str, token: str) -> None:
             {
                 "name": "devenv",
                 "cluster": {
-                    "server": f"https://{HOST}:{API_PORT}",
+                    "server": f"https://{API_HOST}:{API_PORT}",
                     "certificate-authority-data": base64.b64encode(ca).decode(),
                 },
             }
@@ -333,13 +391,25 @@ def _choose_ports() -> None:
 
 def _apiserver_ready(token: str, path: str = "/readyz") -> bool:
     ctx = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
-    req = urllib.request.Request(f"https://{HOST}:{API_PORT}{path}", headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(f"https://{API_HOST}:{API_PORT}{path}", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
 
+
+NODE_APISERVER_FLAGS = (
+    [
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-client-certificate={PKI / 'kubelet-client.crt'}",
+        f"--kubelet-client-key={PKI / 'kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+    if NODE
+    else ["--authorization-mode=RBAC"]
+)
 
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -359,7 +429,7 @@ def up() -> None:
     _pki()
     tokens = _tokens()
     if _pid("kube-apiserver") and _apiserver_ready(tokens["admin"]):
-        log(f"already running at https://{HOST}:{API_PORT}")
+        log(f"already running at https://{API_HOST}:{API_PORT}")
         _write_kubeconfigs(tokens)
         return
     down(quiet=True)
@@ -388,17 +458,17 @@ def up() -> None:
         [
             str(bins["kube-apiserver"]),
             f"--etcd-servers={etcd_url}",
-            f"--bind-address={HOST}",
-            f"--advertise-address={HOST}",
+            f"--bind-address={API_HOST}",
+            f"--advertise-address={API_HOST}",
             f"--secure-port={API_PORT}",
             f"--tls-cert-file={PKI / 'apiserver.crt'}",
             f"--tls-private-key-file={PKI / 'apiserver.key'}",
             f"--token-auth-file={TOKENS}",
-            "--authorization-mode=RBAC",
+            *NODE_APISERVER_FLAGS,
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={PKI / 'sa.pub'}",
             f"--service-account-signing-key-file={PKI / 'sa.key'}",
-            "--service-cluster-ip-range=10.96.0.0/16",  # allocation only; nothing is routed
+            f"--service-cluster-ip-range={SERVICE_CIDR}",  # routed by kube-proxy on the node only
             f"--audit-policy-file={RUN / 'audit-policy.yaml'}",
             f"--audit-log-path={AUDIT_LOG}",
             "--audit-log-maxsize=100",
@@ -420,15 +490,16 @@ def up() -> None:
             f"--bind-address={HOST}",
             f"--secure-port={KCM_PORT}",
             "--leader-elect=false",
-            # Garbage collection and namespace deletion are what an operator's tests need; no nodes exist.
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
+            # Garbage collection and namespace deletion are what an operator's tests need; a node needs them all.
+            "--controllers="
+            + ("*" if NODE else "garbage-collector-controller,namespace-controller,serviceaccount-controller"),
             f"--service-account-private-key-file={PKI / 'sa.key'}",
             f"--root-ca-file={PKI / 'ca.crt'}",
             "--v=1",
         ],
     )
     log(
-        f"control plane {KUBERNETES_VERSION} ready at https://{HOST}:{API_PORT} in "
+        f"control plane {KUBERNETES_VERSION} ready at https://{API_HOST}:{API_PORT} in "
         f"{time.monotonic() - started:.1f}s; admin kubeconfig: {ADMIN_KUBECONFIG}"
     )
 

@@ -1,0 +1,3 @@
+module devenv.local/pause
+
+go 1.26
