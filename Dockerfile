@@ -1,4 +1,4 @@
-# The operator image for users with Docker (`make image` builds the same layout without Docker: README "Image").
+# The operator image for users with Docker (`make image` builds the same layout without Docker: CONTRIBUTING.md "Image").
 #   docker build -t qdrant-collection-operator:0.1.0 --build-arg REVISION=$(git rev-parse HEAD) .
 # BASE is pinned by digest (the multi-arch index of python:3.11-slim-bookworm). It could not be pulled
 # where this file was written: the digest is the one another public project recorded from Docker Hub;

@@ -102,7 +102,7 @@ test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools li
 integration: $(STAMP) cluster-build
 	$(PY) -m pytest -q -ra tests/integration
 
-# The operator image from Debian packages with buildah: README "Image". Cached under ~/.cache.
+# The operator image from Debian packages with buildah: CONTRIBUTING.md "Image". Cached under ~/.cache.
 image: $(STAMP) image-tools
 	$(PY) devenv/image.py build
 
@@ -129,7 +129,7 @@ down: $(STAMP)
 	$(PYTHON) devenv/qdrant_real.py down
 	$(PYTHON) devenv/controlplane.py down
 
-# The results table of the last tests/faults run (tests/faults/RESULTS.json) into the README.
+# The results table of the last tests/faults run (tests/faults/RESULTS.json) into CONTRIBUTING.md.
 faults-table: $(STAMP)
 	$(PY) -m tests.faults.table
 

@@ -25,7 +25,7 @@ def main() -> None:
             asyncio.run(throughput.main(tier))  # its bulk apply again, 3 rounds each with its bare client
             asyncio.run(memory.main(tier))  # what those 1,000 hold in memory, live objects against RSS
             asyncio.run(sweep.main(tier))  # CPU of one drift-sweep reconcile next to a bare GET
-            asyncio.run(peer.main(tier))  # side by side with the PyPI qdrant-operator (README "Side by side")
+            asyncio.run(peer.main(tier))  # beside the PyPI qdrant-operator (docs/benchmarks.md "Side by side")
         if tier == "real":
             asyncio.run(grpc.main(tier))
             asyncio.run(endpoints.main(tier))

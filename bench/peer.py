@@ -12,7 +12,7 @@ loopback port, and are measured the same way in the same run (ours is the baseli
 5. drift: one collection deleted in Qdrant behind the operator's back, until it exists again;
 6. restart: the process stopped and started again, until every collection was checked in Qdrant again.
 
-How the peer is driven, without changing it (README "Side by side"): it is installed from PyPI into its own
+How the peer is driven, without changing it (docs/benchmarks.md "Side by side"): it is installed from PyPI into its own
 venv (cached in ~/.cache/collection-operator/peer-venv; its package says Python >= 3.12, the machine has
 3.11, so pip is told to ignore that: every module imports and runs on 3.11). Its wheel and sdist ship no
 CRDs, so minimal ones are derived from its code (`peer_crds`). Its collections reach Qdrant only through a
@@ -649,7 +649,7 @@ ROWS = [
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The README's table from a results file: `python -m bench.peer table`."""
+    """The table of docs/benchmarks.md from a results file: `python -m bench.peer table`."""
     ours, peer = results["ours"], results["peer_results"]
     lines = [
         f"| {results['collections']} collections | this operator | qdrant-operator {PEER_RELEASE} | peer / ours |",

@@ -1,5 +1,5 @@
 """Fixtures of the fault-injection tier and its results table (RESULTS.json, RESULTS.md, written at session end;
-`make faults-table` copies the table into the README)."""
+`make faults-table` copies the table into CONTRIBUTING.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The fault-injection results table. The suite saves its rows (RESULTS.json, merged by scenario so a partial
 run updates only its own rows, and RESULTS.md); `python -m tests.faults.table` (`make faults-table`) puts
-the table into the README between its markers."""
+the table into CONTRIBUTING.md ("Fault injection") between its markers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "RESULTS.json"
 RESULTS_MD = HERE / "RESULTS.md"
-README = HERE.parents[1] / "README.md"
+PAGE = HERE.parents[1] / "CONTRIBUTING.md"
 START, END = "<!-- faults-table:start -->", "<!-- faults-table:end -->"
 COLUMNS = ("scenario", "faults", "objects", "outcome", "seconds", "date")
 HEADER = ("scenario", "faults injected", "objects", "outcome", "time to converge (s)", "run")
@@ -37,13 +37,18 @@ def render(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def insert(page: str, rows: dict[str, dict[str, Any]]) -> str:
+    """page with the table between its markers replaced by the table of rows."""
+    if START not in page or END not in page:
+        raise SystemExit(f"{PAGE.name} has no {START} ... {END} markers")
+    block = f"{START}\n{render(rows)}{END}"
+    return re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, page, flags=re.S)
+
+
 def main() -> None:
-    readme = README.read_text()
-    block = f"{START}\n{render(load())}{END}"
-    if START not in readme:
-        raise SystemExit(f"README.md has no {START} ... {END} markers")
-    README.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, readme, flags=re.S))
-    print(f"README.md: {len(load())} fault-injection scenarios")
+    rows = load()
+    PAGE.write_text(insert(PAGE.read_text(), rows))
+    print(f"{PAGE.name}: {len(rows)} fault-injection scenarios")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from collection_operator import docsgen
 from collection_operator.api import KINDS
+from tests.docs_commands import shell_blocks
+from tests.faults import table
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -82,8 +84,44 @@ def test_every_reason_is_in_troubleshooting():
     assert not missing, f"reasons the code produces without a heading in docs/troubleshooting.md: {missing}"
 
 
+PAGES = [REPO / "README.md", REPO / "CONTRIBUTING.md", REPO / "CHANGELOG.md", *sorted(DOCS.glob("*.md"))]
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", text, re.M)}
+
+
 def test_docs_links_resolve():
-    for page in [REPO / "README.md", *DOCS.glob("*.md")]:
+    for page in PAGES:
         prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL))
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", prose):
-            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", prose):
+            linked = (page.parent / target) if target else page
+            assert linked.exists(), f"{page.name} links to missing {target}"
+            if anchor and linked.suffix == ".md":
+                assert anchor in anchors(linked), f"{page.name} links to {target}#{anchor}, no such heading"
+
+
+def test_anchors_follow_github():
+    page = REPO / "docs" / "install.md"
+    assert {"the-image", "helm", "server-side-apply", "argo-cd-and-flux"} <= anchors(page)
+
+
+def test_readme_stays_short_and_opens_with_the_two_commands():
+    readme = REPO / "README.md"
+    assert len(readme.read_text().splitlines()) <= 150
+    first = shell_blocks(readme)[0].splitlines()
+    assert [line.split("#")[0].strip() for line in first] == ["make demo", "make test"]
+    linked = set(re.findall(r"\]\((docs/[^)#]+\.md)", readme.read_text()))
+    assert linked == {f"docs/{p.name}" for p in DOCS.glob("*.md")}, "the README links every doc"
+
+
+def test_the_faults_table_goes_into_contributing():
+    page = table.PAGE.read_text()
+    rows = {"a scenario": {"scenario": "a scenario", "outcome": "passed", "seconds": 1.5}}
+    updated = table.insert(page, rows)
+    assert "| a scenario |  |  | passed | 1.5 |  |" in updated
+    assert updated.replace(table.render(rows), "") == re.sub(
+        re.escape(table.START) + ".*?" + re.escape(table.END), table.START + "\n" + table.END, page, flags=re.S
+    )
