@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
         qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down \
-        chart-sync go-tools image image-tools faults-table
+        chart-sync go-tools image image-tools faults-table node-tools node-build node-up node-down
 
 # The real Qdrant is built from ../shared/vendor/qdrant when that exists; elsewhere QDRANT_BIN / QDRANT_URL
 # point at one, or the real tier of the tests skips with a message saying how to get one.
@@ -95,7 +95,7 @@ unit: $(STAMP)
 # TEST_WORKERS pytest-xdist workers run files side by side, each with its own control plane and servers: the
 # suite mostly waits on the operator and Qdrant, not on the CPU. The slowest tests are listed at the end.
 TEST_WORKERS ?= 4
-test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools lint
+test: $(STAMP) cluster-build qdrant-real-build gohelpers go-tools image-tools node-tools node-build lint
 	@if command -v buildah >/dev/null && command -v mmdebstrap >/dev/null; then $(MAKE) --no-print-directory image; fi
 	$(PY) -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=25
 
@@ -113,6 +113,26 @@ image-tools:
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends buildah mmdebstrap; \
 	  else echo "buildah/mmdebstrap missing and not root with apt: image tests will be skipped"; fi; \
 	fi
+
+# A real node beside a control plane of its own (CONTRIBUTING "A real node"): Pods run here, from images built
+# here. containerd, runc, conntrack and the CNI plugins from apt when missing and we may install them.
+node-tools:
+	@if ! command -v containerd >/dev/null || ! command -v runc >/dev/null || ! command -v conntrack >/dev/null \
+	    || [ ! -x /usr/lib/cni/bridge ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      containerd runc conntrack containernetworking-plugins iptables; \
+	  else echo "containerd/runc/CNI missing and not root with apt: the node tests will be skipped"; fi; \
+	fi
+
+node-build: cluster-build
+	$(PYTHON) devenv/node.py build
+
+node-up: $(STAMP) node-tools node-build image-tools qdrant-real-build
+	$(PYTHON) devenv/node.py up
+
+node-down:
+	$(PYTHON) devenv/node.py down
 
 # The operator in the foreground against the cluster in KUBECONFIG (the local one by default).
 run: $(STAMP)

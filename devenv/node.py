@@ -59,6 +59,7 @@ RUN = STATE / "node"
 KUBECONFIG = STATE / "admin.kubeconfig"
 CHAIN = "QCO-NODE-ISOLATE"
 LOCK = Path("/run/qco-node.lock")
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")  # the kubelet makes, never removes
 PROCESSES = ("containerd", "kubelet", "kube-proxy", "coredns", "kube-scheduler")
 # The images a Pod here can run, by the name manifests give them (a bare name means docker.io/library/).
 QDRANT_IMAGE = f"docker.io/qdrant/qdrant:v{qdrant_real.QDRANT_VERSION}"
@@ -523,9 +524,22 @@ def down(quiet: bool = False) -> None:
     _unmount_below(VAR)
     _unmount_below(RUNTIME)
     network_down()
-    # kube-proxy's rules; they name the Services of a control plane that is going away too.
+    # kube-proxy's rules (they name the Services of a control plane that is going away too), then the kubelet's.
     if (bins := binaries())["kube-proxy"].exists():
         run(str(bins["kube-proxy"]), "--cleanup", check=False)
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            for hook in ("INPUT", "OUTPUT"):
+                while (
+                    subprocess.run(
+                        [tool, "-w", "-t", table, "-D", hook, "-j", "KUBE-FIREWALL"], capture_output=True
+                    ).returncode
+                    == 0
+                ):
+                    pass
+            for chain in KUBELET_CHAINS:
+                subprocess.run([tool, "-w", "-t", table, "-F", chain], capture_output=True)
+                subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True)
     subprocess.run([sys.executable, str(REPO / "devenv" / "controlplane.py"), "down"], check=False)
     if not quiet:
         log("node stopped")
@@ -546,8 +560,12 @@ def status() -> None:
 
 
 @contextlib.contextmanager
-def _locked():
-    """One node per machine: its bridge, addresses and runtime directories are machine-wide."""
+def locked():
+    """One node per machine: its bridge, addresses and runtime directories are machine-wide. A caller that
+    holds the lock for longer (the test suite, from `up` to `down`) sets QCO_NODE_LOCKED=1 for this script."""
+    if os.environ.get("QCO_NODE_LOCKED") == "1":
+        yield
+        return
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with LOCK.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -561,7 +579,7 @@ def main() -> None:
     if args.command in ("build", "status"):
         {"build": build, "status": status}[args.command]()
         return
-    with _locked():
+    with locked():
         {"up": up, "down": down, "images": images}[args.command]()
 
 
