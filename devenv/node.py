@@ -541,6 +541,9 @@ def down(quiet: bool = False) -> None:
                 subprocess.run([tool, "-w", "-t", table, "-F", chain], capture_output=True)
                 subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True)
     subprocess.run([sys.executable, str(REPO / "devenv" / "controlplane.py"), "down"], check=False)
+    # The next `up` starts an empty cluster: Pods on record whose containers are gone would only mislead.
+    shutil.rmtree(STATE / "controlplane" / "etcd-data", ignore_errors=True)
+    shutil.rmtree(VAR / "kubelet", ignore_errors=True)
     if not quiet:
         log("node stopped")
 

@@ -129,8 +129,11 @@ def node() -> Iterator[Node]:
     LOCK.parent.mkdir(parents=True, exist_ok=True)
     with LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout's suite may be using the node: wait for it
+        status = subprocess.run([sys.executable, str(NODE_PY), "status"], env=env, capture_output=True, text=True)
+        started_here = "kubelet: running" not in status.stdout  # a node started by hand (make node-up) stays up
         subprocess.run([sys.executable, str(NODE_PY), "up"], env=env, check=True)
         try:
             yield Node(env)
         finally:
-            subprocess.run([sys.executable, str(NODE_PY), "down"], env=env, check=False)
+            if started_here:
+                subprocess.run([sys.executable, str(NODE_PY), "down"], env=env, check=False)

@@ -5,11 +5,12 @@ other: the quickstart installs what the later tests use, and its clean-up runs l
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 import urllib.request
-
-import pytest
+from pathlib import Path
 
 from tests.docs_commands import shell_blocks
 from tests.node.conftest import AUDIT_LOG, CONTAINERD, REPO, Node, wait_for
@@ -34,20 +35,15 @@ def qdrant_get(port: int, path: str, api_key: str | None = None) -> dict:
         return json.loads(response.read())
 
 
-def qdrant_metrics(port: int, api_key: str | None = None) -> dict[tuple[str, str], float]:
-    """Qdrant's REST response counters: (method, endpoint) -> responses since it started."""
+def qdrant_put(port: int, path: str, body: dict) -> dict:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/metrics", headers={"api-key": api_key} if api_key else {}
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
-    counts: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        if line.startswith("rest_responses_total{"):
-            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
-            key = (labels["method"].strip('"'), labels["endpoint"].strip('"'))
-            counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
-    return counts
+        return json.loads(response.read())
 
 
 def api_key(node: Node, namespace: str = "qdrant") -> str:
@@ -97,7 +93,7 @@ def test_operator_runs_as_deployed(node: Node):
         names = set()
         for line in AUDIT_LOG.read_text().splitlines():
             event = json.loads(line)
-            if event["user"]["username"] == SERVICE_ACCOUNT:
+            if event["user"].get("username") == SERVICE_ACCOUNT:
                 names.update(event["user"].get("extra", {}).get("authentication.kubernetes.io/pod-name", []))
         return names
 
@@ -114,3 +110,255 @@ def test_operator_runs_as_deployed(node: Node):
         return True
 
     wait_for(probed, 90, "liveness and readiness probes counted by the kubelet", interval=5)
+
+
+def qdrant_writes(port: int, key: str | None = None) -> dict[str, int]:
+    """Every write Qdrant has answered since it started, by call ('PATCH /collections/{collection_name}'): its
+    own telemetry, which counts each REST request it served."""
+    calls = qdrant_get(port, "/telemetry?details_level=2", key)["result"]["requests"]["rest"]["responses"]
+    return {
+        call: sum(status["count"] for status in statuses.values())
+        for call, statuses in calls.items()
+        if not call.startswith("GET ")
+    }
+
+
+def connection(namespace: str, url: str, secret: bool = True) -> str:
+    key = "\n  apiKeySecretRef: {name: qdrant-api-key}" if secret else ""
+    return f"""apiVersion: {GROUP}/v1alpha1
+kind: QdrantConnection
+metadata: {{name: main, namespace: {namespace}}}
+spec:
+  url: {url}{key}
+  environment: Testing
+"""
+
+
+def collections(namespace: str, names: list[str]) -> str:
+    return "".join(
+        f"""---
+apiVersion: {GROUP}/v1alpha1
+kind: VectorCollection
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  connectionRef: {{name: main}}
+  vectors: [{{name: v, size: 4, distance: Dot}}]
+"""
+        for name in names
+    )
+
+
+def settled(node: Node, namespace: str, names: list[str]) -> bool:
+    """Every one Ready for its current generation."""
+    items = {i["metadata"]["name"]: i for i in node.json("-n", namespace, "get", "vectorcollections")["items"]}
+    for name in names:
+        item = items.get(name)
+        if item is None:
+            return False
+        ready = next((c for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        if ready.get("status") != "True" or item["status"].get("observedGeneration") != item["metadata"]["generation"]:
+            return False
+    return True
+
+
+def test_standby_serves_when_the_active_pod_is_deleted(node: Node):
+    peers = node.json("get", "clusterkopfpeering", RELEASE)["status"]
+    assert len(peers) == 2, peers
+    active = max(peers, key=lambda identity: peers[identity]["priority"])  # kopf: the highest priority runs
+    pod, lifetime = active.split("@", 1)[1].split("/", 1)[0], peers[active]["lifetime"]
+    node.kubectl("-n", OPERATOR_NS, "delete", "pod", pod, "--wait=false")
+    deleted = time.monotonic()
+    node.apply(collections("search", ["after-failover"]).replace("size: 4", "size: 8"))
+    wait_for(lambda: settled(node, "search", ["after-failover"]), 3 * lifetime, "the standby serving a new collection")
+    took = time.monotonic() - deleted
+    print(f"active Pod deleted -> new collection Ready: {took:.1f}s (peering lifetime {lifetime}s)")
+    assert took < lifetime, f"the new collection took {took:.1f}s, longer than the peering lifetime ({lifetime}s)"
+
+
+def test_helm_upgrade_while_50_collections_change(node: Node):
+    names = [f"c-{i:02}" for i in range(50)]
+    node.kubectl("create", "namespace", "fleet")
+    node.sh(
+        "kubectl -n qdrant get secret qdrant-api-key -o jsonpath='{.data.api-key}' | base64 -d | "
+        "kubectl -n fleet create secret generic qdrant-api-key --from-file=api-key=/dev/stdin"
+    )
+    node.apply(connection("fleet", "http://qdrant.qdrant.svc:6333") + collections("fleet", names))
+    wait_for(lambda: settled(node, "fleet", names), 300, "50 collections Ready", interval=3)
+    # The next release's image: the same build under a new tag, as a registry would serve it.
+    image = "docker.io/library/qdrant-collection-operator"
+    node.sh(f"ctr --address {CONTAINERD} -n k8s.io images tag --force {image}:0.1.0 {image}:0.1.0-next")
+    key = api_key(node)
+    with node.port_forward("qdrant", "svc/qdrant", 6333) as port:
+        before = qdrant_writes(port, key)
+
+        def change_all() -> None:
+            for name in names:
+                node.kubectl(
+                    "-n", "fleet", "patch", "vectorcollection", name, "--type=merge", "-p", '{"spec":{"hnsw":{"m":32}}}'
+                )
+
+        changes = threading.Thread(target=change_all)
+        changes.start()
+        node.sh(
+            f"helm upgrade {RELEASE} charts/qdrant-collection-operator --namespace {OPERATOR_NS} --reuse-values "
+            "--set image.tag=0.1.0-next --wait --timeout 5m",
+            timeout=400,
+        )
+        changes.join()
+        wait_for(lambda: settled(node, "fleet", names), 300, "50 changed collections Ready", interval=3)
+        for name in names:
+            assert qdrant_get(port, f"/collections/{name}", key)["result"]["config"]["hnsw_config"]["m"] == 32
+        after = qdrant_writes(port, key)
+
+    def images() -> set[str]:  # the old release's Pods may still be terminating a moment after `--wait`
+        return {
+            c["image"] for p in node.json("-n", OPERATOR_NS, "get", "pods")["items"] for c in p["spec"]["containers"]
+        }
+
+    wait_for(lambda: images() == {"qdrant-collection-operator:0.1.0-next"}, 60, "only the new release's Pods")
+    done = {call: after.get(call, 0) - before.get(call, 0) for call in after}
+    assert done.get("PATCH /collections/{collection_name}") == 50, done  # each change once, none twice
+    assert done.get("PUT /collections/{collection_name}", 0) == 0, done  # nothing created again
+
+
+DURABLE_QDRANT = """apiVersion: v1
+kind: Namespace
+metadata:
+  name: qdrant-durable
+  labels: {pod-security.kubernetes.io/enforce: restricted}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: qdrant-durable-0}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: node-local
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: PV_PATH, type: Directory}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: qdrant, namespace: qdrant-durable}
+spec:
+  selector: {app: qdrant}
+  ports: [{name: http, port: 6333}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: qdrant, namespace: qdrant-durable}
+spec:
+  serviceName: qdrant
+  replicas: 1
+  selector: {matchLabels: {app: qdrant}}
+  template:
+    metadata: {labels: {app: qdrant}}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: qdrant
+          image: qdrant/qdrant:v1.19.0
+          ports: [{name: http, containerPort: 6333}]
+          # Loading collections takes a while: readiness starts late, as with real data.
+          readinessProbe: {httpGet: {path: /readyz, port: 6333}, initialDelaySeconds: 10, periodSeconds: 2}
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+          volumeMounts: [{name: storage, mountPath: /qdrant/storage}]
+  volumeClaimTemplates:
+    - metadata: {name: storage}
+      spec:
+        storageClassName: node-local
+        accessModes: [ReadWriteOnce]
+        resources: {requests: {storage: 1Gi}}
+"""
+
+
+def test_qdrant_pod_deleted_mid_work(node: Node, tmp_path):
+    # A Qdrant whose data outlives its Pod, on a PersistentVolume: what production runs.
+    volume = Path("/var/lib/qco-node/pv/qdrant-durable-0")
+    volume.mkdir(parents=True, exist_ok=True)
+    os.chown(volume, 1000, 1000)
+    names = [f"d-{i}" for i in range(5)]
+    try:
+        node.apply(DURABLE_QDRANT.replace("PV_PATH", str(volume)))
+        node.sh("kubectl -n qdrant-durable rollout status statefulset/qdrant --timeout=180s", timeout=200)
+        node.kubectl("create", "namespace", "durable-apps")
+        node.apply(connection("durable-apps", "http://qdrant.qdrant-durable.svc:6333", secret=False))
+        node.apply(collections("durable-apps", names))
+        wait_for(lambda: settled(node, "durable-apps", names), 180, "5 collections Ready")
+        with node.port_forward("qdrant-durable", "svc/qdrant", 6333) as port:
+            for name in names:  # a point in each: the data that must survive
+                qdrant_put(
+                    port,
+                    f"/collections/{name}/points?wait=true",
+                    {"points": [{"id": 1, "vector": {"v": [1, 0, 0, 0]}}]},
+                )
+
+        seen: set[str] = set()
+        stop = threading.Event()
+
+        def record() -> None:
+            while not stop.is_set():
+                for item in node.json("-n", "durable-apps", "get", "vectorcollections")["items"]:
+                    seen.update(
+                        c["reason"] for c in item.get("status", {}).get("conditions", []) if c["type"] == "Ready"
+                    )
+                time.sleep(0.5)
+
+        recorder = threading.Thread(target=record)
+        recorder.start()
+        try:
+            old = node.json("-n", "qdrant-durable", "get", "pod", "qdrant-0")["metadata"]["uid"]
+            node.kubectl("-n", "qdrant-durable", "delete", "pod", "qdrant-0", "--wait=false")
+
+            def replaced_not_ready() -> bool:  # the old Qdrant gone, its successor starting
+                pod = node.json("-n", "qdrant-durable", "get", "pods")["items"]
+                return (
+                    bool(pod)
+                    and pod[0]["metadata"]["uid"] != old
+                    and not any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in pod[0].get("status", {}).get("conditions", [])
+                    )
+                )
+
+            wait_for(replaced_not_ready, 60, "a new Qdrant Pod, not yet Ready", interval=0.2)
+            for name in names:  # work arrives while Qdrant is gone
+                node.kubectl(
+                    "-n",
+                    "durable-apps",
+                    "patch",
+                    "vectorcollection",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    '{"spec":{"hnsw":{"m":48}}}',
+                )
+            wait_for(lambda: settled(node, "durable-apps", names), 180, "the changes applied once Qdrant is back")
+        finally:
+            stop.set()
+            recorder.join()
+        assert "ConnectionNotReady" in seen, seen
+        with node.port_forward("qdrant-durable", "svc/qdrant", 6333) as port:
+            for name in names:
+                assert qdrant_get(port, f"/collections/{name}")["result"]["config"]["hnsw_config"]["m"] == 48
+                assert qdrant_get(port, f"/collections/{name}")["result"]["points_count"] == 1
+            writes = qdrant_writes(port)  # since the new Pod started
+        # A change the old Pod took on a kept-alive connection while it shut down is not made again, and nothing
+        # is created again over the data that survived.
+        assert writes.get("PATCH /collections/{collection_name}", 0) <= len(names), writes
+        assert writes.get("PUT /collections/{collection_name}", 0) == 0, writes
+    finally:
+        node.kubectl(
+            "delete", "namespace", "durable-apps", "qdrant-durable", "--ignore-not-found", "--timeout=120s", check=False
+        )
+        node.kubectl("delete", "pv", "qdrant-durable-0", "--ignore-not-found", check=False)
+        shutil.rmtree(volume, ignore_errors=True)
+
+
+def test_quickstart_clean_up(node: Node):
+    node.kubectl("delete", "namespace", "fleet", "--ignore-not-found", "--timeout=120s")
+    _, clean_up = quickstart()
+    node.sh(clean_up, timeout=400)
+    assert node.kubectl("get", "namespaces", "-o", "name").count("namespace/search") == 0
+    assert GROUP not in node.kubectl("get", "crd", "-o", "name")
+    assert node.sh("helm list --all-namespaces --short").strip() == ""
