@@ -282,9 +282,9 @@ def test_every_rule_of_the_role_names_the_code_that_uses_it():
     api = (REPO / "operator/collection_operator/k8s/api.py").read_text()
     calls = re.findall(r'_call\(\s*"(\w+)",\s*(f"[^"]+"|\w+\([^)]*\))', api)
     assert sorted(calls) == [
+        ("GET", "_kopf_peerings(namespace)"),
         ("GET", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}"'),
         ("GET", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}"'),
-        ("GET", "_kopf_peerings(namespace)"),
         ("PATCH", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural, name)}/status"'),
         ("POST", "_kopf_peerings(namespace)"),
     ]
