@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -176,6 +177,11 @@ def jsonpath(kubectl: Kubectl, *args: str) -> str:
     return kubectl(*args, check=False).strip()
 
 
+def admin_shell(kubeconfig: Path) -> dict[str, str]:
+    """The environment of an administrator's shell: the pinned kubectl first on PATH."""
+    return {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{BIN.parent}:{os.environ['PATH']}"}
+
+
 def peering_warnings(log: str) -> list[str]:
     return [line for line in log.splitlines() if "[WARNING " in line and "peering" in line]
 
@@ -226,7 +232,7 @@ def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
     admin("apply", "-f", "-", stdin=json.dumps(peering_doc("another-kopf-operator")))
     commands = documented_uninstall()
     assert any("-k manifests/base" in c for c in commands), commands
-    env = {"KUBECONFIG": str(empty_cluster.admin_kubeconfig), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    env = admin_shell(empty_cluster.admin_kubeconfig)
     for command in commands:
         proc = subprocess.run(command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
@@ -324,11 +330,14 @@ def test_a_missing_peering_it_may_not_create_is_a_warning_and_a_metric_until_cre
 
         # The command the warning names, pasted into a shell by an administrator.
         command = warning.split("create it: ", 1)[1].strip()
-        env = {
-            "KUBECONFIG": str(control_plane.admin_kubeconfig),
-            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-        }
-        proc = subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            command,
+            shell=True,
+            env=admin_shell(control_plane.admin_kubeconfig),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, (command, proc.stderr)
 
         cluster.wait_condition("vectorcollections", "docs", "InSync", timeout=90)
