@@ -163,13 +163,7 @@ class OperatorProcess:
         return None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        processes.stop(self.proc.pid, 30)  # SIGTERM, SIGKILL after 30 s
         self._log.close()
 
 
