@@ -28,12 +28,13 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from collection_operator.k8s.api import kopf_peering
 from devenv import controlplane as cp
 from devenv import processes
 from devenv.ports import free_ports
 from tests.builders import collection_spec
 from tests.fixtures.controlplane import Kubectl
-from tests.fixtures.operator import Cluster, unique, wait_for
+from tests.fixtures.operator import Cluster, manifest, unique, wait_for
 from tests.integration.test_operator_process import operator_env
 
 pytestmark = pytest.mark.integration
@@ -65,9 +66,10 @@ def kubeconfig_for(source: Path, target: Path, server: str | None = None, token:
     return target
 
 
-@pytest.fixture(scope="module")
-def empty_cluster(control_plane, tmp_path_factory) -> Iterator[EmptyCluster]:
-    work = tmp_path_factory.mktemp("empty-cluster")
+@pytest.fixture
+def empty_cluster(control_plane, tmp_path) -> Iterator[EmptyCluster]:
+    work = tmp_path / "empty-cluster"
+    work.mkdir()
     bins = cp.binaries()
     api_port, kcm_port = free_ports(2)
     server = f"https://{cp.HOST}:{api_port}"
@@ -188,12 +190,13 @@ def documented_uninstall() -> list[str]:
     return [line for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.parametrize("apply", [["--server-side"], []], ids=["server-side", "client-side"])
 def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
-    empty_cluster: EmptyCluster, qdrant_server_factory, tmp_path
+    empty_cluster: EmptyCluster, qdrant_server_factory, tmp_path, apply
 ):
     admin = empty_cluster.admin
-    out = admin("apply", "--server-side", "-k", str(REPO / "manifests/base"))  # one command, nothing before it
-    assert "clusterkopfpeerings.kopf.dev serverside-applied" in out, out
+    out = admin("apply", *apply, "-k", str(REPO / "manifests/base"))  # one command, nothing before it
+    assert "customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev" in out, out
     admin("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{crd}" for crd in KOPF_CRDS))
     base = yaml.safe_load_all(admin("kustomize", str(REPO / "manifests/base")))
     deployment = next(doc for doc in base if doc and doc["kind"] == "Deployment")
@@ -215,15 +218,29 @@ def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
         wait_for(lambda: op.missing("ClusterKopfPeering", "", peering) == 0, 30, "the gauge at 0")
         assert not peering_warnings(op.log())
         admin("create", "namespace", "apps")
-        admin("apply", "-n", "apps", "-f", "-", stdin=json.dumps(connection_doc(qdrant.url)))
-        admin("apply", "-n", "apps", "-f", "-", stdin=json.dumps(collection_doc("docs", unique("install"))))
+        admin(
+            "apply",
+            "-n",
+            "apps",
+            "-f",
+            "-",
+            stdin=json.dumps(manifest("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing"})),
+        )
+        admin(
+            "apply",
+            "-n",
+            "apps",
+            "-f",
+            "-",
+            stdin=json.dumps(manifest("VectorCollection", "docs", collection_spec(collectionName=unique("install")))),
+        )
         wait_for(lambda: ready_reason(admin, "apps", "docs") == "InSync", 90, "the collection InSync")
 
         # Uninstall as documented: resources first, while the operator runs (docs/uninstall.md step 2).
         admin("delete", "-n", "apps", "vectorcollections,qdrantconnections", "--all", "--timeout=60s")
     finally:
         op.stop()
-    admin("apply", "-f", "-", stdin=json.dumps(peering_doc("another-kopf-operator")))
+    admin("create", "-f", "-", stdin=json.dumps(kopf_peering(None, "another-kopf-operator")))
     commands = documented_uninstall()
     assert any("-k manifests/base" in c for c in commands), commands
     env = admin_shell(empty_cluster.admin_kubeconfig)
@@ -244,30 +261,6 @@ def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
         ("clusterrolebinding", "qdrant-collection-operator"),
     ]:
         assert "NotFound" in jsonpath(admin, "get", kind, name), (kind, name)
-
-
-def peering_doc(name: str, namespace: str | None = None) -> dict:
-    kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
-    metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
-    return {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata}
-
-
-def connection_doc(url: str) -> dict:
-    return {
-        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
-        "kind": "QdrantConnection",
-        "metadata": {"name": "main"},
-        "spec": {"url": url, "environment": "Testing"},
-    }
-
-
-def collection_doc(name: str, collection: str) -> dict:
-    return {
-        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
-        "kind": "VectorCollection",
-        "metadata": {"name": name},
-        "spec": collection_spec(collectionName=collection),
-    }
 
 
 def ready_reason(kubectl: Kubectl, namespace: str, name: str) -> str:
