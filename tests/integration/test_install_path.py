@@ -218,22 +218,9 @@ def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
         wait_for(lambda: op.missing("ClusterKopfPeering", "", peering) == 0, 30, "the gauge at 0")
         assert not peering_warnings(op.log())
         admin("create", "namespace", "apps")
-        admin(
-            "apply",
-            "-n",
-            "apps",
-            "-f",
-            "-",
-            stdin=json.dumps(manifest("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing"})),
-        )
-        admin(
-            "apply",
-            "-n",
-            "apps",
-            "-f",
-            "-",
-            stdin=json.dumps(manifest("VectorCollection", "docs", collection_spec(collectionName=unique("install")))),
-        )
+        connection = manifest("QdrantConnection", "main", {"url": qdrant.url, "environment": "Testing"})
+        collection = manifest("VectorCollection", "docs", collection_spec(collectionName=unique("install")))
+        admin("apply", "-n", "apps", "-f", "-", stdin=yaml.safe_dump_all([connection, collection]))
         wait_for(lambda: ready_reason(admin, "apps", "docs") == "InSync", 90, "the collection InSync")
 
         # Uninstall as documented: resources first, while the operator runs (docs/uninstall.md step 2).
