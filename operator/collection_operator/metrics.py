@@ -131,6 +131,12 @@ CREATE_CONFLICTS = Counter(
     "Collection creates Qdrant answered with 'already exists' (a retry after a lost reply, or a collection made "
     "elsewhere); the operator then observes it and never overwrites.",
 )
+PEERING_OBJECT_MISSING = Gauge(
+    "qdrant_operator_peering_object_missing",
+    "1 while the kopf peering object this replica meets the others in does not exist and the operator could not "
+    "create it (kopf keeps the replica paused meanwhile; a WARNING log line says why and how to create it).",
+    ["kind", "namespace", "name"],
+)
 INTERNAL_ENTRIES = Gauge(
     "qdrant_operator_internal_entries",
     "Entries in the operator's in-memory bookkeeping, by what they are (asyncio tasks, resource locks, status "

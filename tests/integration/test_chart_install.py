@@ -25,12 +25,11 @@ def test_default_chart_applies(control_plane, namespace):
     out = dry_run(control_plane, template("--include-crds", namespace=namespace))
     assert "deployment.apps/qdrant-collection-operator serverside-applied (server dry run)" in out
     assert "customresourcedefinition.apiextensions.k8s.io/vectorcollections." in out
-    assert "clusterkopfpeering.kopf.dev/qdrant-collection-operator serverside-applied (server dry run)" in out
+    assert "customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev serverside-applied" in out
 
 
 def test_chart_with_other_values_and_monitoring_applies(control_plane, namespace, tmp_path):
-    values = {**OTHER_VALUES, "namespaces": [namespace]}  # a KopfPeering goes into each watched namespace
+    values = {**OTHER_VALUES, "namespaces": [namespace]}
     out = dry_run(control_plane, template_values(values, tmp_path, *MONITORING, namespace=namespace))
-    assert "kopfpeering.kopf.dev/qco serverside-applied (server dry run)" in out
     assert "configmap/qdrant-collection-operator-settings serverside-applied (server dry run)" in out
     assert "configmap/qdrant-collection-operator-dashboard serverside-applied (server dry run)" in out

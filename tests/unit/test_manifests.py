@@ -32,9 +32,22 @@ def test_base_includes_crds_rbac_and_a_hardened_deployment():
     # HA: two replicas in one kopf peering, handed over one at a time.
     assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert ("ClusterKopfPeering", env["QDRANT_OPERATOR_PEERING_NAME"]) in docs
+    assert env["QDRANT_OPERATOR_PEERING_NAME"] == "qdrant-collection-operator"
     pdb = docs[("PodDisruptionBudget", "qdrant-collection-operator")]
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"] and pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_base_holds_no_object_of_a_kind_it_defines_and_the_operator_may_create_its_peering():
+    """kubectl refuses an object in the same apply as the CRD of its kind ("no matches for kind"): the base
+    defines kopf's peering kinds and leaves the peering object to the operator, which its role allows."""
+    docs = render("manifests/base")
+    crds = [d["spec"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+    defined = {(f"{crd['group']}/{v['name']}", crd["names"]["kind"]) for crd in crds for v in crd["versions"]}
+    assert ("kopf.dev/v1", "ClusterKopfPeering") in defined
+    assert not [(d["apiVersion"], d["kind"]) for d in docs if (d["apiVersion"], d["kind"]) in defined]
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    creatable = {r for rule in role["rules"] if "create" in rule["verbs"] for r in rule["resources"]}
+    assert {"clusterkopfpeerings", "kopfpeerings"} <= creatable
 
 
 def test_dev_overlay_adds_verbose_logging():

@@ -18,6 +18,7 @@ import kopf
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi, KubeApiError
+from ..k8s.peering import PeeringKeeper
 from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.connection import verdict as connection_verdict
@@ -188,6 +189,7 @@ class Context:
     restores: RestoreTracker = field(default_factory=RestoreTracker)
     gates: dict[str, ConnectionGate] = field(default_factory=dict)  # one re-index at a time per connection
     watcher: SettingsWatcher | None = None
+    peering: PeeringKeeper | None = None  # with a peering name: makes sure kopf's peering objects exist
     poster: EventPoster = kopf_event
     # One reconcile per resource at a time: a spec change and a drift sweep never interleave. Weak values:
     # a lock lives while someone holds or waits for it, so the map never outgrows the work in flight.
@@ -239,6 +241,8 @@ class Context:
     async def aclose(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.peering is not None:
+            await self.peering.stop()
         await self.restores.aclose()
         for key in list(self.connections.running):
             await self.connections.close(key)

@@ -17,6 +17,7 @@ from ..api import FINALIZER
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
 from ..k8s.api import login as k8s_login
+from ..k8s.peering import PeeringKeeper
 from ..redact import SecretValues
 from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
 from .adapter import KOPF_PREFIX
@@ -56,6 +57,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
         ctx.watcher = SettingsWatcher(path, on_change=changed)
         ctx.watcher.start()
+    if (peering := memo.operator_settings.peering_name) is not None:
+        # kopf starts paused until it reads its peering object, which it never creates (k8s/peering.py).
+        ctx.peering = PeeringKeeper(kube, peering, memo.namespaces)
+        ctx.peering.start()
     metrics.watch_internal_entries(ctx.internal_entries(asyncio.get_running_loop()))
     memo.context = ctx
 
@@ -98,6 +103,7 @@ async def run(
     memo.update(
         operator_settings=operator_settings,
         settings_path=settings_path,
+        namespaces=watch,
         secrets=secrets if secrets is not None else SecretValues(),
     )
     peering = operator_settings.peering_name

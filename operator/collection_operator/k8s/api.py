@@ -1,5 +1,5 @@
-"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets and status.
-KubeApi is the reconcilers' SecretsPort.
+"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets, status and kopf's
+peering object. KubeApi is the reconcilers' SecretsPort.
 
 The credentials are kopf's own (its service-account and kubeconfig logins, the ones kopf watches with), and
 the transport is httpx, as for Qdrant. No generated client library: kubernetes_asyncio's 859 modules were
@@ -62,6 +62,20 @@ def _quote(*parts: str) -> str:
     return "/".join(urllib.parse.quote(p, safe="") for p in parts)
 
 
+def _kopf_peerings(namespace: str | None) -> str:
+    """The collection of kopf's peering objects: ClusterKopfPeerings, or the KopfPeerings of a namespace."""
+    if namespace is None:
+        return "/apis/kopf.dev/v1/clusterkopfpeerings"
+    return f"/apis/kopf.dev/v1/namespaces/{_quote(namespace)}/kopfpeerings"
+
+
+def kopf_peering(namespace: str | None, name: str) -> dict[str, Any]:
+    """A new, empty kopf peering object (the replicas write their keep-alives into its status)."""
+    metadata = {"name": name} if namespace is None else {"name": name, "namespace": namespace}
+    kind = "ClusterKopfPeering" if namespace is None else "KopfPeering"
+    return {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": metadata}
+
+
 class KubeApi:
     def __init__(self, info: kopf.ConnectionInfo, secrets: SecretValues, settings: kopf.OperatorSettings):
         self.secrets = secrets
@@ -109,6 +123,14 @@ class KubeApi:
         """The names of one kind's resources in a namespace, read now (list: what kopf's role already has)."""
         response = await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}")
         return {item["metadata"]["name"] for item in response.json().get("items", [])}
+
+    async def kopf_peering_exists(self, namespace: str | None, name: str) -> bool:
+        """Read now, by a list narrowed to the name (list and watch are what kopf's peering needs anyway)."""
+        response = await self._call("GET", _kopf_peerings(namespace), params={"fieldSelector": f"metadata.name={name}"})
+        return bool(response.json().get("items"))
+
+    async def create_kopf_peering(self, namespace: str | None, name: str) -> None:
+        await self._call("POST", _kopf_peerings(namespace), json=kopf_peering(namespace, name))
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""
