@@ -362,3 +362,40 @@ def test_quickstart_clean_up(node: Node):
     assert node.kubectl("get", "namespaces", "-o", "name").count("namespace/search") == 0
     assert GROUP not in node.kubectl("get", "crd", "-o", "name")
     assert node.sh("helm list --all-namespaces --short").strip() == ""
+
+
+def block_with(doc: str, command: str) -> str:
+    """The one ```sh block of docs/<doc> that holds command."""
+    found = [b for b in shell_blocks(REPO / "docs" / doc) if command in b]
+    assert len(found) == 1, f"docs/{doc}: {len(found)} blocks with {command!r}"
+    return found[0]
+
+
+def test_kustomize_install_and_uninstall_as_documented(node: Node):
+    node.sh(block_with("install.md", "kubectl apply --server-side -k manifests/base"), timeout=300)
+    # No peering object was applied: the operator made its own, and its replicas meet there.
+    wait_for(
+        lambda: len(node.json("get", "clusterkopfpeering", RELEASE).get("status") or {}) == 2,
+        60,
+        "both replicas in the peering",
+    )
+    node.sh(block_with("quickstart.md", "examples/quickstart/qdrant.yaml"), timeout=300)
+    node.kubectl("create", "namespace", "kz")
+    node.sh(
+        "kubectl -n qdrant get secret qdrant-api-key -o jsonpath='{.data.api-key}' | base64 -d | "
+        "kubectl -n kz create secret generic qdrant-api-key --from-file=api-key=/dev/stdin"
+    )
+    node.apply(connection("kz", "http://qdrant.qdrant.svc:6333") + collections("kz", ["k-0"]))
+    wait_for(lambda: settled(node, "kz", ["k-0"]), 120, "a collection through the kustomize install")
+
+    node.sh(block_with("uninstall.md", "kubectl delete vectorcollections --all -A"), timeout=300)
+    node.sh(block_with("uninstall.md", "kubectl delete -k manifests/base"), timeout=300)
+    crds = node.kubectl("get", "crd", "-o", "name")
+    assert "clusterkopfpeerings.kopf.dev" in crds and "kopfpeerings.kopf.dev" in crds  # shared: kept
+    assert GROUP not in crds
+    wait_for(
+        lambda: "qdrant-operator" not in node.kubectl("get", "namespaces", "-o", "name"),
+        120,
+        "the operator's namespace gone",
+    )
+    node.kubectl("delete", "namespace", "kz", "qdrant", "--timeout=120s")
