@@ -65,8 +65,13 @@ def applied_documents() -> list[dict]:
 
 def test_the_quickstart_installs_the_chart_and_waits_for_each_step():
     commands = [" ".join(c) for c in quickstart_commands()]
-    assert commands[0].startswith("helm install qdrant-collection-operator charts/qdrant-collection-operator ")
-    assert "--wait" in commands[0]
+    install = next(c for c in commands if c.startswith("helm install"))
+    assert install.startswith("helm install qdrant-collection-operator charts/qdrant-collection-operator ")
+    assert "--wait" in install
+    # Its namespace exists first, with the restricted Pod Security level enforced.
+    labelled = "kubectl label namespace qdrant-operator pod-security.kubernetes.io/enforce=restricted"
+    assert commands.index("kubectl create namespace qdrant-operator") < commands.index(labelled)
+    assert commands.index(labelled) < commands.index(install)
     assert (REPO / "charts/qdrant-collection-operator/Chart.yaml").is_file()
     waits = [c for c in commands if c.startswith("kubectl -n search wait --for=condition=Ready")]
     assert [w.split()[5] for w in waits] == ["qdrantconnection/main", "vectorcollection/docs"]
