@@ -204,94 +204,36 @@ def _pki() -> None:
     if (PKI / "apiserver.crt").exists():
         return
     PKI.mkdir(parents=True, exist_ok=True)
-    ca, srv, sa = PKI / "ca", PKI / "apiserver", PKI / "sa"
+    ca, sa = PKI / "ca", PKI / "sa"
     _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=devenv-ca",
-        "-keyout",
-        f"{ca}.key",
-        "-out",
-        f"{ca}.crt",
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=devenv-ca",
+        "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+    )  # fmt: skip
+    _signed_cert(
+        "apiserver",
         "/CN=kube-apiserver",
-        "-keyout",
-        f"{srv}.key",
-        "-out",
-        f"{srv}.csr",
-    )
-    ext = PKI / "san.ext"
-    ext.write_text(
         f"subjectAltName=IP:127.0.0.1,IP:{API_HOST},IP:{KUBERNETES_SERVICE_IP},DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
-        "extendedKeyUsage=serverAuth\n"
+        "extendedKeyUsage=serverAuth\n",
     )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{srv}.csr",
-        "-CA",
-        f"{ca}.crt",
-        "-CAkey",
-        f"{ca}.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        str(ext),
-        "-out",
-        f"{srv}.crt",
+    # The API server's client certificate towards kubelets (logs, exec, port-forward).
+    _signed_cert(
+        "kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "extendedKeyUsage=clientAuth\n"
     )
-    _client_cert("kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client")  # API server -> kubelet
     _openssl("genrsa", "-out", f"{sa}.key", "2048")
     _openssl("rsa", "-in", f"{sa}.key", "-pubout", "-out", f"{sa}.pub")
 
 
-def _client_cert(name: str, subject: str) -> None:
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        subject,
-        "-keyout",
-        f"{PKI / name}.key",
-        "-out",
-        f"{PKI / name}.csr",
-    )
+def _signed_cert(name: str, subject: str, extensions: str) -> None:
+    """PKI/<name>.key and .crt, signed by the CA with these X.509 extensions."""
+    cert, ca = PKI / name, PKI / "ca"
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", f"{cert}.key", "-out", f"{cert}.csr")
     ext = PKI / f"{name}.ext"
-    ext.write_text("extendedKeyUsage=clientAuth\n")
+    ext.write_text(extensions)
     _openssl(
-        "x509",
-        "-req",
-        "-in",
-        f"{PKI / name}.csr",
-        "-CA",
-        f"{PKI / 'ca'}.crt",
-        "-CAkey",
-        f"{PKI / 'ca'}.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        str(ext),
-        "-out",
-        f"{PKI / name}.crt",
-    )
+        "x509", "-req", "-in", f"{cert}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-days", "3650", "-extfile", str(ext), "-out", f"{cert}.crt",
+    )  # fmt: skip
 
 
 def _tokens() -> dict[str, str]:
@@ -361,15 +303,7 @@ def _port_open(port: int) -> bool:
 
 
 def _wait(what: str, check, timeout: float, name: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if _pid(name) is None:
-            tail = (RUN / f"{name}.log").read_text(errors="replace").splitlines()[-25:]
-            raise SystemExit(f"{name} exited while starting:\n" + "\n".join(tail))
-        time.sleep(0.2)
-    raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
+    processes.wait_started(what, check, timeout, RUN / f"{name}.log", RUN / f"{name}.pid")
 
 
 def _choose_ports() -> None:

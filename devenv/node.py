@@ -335,15 +335,7 @@ def _spawn(name: str, args: list[str]) -> None:
 
 
 def _wait(what: str, check, timeout: float, name: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if _pid(name) is None:
-            tail = (RUN / f"{name}.log").read_text(errors="replace").splitlines()[-25:]
-            raise SystemExit(f"{name} exited while starting:\n" + "\n".join(tail))
-        time.sleep(0.5)
-    raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {RUN / f'{name}.log'}")
+    processes.wait_started(what, check, timeout, RUN / f"{name}.log", RUN / f"{name}.pid")
 
 
 def kubectl(*args: str, check: bool = True) -> str:

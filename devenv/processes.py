@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,16 @@ def stop(pid: int, timeout: float) -> bool:
         if not alive(pid):
             break
     return True
+
+
+def wait_started(what: str, ready: Callable[[], object], timeout: float, log: Path, pid_file: Path) -> None:
+    """Until ready() says so; SystemExit with the end of its log when the process dies first, or at timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if running(pid_file) is None:
+            tail = log.read_text(errors="replace").splitlines()[-25:]
+            raise SystemExit(f"{pid_file.stem} exited while starting:\n" + "\n".join(tail))
+        time.sleep(0.2)
+    raise SystemExit(f"{what} not ready after {timeout:.0f}s; see {log}")
