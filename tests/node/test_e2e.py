@@ -199,12 +199,15 @@ def test_helm_upgrade_while_50_collections_change(node: Node):
 
         changes = threading.Thread(target=change_all)
         changes.start()
+        # docs/upgrade.md's order: the CRDs first (Helm installed them: --force-conflicts), then the release.
+        node.sh(block_with("upgrade.md", "kubectl apply --server-side --force-conflicts -k crds/"), timeout=120)
         node.sh(
             f"helm upgrade {RELEASE} charts/qdrant-collection-operator --namespace {OPERATOR_NS} --reuse-values "
             "--set image.tag=0.1.0-next --wait --timeout 5m",
             timeout=400,
         )
         changes.join()
+        node.sh(block_with("upgrade.md", "kubectl get qdrant -A"), timeout=300)  # its checks, as written
         wait_for(lambda: settled(node, "fleet", names), 300, "50 changed collections Ready", interval=3)
         for name in names:
             assert qdrant_get(port, f"/collections/{name}", key)["result"]["config"]["hnsw_config"]["m"] == 32
@@ -388,6 +391,8 @@ def test_kustomize_install_and_uninstall_as_documented(node: Node):
     node.apply(connection("kz", "http://qdrant.qdrant.svc:6333") + collections("kz", ["k-0"]))
     wait_for(lambda: settled(node, "kz", ["k-0"]), 120, "a collection through the kustomize install")
 
+    listed = node.sh(block_with("uninstall.md", "kubectl get vc,vsnap -A"))
+    assert "kz" in listed and "k-0" in listed  # what would be deleted, and with which policy
     node.sh(block_with("uninstall.md", "kubectl delete vectorcollections --all -A"), timeout=300)
     node.sh(block_with("uninstall.md", "kubectl delete -k manifests/base"), timeout=300)
     crds = node.kubectl("get", "crd", "-o", "name")
