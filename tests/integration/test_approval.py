@@ -136,3 +136,23 @@ def test_view_reads_and_a_namespace_admin_approves_and_appoints_approvers(subjec
     wait_for(lambda: can_i(author, "approve"), 30, "the author's new binding")
     author("annotate", "vectorcollection", "docs", f"{APPROVE}=0000aaaa1111", "--overwrite")
     assert annotations(author, "docs")[APPROVE] == "0000aaaa1111"
+
+    # The check names the object: a Role narrowed by resource name approves that VectorCollection only.
+    reviewer = subject("reviewer", "edit")
+    owner("create", "-f", "-", stdin=yaml.safe_dump(manifest("VectorCollection", "other", collection_spec())))
+    vectorcollections = "--resource=vectorcollections.qdrant.collection-operator.dev"
+    owner("create", "role", "approve-docs", "--verb=approve", vectorcollections, "--resource-name=docs")
+    owner(
+        "create",
+        "rolebinding",
+        "approve-docs",
+        "--role=approve-docs",
+        f"--serviceaccount={unwatched_namespace}:reviewer",
+    )
+    wait_for(
+        lambda: reviewer("auth", "can-i", "approve", "vectorcollections/docs", check=False).strip() == "yes",
+        30,
+        "the reviewer's binding",
+    )
+    reviewer("annotate", "vectorcollection", "docs", f"{APPROVE}=4b1e0c9a7d2f", "--overwrite")
+    assert DENIED in reviewer("annotate", "vectorcollection", "other", f"{APPROVE}=4b1e0c9a7d2f", check=False)
