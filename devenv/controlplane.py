@@ -425,8 +425,15 @@ def up() -> None:
             f"--secure-port={KCM_PORT}",
             "--leader-elect=false",
             # Garbage collection and namespace deletion are what an operator's tests need; a node needs them all.
+            # The clusterrole aggregation controller fills the built-in view, edit and admin roles from the
+            # shipped roles labelled aggregate-to-* (manifests/base/roles.yaml), as on a real cluster.
             "--controllers="
-            + ("*" if NODE else "garbage-collector-controller,namespace-controller,serviceaccount-controller"),
+            + (
+                "*"
+                if NODE
+                else "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
+                "clusterrole-aggregation-controller"
+            ),
             f"--service-account-private-key-file={PKI / 'sa.key'}",
             f"--root-ca-file={PKI / 'ca.crt'}",
             "--v=1",

@@ -246,6 +246,9 @@ def test_the_base_installs_in_one_command_and_uninstalls_leaving_kopfs_crds(
         ("namespace", "qdrant-operator"),
         ("clusterrole", "qdrant-collection-operator"),
         ("clusterrolebinding", "qdrant-collection-operator"),
+        ("clusterrole", "qdrant-collection-operator:approver"),
+        ("validatingadmissionpolicy", "qdrant-collection-operator-approve-plan"),
+        ("validatingadmissionpolicybinding", "qdrant-collection-operator-approve-plan"),
     ]:
         assert "NotFound" in jsonpath(admin, "get", kind, name), (kind, name)
 

@@ -5,7 +5,6 @@ made to the other fails here with the object and the field that differ."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 import tomllib
@@ -97,14 +96,17 @@ def _without_chart_labels(value: Any) -> Any:
 
 
 def by_object(objects: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """Objects by (kind, namespace, name), without their metadata.labels (each install path has its own) and
-    without the chart's labels in selectors and Pod templates."""
+    """Objects by (kind, namespace, name), without the labels each install path puts on its objects (the chart's
+    everywhere, app.kubernetes.io/name in metadata.labels), so that the labels that mean something (the
+    ClusterRoles' aggregate-to-*, kopf's part-of) are compared."""
     keyed = {}
     for obj in objects:
-        obj = copy.deepcopy(obj)
-        obj["metadata"].pop("labels", None)
+        obj = _without_chart_labels(obj)
         meta = obj["metadata"]
-        keyed[(obj["kind"], meta.get("namespace", ""), meta["name"])] = _without_chart_labels(obj)
+        meta.get("labels", {}).pop("app.kubernetes.io/name", None)
+        if not meta.get("labels", True):
+            del meta["labels"]
+        keyed[(obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
     return keyed
 
 
