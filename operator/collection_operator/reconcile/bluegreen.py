@@ -159,7 +159,15 @@ async def _blue_green(
         move = _Move(gateway, spec, target, name, served, want, plain, aliases)
         return await _migrate(move, info, changes, gate, slot, pace)
     outcome = await sync(
-        gateway, spec, target, gate, owner_alive, slot, cluster, physical=served, info=info,
+        gateway,
+        spec,
+        target,
+        gate,
+        owner_alive,
+        slot,
+        cluster,
+        physical=served,
+        info=info,
         adoption_allowed=adoption_allowed,
     )
     if outcome.reconciled:

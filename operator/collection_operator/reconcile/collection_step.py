@@ -24,8 +24,8 @@ from .target import CollectionOutcome, Target, collection_name, status, with_fie
 
 PAUSED = f"{PREFIX}paused"
 MANAGED = f"{PREFIX}managed"
-CONNECTION_SETTLE_SECONDS = 15.0
-MAX_NAME_LENGTH = 255  # of a collection or alias name (the schema's limit on collectionName)  # how long a reconcile waits for its connection's first health probe
+CONNECTION_SETTLE_SECONDS = 15.0  # how long a reconcile waits for its connection's first health probe
+MAX_NAME_LENGTH = 255  # of a collection or alias name (the schema's limit on collectionName)
 
 
 @dataclass

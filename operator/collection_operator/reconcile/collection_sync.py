@@ -65,7 +65,17 @@ async def sync(
             # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
             observe = target.seen_in_qdrant or physical != name
             outcome = await _sync(
-                gateway, spec, target, gate, owner_alive, physical, slot, observe, in_place_vectors, info, adoption_allowed
+                gateway,
+                spec,
+                target,
+                gate,
+                owner_alive,
+                physical,
+                slot,
+                observe,
+                in_place_vectors,
+                info,
+                adoption_allowed,
             )
         except AlreadyExists:
             outcome = await _sync(
