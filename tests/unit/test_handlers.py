@@ -482,3 +482,13 @@ async def test_a_prefix_changed_under_an_applied_collection_stalls_without_write
     assert (out.verdict.state, out.verdict.reason) == (State.STALLED, "CollectionNameChanged")
     assert "docs" in out.verdict.message and "ns.docs" in out.verdict.message
     assert out.status.collection_name == "docs" and q.writes == []
+
+
+async def test_a_prefixed_blue_green_collection_is_versioned_under_its_prefixed_name():
+    connections = shared(collectionNames={"prefix": "Namespace"})
+    q = connections.running["platform/main"].collections
+    out = await step(tenant(changePolicy={"immutable": "BlueGreen"}), connections)
+    assert out.verdict.reason == "InSync"
+    (physical,) = q.collections
+    assert physical.startswith("ns.docs-") and q.aliases == {"ns.docs": physical}
+    assert (out.status.collection_name, out.status.physical_collection) == ("ns.docs", physical)
