@@ -114,6 +114,17 @@ def _writes_to(qdrant_server: Any, collection: str) -> list[str]:
     ]
 
 
+def _shared(cluster: Cluster, qdrant_server: Any, name: str, **fields: Any) -> dict[str, Any]:
+    """A Connected QdrantConnection `name` in the platform's namespace, lent to tenants by `fields`: its spec."""
+    spec: dict[str, Any] = {"url": qdrant_server.url, "environment": "Testing", **fields}
+    if qdrant_server.api_key:
+        cluster.kubectl("create", "secret", "generic", name, f"--from-literal=api-key={qdrant_server.api_key}")
+        spec["apiKeySecretRef"] = {"name": name}
+    cluster.apply("QdrantConnection", name, spec)
+    cluster.wait_condition("qdrantconnections", name, "Connected")
+    return spec
+
+
 def _stalled(cluster: Cluster, name: str, reason: str) -> str:
     cluster.wait_condition(PLURAL, name, reason, type_="Stalled")
     message: str = cluster.condition(PLURAL, name, "Stalled")["message"]
@@ -122,12 +133,7 @@ def _stalled(cluster: Cluster, name: str, reason: str) -> str:
 
 def test_a_tenant_adopts_and_deletes_only_what_the_connection_owner_allows(cluster, operator, qdrant_server, tenants):
     a, b = tenants
-    spec = {"url": qdrant_server.url, "environment": "Testing", "allowedNamespaces": [a.namespace, b.namespace]}
-    if qdrant_server.api_key:
-        cluster.kubectl("create", "secret", "generic", "key", f"--from-literal=api-key={qdrant_server.api_key}")
-        spec["apiKeySecretRef"] = {"name": "key"}
-    cluster.apply("QdrantConnection", "shared", spec)
-    cluster.wait_condition("qdrantconnections", "shared", "Connected")
+    spec = _shared(cluster, qdrant_server, "shared", allowedNamespaces=[a.namespace, b.namespace])
     ref = {"name": "shared", "namespace": cluster.namespace}
     in_a, in_b = Cluster(cluster.plane, a.namespace), Cluster(cluster.plane, b.namespace)
 
@@ -178,17 +184,7 @@ def test_a_tenant_adopts_and_deletes_only_what_the_connection_owner_allows(clust
 
 def test_namespace_prefixed_names_never_collide_and_the_prefix_is_immutable(cluster, operator, qdrant_server, tenants):
     a, b = tenants
-    spec = {
-        "url": qdrant_server.url,
-        "environment": "Testing",
-        "allowedNamespaces": ["*"],
-        "collectionNames": {"prefix": "Namespace"},
-    }
-    if qdrant_server.api_key:
-        cluster.kubectl("create", "secret", "generic", "key", f"--from-literal=api-key={qdrant_server.api_key}")
-        spec["apiKeySecretRef"] = {"name": "key"}
-    cluster.apply("QdrantConnection", "prefixed", spec)
-    cluster.wait_condition("qdrantconnections", "prefixed", "Connected")
+    _shared(cluster, qdrant_server, "prefixed", allowedNamespaces=["*"], collectionNames={"prefix": "Namespace"})
     ref = {"name": "prefixed", "namespace": cluster.namespace}
     name = unique("docs")
     for tenant in (a, b):
