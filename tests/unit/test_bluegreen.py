@@ -12,6 +12,7 @@ from collection_operator.reconcile.bluegreen import CopyPace, physical_name, syn
 from collection_operator.reconcile.collection import Difference
 from collection_operator.reconcile.collection_sync import sync
 from collection_operator.reconcile.gates import ConnectionGate
+from collection_operator.reconcile.outcome import State
 from collection_operator.reconcile.target import APPROVE_PLAN, Target
 from tests.builders import collection_spec
 from tests.fakes import FakeQdrant
@@ -292,3 +293,14 @@ async def test_a_name_too_long_for_a_versioned_collection_is_stalled_before_anyt
     outcome = await r.reconcile()
     assert outcome.verdict.reason == "InvalidSpec" and "exceeds 255" in outcome.verdict.message
     assert q.writes == [] and q.collections == {}
+
+
+async def test_a_versioned_name_taken_by_another_namespace_is_neither_adopted_nor_aliased():
+    """Issue 22: the collection behind the alias is adopted only as a plain one would be."""
+    q = FakeQdrant()
+    s = spec(onExisting="Adopt")
+    await q.create_collection(physical_name(s, "docs"), {"vectors": {"size": 4, "distance": "Dot"}, "metadata": {}})
+    q.writes.clear()
+    outcome = await Resource(q, s).reconcile()
+    assert (outcome.verdict.state, outcome.verdict.reason) == (State.STALLED, "AdoptionNotAllowed")
+    assert q.writes == [] and q.aliases == {}

@@ -29,9 +29,21 @@ def target(name: str = "docs", uid: str = "u1", generation: int = 1, status: dic
 
 
 async def run(
-    q: FakeQdrant, s: VectorCollectionSpec, t: Target, gate: ConnectionGate | None = None, alive: tuple[str, ...] = ()
+    q: FakeQdrant,
+    s: VectorCollectionSpec,
+    t: Target,
+    gate: ConnectionGate | None = None,
+    alive: tuple[str, ...] = (),
+    adoption_allowed: bool = False,
 ):
-    return await sync(q, s, t, gate or ConnectionGate(), owner_alive=lambda m: m.rsplit("/", 1)[-1] in alive)
+    return await sync(
+        q,
+        s,
+        t,
+        gate or ConnectionGate(),
+        owner_alive=lambda m: m.rsplit("/", 1)[-1] in alive,
+        adoption_allowed=adoption_allowed,
+    )
 
 
 async def test_create_then_nothing_to_do():
@@ -309,3 +321,37 @@ async def test_metadata_keys_are_remembered_and_a_dropped_one_is_removed():
     assert q.writes == ["update docs ['metadata']"]
     assert q.collections["docs"]["config"]["metadata"] == {"a": "1", mapping.OWNER_KEY: "ns/docs/u1", "theirs": "3"}
     assert second.status.metadata_keys == ["a"] and [e[1] for e in second.events] == ["Updated"]
+
+
+async def test_another_namespace_adopts_only_where_the_connection_lets_it():
+    """Issue 22: an unmarked collection, or one a deleted resource of another namespace made, is adopted from a
+    namespace only when the connection allows it; one a deleted resource of the same namespace made always is."""
+    q = FakeQdrant()
+    await q.create_collection("unmarked", {"vectors": {"size": 4, "distance": "Dot"}, "metadata": {}})
+    await run(q, spec(collectionName="theirs"), Target("team-a", "docs", "a1", 1, SPEC_REF))
+    q.writes.clear()
+    for name, made in (("unmarked", "bears no owner marker"), ("theirs", "VectorCollection team-a/docs")):
+        refused = await run(q, spec(collectionName=name, onExisting="Adopt"), target("mine", uid="b1"))
+        assert refused.verdict.state == State.STALLED and refused.verdict.reason == "AdoptionNotAllowed"
+        assert made in refused.verdict.message and "spec.adoption.namespaces" in refused.verdict.message
+        assert not refused.reconciled
+    assert q.writes == [], "nothing is written to a collection that may not be adopted"
+    assert q.collections["theirs"]["config"]["metadata"][mapping.OWNER_KEY] == "team-a/docs/a1"
+    # A live holder is never taken, whatever the connection allows.
+    held = await run(
+        q,
+        spec(collectionName="theirs", onExisting="Adopt"),
+        target("mine", uid="b1"),
+        alive=("a1",),
+        adoption_allowed=True,
+    )
+    assert held.verdict.reason == "ResourceConflict" and q.writes == []
+
+    allowed = spec(collectionName="theirs", onExisting="Adopt")
+    adopted = await run(q, allowed, target("mine", uid="b1"), adoption_allowed=True)
+    assert adopted.verdict.reason == "InSync" and adopted.events[0][:2] == ("Normal", "Adopted")
+    assert q.collections["theirs"]["config"]["metadata"][mapping.OWNER_KEY] == "ns/mine/b1"
+    # Its own namespace's deleted resource made it: adopted without the connection's leave.
+    again = await run(q, allowed, target("successor", uid="b2"))
+    assert again.verdict.reason == "InSync"
+    assert q.collections["theirs"]["config"]["metadata"][mapping.OWNER_KEY] == "ns/successor/b2"

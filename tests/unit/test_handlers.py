@@ -11,6 +11,7 @@ import kopf
 import pytest
 
 from collection_operator.api.collection import VectorCollectionStatus
+from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import OperatorSettings
 from collection_operator.handlers.adapter import delete_with_budget, indexed, requeue, sweep_collection, write
 from collection_operator.handlers.context import Context
@@ -419,3 +420,75 @@ def test_handlers_take_only_indexes_that_exist_as_parameters():
     }
     assert {name for _, name in wanted} <= indexes
     assert ("connection_daemon", "collections_by_connection") in wanted  # the parameters are found at all
+
+
+def shared(**spec: Any) -> FakeConnections:
+    """A connection in namespace "platform" that namespace "ns" may use."""
+    conn_spec = QdrantConnectionSpec.model_validate(
+        {"url": "http://127.0.0.1:6333", "allowedNamespaces": ["*"], **spec}
+    )
+    return FakeConnections({"platform/main": FakeConnection(namespace="platform", spec=conn_spec)})
+
+
+def tenant(**spec: Any) -> dict[str, Any]:
+    return body(connectionRef={"name": "main", "namespace": "platform"}, **spec)
+
+
+async def test_a_tenant_adopts_and_deletes_only_where_the_connection_lets_it():
+    connections = shared()
+    q = connections.running["platform/main"].collections
+    await q.create_collection("docs", {"vectors": {"size": 4, "distance": "Dot"}, "metadata": {}})
+    q.writes.clear()
+    b = tenant(onExisting="Adopt", deletionPolicy="Delete")
+    refused = await step(b, connections)
+    assert (refused.verdict.state, refused.verdict.reason) == (State.STALLED, "AdoptionNotAllowed")
+    assert "QdrantConnection platform/main does not let namespace ns adopt it" in refused.verdict.message
+    assert q.writes == [] and not q.collections["docs"]["config"].get("metadata"), "not marked, not changed"
+    # Even a resource whose status says it was applied deletes nothing that does not bear its marker.
+    applied = Target.of(b, {"appliedGeneration": 1, "collectionName": "docs"})
+    assert (await collection_step.delete(applied, connections))[1] == "NotDeleted"
+    assert "docs" in q.collections
+
+    allowed = shared(adoption={"namespaces": ["other", "ns"]})
+    allowed.running["platform/main"].collections = q
+    adopted = await step(b, allowed)
+    assert adopted.verdict.reason == "InSync"
+    assert (await collection_step.delete(Target.of(b, {}), allowed))[1] == "Deleted"
+    assert "docs" not in q.collections
+
+
+async def test_namespace_prefix_names_the_collection_and_its_aliases_in_qdrant():
+    connections = shared(collectionNames={"prefix": "Namespace"})
+    q = connections.running["platform/main"].collections
+    out = await step(tenant(aliases=["latest"]), connections)
+    assert out.verdict.reason == "InSync"
+    assert q.writes == ["create ns.docs", "aliases"] and q.aliases == {"ns.latest": "ns.docs"}
+    assert out.status.collection_name == "ns.docs" and out.status.aliases == ["ns.latest"]
+    assert (await collection_step.delete(Target.of(tenant(), {}), connections))[1] == "Deleted"
+    assert q.collections == {}
+
+    too_long = await step(tenant(collectionName="x" * 253), connections)
+    assert (too_long.verdict.state, too_long.verdict.reason) == (State.STALLED, "InvalidSpec")
+    assert "exceeds 255 characters" in too_long.verdict.message and q.writes[-1] == "delete ns.docs"
+
+
+async def test_a_prefix_changed_under_an_applied_collection_stalls_without_writes():
+    """The field is immutable, but a connection deleted and re-created with another prefix is not an update."""
+    connections = shared(collectionNames={"prefix": "Namespace"})
+    q = connections.running["platform/main"].collections
+    b = tenant()
+    b["status"] = {"appliedGeneration": 1, "collectionName": "docs"}
+    out = await step(b, connections)
+    assert (out.verdict.state, out.verdict.reason) == (State.STALLED, "CollectionNameChanged")
+    assert "docs" in out.verdict.message and "ns.docs" in out.verdict.message
+    assert out.status.collection_name == "docs" and q.writes == []
+
+
+async def test_a_prefixed_blue_green_collection_is_versioned_under_its_prefixed_name():
+    connections = shared(collectionNames={"prefix": "Namespace"})
+    q = connections.running["platform/main"].collections
+    out = await step(tenant(changePolicy={"immutable": "BlueGreen"}), connections)
+    assert out.verdict.reason == "InSync"
+    (physical,) = q.collections
+    assert physical.startswith("ns.docs-") and q.aliases == {"ns.docs": physical}
+    assert (out.status.collection_name, out.status.physical_collection) == ("ns.docs", physical)

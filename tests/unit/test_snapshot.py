@@ -17,7 +17,7 @@ from collection_operator.qdrant.calls import SnapshotTurns
 from collection_operator.reconcile import restore
 from collection_operator.reconcile import snapshot as logic
 from collection_operator.reconcile.outcome import Stalling
-from collection_operator.reconcile.snapshot_step import delete_files, held_elsewhere
+from collection_operator.reconcile.snapshot_step import SnapshotRun, delete_files, held_elsewhere
 from collection_operator.reconcile.target import Target
 from tests.builders import collection_spec
 from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
@@ -285,6 +285,27 @@ async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalle
         await tracker.aclose()
 
 
+async def test_a_restore_reads_only_through_a_connection_its_namespace_may_use():
+    """A snapshot whose status names another namespace's connection (written by hand) restores nothing."""
+    main, theirs = FakeConnection(), FakeConnection(namespace="team-a", name="private")
+    theirs.snapshots.points["secret"], theirs.snapshots.snapshots["s.snapshot"] = 7, 7
+    body = {
+        "spec": {"collectionRef": {"name": "docs"}},
+        "status": {"collectionName": "secret", "connection": "team-a/private", "snapshots": [{"name": "s.snapshot"}]},
+    }
+    spec = VectorCollectionSpec.model_validate(
+        collection_spec(source={"snapshot": {"snapshotRef": {"name": "nightly"}}})
+    )
+    req = Target("ns", "copy", "uid-copy", 1, {"connectionRef": {"name": "main"}})
+    tracker = restore.RestoreTracker()
+    connections = FakeConnections({"ns/main": main, "team-a/private": theirs})
+    outcome, _ = await restore.restore_step(
+        req, spec, "copy", main, tracker, connections, FakeSecrets(), lambda _: body
+    )
+    assert outcome is not None and outcome.verdict.reason == "ConnectionNotAllowed", outcome
+    assert not tracker.running and main.snapshots.calls == []
+
+
 # ----- shared file names --------------------------------------------------------------------------
 
 
@@ -337,3 +358,25 @@ async def test_snapshots_of_one_collection_take_turns_a_spacing_apart():
     async with turns.turn("c"):
         pass
     assert set(turns._turns) == {"c"}, "collections idle past their spacing are forgotten"
+
+
+async def test_a_snapshot_is_taken_only_through_a_connection_its_namespace_may_use():
+    """A VectorCollection status naming a connection its namespace may not use (written by hand) is no way in."""
+    theirs = FakeConnection(namespace="team-a", name="private")
+    theirs.snapshots.points["secret"] = 7
+    source = {"status": {"collectionName": "secret", "connection": "team-a/private", "appliedGeneration": 1}}
+    run = SnapshotRun("ns", "nightly", "2026-01-01T00:00:00Z", {})
+    reports: list[Any] = []
+
+    async def report(outcome: Any) -> None:
+        reports.append(outcome)
+
+    step = await run.step(
+        {"collectionRef": {"name": "docs"}},
+        at("2026-01-01T00:00:01Z"),
+        lambda _: source,
+        FakeConnections({"team-a/private": theirs}),
+        report,
+    )
+    assert step.outcome.verdict.reason == "ConnectionNotAllowed" and reports == []
+    assert theirs.snapshots.calls == []

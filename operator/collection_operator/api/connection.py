@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from .base import SecretKeyRef, StatusBase, StatusModel, WireModel, cel
+from .base import SecretKeyRef, StatusBase, StatusModel, WireModel, cel, immutable
 
 
 class Environment(StrEnum):
@@ -131,6 +131,49 @@ class LoadBalancing(StrEnum):
     ROUND_ROBIN = "RoundRobin"
 
 
+# A namespace's name (a DNS label), or "*" for every namespace.
+NamespaceName = Annotated[str, Field(pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", max_length=63)]
+# Between the namespace and the name in a prefixed collection name. A namespace's name never holds a dot, so
+# "<namespace>.<name>" is never another namespace's collection; Qdrant accepts dots in names.
+PREFIX_SEPARATOR = "."
+
+
+def lists(namespaces: list[str], namespace: str) -> bool:
+    """Whether a list of namespaces names `namespace`, or every namespace with "*"."""
+    return "*" in namespaces or namespace in namespaces
+
+
+class Adoption(WireModel):
+    """Who may take over (onExisting: Adopt) a collection in this Qdrant that no VectorCollection of their own
+    namespace created: an unmarked one, or one a since deleted resource of another namespace created. A collection
+    a live resource holds is never taken, whatever this says."""
+
+    namespaces: list[NamespaceName] = Field(
+        default_factory=list,
+        max_length=256,
+        description='Namespaces whose VectorCollections may adopt such a collection; "*" = all. The connection\'s '
+        "own namespace always may; any other namespace allowed to use the connection (allowedNamespaces) adopts "
+        "nothing unless listed here (Stalled/AdoptionNotAllowed), so a tenant can neither take over nor delete data "
+        "it did not create.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class NamePrefix(StrEnum):
+    NONE = "None"
+    NAMESPACE = "Namespace"
+
+
+class CollectionNames(WireModel):
+    """How a VectorCollection's collectionName (and its aliases) become names in Qdrant."""
+
+    prefix: NamePrefix = Field(
+        NamePrefix.NONE,
+        description="None: as written. Namespace: <namespace>.<name>, so two namespaces' collections of the same "
+        "name never meet in one Qdrant (status.collectionName shows the name in Qdrant).",
+    )
+
+
 class QdrantConnectionSpec(WireModel):
     """How to reach one Qdrant. Blocks left out take the environment's defaults."""
 
@@ -143,7 +186,10 @@ class QdrantConnectionSpec(WireModel):
                     "has(self.url) != has(self.endpoints)",
                     "set exactly one of spec.url and spec.endpoints",
                     reason="FieldValueInvalid",
-                )
+                ),
+                # Another prefix would give every collection of this connection another name in Qdrant: the old
+                # collections would be left behind and new, empty ones created.
+                immutable("collectionNames"),
             ]
         },
     )
@@ -191,6 +237,16 @@ class QdrantConnectionSpec(WireModel):
         description='Namespaces whose collections may use this connection; "*" = all. Its own is always allowed.',
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    adoption: Adoption | None = Field(
+        None,
+        description="Who may adopt a collection their namespace did not create. Default: only the connection's "
+        "own namespace.",
+    )
+    collection_names: CollectionNames | None = Field(
+        None,
+        description="How collection names map to Qdrant (default: as written). Immutable: create a new "
+        "QdrantConnection to change it.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -223,6 +279,17 @@ class QdrantConnectionSpec(WireModel):
             return tuple(self.endpoints)
         assert self.url is not None  # one of the two, by the validator above
         return (self.url,)
+
+    def adopts_from(self, home: str, namespace: str) -> bool:
+        """May a VectorCollection in `namespace` adopt a collection another namespace made or nobody marked?
+        `home`: this connection's own namespace."""
+        return namespace == home or (self.adoption is not None and lists(self.adoption.namespaces, namespace))
+
+    def physical_name(self, namespace: str, name: str) -> str:
+        """The name in Qdrant of a collection (or alias) `name` of a VectorCollection in `namespace`."""
+        if self.collection_names is not None and self.collection_names.prefix == NamePrefix.NAMESPACE:
+            return f"{namespace}{PREFIX_SEPARATOR}{name}"
+        return name
 
     @property
     def primary_url(self) -> str:

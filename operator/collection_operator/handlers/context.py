@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import kopf
 
-from ..api.connection import QdrantConnectionSpec
+from ..api.connection import QdrantConnectionSpec, lists
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi, KubeApiError
 from ..k8s.peering import PeeringKeeper
@@ -45,8 +45,7 @@ class ConnectionRuntime:
         self.snapshots = QdrantSnapshots(self.gateway)
 
     def allows(self, namespace: str) -> bool:
-        allowed = self.spec.allowed_namespaces
-        return namespace == self.namespace or "*" in allowed or namespace in allowed
+        return namespace == self.namespace or lists(self.spec.allowed_namespaces, namespace)
 
     @property
     def report(self) -> ConnectionReport:

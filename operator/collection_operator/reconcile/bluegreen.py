@@ -99,11 +99,15 @@ async def sync_blue_green(
     write_slot: AbstractAsyncContextManager[Any] | None = None,
     cluster: Cluster | None = None,
     pace: CopyPace | None = None,
+    adoption_allowed: bool = False,
 ) -> CollectionOutcome:
+    """`adoption_allowed`: as for sync; a migration's target name is never adopted, whatever it says."""
     name = collection_name(spec, target.name)
     try:
         slot = write_slot or nullcontext()
-        outcome = await _blue_green(gateway, spec, target, gate, owner_alive, slot, cluster, pace or CopyPace())
+        outcome = await _blue_green(
+            gateway, spec, target, gate, owner_alive, slot, cluster, pace or CopyPace(), adoption_allowed
+        )
     except QdrantError as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
@@ -118,6 +122,7 @@ async def _blue_green(
     slot: AbstractAsyncContextManager[Any],
     cluster: Cluster | None,
     pace: CopyPace,
+    adoption_allowed: bool,
 ) -> CollectionOutcome:
     name = collection_name(spec, target.name)
     want = physical_name(spec, name)
@@ -136,7 +141,9 @@ async def _blue_green(
     plain = served is None and info is not None
     served = name if plain else served
     if served is None:
-        outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=want)
+        outcome = await sync(
+            gateway, spec, target, gate, owner_alive, slot, cluster, physical=want, adoption_allowed=adoption_allowed
+        )
         if outcome.reconciled:
             async with slot:
                 await gateway.update_aliases([{"create_alias": {"collection_name": want, "alias_name": name}}])
@@ -151,7 +158,18 @@ async def _blue_green(
     if changes := _immutable(spec, info, target, served):
         move = _Move(gateway, spec, target, name, served, want, plain, aliases)
         return await _migrate(move, info, changes, gate, slot, pace)
-    outcome = await sync(gateway, spec, target, gate, owner_alive, slot, cluster, physical=served, info=info)
+    outcome = await sync(
+        gateway,
+        spec,
+        target,
+        gate,
+        owner_alive,
+        slot,
+        cluster,
+        physical=served,
+        info=info,
+        adoption_allowed=adoption_allowed,
+    )
     if outcome.reconciled:
         await _tidy(gateway, target, served, outcome)
     return with_fields(outcome, physical_collection=None if plain else served)

@@ -10,13 +10,14 @@ from typing import Any
 
 from ..api.base import PREFIX
 from ..api.collection import ImmutableChanges, VectorCollectionSpec, VectorCollectionStatus
+from ..api.connection import QdrantConnectionSpec
 from . import reasons
 from .bluegreen import CopyPace, physical_collections, sync_blue_green
 from .collection import Ownership, ownership
 from .collection_sync import sync
 from .connections import usable
 from .gates import Cluster, ConnectionGate
-from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for, parse
+from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, outcome_for, parse
 from .ports import ConnectionsPort, SecretsPort
 from .restore import RestoreTracker, restore_step
 from .target import CollectionOutcome, Target, collection_name, status, with_fields
@@ -24,6 +25,7 @@ from .target import CollectionOutcome, Target, collection_name, status, with_fie
 PAUSED = f"{PREFIX}paused"
 MANAGED = f"{PREFIX}managed"
 CONNECTION_SETTLE_SECONDS = 15.0  # how long a reconcile waits for its connection's first health probe
+MAX_NAME_LENGTH = 255  # of a collection or alias name (the schema's limit on collectionName)
 
 
 @dataclass
@@ -64,8 +66,26 @@ async def step(target: Target, env: Environment) -> CollectionOutcome:
     await env.connections.settled(key, CONNECTION_SETTLE_SECONDS)
     try:
         runtime = usable(env.connections, key, target.namespace)
+        spec = in_qdrant(spec, runtime.spec, target)
     except ReconcileError as exc:
-        return with_fields(outcome_for(exc, status()), collection_name=name, connection=key)
+        # The name applied last stays shown until the connection says what it is now.
+        return with_fields(
+            outcome_for(exc, status()), collection_name=target.status.get("collectionName") or name, connection=key
+        )
+    name = collection_name(spec, target.name)
+    applied = target.status.get("collectionName")
+    if target.ever_reconciled and applied and applied != name:
+        message = (
+            f"this resource's collection is {applied} in Qdrant, but QdrantConnection {key} now names it {name} "
+            "(spec.collectionNames was changed, e.g. the connection re-created with another prefix); nothing was "
+            f"written, {applied} is kept: restore the connection's collectionNames, or create a new VectorCollection"
+        )
+        return with_fields(
+            Outcome(Verdict(State.STALLED, reasons.COLLECTION_NAME_CHANGED, message), status()),
+            collection_name=applied,
+            connection=key,
+        )
+    adoption_allowed = runtime.spec.adopts_from(runtime.namespace, target.namespace)
     restoring, restored = await restore_step(
         target, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots
     )
@@ -81,7 +101,15 @@ async def step(target: Target, env: Environment) -> CollectionOutcome:
     gate = env.gates.setdefault(key, ConnectionGate())
     if blue_green:
         outcome = await sync_blue_green(
-            runtime.collections, spec, target, gate, env.owner_alive, runtime.operations, cluster, env.pace
+            runtime.collections,
+            spec,
+            target,
+            gate,
+            env.owner_alive,
+            runtime.operations,
+            cluster,
+            env.pace,
+            adoption_allowed,
         )
     else:
         # BlueGreen keeps migrating for a changed set of vectors: a copy with a rollback window, not a delete in place.
@@ -94,11 +122,25 @@ async def step(target: Target, env: Environment) -> CollectionOutcome:
             write_slot=runtime.operations,
             cluster=cluster,
             in_place_vectors=runtime.in_place_vectors,
+            adoption_allowed=adoption_allowed,
         )
     if restored is not None:
         outcome.event("Restored", f"collection {name} recovered from {restored}")
         with_fields(outcome, restored_from=restored)
     return outcome
+
+
+def in_qdrant(spec: VectorCollectionSpec, connection: QdrantConnectionSpec, target: Target) -> VectorCollectionSpec:
+    """The spec with collectionName and aliases as Qdrant knows them (the connection's spec.collectionNames)."""
+    name = connection.physical_name(target.namespace, collection_name(spec, target.name))
+    aliases = [connection.physical_name(target.namespace, alias) for alias in spec.aliases]
+    if too_long := [n for n in (name, *aliases) if len(n) > MAX_NAME_LENGTH]:
+        raise Stalling(
+            reasons.INVALID_SPEC,
+            f"{too_long[0]} (the namespace prefix of QdrantConnection {target.connection} included) exceeds "
+            f"{MAX_NAME_LENGTH} characters: choose a shorter collectionName or alias",
+        )
+    return spec.model_copy(update={"collection_name": name, "aliases": aliases})
 
 
 def gone_from_qdrant(
@@ -129,8 +171,9 @@ def deletes_collection(spec: Mapping[str, Any], annotations: Mapping[str, str], 
 async def delete(target: Target, connections: ConnectionsPort) -> tuple[str, str, str]:
     """deletionPolicy Delete: remove the Qdrant collection if this resource owns it. Returns the Event
     (type, reason, message); raises ReconcileError or QdrantError when it must be tried again."""
-    name = collection_name(VectorCollectionSpec.model_validate(dict(target.spec)), target.name)
     runtime = usable(connections, target.connection)
+    spec = in_qdrant(VectorCollectionSpec.model_validate(dict(target.spec)), runtime.spec, target)
+    name = collection_name(spec, target.name)
     deleted, kept = [], []
     # BlueGreen: the name is an alias (Qdrant's GET would answer for the collection behind it, its DELETE
     # would do nothing); the collections behind it, in use, previous and half-built, go.

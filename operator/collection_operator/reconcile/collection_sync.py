@@ -48,11 +48,14 @@ async def sync(
     physical: str | None = None,
     in_place_vectors: bool = False,
     info: dict[str, Any] | None = None,
+    adoption_allowed: bool = False,
 ) -> CollectionOutcome:
     """`write_slot` bounds the connection's create/update/delete calls in flight (reads are not bounded);
     `cluster` is given for a distributed Qdrant, whose replicas are then kept at the factor; `physical` is the
     collection to work on when collectionName is an alias of it (blue/green); `in_place_vectors`: the server adds
-    and removes named vectors (Qdrant 1.18+, see plan); `info`: the collection as the caller just read it."""
+    and removes named vectors (Qdrant 1.18+, see plan); `info`: the collection as the caller just read it;
+    `adoption_allowed`: the connection lets this namespace adopt a collection another namespace made or nobody
+    marked (QdrantConnectionSpec.adopts_from); one a deleted resource of this namespace made may be adopted always."""
     name = collection_name(spec, target.name)
     physical = physical or name
     slot = write_slot or nullcontext()
@@ -62,10 +65,22 @@ async def sync(
             # and observe only when Qdrant answers that one exists (it never overwrites), saving a read.
             observe = target.seen_in_qdrant or physical != name
             outcome = await _sync(
-                gateway, spec, target, gate, owner_alive, physical, slot, observe, in_place_vectors, info
+                gateway,
+                spec,
+                target,
+                gate,
+                owner_alive,
+                physical,
+                slot,
+                observe,
+                in_place_vectors,
+                info,
+                adoption_allowed,
             )
         except AlreadyExists:
-            outcome = await _sync(gateway, spec, target, gate, owner_alive, physical, slot, True, in_place_vectors)
+            outcome = await _sync(
+                gateway, spec, target, gate, owner_alive, physical, slot, True, in_place_vectors, None, adoption_allowed
+            )
             outcome.create_conflicts += 1
         if outcome.reconciled and (cluster is not None or spec.shard_keys):
             outcome = await placement(gateway, spec.shard_keys, target, physical, slot, cluster, outcome)
@@ -85,6 +100,7 @@ async def _sync(
     observe: bool,
     in_place_vectors: bool = False,
     known: dict[str, Any] | None = None,
+    adoption_allowed: bool = False,
 ) -> CollectionOutcome:
     managed_indexes = list(target.status.get("payloadIndexes") or [])
     managed_aliases = list(target.status.get("aliases") or [])
@@ -132,6 +148,8 @@ async def _sync(
                     ),
                     status(),
                 )
+            if not adoption_allowed and (holder is None or holder.split("/", 1)[0] != target.namespace):
+                return _adoption_refused(name, holder, target)
             adopt = True
 
     p = plan(
@@ -243,6 +261,22 @@ async def _sync(
     gate.release(target.key)
     outcome.reconciled = True
     return with_fields(outcome, applied_generation=target.generation)
+
+
+def _adoption_refused(name: str, holder: str | None, target: Target) -> CollectionOutcome:
+    """A collection no resource of this namespace made, met by a namespace the connection does not let adopt:
+    nothing is written, so a later delete of this resource finds it unmarked by it and keeps it."""
+    made = "bears no owner marker" if holder is None else f"was created by VectorCollection {holder.rsplit('/', 1)[0]}"
+    return Outcome(
+        Verdict(
+            State.STALLED,
+            reasons.ADOPTION_NOT_ALLOWED,
+            f"collection {name} exists in Qdrant and {made}; QdrantConnection {target.connection} does not let "
+            f"namespace {target.namespace} adopt it: its owner may add {target.namespace} to spec.adoption.namespaces, "
+            "or choose another collectionName. Nothing was written",
+        ),
+        status(),
+    )
 
 
 def _optimizing(outcome: CollectionOutcome, info: dict[str, Any], why: str) -> CollectionOutcome:

@@ -100,7 +100,7 @@ async def restore_step(
     snapshot_body = snapshots(f"{req.namespace}/{resource}")
     try:
         source = logic.source_snapshot(resource, snapshot_body, name)
-        source_runtime = usable(connections, source.connection)
+        source_runtime = usable(connections, source.connection, req.namespace)  # one this namespace may use
         key = await api_key(secrets, source_runtime.namespace, source_runtime.spec, context="source connection: ")
     except ReconcileError as exc:  # the snapshot, its connection or its Secret is not there yet
         return outcome_for(exc, status()), None

@@ -149,7 +149,8 @@ class SnapshotRun:
         not_reconciled = Waiting(reasons.COLLECTION_NOT_READY, f"VectorCollection {ref} has not been reconciled yet")
         if not collection or not connection:
             raise not_reconciled
-        runtime = usable(connections, connection)  # first: a connection that is down is the likelier cause
+        # First: a connection that is down is the likelier cause. Checked for this namespace, as its collection was.
+        runtime = usable(connections, connection, self.namespace)
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.collection, self.connection = collection, connection

@@ -15,7 +15,7 @@ from .outcome import Outcome
 
 APPROVE_PLAN = f"{PREFIX}approve-plan"  # its value: the hash of the plan a person approved
 # Verdicts that saw the collection, held by another.
-EXISTS_ELSEWHERE = (reasons.RESOURCE_CONFLICT, reasons.ALREADY_EXISTS)
+EXISTS_ELSEWHERE = (reasons.RESOURCE_CONFLICT, reasons.ALREADY_EXISTS, reasons.ADOPTION_NOT_ALLOWED)
 CollectionOutcome = Outcome[VectorCollectionStatus]
 
 
