@@ -17,6 +17,7 @@ from .. import metrics
 from ..api.connection import BreakerState
 from ..config import ClientSettings
 from ..config.address_policy import AddressPolicy, Refusal, check, host_of
+from ..redact import foreign_text
 from .breaker import CircuitBreaker
 from .client import Shared
 from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
@@ -228,7 +229,8 @@ class QdrantGateway(Shared):
     async def _probe(self) -> ProbeResult:
         await self.check_address()
         session = self._session
-        version = (await session.send("GET", "/"))["version"]
+        # The server's words for its version and consensus state reach status: bounded, one printable line.
+        version = foreign_text(str((await session.send("GET", "/"))["version"]), 64)
         if self._writable is None and self._credentials[0]:
             self._writable = await self._key_can_write()
         read_only = self._writable is False
@@ -248,7 +250,7 @@ class QdrantGateway(Shared):
         trouble = None
         thread = cluster["consensus_thread_status"]["consensus_thread_status"]
         if thread != "working":
-            trouble = f"consensus thread {thread}"
+            trouble = f"consensus thread {foreign_text(str(thread), 40)}"
         elif topology.unreachable:
             trouble = f"peers not answering: {', '.join(map(str, topology.unreachable))}"
         return ProbeResult(
