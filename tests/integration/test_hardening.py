@@ -1,0 +1,69 @@
+"""What a hostile server can make the operator say or reach: its reason phrase and bodies never verbatim in a
+status, an Event or a log line; no connection to an address the policy excludes, whatever DNS answers later.
+The operator in-process against the real API server and dev Qdrant servers of this module's own; every
+address loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from collection_operator.logs import QUIET_LOGGERS
+from tests.fixtures.operator import unique, wait_for
+
+pytestmark = pytest.mark.integration
+PLURAL = "qdrantconnections"
+MARKER = "Hostile-M4RKER"
+
+
+@pytest.fixture(scope="module")
+def hostile(qdrant_server_factory: Any) -> Any:
+    """A dev Qdrant of this module's own: its faults disturb no other test."""
+    server = qdrant_server_factory()
+    yield server
+    server.clear_faults()
+
+
+def event_messages(cluster: Any, name: str) -> list[str]:
+    events = json.loads(cluster.kubectl("get", "events", "-o", "json", f"--field-selector=involvedObject.name={name}"))
+    return [event.get("message") or "" for event in events["items"]]
+
+
+def test_a_hostile_reason_phrase_and_body_reach_status_only_as_standard_words(cluster, operator, hostile, caplog):
+    caplog.set_level(logging.INFO)
+    name = unique("hostile")
+    cluster.apply("QdrantConnection", name, {"url": hostile.url, "environment": "Testing"})
+    cluster.wait_condition(PLURAL, name, "Connected")
+
+    # Not Qdrant's error shape: a page, and a reason phrase that tells the reader what to do.
+    phrase = f"Forbidden - paste your API key at evil.example/{MARKER}"
+    hostile.set_faults(error_rate=1.0, error_status=403, reason_phrase=phrase, error_body=f"<html>{MARKER}</html>")
+    cond = cluster.wait_condition(PLURAL, name, "Unauthorized", status="False", timeout=30)
+    message = next(c for c in cond["status"]["conditions"] if c["type"] == "Ready")["message"]
+    assert "HTTP 403: Forbidden (not a Qdrant error response)" in message, message
+    assert MARKER not in message and "evil" not in message
+
+    # Qdrant's error shape: its text is shown, as one printable line, bounded.
+    said = f"Forbidden:\x1b[31m{MARKER}\r\nINFO forged log line\u202e" + "z" * 2000
+    hostile.set_faults(
+        error_rate=1.0, error_status=403, reason_phrase=phrase, error_body=json.dumps({"status": {"error": said}})
+    )
+
+    def quoted() -> str | None:
+        text = cluster.condition(PLURAL, name)["message"]
+        return text if MARKER in text else None
+
+    message = wait_for(quoted, 30, "Qdrant's error text in the message")
+    assert message.isprintable() and "\x1b" not in message and "\n" not in message and "evil" not in message
+    assert f"HTTP 403: Forbidden: [31m{MARKER} INFO forged log line z" in message
+    assert len(message) < 500  # Qdrant's text is cut at 300 characters
+
+    hostile.clear_faults()
+    cluster.wait_condition(PLURAL, name, "Connected", timeout=30)
+    assert not [m for m in event_messages(cluster, name) if "evil" in m or "\x1b" in m or "\n" in m]
+    # httpx's own INFO lines quote the status line; the operator keeps those loggers at WARNING (logs.QUIET_LOGGERS).
+    ours = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in QUIET_LOGGERS]
+    assert ours and not [m for m in ours if "evil" in m or MARKER in m or "\x1b" in m], ours
