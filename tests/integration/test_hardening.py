@@ -5,14 +5,19 @@ address loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 from typing import Any
 
 import pytest
 
+from collection_operator.config.address_policy import AddressPolicy, IPAddress
 from collection_operator.logs import QUIET_LOGGERS
+from collection_operator.qdrant import AddressNotAllowed, QdrantGateway, TLSError
 from tests.fixtures.operator import unique, wait_for
+from tests.integration.test_client_gateway import settings as client_settings
 
 pytestmark = pytest.mark.integration
 PLURAL = "qdrantconnections"
@@ -67,3 +72,52 @@ def test_a_hostile_reason_phrase_and_body_reach_status_only_as_standard_words(cl
     # httpx's own INFO lines quote the status line; the operator keeps those loggers at WARNING (logs.QUIET_LOGGERS).
     ours = [r.getMessage() for r in caplog.records if r.name.split(".")[0] not in QUIET_LOGGERS]
     assert ours and not [m for m in ours if "evil" in m or MARKER in m or "\x1b" in m], ours
+
+
+def rebinding(first: str, then: str):  # type: ignore[no-untyped-def]
+    """An in-process resolver for a test name: `first` until `rebind()`, `then` after; never the system's."""
+    state = {"answer": first}
+
+    async def resolve(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address(state["answer"])]
+
+    resolve.rebind = lambda: state.update(answer=then)  # type: ignore[attr-defined]
+    return resolve
+
+
+async def test_a_name_rebound_to_an_excluded_loopback_address_gets_no_connection(hostile):
+    port = int(hostile.url.rsplit(":", 1)[1])
+    accepted: list[object] = []
+    # Where the rebound name points: a listener on another loopback address, the same port, that the policy excludes.
+    trap = await asyncio.start_server(lambda r, w: (accepted.append(r), w.close()), "127.0.0.2", port)
+    resolve = rebinding("127.0.0.1", "127.0.0.2")
+    allowed = client_settings().model_copy(update={"address_policy": AddressPolicy(allowed_hosts=("127.0.0.1/32",))})
+    gateway = QdrantGateway(f"http://qdrant.rebind.test:{port}", allowed, name="rebind", resolve=resolve)
+    try:
+        assert isinstance(await gateway.list_collections(), list)  # by name, to the address checked
+        resolve.rebind()
+        await gateway.update_credentials(api_key="new-key")  # a new client: new connections, resolved again
+        with pytest.raises(AddressNotAllowed, match=r"127\.0\.0\.2"):
+            await gateway.list_collections()
+        assert accepted == []
+    finally:
+        await gateway.aclose()
+        trap.close()
+        await trap.wait_closed()
+
+
+async def test_tls_is_verified_for_the_name_not_the_address(qdrant_server_factory):
+    server = qdrant_server_factory(tls=True)  # a certificate for localhost and 127.0.0.1
+    port, ca = int(server.url.rsplit(":", 1)[1]), server.ca_cert.read_text()
+    for name, verified in (("localhost", True), ("qdrant.rebind.test", False)):
+        gateway = QdrantGateway(
+            f"https://{name}:{port}", client_settings(), name=name, ca_pem=ca, resolve=rebinding("127.0.0.1", "")
+        )
+        try:
+            if verified:
+                assert isinstance(await gateway.list_collections(), list)
+            else:  # the same address, but the certificate does not name the host
+                with pytest.raises(TLSError, match=r"(?i)hostname|certificate"):
+                    await gateway.list_collections()
+        finally:
+            await gateway.aclose()
