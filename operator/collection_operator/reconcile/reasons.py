@@ -33,6 +33,7 @@ COLLECTION_MISSING = "CollectionMissing"
 RESOURCE_CONFLICT = "ResourceConflict"
 ALREADY_EXISTS = "AlreadyExists"
 ALIAS_CONFLICT = "AliasConflict"
+OWNED_BY_ANOTHER_RESOURCE = "OwnedByAnotherResource"  # a BlueGreen migration's source bears another's marker
 IMMUTABLE_FIELD_CHANGED = "ImmutableFieldChanged"
 AWAITING_APPROVAL = "AwaitingApproval"  # Reconciling, but nothing moves until a person approves the plan
 MIGRATING = "Migrating"
