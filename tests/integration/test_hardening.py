@@ -9,18 +9,24 @@ import asyncio
 import ipaddress
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from collection_operator.config.address_policy import AddressPolicy, IPAddress
 from collection_operator.logs import QUIET_LOGGERS
 from collection_operator.qdrant import AddressNotAllowed, QdrantGateway, TLSError
+from collection_operator.reconcile.mapping import OWNER_KEY
+from collection_operator.reconcile.outcome import RETRY_SECONDS
 from tests.fixtures.operator import unique, wait_for
+from tests.integration.audit import AuditWindow
 from tests.integration.test_client_gateway import settings as client_settings
 
 pytestmark = pytest.mark.integration
 PLURAL = "qdrantconnections"
+VC = "vectorcollections"
 MARKER = "Hostile-M4RKER"
 
 
@@ -121,3 +127,33 @@ async def test_tls_is_verified_for_the_name_not_the_address(qdrant_server_factor
                     await gateway.list_collections()
         finally:
             await gateway.aclose()
+
+
+def stalls() -> float:
+    labels = {"kind": "VectorCollection", "reason": "OwnedByAnotherResource"}
+    return REGISTRY.get_sample_value("qdrant_operator_reconciles_total", labels) or 0.0
+
+
+def test_a_blue_green_source_another_resource_owns_stalls_once_and_is_not_retried(
+    control_plane, cluster, connection, qdrant_server
+):
+    name = unique("owned")
+    spec = {"connectionRef": {"name": connection}, "collectionName": name, "vectors": [{"size": 4, "distance": "Dot"}]}
+    cluster.apply("VectorCollection", "owned", spec)
+    cluster.wait_condition(VC, "owned", "InSync")
+    with qdrant_server.http(timeout=10) as http:  # another resource's marker on the plain collection
+        http.patch(f"/collections/{name}", json={"metadata": {OWNER_KEY: "other-ns/other/0000"}}).raise_for_status()
+    cluster.apply("VectorCollection", "owned", {**spec, "shardNumber": 2, "changePolicy": {"immutable": "BlueGreen"}})
+    body = cluster.wait_condition(VC, "owned", "OwnedByAnotherResource", status="False")
+    stalled = next(c for c in body["status"]["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and "other-ns/other" in stalled["message"], stalled
+
+    window, events, looks = AuditWindow.open(control_plane.audit_log), event_messages(cluster, "owned"), stalls()
+    time.sleep(2.5 * RETRY_SECONDS)  # deliberately idle: a retry loop would write status or kopf's progress
+    assert window.writes(VC, cluster.namespace, "owned") == []
+    assert event_messages(cluster, "owned") == events
+    assert stalls() > looks, "the drift sweep looked again (and found the same)"
+    with qdrant_server.http(timeout=10) as http:  # nothing was built, moved or deleted
+        names = {c["name"] for c in http.get("/collections").json()["result"]["collections"]}
+        assert name in names and not [n for n in names if n.startswith(f"{name}-")]
+        assert name not in {a["alias_name"] for a in http.get("/aliases").json()["result"]["aliases"]}
