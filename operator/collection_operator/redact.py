@@ -65,7 +65,10 @@ def http_phrase(status: int) -> str:
         return f"HTTP {status}"
 
 
-def foreign_text(text: str, limit: int) -> str:
+FOREIGN_TEXT_LIMIT = 300  # characters of a server's text in one message
+
+
+def foreign_text(text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
     """A server's text made fit for a status message: control and format characters (line breaks, escape
     sequences, bidirectional overrides) turned into spaces, runs of spaces into one, cut to `limit`."""
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())

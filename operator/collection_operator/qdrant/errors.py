@@ -126,9 +126,6 @@ class AddressNotAllowed(QdrantError):
 _ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
 
 
-MAX_SERVER_MESSAGE = 300
-
-
 def qdrant_error_text(content: bytes) -> str | None:
     """Qdrant's error text from a response body of Qdrant's error shape, made fit for a status message;
     None for any other body."""
@@ -138,7 +135,7 @@ def qdrant_error_text(content: bytes) -> str | None:
         return None
     status = body.get("status") if isinstance(body, dict) else None
     error = status.get("error") if isinstance(status, dict) else None
-    return foreign_text(error, MAX_SERVER_MESSAGE) if isinstance(error, str) else None
+    return foreign_text(error) if isinstance(error, str) else None
 
 
 def _server_message(status: int, content: bytes) -> str:
@@ -246,7 +243,7 @@ def _from_qdrant_client(source: BaseException) -> QdrantError | None:
         return _from_status(status, _server_message(status, source.content), _retry_after(source.headers))
     if isinstance(source, ResourceExhaustedResponse):
         said = source.message  # Qdrant's error text, as qdrant-client took it from the body
-        text = foreign_text(said, MAX_SERVER_MESSAGE) if isinstance(said, str) and said else http_phrase(429)
+        text = foreign_text(said) if isinstance(said, str) and said else http_phrase(429)
         return Transient(f"HTTP 429: {text}", status_code=429, retry_after=float(source.retry_after_s))
     return None
 

@@ -304,7 +304,7 @@ def _not_ours(info: dict[str, Any], move: _Move) -> Stalling | None:
     if owned == Ownership.OURS:
         return None
     if owned == Ownership.OTHER and holder is not None:
-        other = foreign_text(holder.rsplit("/", 1)[0], 300)  # the marker is Qdrant's metadata: bounded
+        other = foreign_text(holder.rsplit("/", 1)[0])  # the marker is Qdrant's metadata: bounded
         return Stalling(
             reasons.OWNED_BY_ANOTHER_RESOURCE,
             f"{move.served} is marked as VectorCollection {other}'s, so this resource never migrates or deletes it; "
