@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.http import h11_impl
 
 from devenv import processes
 from devenv.qdrant_dev import REPO_ROOT
@@ -34,14 +35,29 @@ def _loopback(host: str) -> str:
     raise SystemExit(f"refusing to listen on {host}: the dev server binds loopback addresses (127.0.0.0/8) only")
 
 
+class FaultPhrases(dict[int, bytes]):
+    """The reason phrases uvicorn's h11 protocol sends (it looks each response's up in h11_impl.STATUS_PHRASES;
+    ASGI has no way to set one): the reason_phrase fault replaces that of every error answer."""
+
+    def __init__(self, state: DevState) -> None:
+        super().__init__(h11_impl.STATUS_PHRASES)
+        self.state = state
+
+    def __getitem__(self, status: int) -> bytes:
+        phrase = self.state.faults.reason_phrase
+        return phrase.encode("latin-1") if phrase and status >= 400 else super().__getitem__(status)
+
+
 def serve(args: argparse.Namespace) -> None:
     host = _loopback(args.host)
     data_dir = Path(args.data_dir).resolve()
     state = DevState(api_key=args.api_key, read_only_api_key=args.read_only_api_key)
     state.faults = Faults(latency_ms=args.latency_ms, error_rate=args.error_rate)
     app = QdrantDevApp(data_dir, state, max_shards=args.max_shards).build()
+    h11_impl.STATUS_PHRASES = FaultPhrases(state)  # this process serves this one app
     config = uvicorn.Config(
         app,
+        http="h11",
         host=host,
         port=args.port,
         log_level="warning",

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,9 @@ class Faults:
     error_rate: float = 0.0  # share of requests answered 503
     hang: bool = False  # requests wait until the fault is cleared
     create_timeout_but_applies: float = 0.0  # seconds a collection create waits *after* creating it
+    error_status: int = 503  # the status error_rate answers with
+    error_body: str | None = None  # the body error_rate answers with, verbatim; None: Qdrant's error shape
+    reason_phrase: str = ""  # sent in the status line of every error answer instead of the standard phrase
 
     def __post_init__(self) -> None:
         self.released = asyncio.Event()
@@ -192,7 +196,10 @@ class QdrantDevApp(ServiceRoutes, CollectionRoutes, SnapshotRoutes, PointUpdateR
             await asyncio.sleep(faults.latency_ms / 1000)
         await faults.released.wait()
         if faults.error_rate and random.random() < faults.error_rate:
-            return _error(503, "Service Unavailable: injected by the dev server (error_rate)", started)
+            if faults.error_body is not None:
+                return Response(faults.error_body, status_code=faults.error_status, media_type="application/json")
+            phrase = HTTPStatus(faults.error_status).phrase
+            return _error(faults.error_status, f"{phrase}: injected by the dev server (error_rate)", started)
         if self.state.api_key and request.url.path not in PUBLIC_PATHS:
             auth = request.headers.get("authorization", "")
             key = request.headers.get("api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)

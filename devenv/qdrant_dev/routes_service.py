@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -18,10 +19,7 @@ class ServiceRoutes(RouteHandlers):
     # ------------------------------------------------------------ admin (dev only)
 
     async def get_faults(self, request: Request) -> Response:
-        f = self.state.faults
-        return JSONResponse(
-            {k: getattr(f, k) for k in ("latency_ms", "error_rate", "hang", "create_timeout_but_applies")}
-        )
+        return JSONResponse(dataclasses.asdict(self.state.faults))
 
     async def set_faults(self, request: Request) -> Response:
         try:

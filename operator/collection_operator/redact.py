@@ -4,11 +4,17 @@ parameters and headers, and the values of the Secrets the operator has read (and
 Pure standard library and importable from every layer. One `SecretValues` per operator run: the k8s layer
 adds each Secret value it reads, `logs.install()` scrubs every log record with it, and the handlers scrub
 status messages and Events with it.
+
+A server's words, too, reach a status, an Event or a log line only through this module: an HTTP status is
+named by its standard phrase (`http_phrase`), never by the reason phrase the server sent, and the few texts
+a configured Qdrant may contribute (its JSON error text, its version) pass `foreign_text`: one line, no
+control or format characters, bounded.
 """
 
 from __future__ import annotations
 
 import base64
+import http
 import re
 import threading
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -49,6 +55,24 @@ def redact_text(text: str) -> str:
     text = _USERINFO.sub(rf"\g<scheme>{MASK}@", text)
     text = _QUERY_VALUE.sub(rf"\g<name>{MASK}", text)
     return _HEADER_VALUE.sub(rf"\g<name>{MASK}", text)
+
+
+def http_phrase(status: int) -> str:
+    """The standard reason phrase of an HTTP status ("Service Unavailable"), or "HTTP <status>" when unknown."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+FOREIGN_TEXT_LIMIT = 300  # characters of a server's text in one message
+
+
+def foreign_text(text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
+    """A server's text made fit for a status message: control and format characters (line breaks, escape
+    sequences, bidirectional overrides) turned into spaces, runs of spaces into one, cut to `limit`."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SecretValues:

@@ -98,6 +98,18 @@ def test_latency_and_errors(dev, client: QdrantClient) -> None:  # type: ignore[
     client.get_collections()
 
 
+def test_hostile_error_answers(dev) -> None:  # type: ignore[no-untyped-def]
+    dev.set_faults(error_rate=1.0, error_status=502, error_body="<html>x</html>", reason_phrase="Call \x1b me")
+    with dev.http(timeout=10) as http:
+        reply = http.get("/collections")
+    assert (reply.status_code, reply.reason_phrase, reply.text) == (502, "Call \x1b me", "<html>x</html>")
+    dev.set_faults(error_rate=1.0, error_status=400)
+    with dev.http(timeout=10) as http:
+        reply = http.get("/collections")
+    assert (reply.status_code, reply.reason_phrase) == (400, "Bad Request")
+    assert reply.json()["status"]["error"] == "Bad Request: injected by the dev server (error_rate)"
+
+
 def test_hang_until_cleared(dev) -> None:  # type: ignore[no-untyped-def]
     dev.set_faults(hang=True)
     with pytest.raises(ResponseHandlingException):

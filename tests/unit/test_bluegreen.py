@@ -12,6 +12,7 @@ from collection_operator.reconcile.bluegreen import CopyPace, physical_name, syn
 from collection_operator.reconcile.collection import Difference
 from collection_operator.reconcile.collection_sync import sync
 from collection_operator.reconcile.gates import ConnectionGate
+from collection_operator.reconcile.mapping import OWNER_KEY
 from collection_operator.reconcile.outcome import State
 from collection_operator.reconcile.target import APPROVE_PLAN, Target
 from tests.builders import collection_spec
@@ -260,6 +261,43 @@ async def test_a_collection_not_ours_is_never_migrated():
     r = Resource(q, spec(shardNumber=2, onExisting="Adopt"))
     outcome = await r.reconcile()
     assert outcome.verdict.reason == "AlreadyExists" and list(q.collections) == ["docs"]
+
+
+OTHER = {OWNER_KEY: "other-ns/other/u2"}  # another VectorCollection's owner marker
+
+
+async def test_a_source_another_resource_owns_stalls_the_migration_before_anything_is_written():
+    q = FakeQdrant()
+    r = Resource(q, spec(changePolicy={"immutable": "Reject"}))
+    await r.settle()
+    await q.update_collection("docs", {"metadata": OTHER})
+    r.change(shardNumber=2)
+    writes = len(q.writes)
+    outcome = await r.reconcile()
+    assert (outcome.verdict.state, outcome.verdict.reason) == ("Stalled", "OwnedByAnotherResource")
+    assert "other-ns/other's" in outcome.verdict.message and outcome.requeue_after is None
+    assert q.writes[writes:] == [] and r.gate.holder is None
+
+
+class MarkedDuringTheCopy(FakeQdrant):
+    """Another resource marks the plain source as its own while the copy runs."""
+
+    async def copy_points(self, source: str, *args: Any, **kwargs: Any) -> tuple[int, int, Any]:
+        await self.update_collection(source, {"metadata": OTHER})
+        return await super().copy_points(source, *args, **kwargs)
+
+
+async def test_a_source_marked_by_another_resource_during_the_copy_is_never_deleted_and_not_retried():
+    q = MarkedDuringTheCopy()
+    r = Resource(q, spec(changePolicy={"immutable": "Reject"}))
+    await r.settle()
+    q.put_points("docs", dict(list(POINTS.items())[:50]))
+    r.change(shardNumber=2)
+    outcome = await r.reconcile()
+    assert (outcome.verdict.state, outcome.verdict.reason) == ("Stalled", "OwnedByAnotherResource")
+    assert outcome.requeue_after is None and r.gate.holder is None
+    assert "docs" in q.collections and q.aliases == {} and "delete docs" not in q.writes
+    assert (await r.reconcile()).verdict == outcome.verdict  # the next look says the same: no retry loop
 
 
 async def test_the_cost_estimate_counts_the_points_and_the_vectors_re_indexed():

@@ -49,14 +49,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.endswith("/vectorcollections/a/status") and self.command == "PATCH":
             return self._json(200, {})
         if self.path == "/api/v1/namespaces/ns/secrets/forbidden":
-            return self._json(403, {"kind": "Status", "code": 403})
+            return self._json(403, {"kind": "Status", "code": 403}, phrase="Denied: ask evil.example")
         return self._json(404, {"kind": "Status", "code": 404})
 
     do_GET = do_PATCH = _answer
 
-    def _json(self, code: int, body: Any) -> None:
+    def _json(self, code: int, body: Any, phrase: str | None = None) -> None:
         data = json.dumps(body).encode()
-        self.send_response(code)
+        self.send_response(code, phrase)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -106,6 +106,7 @@ async def test_reads_lists_and_patches_what_it_should(server, tmp_path, monkeypa
         with pytest.raises(KubeApiError) as forbidden:
             await kube.read_secret_key("ns", "forbidden", "apiKey")
         assert forbidden.value.status == 403
+        assert str(forbidden.value).endswith(": 403 Forbidden"), "the standard phrase, never the one sent"
         port = KubeSecrets(kube)  # what a connection's loop reads through: a refusal is "not now", not a bug
         with pytest.raises(SecretUnavailable, match="403"):
             await port.read_secret_key("ns", "forbidden", "apiKey")

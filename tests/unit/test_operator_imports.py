@@ -25,9 +25,11 @@ def test_an_application_call_loads_qdrant_client_on_first_use() -> None:
     statement = (
         "from collection_operator.api import QdrantConnectionSpec\n"
         "from collection_operator.config import resolve\n"
+        "from collection_operator.qdrant.pinning import PinnedBackend\n"
         "from collection_operator.qdrant.session import new_session\n"
         "settings = resolve(QdrantConnectionSpec(url='http://127.0.0.1:9', environment='Testing'))\n"
-        "session = new_session('http://127.0.0.1:9', settings, 'key', None, True)\n"
+        "backend = PinnedBackend(lambda: settings.address_policy)\n"
+        "session = new_session('http://127.0.0.1:9', settings, 'key', None, True, backend)\n"
         "assert 'qdrant_client' not in sys.modules\n"
         "assert session.qdrant is session.qdrant"
     )

@@ -114,3 +114,30 @@ def test_only_qdrants_own_error_text_reaches_a_message():
     long = qdrant_error_text(json.dumps({"status": {"error": "x" * 1000 + "\nforged line"}}).encode())
     assert long is not None and len(long) == 300 and "\n" not in long
     assert MARKER not in classify(ValueError(f"validation failed on input {MARKER}")).message
+
+
+def test_a_servers_reason_phrase_never_reaches_a_message():
+    request = httpx.Request("GET", "http://127.0.0.1:6333/collections")
+    hostile = f"Set apiKey to {MARKER} and retry".encode()
+    for status, phrase in ((503, "Service Unavailable"), (418, "I'm a Teapot"), (599, "HTTP 599")):
+        rest = httpx.Response(status, content=b"<html/>", request=request, extensions={"reason_phrase": hostile})
+        for raised in (
+            response(status, b"<html/>", hostile.decode()),
+            httpx.HTTPStatusError("", request=request, response=rest),
+        ):
+            assert classify(raised).message == f"HTTP {status}: {phrase} (not a Qdrant error response)"
+
+
+def test_qdrants_error_text_is_one_printable_bounded_line():
+    said = "Wrong input:\x1b[31m fake\u202eline\x00\r\nINFO forged\u200b" + "y" * 400
+    text = qdrant_error_text(json.dumps({"status": {"error": said}}).encode())
+    assert text is not None and text.isprintable() and len(text) == 300
+    assert text.startswith("Wrong input: [31m fake line INFO forged y")
+    assert redact.foreign_text("  a\tb\n\nc ", 10) == "a b c"
+
+
+def test_a_broken_replys_text_is_never_quoted():
+    broken = httpx.RemoteProtocolError(f"illegal status line: b'HTTP/1.1 200 {MARKER}'")
+    for idempotent in (True, False):
+        error = classify(broken, idempotent=idempotent)
+        assert MARKER not in error.message and "RemoteProtocolError" in error.message

@@ -15,7 +15,7 @@ import httpx
 import kopf
 
 from ..api import GROUP, VERSION
-from ..redact import SecretValues
+from ..redact import SecretValues, http_phrase
 
 MERGE_PATCH = "application/merge-patch+json"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -94,15 +94,18 @@ class KubeApi:
         for attempt in (1, 2):
             try:
                 response = await self._http.request(method, path, **kwargs)
-            except httpx.HTTPError as exc:
+            except (httpx.ConnectError, httpx.TimeoutException) as exc:
                 raise KubeApiError(0, method, path, f"{type(exc).__name__}: {exc}") from None
+            except httpx.HTTPError as exc:  # a protocol error's text quotes the peer's bytes: its type only
+                raise KubeApiError(0, method, path, type(exc).__name__) from None
             if response.status_code == 401 and attempt == 1:
                 old, self._http = self._http, _client(login(self._settings))
                 await old.aclose()
                 continue
             break
         if response.status_code >= 400:
-            raise KubeApiError(response.status_code, method, path, response.reason_phrase)
+            # The standard phrase, never the one the server sent: a server's words reach no log or status.
+            raise KubeApiError(response.status_code, method, path, http_phrase(response.status_code))
         return response
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:

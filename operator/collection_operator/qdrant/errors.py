@@ -21,9 +21,13 @@ one error policy's choice, reconcile/outcome.py.
 
 *only idempotent calls are retried at all. "breaker: success" means the server answered, so it is up.
 
-Messages never carry a response body: only Qdrant's own error text (a JSON body of Qdrant's error shape
-`{"status": {"error": "..."}}`, truncated), else the HTTP status and our own words. Whatever a peer that
-is not Qdrant answers never reaches a status condition, an Event or a log line through these errors.
+What of a server's answer a message may carry (it reaches status conditions, Events and logs):
+- the status code and its standard phrase (redact.http_phrase), never the reason phrase the server sent;
+- Qdrant's own error text (a JSON body of Qdrant's error shape `{"status": {"error": "..."}}`), useful to
+  the person who configured that server, through redact.foreign_text: one line, printable, bounded. A URL
+  the address policy refused is never sent a request, so no such server has an answer to quote;
+- of a broken reply or a protocol error, only its type: their text quotes the peer's bytes.
+Whatever else a peer answers (another body, an HTML page, a metadata service) is never quoted.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import json
 import re
 import ssl
 from collections.abc import Iterable
-from typing import Protocol
 
 import httpx
+
+from ..redact import foreign_text, http_phrase
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 
@@ -121,39 +126,24 @@ class AddressNotAllowed(QdrantError):
 _ALREADY_EXISTS = re.compile(r"already exists", re.IGNORECASE)
 
 
-MAX_SERVER_MESSAGE = 300
-
-
 def qdrant_error_text(content: bytes) -> str | None:
-    """Qdrant's error text from a response body of Qdrant's error shape, truncated; None for any other body."""
+    """Qdrant's error text from a response body of Qdrant's error shape, made fit for a status message;
+    None for any other body."""
     try:
         body = json.loads(content)
     except ValueError:
         return None
     status = body.get("status") if isinstance(body, dict) else None
     error = status.get("error") if isinstance(status, dict) else None
-    if not isinstance(error, str):
-        return None
-    text = " ".join(error.split())  # one line: no forged log lines or status paragraphs
-    return text if len(text) <= MAX_SERVER_MESSAGE else text[: MAX_SERVER_MESSAGE - 3] + "..."
+    return foreign_text(error) if isinstance(error, str) else None
 
 
-class _Reply(Protocol):
-    """What an error reply carries: httpx.Response, or qdrant-client's UnexpectedResponse."""
-
-    @property
-    def content(self) -> bytes: ...
-    @property
-    def reason_phrase(self) -> str: ...
-
-
-def _server_message(response: _Reply) -> str:
-    text = qdrant_error_text(response.content)
+def _server_message(status: int, content: bytes) -> str:
+    text = qdrant_error_text(content)
     if text is not None:
         return text
     # Not Qdrant's error shape: the body may be anything (a metadata service, an HTML page), so never show it.
-    reason = response.reason_phrase if response.reason_phrase and response.reason_phrase.isprintable() else ""
-    return f"{reason[:60]} (not a Qdrant error response)".strip()
+    return f"{http_phrase(status)} (not a Qdrant error response)"
 
 
 def _is_tls(error: BaseException) -> bool:
@@ -204,7 +194,9 @@ def classify(
     result: QdrantError
     if isinstance(source, httpx.HTTPStatusError):
         reply = source.response
-        result = _from_status(reply.status_code, _server_message(reply), _retry_after(reply.headers))
+        result = _from_status(
+            reply.status_code, _server_message(reply.status_code, reply.content), _retry_after(reply.headers)
+        )
     elif (from_client := _from_qdrant_client(source)) is not None:
         result = from_client
     elif isinstance(source, httpx.ConnectTimeout | httpx.PoolTimeout):
@@ -217,8 +209,9 @@ def classify(
     elif isinstance(source, httpx.TimeoutException | TimeoutError):
         result = _lost_reply(f"timed out: {source!r}", idempotent)
     elif isinstance(source, httpx.TransportError):
-        # The request may have reached the server before the connection broke.
-        result = _lost_reply(f"connection broke: {source!r}", idempotent)
+        # The request may have reached the server before the connection broke. A protocol error's text
+        # quotes the peer's bytes (h11: "illegal status line: b'...'"), so only its type is said.
+        result = _lost_reply(f"connection broke ({type(source).__name__})", idempotent)
     else:
         # Its text may quote the peer's reply (e.g. a validation error on a body that is not Qdrant's).
         result = QdrantError(f"unexpected reply or client error ({type(source).__name__}); is the URL a Qdrant?")
@@ -246,9 +239,12 @@ def _from_qdrant_client(source: BaseException) -> QdrantError | None:
     from qdrant_client.http.exceptions import UnexpectedResponse
 
     if isinstance(source, UnexpectedResponse) and source.status_code is not None:
-        return _from_status(source.status_code, _server_message(source), _retry_after(source.headers))
+        status = source.status_code
+        return _from_status(status, _server_message(status, source.content), _retry_after(source.headers))
     if isinstance(source, ResourceExhaustedResponse):
-        return Transient(f"HTTP 429: {source.message}", status_code=429, retry_after=float(source.retry_after_s))
+        said = source.message  # Qdrant's error text, as qdrant-client took it from the body
+        text = foreign_text(said) if isinstance(said, str) and said else http_phrase(429)
+        return Transient(f"HTTP 429: {text}", status_code=429, retry_after=float(source.retry_after_s))
     return None
 
 

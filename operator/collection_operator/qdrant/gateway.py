@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -16,11 +14,13 @@ import httpx
 from .. import metrics
 from ..api.connection import BreakerState
 from ..config import ClientSettings
-from ..config.address_policy import AddressPolicy, Refusal, check, host_of
+from ..config.address_policy import AddressPolicy, Refusal, host_of
+from ..redact import foreign_text
 from .breaker import CircuitBreaker
 from .client import Shared
-from .errors import AddressNotAllowed, QdrantError, Unreachable, classify
+from .errors import QdrantError, classify
 from .health import HealthMonitor
+from .pinning import PinnedBackend, Resolver, checked_addresses, not_allowed, system_resolver
 from .pool import ConnectionPool
 from .report import ConnectionReport, HealthReport, ProbeResult, Topology
 from .retry import retrying
@@ -47,9 +47,12 @@ class QdrantGateway(Shared):
         verify: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        resolve: Resolver = system_resolver,
     ) -> None:
         super().__init__(name, settings)
         self.url = url
+        self._resolve = resolve
+        self._backend = PinnedBackend(lambda: self.settings.address_policy, resolve)
         self._credentials = (api_key, ca_pem, verify)
         self._sleep = sleep
         self._retired: set[Session] = set()
@@ -156,20 +159,18 @@ class QdrantGateway(Shared):
     async def check_address(self) -> None:
         """Raise AddressNotAllowed unless the operator's address policy allows this URL, checked on every
         address its host resolves to now (resolved again after ADDRESS_CHECK_SECONDS). Runs before every
-        call, health probe and pool warm-up, so a refused URL is never sent a request."""
+        call, health probe and pool warm-up, so a refused URL is never sent a request, not even on a
+        connection opened before the policy changed. Each new connection is checked again, and made to the
+        address checked (PinnedBackend)."""
         policy = self.settings.address_policy
         now = time.monotonic()
         if self._address_checked is not None and self._address_checked[0] == policy and now < self._address_checked[1]:
             return
         try:
             host, port = host_of(self.url)
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-            check(host, addresses, policy)
         except Refusal as refusal:
-            raise AddressNotAllowed(f"URL refused by the operator's address policy: {refusal}") from None
-        except (socket.gaierror, UnicodeError) as exc:
-            raise Unreachable(f"cannot resolve the URL's host: {exc}") from None
+            raise not_allowed(refusal) from None
+        await checked_addresses(host, port, policy, self._resolve)
         self._address_checked = (policy, now + ADDRESS_CHECK_SECONDS)
 
     async def _open(self, count: int) -> None:
@@ -213,7 +214,7 @@ class QdrantGateway(Shared):
 
     def _new_session(self) -> Session:
         api_key, ca_pem, verify = self._credentials
-        return new_session(self.url, self.settings, api_key, ca_pem, verify)
+        return new_session(self.url, self.settings, api_key, ca_pem, verify, self._backend)
 
     async def _replace_session(self) -> None:
         old, self._session = self._session, self._new_session()
@@ -228,7 +229,8 @@ class QdrantGateway(Shared):
     async def _probe(self) -> ProbeResult:
         await self.check_address()
         session = self._session
-        version = (await session.send("GET", "/"))["version"]
+        # The server's words for its version and consensus state reach status: bounded, one printable line.
+        version = foreign_text(str((await session.send("GET", "/"))["version"]), 64)
         if self._writable is None and self._credentials[0]:
             self._writable = await self._key_can_write()
         read_only = self._writable is False
@@ -248,7 +250,7 @@ class QdrantGateway(Shared):
         trouble = None
         thread = cluster["consensus_thread_status"]["consensus_thread_status"]
         if thread != "working":
-            trouble = f"consensus thread {thread}"
+            trouble = f"consensus thread {foreign_text(str(thread), 40)}"
         elif topology.unreachable:
             trouble = f"peers not answering: {', '.join(map(str, topology.unreachable))}"
         return ProbeResult(

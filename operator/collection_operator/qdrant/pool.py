@@ -171,7 +171,7 @@ class ConnectionPool:
         try:
             await self._opener(granted)
         except Exception as error:  # the health monitor reports an unreachable target; stay quiet here
-            log.debug("warming the pool of %s failed: %r", self.name, error)
+            log.debug("warming the pool of %s failed (%s)", self.name, type(error).__name__)  # no peer's words
         finally:
             async with self._cond:
                 self._in_use -= granted

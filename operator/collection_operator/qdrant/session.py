@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
 
 from ..config import ClientSettings
@@ -85,19 +86,27 @@ class Session:
         await self.http.aclose()
 
 
-def new_session(url: str, settings: ClientSettings, api_key: str | None, ca_pem: str | None, verify: bool) -> Session:
-    tls: ssl.SSLContext | bool = verify
-    if ca_pem:
-        tls = ssl.create_default_context(cadata=ca_pem)
-    pool = settings.pool
+def new_session(
+    url: str,
+    settings: ClientSettings,
+    api_key: str | None,
+    ca_pem: str | None,
+    verify: bool,
+    backend: httpcore.AsyncNetworkBackend,
+) -> Session:
+    """`backend` opens the TCP connections (PinnedBackend: only to addresses the address policy checked)."""
+    tls = httpx.create_ssl_context(verify=ssl.create_default_context(cadata=ca_pem) if ca_pem else verify)
     # One connection beyond the leases for health probes and warming, so they never queue behind calls.
-    limits = httpx.Limits(
-        max_connections=pool.max_connections + 1,
-        max_keepalive_connections=pool.max_connections + 1,
-        keepalive_expiry=pool.idle_timeout_seconds,
+    size = settings.pool.max_connections + 1
+    inner = httpx.AsyncHTTPTransport(verify=tls)
+    # httpx takes no network backend: its pool is made again with ours (the same arguments httpx would pass).
+    inner._pool = httpcore.AsyncConnectionPool(
+        ssl_context=tls,
+        max_connections=size,
+        max_keepalive_connections=size,
+        keepalive_expiry=settings.pool.idle_timeout_seconds,
+        network_backend=backend,
     )
-    transport = ConnectTimeoutTransport(
-        httpx.AsyncHTTPTransport(verify=tls, limits=limits), settings.timeouts.connect_seconds
-    )
+    transport = ConnectTimeoutTransport(inner, settings.timeouts.connect_seconds)
     http = httpx.AsyncClient(base_url=url, headers={"api-key": api_key} if api_key else None, transport=transport)
     return Session(url, http, transport)

@@ -20,12 +20,13 @@ from typing import Any
 
 from ..api.collection import ImmutableChanges, MigrationStatus, PlanPhase, VectorCollectionSpec, duration_seconds
 from ..qdrant.errors import QdrantError
+from ..redact import foreign_text
 from . import mapping, reasons
 from .approval import approved, held_for_approval, plan_status
 from .collection import Difference, Ownership, estimated_vectors, observed_status, ownership, plan
 from .collection_sync import sync
 from .gates import Cluster, ConnectionGate
-from .outcome import Outcome, State, Verdict, outcome_for
+from .outcome import Failed, Outcome, ReconcileError, Stalling, State, Verdict, outcome_for
 from .ports import CollectionsPort
 from .target import CollectionOutcome, Target, collection_name, status, with_fields
 
@@ -108,7 +109,7 @@ async def sync_blue_green(
         outcome = await _blue_green(
             gateway, spec, target, gate, owner_alive, slot, cluster, pace or CopyPace(), adoption_allowed
         )
-    except QdrantError as exc:
+    except (QdrantError, ReconcileError) as exc:
         outcome = outcome_for(exc, status())
     return with_fields(outcome, collection_name=name, connection=target.connection)
 
@@ -238,8 +239,11 @@ class _Move:
         moved = [a for a in self.spec.aliases if self.aliases.get(a) == served]
         create = [{"create_alias": {"collection_name": want, "alias_name": a}} for a in [name, *moved]]
         if self.plain:
-            if not await _owned(gateway, served, self.target):
-                raise QdrantError(f"{served} is not this resource's collection; it is never deleted")
+            info = await gateway.get_collection(served)
+            if info is None:  # deleted meanwhile: the next reconcile builds the name anew
+                raise Failed(reasons.QDRANT_UNAVAILABLE, f"{served} is gone; {name} was not switched")
+            if (taken := _not_ours(info, self)) is not None:
+                raise taken  # marked by another resource while the copy ran: a person must act
             if moved:
                 await gateway.update_aliases([{"delete_alias": {"alias_name": a}} for a in moved])
             began = time.monotonic()
@@ -312,6 +316,26 @@ class _Move:
         return source, target
 
 
+def _not_ours(info: dict[str, Any], move: _Move) -> Stalling | None:
+    """Why the collection a migration would move the name from (and, if plain, delete) is not this resource's."""
+    owned, holder = ownership(info, move.target.marker)
+    if owned == Ownership.OURS:
+        return None
+    if owned == Ownership.OTHER and holder is not None:
+        other = foreign_text(holder.rsplit("/", 1)[0])  # the marker is Qdrant's metadata: bounded
+        return Stalling(
+            reasons.OWNED_BY_ANOTHER_RESOURCE,
+            f"{move.served} is marked as VectorCollection {other}'s, so this resource never migrates or deletes it; "
+            f"{move.name} still points at it and {move.want}, if built, is kept. Decide which resource owns it: "
+            f"delete or rename the other one, or revert this change (then delete {move.want})",
+        )
+    return Stalling(
+        reasons.ALREADY_EXISTS,
+        f"{move.served} was not created by this resource, so it is never migrated or deleted: adopt it first "
+        "(onExisting: Adopt, with a spec it matches), then change it",
+    )
+
+
 async def _migrate(
     move: _Move,
     info: dict[str, Any],
@@ -333,16 +357,9 @@ async def _migrate(
             ),
             status(drift=[d.as_status() for d in changes], **observed),
         )
-    if ownership(info, target.marker)[0] != Ownership.OURS:
-        return Outcome(
-            Verdict(
-                State.STALLED,
-                reasons.ALREADY_EXISTS,
-                f"{served} was not created by this resource, so it is never migrated or deleted: adopt it first "
-                "(onExisting: Adopt, with a spec it matches), then change it",
-            ),
-            status(**observed),
-        )
+    if (taken := _not_ours(info, move)) is not None:
+        gate.release(target.key)
+        return Outcome(taken.verdict, status(**observed))
     previous = target.status.get("previousCollection")
     if previous and previous != served and await _fits(move.gateway, spec, target, previous):
         return await _roll_back(replace(move, want=previous), observed)
@@ -416,8 +433,10 @@ async def _migrate(
         )
     if mode == COPY:
         if await move.copy(m, _carried_vectors(info, spec), slot, pace):
-            await move.switch(outcome)
-            gate.release(target.key)
+            try:
+                await move.switch(outcome)
+            finally:
+                gate.release(target.key)  # switched, or stopped: the next heavy change may go
             outcome.event("Switched", f"{name} now points at {want} ({m.target_points} points copied and verified)")
             return outcome
         copied = f"{m.copied_points} points written"

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.collection import DriftPolicy, OnExisting, PlanPhase, VectorCollectionSpec, VectorCollectionStatus
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
+from ..redact import foreign_text
 from . import reasons
 from .approval import approved, held_for_approval, plan_status
 from .collection import (
@@ -133,7 +134,8 @@ async def _sync(
                 Verdict(
                     State.STALLED,
                     reasons.RESOURCE_CONFLICT,
-                    f"collection {name} is managed by VectorCollection {holder.rsplit('/', 1)[0]}",
+                    # The marker is Qdrant's metadata: bounded, one printable line.
+                    f"collection {name} is managed by VectorCollection {foreign_text(holder.rsplit('/', 1)[0])}",
                 ),
                 status(),
             )

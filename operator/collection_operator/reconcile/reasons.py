@@ -35,6 +35,7 @@ ALREADY_EXISTS = "AlreadyExists"
 ADOPTION_NOT_ALLOWED = "AdoptionNotAllowed"  # onExisting Adopt, from a namespace the connection does not let adopt
 COLLECTION_NAME_CHANGED = "CollectionNameChanged"  # the connection's name prefix is not the one applied
 ALIAS_CONFLICT = "AliasConflict"
+OWNED_BY_ANOTHER_RESOURCE = "OwnedByAnotherResource"  # a BlueGreen migration's source bears another's marker
 IMMUTABLE_FIELD_CHANGED = "ImmutableFieldChanged"
 AWAITING_APPROVAL = "AwaitingApproval"  # Reconciling, but nothing moves until a person approves the plan
 MIGRATING = "Migrating"
