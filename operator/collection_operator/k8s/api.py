@@ -120,8 +120,7 @@ class KubeApi:
         return value
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Secret the operator writes (CollectionAccessKey), read back by name; None when it does not exist.
-        Its values are masked from now on, like every Secret value the operator reads."""
+        """A Secret the operator writes (CollectionAccessKey), read back by name; None when it does not exist."""
         try:
             response = await self._call("GET", f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}")
         except KubeApiError as exc:
@@ -129,8 +128,6 @@ class KubeApi:
                 return None
             raise
         secret: dict[str, Any] = response.json()
-        for value in (secret.get("data") or {}).values():
-            self.secrets.add(base64.b64decode(value))
         return secret
 
     async def create_secret(self, namespace: str, secret: dict[str, Any]) -> None:

@@ -155,10 +155,10 @@ async def _step(
     runtime = usable(connections, want.connection, key.namespace)
     api_key = runtime.api_key
     if not api_key or runtime.jwt_rbac is False:
-        why = "has no API key" if not api_key else "has JWT RBAC off (Qdrant refuses tokens signed with its API key)"
+        lacks = "has no API key" if not api_key else "has JWT RBAC off (Qdrant refuses tokens signed with its API key)"
         raise Stalling(
             reasons.JWT_RBAC_DISABLED,
-            f"QdrantConnection {want.connection} {why}: start Qdrant with an API key and service.jwt_rbac: true "
+            f"QdrantConnection {want.connection} {lacks}: start Qdrant with an API key and service.jwt_rbac: true "
             "(QDRANT__SERVICE__API_KEY, QDRANT__SERVICE__JWT_RBAC=true); the connection notices within minutes",
         )
     if runtime.jwt_rbac is None:
