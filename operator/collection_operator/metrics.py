@@ -139,14 +139,14 @@ PEERING_OBJECT_MISSING = Gauge(
 )
 ACCESS_KEY_EXPIRY = Gauge(
     "qdrant_operator_access_key_expiry_timestamp_seconds",
-    "When the token in a CollectionAccessKey's Secret expires (Unix time).",
-    ["namespace", "name"],
+    "When the token in a CollectionAccessKey's Secret expires (Unix time), by key (namespace/name).",
+    ["access_key"],
 )
 ACCESS_KEY_ROTATION_DUE = Gauge(
     "qdrant_operator_access_key_rotation_due_timestamp_seconds",
     "When the operator writes a CollectionAccessKey's next token, at two thirds of the validity (Unix time); past "
     "it, the key is late to rotate.",
-    ["namespace", "name"],
+    ["access_key"],
 )
 INTERNAL_ENTRIES = Gauge(
     "qdrant_operator_internal_entries",

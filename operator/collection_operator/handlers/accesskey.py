@@ -30,6 +30,7 @@ async def access_key_daemon(
     ctx: Context = memo.context
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
+    label = f"{namespace}/{name}"  # not a `namespace` label: a scrape's own (the Pod's) takes that name
     failures = 0
     try:
         while not stopped:
@@ -42,8 +43,8 @@ async def access_key_daemon(
                 await report(ctx, PLURAL, body, step.outcome)
                 metrics.RECONCILES.labels(access_key.KIND, step.outcome.verdict.reason).inc()
                 if step.expires is not None and step.rotate_at is not None:
-                    metrics.ACCESS_KEY_EXPIRY.labels(namespace, name).set(step.expires.timestamp())
-                    metrics.ACCESS_KEY_ROTATION_DUE.labels(namespace, name).set(step.rotate_at.timestamp())
+                    metrics.ACCESS_KEY_EXPIRY.labels(label).set(step.expires.timestamp())
+                    metrics.ACCESS_KEY_ROTATION_DUE.labels(label).set(step.rotate_at.timestamp())
                 delay, failures = step.delay, 0
             except Exception:  # the API server refused a Secret or status write: looked at again, backing off
                 failures += 1
@@ -53,5 +54,5 @@ async def access_key_daemon(
     finally:
         if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
             for gauge in (metrics.ACCESS_KEY_EXPIRY, metrics.ACCESS_KEY_ROTATION_DUE):
-                gauge.remove(namespace, name)
+                gauge.remove(label)
             ctx.statuses.forget(PLURAL, meta["uid"])
