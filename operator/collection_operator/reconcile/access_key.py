@@ -143,8 +143,8 @@ async def step(
     server refused or did not answer) is raised for the loop to retry."""
     try:
         return await _step(key, now, collections, connections, secrets)
-    except ReconcileError as exc:
-        return Next(outcome_for(exc, CollectionAccessKeyStatus()), RECHECK_SECONDS)
+    except ReconcileError as exc:  # Waiting and Failed look again sooner (their requeue), Stalled at RECHECK
+        return Next(outcome_for(exc, CollectionAccessKeyStatus()), exc.requeue_after or RECHECK_SECONDS)
 
 
 async def _step(
