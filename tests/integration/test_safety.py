@@ -298,8 +298,8 @@ def test_every_rule_of_the_role_names_the_code_that_uses_it():
         ("GET", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}"'),
         ("PATCH", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}"'),
         ("PATCH", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural, name)}/status"'),
-        ("POST", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets"'),
         ("POST", "_kopf_peerings(namespace)"),
+        ("POST", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets"'),
     ]
 
 
