@@ -93,9 +93,10 @@ def test_a_read_key_searches_its_collection_and_nothing_else(cluster, rbac_colle
     ]
     assert body["status"]["collections"] == [f"products-{ns}"] and body["status"]["connection"] == f"{ns}/main"
 
-    search = call(qdrant, token, "POST", f"/collections/products-{ns}/points/query", {"query": [1, 0, 0, 0]})
+    query = {"query": [1, 0, 0, 0]}
+    search = call(qdrant, token, "POST", f"/collections/products-{ns}/points/query", query)
     assert search.status_code == 200 and len(search.json()["result"]["points"]) == 3
-    assert call(qdrant, token, "POST", f"/collections/other-{ns}/points/query", {"query": [1, 0, 0, 0]}).status_code == 403
+    assert call(qdrant, token, "POST", f"/collections/other-{ns}/points/query", query).status_code == 403
     assert call(qdrant, token, "PATCH", f"/collections/products-{ns}", {"optimizers_config": {}}).status_code == 403
     upsert = {"points": [{"id": 9, "vector": [0.0, 1.0, 0.0, 0.0]}]}
     assert call(qdrant, token, "PUT", f"/collections/products-{ns}/points", upsert).status_code == 403
