@@ -187,3 +187,34 @@ def test_invalid_keys_are_refused_at_admission(cluster, spec, message):
     with pytest.raises(KubectlError) as err:
         cluster.apply("CollectionAccessKey", "bad", doc)
     assert message in err.value.stderr
+
+
+def test_rotating_the_connection_key_through_alt_api_key_re_mints_while_old_tokens_still_work(
+    cluster, operator, real_qdrant_factory
+):
+    """docs/security.md's procedure, after Qdrant's restart with the new key as api_key and the old one as
+    alt_api_key: the connection still holds the old key, then its Secret gets the new one."""
+    old, new = KEY, "new-" + uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    qdrant = real_qdrant_factory(api_key=new, alt_api_key=old, jwt_rbac=True)
+    assert connect(cluster, qdrant)["status"]["jwtRbac"] is True  # the probe token, signed with the old key
+    cluster.apply("VectorCollection", "products", collection_spec(collectionName=f"rot-{cluster.namespace}"))
+    cluster.wait_condition("vectorcollections", "products", "InSync")
+    key(cluster, "app", [{"name": "products"}], validity="24h")
+    first = (secret(cluster, "app") or {})["decoded"]["api-key"]
+    jwt.decode(first, old, algorithms=["HS256"])
+    query, path = {"query": [1, 0, 0, 0]}, f"/collections/rot-{cluster.namespace}/points/query"
+    assert call(qdrant, first, "POST", path, query).status_code == 200
+
+    patch = {"stringData": {"api-key": new}}
+    cluster.kubectl("patch", "secret", "main-key", "--type", "merge", "-p", json.dumps(patch))
+
+    def re_minted() -> Any:
+        token = (secret(cluster, "app") or {})["decoded"]["api-key"]
+        return token if token != first else None
+
+    second = wait_for(re_minted, 90, "a token signed with the new key")
+    jwt.decode(second, new, algorithms=["HS256"])
+    assert call(qdrant, second, "POST", path, query).status_code == 200
+    assert call(qdrant, first, "POST", path, query).status_code == 200  # alt_api_key: the old one still works
+    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=app", "-o", "json")
+    assert any("API key changed" in e["message"] for e in json.loads(events)["items"])
