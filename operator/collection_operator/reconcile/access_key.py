@@ -116,7 +116,7 @@ def renewal(
         return "no token yet"
     decoded = tokens.claims(token, api_key)
     if decoded is None:
-        return "the connection's API key changed"
+        return "the connection's API key changed (the token does not verify with it)"
     if tokens.access_of(decoded) != dict(access):
         return "the collections or their access changed"
     expires = expiry(decoded)
@@ -172,8 +172,8 @@ async def _step(
         )
     validity = timedelta(seconds=spec.validity_seconds)
     old = stored.data.get("api-key") if stored is not None else None
-    outcome: KeyOutcome = Outcome(Verdict(State.READY, reasons.KEY_ISSUED), CollectionAccessKeyStatus())
     rotated_at = key.status.get("rotatedAt")
+    events: list[tuple[str, str, str]] = []
     why = renewal(old, api_key, want.access, validity, now)
     if why is None and old is not None and (decoded := tokens.claims(old, api_key)) is not None:
         token, expires = old, expiry(decoded)
@@ -187,21 +187,26 @@ async def _step(
     if why is not None:
         rotated_at = rfc3339(now)
         until = rfc3339(expires)
-        outcome.event(reasons.KEY_ISSUED, f"new token in Secret {spec.secret_name} ({why}), valid until {until}")
+        events.append(
+            ("Normal", reasons.KEY_ISSUED, f"new token in Secret {spec.secret_name} ({why}), valid until {until}")
+        )
         log.info("CollectionAccessKey %s/%s: new token (%s)", key.namespace, key.name, why)
     rotate_at = rotation_time(expires, validity)
-    outcome.verdict = Verdict(
-        State.READY,
-        reasons.KEY_ISSUED,
-        f"Secret {spec.secret_name} holds a token for {', '.join(sorted(want.access))} until {rfc3339(expires)}; "
-        f"the next one at {rfc3339(rotate_at)}",
-    )
-    outcome.reconciled = True
-    outcome.status = CollectionAccessKeyStatus(
-        connection=want.connection,
-        collections=sorted(want.access),
-        expires_at=rfc3339(expires),
-        rotated_at=rotated_at,
+    holds = f"a token for {', '.join(sorted(want.access))} until {rfc3339(expires)}"
+    outcome: KeyOutcome = Outcome(
+        Verdict(
+            State.READY,
+            reasons.KEY_ISSUED,
+            f"Secret {spec.secret_name} holds {holds}; the next one at {rfc3339(rotate_at)}",
+        ),
+        CollectionAccessKeyStatus(
+            connection=want.connection,
+            collections=sorted(want.access),
+            expires_at=rfc3339(expires),
+            rotated_at=rotated_at,
+        ),
+        events=events,
+        reconciled=True,
     )
     delay = min(RECHECK_SECONDS, max((rotate_at - now).total_seconds(), 1.0))
     return Next(outcome, delay, expires, rotate_at)
