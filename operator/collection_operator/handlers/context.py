@@ -30,7 +30,6 @@ from ..redact import SecretValues
 
 log = logging.getLogger(__name__)
 MANAGED_BY, OPERATOR = "app.kubernetes.io/managed-by", "qdrant-collection-operator"
-TOKEN_KEY = "api-key"  # of a CollectionAccessKey's Secret
 
 
 @dataclass
@@ -173,7 +172,8 @@ EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 @dataclass(frozen=True)
 class KubeSecrets:
     """The SecretsPort and the KeySecretsPort over the Kubernetes API: an API server that refuses or does not
-    answer is SecretUnavailable, which the loops retry (any other error is a bug, and not retried)."""
+    answer is SecretUnavailable, which the loops retry (any other error is a bug, and not retried). The tokens
+    in CollectionAccessKeys' Secrets are masked by their shape (redact.py), not remembered one by one."""
 
     kube: KubeApi
 
@@ -192,13 +192,11 @@ class KubeSecrets:
             return None
         owners = tuple(ref.get("uid", "") for ref in secret["metadata"].get("ownerReferences") or [])
         data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
-        self._mask(data)
         return StoredSecret(owners, data)
 
     async def put_secret(
         self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], exists: bool
     ) -> None:
-        self._mask(data)
         try:
             if exists:
                 await self.kube.patch_secret(namespace, name, {"stringData": data})
@@ -208,11 +206,6 @@ class KubeSecrets:
                 await self.kube.create_secret(namespace, secret)
         except KubeApiError as exc:
             raise SecretUnavailable(str(exc)) from exc
-
-    def _mask(self, data: Mapping[str, str]) -> None:
-        # A token is masked in every log line, status and Event; its Secret's url and expires-at are not secret.
-        if token := data.get(TOKEN_KEY):
-            self.kube.secrets.add(token)
 
 
 def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
