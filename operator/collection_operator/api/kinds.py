@@ -116,7 +116,8 @@ KINDS = (
         CollectionAccessKeyStatus,
         (
             *READY_COLUMNS,
-            Column("Expires", ".status.expiresAt", "date"),
+            # A string, not a date: kubectl prints a date column in the future as "<invalid>".
+            Column("Expires", ".status.expiresAt"),
             AGE,
             Column("Secret", ".spec.secretName", priority=1),
             Column("Connection", ".status.connection", priority=1),
