@@ -268,6 +268,8 @@ class Node:
     storage: Path
     p2p_port: int | None = None
     api_key: str | None = None
+    jwt_rbac: bool = False  # service.jwt_rbac: tokens signed with api_key are taken (CollectionAccessKey)
+    alt_api_key: str | None = None  # service.alt_api_key (1.17+): a second key, e.g. the old one during rotation
     bootstrap: str | None = None  # the first node's p2p URL, for nodes 2..N
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -301,6 +303,10 @@ class Node:
         }
         if self.api_key:
             env["QDRANT__SERVICE__API_KEY"] = self.api_key
+        if self.jwt_rbac:
+            env["QDRANT__SERVICE__JWT_RBAC"] = "true"
+        if self.alt_api_key:
+            env["QDRANT__SERVICE__ALT_API_KEY"] = self.alt_api_key
         args = [str(exe)]
         if self.p2p_port:
             env["QDRANT__CLUSTER__ENABLED"] = "true"

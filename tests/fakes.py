@@ -13,7 +13,7 @@ from collection_operator.config import ClientSettings
 from collection_operator.qdrant import ConnectionReport, Topology
 from collection_operator.qdrant.errors import AlreadyExists
 from collection_operator.reconcile import mapping
-from collection_operator.reconcile.ports import Credentials
+from collection_operator.reconcile.ports import Credentials, StoredSecret
 
 
 class FakeQdrant:
@@ -217,6 +217,8 @@ class FakeConnection:
     operations: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     topology: Topology | None = None  # a distributed Qdrant's peers
     in_place_vectors: bool = False  # Qdrant 1.18+: named vectors added and removed in place
+    api_key: str | None = None  # the key CollectionAccessKeys sign with
+    jwt_rbac: bool | None = None  # Qdrant takes tokens signed with it
 
     def allows(self, namespace: str) -> bool:
         allowed = self.spec.allowed_namespaces
@@ -241,6 +243,25 @@ class FakeConnections:
 
     async def settled(self, key: str, within: float) -> None:
         return None
+
+
+@dataclass
+class FakeKeySecrets:
+    """KeySecretsPort: Secrets by (namespace, name) as (owner uids, data); every write recorded."""
+
+    stored: dict[tuple[str, str], StoredSecret] = field(default_factory=dict)
+    writes: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    async def get_secret(self, namespace: str, name: str) -> StoredSecret | None:
+        return self.stored.get((namespace, name))
+
+    async def put_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], exists: bool
+    ) -> None:
+        old = self.stored.get((namespace, name))
+        assert (old is not None) == exists, "create of an existing Secret, or patch of a missing one"
+        self.stored[(namespace, name)] = StoredSecret(old.owners if old else (owner["uid"],), dict(data))
+        self.writes.append((namespace, name, dict(data)))
 
 
 @dataclass

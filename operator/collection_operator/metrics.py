@@ -137,6 +137,17 @@ PEERING_OBJECT_MISSING = Gauge(
     "create it (kopf keeps the replica paused meanwhile; a WARNING log line says why and how to create it).",
     ["kind", "namespace", "name"],
 )
+ACCESS_KEY_EXPIRY = Gauge(
+    "qdrant_operator_access_key_expiry_timestamp_seconds",
+    "When the token in a CollectionAccessKey's Secret expires (Unix time), by key (namespace/name).",
+    ["access_key"],
+)
+ACCESS_KEY_ROTATION_DUE = Gauge(
+    "qdrant_operator_access_key_rotation_due_timestamp_seconds",
+    "When the operator writes a CollectionAccessKey's next token, at two thirds of the validity (Unix time); past "
+    "it, the key is late to rotate.",
+    ["access_key"],
+)
 INTERNAL_ENTRIES = Gauge(
     "qdrant_operator_internal_entries",
     "Entries in the operator's in-memory bookkeeping, by what they are (asyncio tasks, resource locks, status "

@@ -1,5 +1,7 @@
 """Secret material out of every text the operator emits: URLs with credentials, API-key-like query
-parameters and headers, and the values of the Secrets the operator has read (and their base64 form).
+parameters and headers, JSON Web Tokens (the tokens CollectionAccessKeys mint, by their shape, so a key that
+rotates every few minutes adds nothing to remember), and the values of the Secrets the operator has read
+(and their base64 form).
 
 Pure standard library and importable from every layer. One `SecretValues` per operator run: the k8s layer
 adds each Secret value it reads, `logs.install()` scrubs every log record with it, and the handlers scrub
@@ -31,6 +33,8 @@ _QUERY_VALUE = re.compile(rf"(?P<name>[?&;]{SENSITIVE}=)[^&\s#'\"]*", re.IGNOREC
 _HEADER_VALUE = re.compile(
     rf"(?P<name>['\"]?{SENSITIVE}['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^'\"\s,}}]+", re.IGNORECASE
 )
+# A JWT: base64url JSON header and payload (both start `{"`, i.e. eyJ) and a signature.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words; no real API key is that short
 
 
@@ -51,7 +55,8 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Credentials in URLs, credential-like query parameters and headers masked; no Secret lookup."""
+    """Credentials in URLs, credential-like query parameters and headers, and JWTs masked; no Secret lookup."""
+    text = _JWT.sub(MASK, text)
     text = _USERINFO.sub(rf"\g<scheme>{MASK}@", text)
     text = _QUERY_VALUE.sub(rf"\g<name>{MASK}", text)
     return _HEADER_VALUE.sub(rf"\g<name>{MASK}", text)

@@ -237,7 +237,14 @@ RULE_USES = {
     ("qdrant.collection-operator.dev", "qdrantconnections/status", "patch"): "k8s/api.py KubeApi.patch_status",
     ("qdrant.collection-operator.dev", "vectorcollections/status", "patch"): "k8s/api.py KubeApi.patch_status",
     ("qdrant.collection-operator.dev", "collectionsnapshots/status", "patch"): "k8s/api.py KubeApi.patch_status",
-    ("", "secrets", "get"): "k8s/api.py KubeApi.read_secret_key (API key, CA bundle)",
+    ("qdrant.collection-operator.dev", "collectionaccesskeys", "list"): "kopf: initial listing of watched kinds",
+    ("qdrant.collection-operator.dev", "collectionaccesskeys", "watch"): "kopf: watch stream per kind",
+    ("qdrant.collection-operator.dev", "collectionaccesskeys", "patch"): "kopf: progress annotations",
+    ("qdrant.collection-operator.dev", "collectionaccesskeys/status", "patch"): "k8s/api.py KubeApi.patch_status",
+    ("", "secrets", "get"): "k8s/api.py KubeApi.read_secret_key (API key, CA bundle), KubeApi.get_secret (a "
+    "CollectionAccessKey's own Secret, read back)",
+    ("", "secrets", "create"): "k8s/api.py KubeApi.create_secret (a CollectionAccessKey's Secret, owned by it)",
+    ("", "secrets", "patch"): "k8s/api.py KubeApi.patch_secret (a new token in a Secret the key owns)",
     ("", "events", "create"): "handlers/context.py kopf_event -> kopf.event (core v1 events)",
     ("events.k8s.io", "events", "create"): "kopf.event: selector v1/events may resolve to events.k8s.io",
     ("", "namespaces", "list"): "kopf: namespace observation (cluster-wide or pattern scope)",
@@ -258,6 +265,9 @@ CODE_REFERENCES = {
     "operator/collection_operator/k8s/api.py": (
         "def patch_status",
         "def read_secret_key",
+        "def get_secret",
+        "def create_secret",
+        "def patch_secret",
         "def names",
         "def create_kopf_peering",
     ),
@@ -278,15 +288,18 @@ def test_every_rule_of_the_role_names_the_code_that_uses_it():
     for path, needles in CODE_REFERENCES.items():
         text = (REPO / path).read_text()
         assert all(n in text for n in needles), (path, needles)
-    # The operator's own Kubernetes calls are exactly these five (kopf does the rest).
+    # The operator's own Kubernetes calls are exactly these (kopf does the rest).
     api = (REPO / "operator/collection_operator/k8s/api.py").read_text()
     calls = re.findall(r'_call\(\s*"(\w+)",\s*(f"[^"]+"|\w+\([^)]*\))', api)
     assert sorted(calls) == [
         ("GET", "_kopf_peerings(namespace)"),
         ("GET", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}"'),
+        ("GET", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}"'),
         ("GET", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}"'),
+        ("PATCH", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}"'),
         ("PATCH", 'f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural, name)}/status"'),
         ("POST", "_kopf_peerings(namespace)"),
+        ("POST", 'f"/api/v1/namespaces/{_quote(namespace)}/secrets"'),
     ]
 
 
@@ -301,8 +314,12 @@ def test_the_operator_identity_cannot_list_or_watch_secrets(control_plane: Any):
     assert not can_i(control_plane, "watch", "secrets", "--all-namespaces")
     assert not can_i(control_plane, "list", "secrets", "-n", "default")
     assert can_i(control_plane, "get", "secrets", "-n", "default")  # by name: an API key it was pointed at
-    for verb in ("create", "update", "delete"):
+    # A CollectionAccessKey's Secret is created and patched; never replaced or deleted (the garbage collector is).
+    for verb in ("create", "patch"):
+        assert can_i(control_plane, verb, "secrets", "-n", "default")
+    for verb in ("update", "delete"):
         assert not can_i(control_plane, verb, "secrets", "-n", "default")
+    for verb in ("create", "update", "delete"):
         assert not can_i(control_plane, verb, "vectorcollections.qdrant.collection-operator.dev", "-n", "default")
     assert can_i(control_plane, "patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", "default")
     assert not can_i(control_plane, "get", "pods", "-n", "default")

@@ -8,7 +8,12 @@ import pydantic
 import pytest
 import yaml
 
-from collection_operator.api import CollectionSnapshotSpec, QdrantConnectionSpec, VectorCollectionSpec
+from collection_operator.api import (
+    CollectionAccessKeySpec,
+    CollectionSnapshotSpec,
+    QdrantConnectionSpec,
+    VectorCollectionSpec,
+)
 from tests.builders import collection_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -16,6 +21,7 @@ SPECS = {
     "QdrantConnection": QdrantConnectionSpec,
     "VectorCollection": VectorCollectionSpec,
     "CollectionSnapshot": CollectionSnapshotSpec,
+    "CollectionAccessKey": CollectionAccessKeySpec,
 }
 
 

@@ -12,7 +12,7 @@ import yaml
 from devenv import argocd_cm
 from tests.fixtures.gohelpers import HEALTH_CHECKS, argo_health
 
-KINDS = ["VectorCollection", "QdrantConnection", "CollectionSnapshot"]
+KINDS = ["VectorCollection", "QdrantConnection", "CollectionSnapshot", "CollectionAccessKey"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

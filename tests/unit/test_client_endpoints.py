@@ -215,6 +215,15 @@ async def test_report_healthy_degraded_unhealthy_by_quorum() -> None:
     await client.aclose()
 
 
+async def test_jwt_rbac_is_the_first_endpoint_that_knows() -> None:
+    """One API key for every endpoint: an endpoint not yet asked (None) does not hide one that answered."""
+    client, _ = endpoints()
+    assert client.report.jwt_rbac is None
+    client.members[1].monitor.report = HealthReport(Health.HEALTHY, "1.19.0", jwt_rbac=True)
+    assert client.report.jwt_rbac is True
+    await client.aclose()
+
+
 async def test_single_url_connection_writes_no_endpoint_list() -> None:
     from collection_operator.qdrant import QdrantGateway
 

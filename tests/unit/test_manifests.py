@@ -55,10 +55,11 @@ def test_dev_overlay_adds_verbose_logging():
     assert "--verbose" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def test_the_role_reads_secrets_by_name_only():
+def test_the_role_reads_secrets_by_name_only_and_never_deletes_one():
+    """get by name; create and patch for CollectionAccessKeys' own Secrets; no list, watch, update or delete."""
     role = next(d for d in render("manifests/base") if d["kind"] == "ClusterRole")
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert [r["verbs"] for r in secrets] == [["get"]]
+    assert [r["verbs"] for r in secrets] == [["get", "create", "patch"]]
 
 
 def test_network_policy_limits_egress_to_dns_api_server_and_qdrant_ports_without_link_local():

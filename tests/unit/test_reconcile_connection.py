@@ -8,7 +8,7 @@ import pytest
 
 from collection_operator.api.connection import BreakerState, Health
 from collection_operator.qdrant import ConnectionReport, EndpointReport
-from collection_operator.reconcile.connection import verdict
+from collection_operator.reconcile.connection import status, verdict
 
 
 def report(
@@ -77,3 +77,11 @@ def test_in_place_vectors_need_qdrant_1_18_on_every_endpoint(versions: list[str 
         for i, v in enumerate(versions)
     )
     assert dataclasses.replace(single, endpoints=endpoints).in_place_vectors is supported
+
+
+@pytest.mark.parametrize("jwt_rbac", [True, False, None])
+def test_status_shows_whether_qdrant_takes_tokens(jwt_rbac: bool | None) -> None:
+    given = dataclasses.replace(report(Health.HEALTHY), jwt_rbac=jwt_rbac)
+    wire = status(given, 0).to_patch()
+    assert wire["jwtRbac"] is jwt_rbac
+    assert verdict(given).reason == "Connected"  # JWT RBAC off is the keys' concern, not the connection's

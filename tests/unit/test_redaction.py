@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import httpx
 import pydantic
@@ -14,6 +15,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from collection_operator import logs, redact
 from collection_operator.api import QdrantConnectionSpec
+from collection_operator.qdrant import tokens
 from collection_operator.qdrant.errors import classify, qdrant_error_text
 
 MARKER = "sekr1t-M4RKER-value"
@@ -36,6 +38,15 @@ def test_redact_text_masks_urls_query_values_and_headers_inside_free_text():
     assert "http://***@q:6333/?api_key=***" in out
     # Names of Secrets and keys are not secret and stay readable.
     readable = 'Secret ns/qdrant-key has no key "api-key"'
+    assert redact.redact_text(readable) == readable
+
+
+def test_jwts_are_masked_by_their_shape_wherever_they_appear():
+    token = tokens.mint("k" * 32, {"docs": "r"}, datetime(2030, 1, 1, tzinfo=UTC))
+    for text in (f"token {token} refused", f"api-key={token}", f'{{"t": "{token}"}}', token):
+        out = redact.redact_text(text)
+        assert token not in out and token.split(".")[2] not in out and "***" in out, out
+    readable = "Secret ns/app-qdrant holds a token for docs until 2030-01-01T00:00:00Z"
     assert redact.redact_text(readable) == readable
 
 

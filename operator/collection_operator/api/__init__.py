@@ -1,5 +1,6 @@
 """The custom resources' pydantic models: the single source of truth for CRDs and the operator."""
 
+from .accesskey import CollectionAccessKeySpec, CollectionAccessKeyStatus
 from .base import API_VERSION, FINALIZER, GROUP, PREFIX, VERSION
 from .collection import VectorCollectionSpec, VectorCollectionStatus
 from .connection import QdrantConnectionSpec, QdrantConnectionStatus
@@ -13,6 +14,8 @@ __all__ = [
     "KINDS",
     "PREFIX",
     "VERSION",
+    "CollectionAccessKeySpec",
+    "CollectionAccessKeyStatus",
     "CollectionSnapshotSpec",
     "CollectionSnapshotStatus",
     "Kind",

@@ -341,6 +341,11 @@ class QdrantConnectionStatus(StatusBase):
         None, description="Closed (calls pass), Open (calls refused) or HalfOpen (one trial call)."
     )
     collections: int | None = Field(None, description="How many VectorCollections use this connection.")
+    jwt_rbac: bool | None = Field(
+        None,
+        description="Whether Qdrant takes tokens signed with the API key (service.jwt_rbac), which "
+        "CollectionAccessKeys need; false without an API key.",
+    )
     endpoints: list[EndpointStatus] | None = Field(
         None,
         description="With spec.endpoints: every endpoint with its health, version and breaker. The fields above "

@@ -1,4 +1,4 @@
-"""Names and printer columns of the three kinds, next to their models."""
+"""Names and printer columns of the four kinds, next to their models."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from .accesskey import CollectionAccessKeySpec, CollectionAccessKeyStatus
 from .collection import VectorCollectionSpec, VectorCollectionStatus
 from .connection import QdrantConnectionSpec, QdrantConnectionStatus
 from .snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus
@@ -107,5 +108,21 @@ KINDS = (
         ),
         "One-off or scheduled snapshots of a VectorCollection, with retention.",
     ),
+    Kind(
+        "CollectionAccessKey",
+        "collectionaccesskeys",
+        ("vkey",),
+        CollectionAccessKeySpec,
+        CollectionAccessKeyStatus,
+        (
+            *READY_COLUMNS,
+            # A string, not a date: kubectl prints a date column in the future as "<invalid>".
+            Column("Expires", ".status.expiresAt"),
+            AGE,
+            Column("Secret", ".spec.secretName", priority=1),
+            Column("Connection", ".status.connection", priority=1),
+        ),
+        "A short-lived Qdrant token for applications, scoped to VectorCollections, in a Secret the operator rotates.",
+    ),
 )
-QDRANT_CONNECTION, VECTOR_COLLECTION, COLLECTION_SNAPSHOT = KINDS
+QDRANT_CONNECTION, VECTOR_COLLECTION, COLLECTION_SNAPSHOT, COLLECTION_ACCESS_KEY = KINDS

@@ -5,6 +5,7 @@ re-index gates and per-resource locks. Made anew by each operator start; nothing
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import weakref
@@ -23,11 +24,12 @@ from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, 
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.gates import ConnectionGate
-from ..reconcile.ports import Credentials, SecretUnavailable
+from ..reconcile.ports import Credentials, SecretUnavailable, StoredSecret
 from ..reconcile.restore import RestoreTracker
 from ..redact import SecretValues
 
 log = logging.getLogger(__name__)
+MANAGED_BY, OPERATOR = "app.kubernetes.io/managed-by", "qdrant-collection-operator"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class ConnectionRuntime:
     spec: QdrantConnectionSpec
     gateway: Gateway  # QdrantGateway for spec.url, QdrantEndpoints for spec.endpoints
     operations: asyncio.Semaphore  # collection create/update/delete in flight on this connection
+    api_key: str | None = None  # as the daemon last read it from the Secret (CollectionAccessKeys sign with it)
 
     def __post_init__(self) -> None:
         self.collections = QdrantCollections(self.gateway)
@@ -54,6 +57,10 @@ class ConnectionRuntime:
     @property
     def topology(self) -> Topology | None:
         return self.gateway.report.topology
+
+    @property
+    def jwt_rbac(self) -> bool | None:
+        return self.gateway.report.jwt_rbac
 
     @property
     def in_place_vectors(self) -> bool:
@@ -111,6 +118,7 @@ class ConnectionRegistry:
                 # Only on a real change: operations holding the old semaphore would otherwise run beside new ones.
                 runtime.operations = asyncio.Semaphore(spec.max_concurrent_operations)
             runtime.spec = spec
+            runtime.api_key = credentials.api_key
             return runtime
         if runtime is not None:
             await runtime.gateway.aclose()
@@ -121,7 +129,9 @@ class ConnectionRegistry:
             else QdrantGateway(spec.primary_url, settings, name=key, **auth)
         )
         gateway.start()
-        runtime = ConnectionRuntime(namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations))
+        runtime = ConnectionRuntime(
+            namespace, name, spec, gateway, asyncio.Semaphore(spec.max_concurrent_operations), credentials.api_key
+        )
         self.running[key] = runtime
         log.info("connection %s: client for %s started", key, ", ".join(spec.targets))
         return runtime
@@ -160,14 +170,39 @@ EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
 
 @dataclass(frozen=True)
 class KubeSecrets:
-    """The SecretsPort over the Kubernetes API: an API server that refuses or does not answer is
-    SecretUnavailable, which a connection's loop retries (any other error is a bug, and not retried)."""
+    """The SecretsPort and the KeySecretsPort over the Kubernetes API: an API server that refuses or does not
+    answer is SecretUnavailable, which the loops retry (any other error is a bug, and not retried). The tokens
+    in CollectionAccessKeys' Secrets are masked by their shape (redact.py), not remembered one by one."""
 
     kube: KubeApi
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> bytes:
         try:
             return await self.kube.read_secret_key(namespace, name, key)
+        except KubeApiError as exc:
+            raise SecretUnavailable(str(exc)) from exc
+
+    async def get_secret(self, namespace: str, name: str) -> StoredSecret | None:
+        try:
+            secret = await self.kube.get_secret(namespace, name)
+        except KubeApiError as exc:
+            raise SecretUnavailable(str(exc)) from exc
+        if secret is None:
+            return None
+        owners = tuple(ref.get("uid", "") for ref in secret["metadata"].get("ownerReferences") or [])
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
+        return StoredSecret(owners, data)
+
+    async def put_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], exists: bool
+    ) -> None:
+        try:
+            if exists:
+                await self.kube.patch_secret(namespace, name, {"stringData": data})
+            else:
+                meta = {"name": name, "labels": {MANAGED_BY: OPERATOR}, "ownerReferences": [owner]}
+                secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": data}
+                await self.kube.create_secret(namespace, secret)
         except KubeApiError as exc:
             raise SecretUnavailable(str(exc)) from exc
 

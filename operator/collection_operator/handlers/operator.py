@@ -19,7 +19,7 @@ from ..k8s.api import KubeApi
 from ..k8s.api import login as k8s_login
 from ..k8s.peering import PeeringKeeper
 from ..redact import SecretValues
-from . import collection, connection, snapshot  # noqa: F401 - importing registers their handlers
+from . import accesskey, collection, connection, snapshot  # noqa: F401 - importing registers their handlers
 from .adapter import KOPF_PREFIX
 from .context import Context
 

@@ -1,5 +1,5 @@
-"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets, status and kopf's
-peering object. KubeApi is the reconcilers' SecretsPort.
+"""The operator's own calls to the Kubernetes API (kopf does the watching): Secrets (read; written for
+CollectionAccessKeys), status and kopf's peering object. KubeApi is the reconcilers' SecretsPort.
 
 The credentials are kopf's own (its service-account and kubeconfig logins, the ones kopf watches with), and
 the transport is httpx, as for Qdrant. No generated client library: kubernetes_asyncio's 859 modules were
@@ -121,6 +121,29 @@ class KubeApi:
         value = base64.b64decode(data[key])
         self.secrets.add(value)  # never in a log line, status or Event from now on, in clear or base64
         return value
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret the operator writes (CollectionAccessKey), read back by name; None when it does not exist."""
+        try:
+            response = await self._call("GET", f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}")
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        secret: dict[str, Any] = response.json()
+        return secret
+
+    async def create_secret(self, namespace: str, secret: dict[str, Any]) -> None:
+        await self._call("POST", f"/api/v1/namespaces/{_quote(namespace)}/secrets", json=secret)
+
+    async def patch_secret(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """One merge patch of a Secret the operator owns."""
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{_quote(namespace)}/secrets/{_quote(name)}",
+            json=patch,
+            headers={"Content-Type": MERGE_PATCH},
+        )
 
     async def names(self, plural: str, namespace: str) -> set[str]:
         """The names of one kind's resources in a namespace, read now (list: what kopf's role already has)."""

@@ -174,6 +174,7 @@ class QdrantEndpoints(Shared):
             error_message=self._message(reports, answering, source),
             topology=source.topology if source else None,
             read_only=any(r.read_only for r in reports),  # one API key for all endpoints
+            jwt_rbac=next((r.jwt_rbac for r in reports if r.jwt_rbac is not None), None),
             endpoints=endpoints,
         )
 

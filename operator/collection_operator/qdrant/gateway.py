@@ -16,6 +16,7 @@ from ..api.connection import BreakerState
 from ..config import ClientSettings
 from ..config.address_policy import AddressPolicy, Refusal, host_of
 from ..redact import foreign_text
+from . import tokens
 from .breaker import CircuitBreaker
 from .client import Shared
 from .errors import QdrantError, classify
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a resolved, allowed address stays trusted before the URL's host is resolved and checked again.
 ADDRESS_CHECK_SECONDS = 10.0
+JWT_RECHECK_SECONDS = 300.0
 
 
 class QdrantGateway(Shared):
@@ -59,6 +61,9 @@ class QdrantGateway(Shared):
         self._address_checked: tuple[AddressPolicy, float] | None = None  # (policy, monotonic expiry)
         self._down_since: dict[int, float] = {}  # peers of a distributed Qdrant not answering, since when (epoch)
         self._writable: bool | None = None  # whether the API key may write; learned once per key
+        # Whether Qdrant takes tokens signed with the API key (JWT RBAC): True is learned once per key, False
+        # asked again every JWT_RECHECK_SECONDS (enabling it needs a Qdrant restart, not a new key).
+        self._jwt_rbac: tuple[bool, float] | None = None  # (answer, monotonic time asked)
         self._session = self._new_session()
         self.breaker = CircuitBreaker(
             settings.circuit_breaker.failure_threshold,
@@ -92,6 +97,7 @@ class QdrantGateway(Shared):
             error_message=health.error.message if health.error else health.trouble,
             topology=health.topology,
             read_only=health.read_only,
+            jwt_rbac=health.jwt_rbac,
         )
 
     # ----- lifecycle ---------------------------------------------------------------------------------
@@ -118,6 +124,7 @@ class QdrantGateway(Shared):
             return
         self._credentials = (api_key, ca_pem, verify)
         self._writable = None  # a new key: ask again
+        self._jwt_rbac = None
         await self._replace_session()
 
     async def update_settings(self, settings: ClientSettings) -> None:
@@ -234,9 +241,10 @@ class QdrantGateway(Shared):
         if self._writable is None and self._credentials[0]:
             self._writable = await self._key_can_write()
         read_only = self._writable is False
+        jwt_rbac = await self._jwt_rbac_on()
         cluster = (await session.send("GET", "/cluster"))["result"]
         if not cluster or cluster["status"] == "disabled":
-            return ProbeResult(version, distributed=False, peers=1, read_only=read_only)
+            return ProbeResult(version, distributed=False, peers=1, read_only=read_only, jwt_rbac=jwt_rbac)
         now = time.time()
         unreachable = await self._unreachable_peers(cluster)
         self._down_since = {peer: self._down_since.get(peer, now) for peer in unreachable}
@@ -260,7 +268,31 @@ class QdrantGateway(Shared):
             trouble=trouble,
             topology=topology,
             read_only=read_only,
+            jwt_rbac=jwt_rbac,
         )
+
+    async def _jwt_rbac_on(self) -> bool | None:
+        """Whether Qdrant's JWT RBAC is on for the API key, learned without changing anything: a probe token
+        (tokens.probe_token) lists the collections, which a server with RBAC on answers (listing none) and one
+        without refuses as a wrong key (401). False without an API key (nothing to sign with); None: no answer."""
+        api_key = self._credentials[0]
+        if not api_key:
+            return False
+        now = time.monotonic()
+        if self._jwt_rbac is not None and (self._jwt_rbac[0] or now - self._jwt_rbac[1] < JWT_RECHECK_SECONDS):
+            return self._jwt_rbac[0]
+        try:
+            await self._session.send("GET", "/collections", headers={"api-key": tokens.probe_token(api_key)})
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in (401, 403):
+                return None
+            answer = False
+        except Exception:  # the probe's own calls report connection trouble
+            return None
+        else:
+            answer = True
+        self._jwt_rbac = (answer, now)
+        return answer
 
     async def _key_can_write(self) -> bool | None:
         """Whether the API key may write, learned without changing anything: an empty alias transaction is

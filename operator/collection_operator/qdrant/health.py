@@ -99,6 +99,7 @@ class HealthMonitor:
                 trouble=result.trouble,
                 topology=result.topology,
                 read_only=result.read_only,
+                jwt_rbac=result.jwt_rbac,
             )
             outcome = None
         if self._on_probe is not None:

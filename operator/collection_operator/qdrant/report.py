@@ -49,6 +49,7 @@ class ProbeResult:
     trouble: str | None = None  # the server answered but says something is wrong
     topology: Topology | None = None  # distributed only
     read_only: bool = False  # the API key may read but not write (Qdrant's read_only_api_key, or a JWT)
+    jwt_rbac: bool | None = None  # the server takes tokens signed with the API key (None: not known yet)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,7 @@ class HealthReport:
     trouble: str | None = None  # what the server said is wrong when it answered (Degraded)
     topology: Topology | None = None
     read_only: bool = False
+    jwt_rbac: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +92,7 @@ class ConnectionReport:
     error_message: str | None = dataclasses.field(default=None, compare=False)
     topology: Topology | None = None  # distributed Qdrant: peers, which answer, leader, pending operations
     read_only: bool = False  # the API key may read but not write
+    jwt_rbac: bool | None = None  # Qdrant's JWT RBAC is on for the API key (None: no answer yet)
     endpoints: tuple[EndpointReport, ...] = ()  # several endpoints (QdrantEndpoints): each one's own view
 
     @property

@@ -53,10 +53,18 @@ class Session:
         # httpx keeps its httpcore pool private; httpcore's `connections` list itself is public API.
         return self.transport.inner._pool.connections
 
-    async def send(self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None) -> Any:
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
         """One REST call: the decoded JSON reply. A reply other than 2xx raises httpx.HTTPStatusError, which
-        errors.classify maps to the typed error."""
-        response = await self.http.request(method, path, json=body, params=params)
+        errors.classify maps to the typed error. `headers` replace the session's (e.g. another api-key)."""
+        response = await self.http.request(method, path, json=body, params=params, headers=headers)
         response.raise_for_status()
         return response.json()
 

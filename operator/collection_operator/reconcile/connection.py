@@ -97,6 +97,7 @@ def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus
         unreachable_peers=[str(peer) for peer in topology.unreachable] if topology else None,
         circuit_breaker=report.circuit_breaker,
         collections=collections,
+        jwt_rbac=report.jwt_rbac,
         endpoints=[
             EndpointStatus(
                 url=endpoint.url,

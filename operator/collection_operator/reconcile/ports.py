@@ -110,6 +110,27 @@ class SecretsPort(Protocol):
         SecretUnavailable when it could not be read now."""
 
 
+@dataclass(frozen=True)
+class StoredSecret:
+    """A Secret as a CollectionAccessKey reads back the one it writes."""
+
+    owners: tuple[str, ...]  # the uids of its ownerReferences
+    data: dict[str, str]  # decoded
+
+
+class KeySecretsPort(Protocol):
+    """The Secrets CollectionAccessKeys write and own. SecretUnavailable when the API server refuses or does not
+    answer."""
+
+    async def get_secret(self, namespace: str, name: str) -> StoredSecret | None:
+        """The Secret, or None when it does not exist."""
+
+    async def put_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: dict[str, Any], exists: bool
+    ) -> None:
+        """Create the Secret owned by `owner` (an ownerReference), or when it `exists` patch its data."""
+
+
 class ConnectionPort(Protocol):
     """A QdrantConnection as the reconcilers of other kinds see it: its client and its rules."""
 
@@ -135,6 +156,14 @@ class ConnectionPort(Protocol):
     def in_place_vectors(self) -> bool:
         """The server adds and removes named vectors of an existing collection (Qdrant 1.18+); False while
         its version is unknown."""
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key the client uses now (re-read from its Secret every health interval); None without one."""
+
+    @property
+    def jwt_rbac(self) -> bool | None:
+        """Whether Qdrant takes tokens signed with the API key (JWT RBAC); None until the first probe says."""
 
     def allows(self, namespace: str) -> bool: ...
 

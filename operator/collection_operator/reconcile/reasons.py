@@ -1,4 +1,4 @@
-"""The condition reasons of the three kinds (Ready's reason, and Stalled's or Reconciling's when they hold),
+"""The condition reasons of the four kinds (Ready's reason, and Stalled's or Reconciling's when they hold),
 one name each. docs/troubleshooting.md explains every one (tests/unit/test_docs.py checks). A QdrantConnection
 that fails its health probes reports the client layer's own error reason (Unreachable, Unauthorized ...,
 qdrant/errors.py) instead."""
@@ -54,3 +54,9 @@ SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
 COLLECTION_NOT_FOUND = "CollectionNotFound"
 COLLECTION_NOT_READY = "CollectionNotReady"
 DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
+
+# CollectionAccessKey
+KEY_ISSUED = "KeyIssued"  # Ready: the Secret holds a valid token; also the Event of each new token
+JWT_RBAC_DISABLED = "JwtRbacDisabled"
+MIXED_CONNECTIONS = "MixedConnections"
+SECRET_CONFLICT = "SecretConflict"

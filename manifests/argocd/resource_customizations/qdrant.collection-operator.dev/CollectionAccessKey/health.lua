@@ -1,0 +1,1 @@
+../CollectionSnapshot/health.lua
