@@ -1,7 +1,8 @@
-"""Profiles, the spec resolver and settings precedence: defaults < TOML file < environment < builder."""
+"""Profiles, the spec resolver and settings precedence: defaults < TOML file < environment < code."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,9 +161,75 @@ async def test_watcher_applies_a_changed_file_and_keeps_the_last_good_one(tmp_pa
 
 
 def test_every_setting_can_come_from_the_environment():
-    from collection_operator.config.settings import _EnvSchema
+    values = {
+        "resync_interval_seconds": ("61", 61),
+        "existence_check_interval_seconds": ("0", 0),
+        "migration_page_points": ("7", 7),
+        "migration_copy_seconds": ("2.5", 2.5),
+        "metrics_port": ("9100", 9100),
+        "health_port": ("9101", 9101),
+        "log_format": ("json", LogFormat.JSON),
+        "log_level": ("DEBUG", "DEBUG"),
+        "namespaces": ('["a"]', ("a",)),
+        "retryable_error_patterns": ('["again"]', ("again",)),
+        "settings_poll_seconds": ("0.5", 0.5),
+        "profiles": ('{"Testing": {"pool": {"maxConnections": 2}}}', {"Testing": {"pool": {"max_connections": 2}}}),
+        "allowed_hosts": ('["10.0.0.0/8"]', ("10.0.0.0/8",)),
+        "allow_link_local": ("true", True),
+        "peering_name": ("ops", "ops"),
+        "peering_priority": ("7", 7),
+        "peering_lifetime_seconds": ("20", 20),
+    }
+    assert set(values) == set(OperatorSettings.model_fields), "a new setting needs a line here"
+    settings = load_settings(None, environ={f"QDRANT_OPERATOR_{name.upper()}": raw for name, (raw, _) in values.items()})
+    loaded = settings.model_dump(exclude_none=True)
+    assert {name: loaded[name] for name in values} == {name: value for name, (_, value) in values.items()}
 
-    assert set(_EnvSchema.model_fields) == set(OperatorSettings.model_fields)
-    environ = {"QDRANT_OPERATOR_PEERING_NAME": "ops", "QDRANT_OPERATOR_PEERING_PRIORITY": "7"}
-    settings = load_settings(None, environ=environ)
-    assert (settings.peering_name, settings.peering_priority) == ("ops", 7)
+
+def test_code_beats_environment_beats_file_beats_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "operator.toml"
+    path.write_text("metrics_port = 1\nhealth_port = 1\nlog_level = 'WARNING'\n[profiles.Production.pool]\nmax_connections = 30\n")
+    environ = {
+        "QDRANT_OPERATOR_METRICS_PORT": "2",
+        "QDRANT_OPERATOR_HEALTH_PORT": "2",
+        "QDRANT_OPERATOR_PROFILES__PRODUCTION__POOL__MIN_CONNECTIONS": "3",
+    }
+    settings = load_settings(path, environ, metrics_port=3)
+    assert (settings.metrics_port, settings.health_port, settings.log_level) == (3, 2, "WARNING")
+    assert settings.resync_interval_seconds == 120
+    pool = settings.profile("Production").pool
+    assert (pool.min_connections, pool.max_connections) == (3, 30)
+
+    # The class itself reads the same layers: the process environment, and the file it names.
+    for key, value in {**environ, "QDRANT_OPERATOR_SETTINGS_FILE": str(path)}.items():
+        monkeypatch.setenv(key, value)
+    assert OperatorSettings(metrics_port=3) == settings
+    monkeypatch.delenv("QDRANT_OPERATOR_SETTINGS_FILE")
+    assert OperatorSettings().log_level == "INFO"
+
+
+def test_an_invalid_value_names_its_key_and_where_it_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "operator.toml"
+    path.write_text("resync_interval_seconds = -1\nmetrics_port = 80\n[profiles.Testing.pool]\nmax_connections = 3\n")
+    with pytest.raises(ValidationError) as raised:
+        load_settings(path, environ={"QDRANT_OPERATOR_METRICS_PORT": "http"})
+    text = str(raised.value)
+    assert f"resync_interval_seconds\n  Input should be greater than 0 (from settings file {path})" in text
+    assert "metrics_port\n  Input should be a valid integer, unable to parse string as an integer (from " \
+        "environment variable QDRANT_OPERATOR_METRICS_PORT)" in text
+
+    environ = {"QDRANT_OPERATOR_PROFILES__TESTING__POOL__MIN_CONNECTIONS": "4"}
+    with pytest.raises(ValidationError, match=r"profile Testing: pool min_connections 4 exceeds max_connections 3 "
+                       rf"\(from environment variable QDRANT_OPERATOR_PROFILES__TESTING__POOL__MIN_CONNECTIONS "
+                       rf"and settings file {re.escape(str(path))}\)"):  # fmt: skip
+        load_settings(path, environ)
+    with pytest.raises(ValidationError, match=r"metrics_port\n  Input should be less than or equal to 65535 \(from code\)"):
+        load_settings(None, {}, metrics_port=70000)
+
+    with pytest.raises(ValueError, match=r"QDRANT_OPERATOR_NAMESPACES: not valid JSON"):
+        load_settings(None, {"QDRANT_OPERATOR_NAMESPACES": "a,b"})
+    path.write_text("resync_interval_seconds = = 1\n")
+    with pytest.raises(ValueError, match=rf"settings file {re.escape(str(path))}: not valid TOML"):
+        load_settings(path, {})
+    with pytest.raises(FileNotFoundError, match="settings file not found"):
+        load_settings(tmp_path / "missing.toml", {})

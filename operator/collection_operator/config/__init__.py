@@ -1,7 +1,8 @@
 """Operator settings: environment profiles, the resolver from a QdrantConnectionSpec, the TOML settings
-file with per-environment overrides, `QDRANT_OPERATOR_*` environment variables, a builder, hot reload.
+file with per-environment overrides, `QDRANT_OPERATOR_*` environment variables, a builder, hot reload,
+all as one pydantic-settings class.
 
-    settings = load_settings()                    # defaults < file < environment
+    settings = load_settings()                    # defaults < file < environment < code
     client_settings = settings.resolve(spec)      # profile < settings-file override < explicit spec fields
     watcher = SettingsWatcher(path, on_change=apply); watcher.start()
 """
@@ -24,7 +25,6 @@ from .settings import (
     OperatorSettings,
     SettingsBuilder,
     load_settings,
-    read_environment,
     settings_file,
 )
 
@@ -43,7 +43,6 @@ __all__ = [
     "SettingsWatcher",
     "TimeoutSettings",
     "load_settings",
-    "read_environment",
     "resolve",
     "settings_file",
 ]

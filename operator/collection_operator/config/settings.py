@@ -1,4 +1,8 @@
-"""Operator settings: built-in defaults < TOML settings file < `QDRANT_OPERATOR_*` environment < code.
+"""Operator settings: one pydantic-settings class, `OperatorSettings`, read from four layers.
+
+Precedence, lowest first: built-in defaults < the TOML settings file < `QDRANT_OPERATOR_*` environment
+variables < code (`OperatorSettings(**fields)`, `load_settings(**fields)`, `SettingsBuilder.set`). Later layers
+win field by field: nested blocks (`profiles`) merge, lists are replaced whole.
 
 The settings file (all keys optional; snake_case or the API's camelCase inside profile blocks):
 
@@ -26,19 +30,33 @@ Environment variables use the prefix and `__` for nesting, values as in the file
 `QDRANT_OPERATOR_PROFILES__PRODUCTION__POOL__MAX_CONNECTIONS=30`,
 `QDRANT_OPERATOR_ALLOWED_HOSTS='["10.20.0.0/16"]'`. `QDRANT_OPERATOR_SETTINGS_FILE`
 names the file when the caller does not.
+
+The layers are pydantic-settings sources (`settings_customise_sources`; `_layers` orders them). Each keeps
+what it read, so an invalid value is reported with the layer it came from: the settings file's path, the
+environment variable's name, or code. A file that is named but missing or not TOML is an error naming it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from ..api.connection import Environment, QdrantConnectionSpec
 from .address_policy import AddressPolicy
@@ -53,8 +71,10 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
-class OperatorSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
 
     resync_interval_seconds: float = Field(
         120.0, gt=0, description="How often each collection is re-checked in full (one GET of it in Qdrant)."
@@ -112,11 +132,28 @@ class OperatorSettings(BaseModel):
     def _environment_names_any_case(cls, value: Any) -> Any:
         return _canonical_profiles(value)
 
-    @model_validator(mode="after")
-    def _profiles_resolve(self) -> OperatorSettings:
-        for environment in Environment:  # reject e.g. a minimum above the profile's maximum at load time
-            self.profile(environment)
-        return self
+    @field_validator("profiles")
+    @classmethod
+    def _profiles_resolve(cls, value: dict[Environment, ProfileOverride]) -> dict[Environment, ProfileOverride]:
+        for environment, override in value.items():  # e.g. a minimum above the profile's maximum, at load time
+            try:
+                apply_overrides(PROFILES[environment], override)
+            except ValidationError as error:
+                problems = "; ".join(item["msg"] for item in error.errors(include_url=False))
+                raise ValueError(f"profile {environment.value}: {problems}") from None
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`OperatorSettings(**fields)`: code < ... as `load_settings(**fields)`, the file named by the environment."""
+        return _layers(settings_cls, init_settings(), path=None, environ=None)
 
     def profile(self, environment: Environment | str) -> ClientSettings:
         """API.md's profile for `environment` with this file's overrides and extra retry patterns applied."""
@@ -142,72 +179,169 @@ def _canonical_profiles(value: Any) -> Any:
     return {by_lower.get(str(key).lower(), key): block for key, block in value.items()}
 
 
-class _EnvSchema(BaseSettings):
-    """Only tells pydantic-settings which variables exist and how they nest; never instantiated."""
-
-    resync_interval_seconds: float | None = None
-    existence_check_interval_seconds: float | None = None
-    migration_page_points: int | None = None
-    migration_copy_seconds: float | None = None
-    metrics_port: int | None = None
-    health_port: int | None = None
-    log_format: str | None = None
-    log_level: str | None = None
-    namespaces: list[str] | None = None
-    retryable_error_patterns: list[str] | None = None
-    settings_poll_seconds: float | None = None
-    profiles: dict[str, ProfileOverride] | None = None
-    allowed_hosts: list[str] | None = None
-    allow_link_local: bool | None = None
-    peering_name: str | None = None
-    peering_priority: int | None = None
-    peering_lifetime_seconds: int | None = None
+def _canonical_profiles(value: Any) -> Any:
+    # Environment variable names arrive lower-cased: "production" means "Production".
+    if not isinstance(value, Mapping):
+        return value
+    by_lower = {env.value.lower(): env.value for env in Environment}
+    return {by_lower.get(str(key).lower(), key): block for key, block in value.items()}
 
 
-def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The `QDRANT_OPERATOR_*` variables of `environ` (default: the process's) as nested settings data."""
-    source = EnvSettingsSource(_EnvSchema, env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False)
-    if environ is not None:
-        source.env_vars = {key.lower(): value for key, value in environ.items()}
-    return {key: value for key, value in source().items() if value is not None}
+def _canonical(data: dict[str, Any]) -> dict[str, Any]:
+    # Environment names in any case ("production" from an environment variable): one key per environment,
+    # so that the layers' profile blocks merge field by field.
+    if "profiles" not in data:
+        return data
+    return {**data, "profiles": _canonical_profiles(data["profiles"])}
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
+class CodeSource(InitSettingsSource):
+    """Fields given in code."""
+
+    def __init__(self, settings_cls: type[BaseSettings], fields: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls, init_kwargs=dict(fields))
+        self.data = _canonical(super().__call__())
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+    def origin(self, path: tuple[str | int, ...]) -> str:
+        return "code"
 
 
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    if "profiles" in top:
-        top = {**top, "profiles": _canonical_profiles(top["profiles"])}
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
+class EnvironmentSource(EnvSettingsSource):
+    """`QDRANT_OPERATOR_*` variables of `environ` (default: the process's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        super().__init__(settings_cls)
+        try:
+            self.data = _canonical(super().__call__())
+        except SettingsError as error:  # the message names the variable (prepare_field_value)
+            raise SettingsError(str(error.__cause__ or error)) from error
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key.lower(): value for key, value in self._environ.items()}
+
+    def prepare_field_value(self, field_name: str, field: Any, value: Any, value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as error:
+            raise ValueError(f"{self.origin((field_name,))}: not valid JSON ({error})") from error
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+    def origin(self, path: tuple[str | int, ...]) -> str:
+        for length in range(len(path), 0, -1):
+            name = (ENV_PREFIX + "__".join(str(part) for part in path[:length])).lower()
+            found = sorted(var.upper() for var in self.env_vars if var == name or var.startswith(f"{name}__"))
+            if found:
+                return f"environment variable{'s' if len(found) > 1 else ''} {', '.join(found)}"
+        return "the environment"
+
+
+class SettingsFileSource(TomlConfigSettingsSource):
+    """The TOML settings file. Unlike pydantic-settings' own, a missing or malformed file is an error naming it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, "settings file not found", str(path))
+        self.path = path
+        super().__init__(settings_cls, toml_file=path)
+        self.data = _canonical(super().__call__())
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            return super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"settings file {file_path}: not valid TOML: {error}") from None
+
+    def __call__(self) -> dict[str, Any]:
+        return self.data
+
+    def origin(self, path: tuple[str | int, ...]) -> str:
+        return f"settings file {self.path}"
+
+
+# A settings source that keeps what it read (`data`) and can say where a value in it came from (`origin`).
+Layer = CodeSource | EnvironmentSource | SettingsFileSource
+
+
+def _layers(
+    settings_cls: type[BaseSettings],
+    fields: Mapping[str, Any],
+    path: Path | str | None,
+    environ: Mapping[str, str] | None,
+) -> tuple[Layer, ...]:
+    """The precedence, highest first: code, the environment, the settings file (pydantic-settings adds the
+    defaults last)."""
+    layers: list[Layer] = [CodeSource(settings_cls, fields), EnvironmentSource(settings_cls, environ)]
+    if (file := settings_file(path, environ)) is not None:
+        layers.append(SettingsFileSource(settings_cls, file))
+    return tuple(layers)
+
+
+def _depth(data: Any, loc: tuple[str | int, ...]) -> tuple[int, Any]:
+    """How much of `loc` is present in `data`, and the value found at that depth."""
+    depth = 0
+    for part in loc:
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, Sequence) and not isinstance(data, str) and isinstance(part, int) and part < len(data):
+            data = data[part]
         else:
-            merged[key] = value
-    return merged
+            break
+        depth += 1
+    return depth, data
+
+
+def _origin(loc: tuple[str | int, ...], layers: Sequence[Layer]) -> str | None:
+    """Where the value at `loc` came from: the highest layer holding it, or every layer whose blocks merged there."""
+    found = [(*_depth(layer.data, loc), layer) for layer in layers]
+    deepest = max((depth for depth, _, _ in found), default=0)
+    if deepest == 0:
+        return None
+    holders = [(value, layer) for depth, value, layer in found if depth == deepest]
+    if not isinstance(holders[0][0], Mapping):
+        holders = holders[:1]  # a plain value: the highest layer's won
+    return " and ".join(layer.origin(loc[:deepest]) for _, layer in holders)
+
+
+def _build(layers: Iterable[Layer]) -> OperatorSettings:
+    """Validate the layers (highest first) once; each error names its key and the layer it came from."""
+    ordered = tuple(layers)
+    try:
+        return OperatorSettings(_build_sources=(ordered, {}))
+    except ValidationError as error:
+        details: list[InitErrorDetails] = []
+        for item in error.errors(include_url=False):
+            where = _origin(item["loc"], ordered)
+            message = item["msg"] if where is None else f"{item['msg']} (from {where})"
+            escaped = message.replace("{", "{{").replace("}", "}}")
+            details.append({"type": PydanticCustomError(item["type"], escaped), "loc": item["loc"], "input": item["input"]})
+        raise ValidationError.from_exception_data(error.title, details) from None
 
 
 class SettingsBuilder:
-    """Layers of settings data, each later layer winning field by field; `build()` validates once.
+    """Layers of settings, each later layer winning field by field; `build()` validates once.
 
     settings = SettingsBuilder().file(path).environment().set(metrics_port=0).build()
     """
 
     def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+        self._layers: list[Layer] = []
 
     def file(self, path: Path | str) -> SettingsBuilder:
-        self._data = _merge(self._data, read_file(Path(path)))
+        self._layers.append(SettingsFileSource(OperatorSettings, Path(path)))
         return self
 
     def environment(self, environ: Mapping[str, str] | None = None) -> SettingsBuilder:
-        self._data = _merge(self._data, read_environment(environ))
+        self._layers.append(EnvironmentSource(OperatorSettings, environ))
         return self
 
     def set(self, **fields: Any) -> SettingsBuilder:
-        self._data = _merge(self._data, fields)
+        self._layers.append(CodeSource(OperatorSettings, fields))
         return self
 
     def profile(self, environment: Environment | str, **blocks: BaseModel | Mapping[str, Any]) -> SettingsBuilder:
@@ -219,7 +353,7 @@ class SettingsBuilder:
         return self.set(profiles={Environment(environment).value: data})
 
     def build(self) -> OperatorSettings:
-        return OperatorSettings.model_validate(self._data)
+        return _build(reversed(self._layers))
 
 
 def settings_file(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -229,10 +363,8 @@ def settings_file(path: Path | str | None = None, environ: Mapping[str, str] | N
     return Path(chosen) if chosen else None
 
 
-def load_settings(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> OperatorSettings:
-    """Defaults < settings file (if any) < environment variables."""
-    builder = SettingsBuilder()
-    file = settings_file(path, environ)
-    if file is not None:
-        builder.file(file)
-    return builder.environment(environ).build()
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None, **fields: Any
+) -> OperatorSettings:
+    """Defaults < settings file (`path`, else `$QDRANT_OPERATOR_SETTINGS_FILE`, else none) < environment < `fields`."""
+    return _build(_layers(OperatorSettings, fields, path, environ))
