@@ -181,14 +181,18 @@ def test_every_setting_can_come_from_the_environment():
         "peering_lifetime_seconds": ("20", 20),
     }
     assert set(values) == set(OperatorSettings.model_fields), "a new setting needs a line here"
-    settings = load_settings(None, environ={f"QDRANT_OPERATOR_{name.upper()}": raw for name, (raw, _) in values.items()})
+    settings = load_settings(
+        None, environ={f"QDRANT_OPERATOR_{name.upper()}": raw for name, (raw, _) in values.items()}
+    )
     loaded = settings.model_dump(exclude_none=True)
     assert {name: loaded[name] for name in values} == {name: value for name, (_, value) in values.items()}
 
 
 def test_code_beats_environment_beats_file_beats_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "operator.toml"
-    path.write_text("metrics_port = 1\nhealth_port = 1\nlog_level = 'WARNING'\n[profiles.Production.pool]\nmax_connections = 30\n")
+    path.write_text(
+        "metrics_port = 1\nhealth_port = 1\nlog_level = 'WARNING'\n[profiles.Production.pool]\nmax_connections = 30\n"
+    )
     environ = {
         "QDRANT_OPERATOR_METRICS_PORT": "2",
         "QDRANT_OPERATOR_HEALTH_PORT": "2",
@@ -215,17 +219,24 @@ def test_an_invalid_value_names_its_key_and_where_it_came_from(tmp_path: Path) -
         load_settings(path, environ={"QDRANT_OPERATOR_METRICS_PORT": "http"})
     text = str(raised.value)
     assert f"resync_interval_seconds\n  Input should be greater than 0 (from settings file {path})" in text
-    assert "metrics_port\n  Input should be a valid integer, unable to parse string as an integer (from " \
+    assert (
+        "metrics_port\n  Input should be a valid integer, unable to parse string as an integer (from "
         "environment variable QDRANT_OPERATOR_METRICS_PORT)" in text
+    )
 
     environ = {"QDRANT_OPERATOR_PROFILES__TESTING__POOL__MIN_CONNECTIONS": "4"}
     with pytest.raises(ValidationError, match=r"profile Testing: pool min_connections 4 exceeds max_connections 3 "
                        rf"\(from environment variable QDRANT_OPERATOR_PROFILES__TESTING__POOL__MIN_CONNECTIONS "
                        rf"and settings file {re.escape(str(path))}\)"):  # fmt: skip
         load_settings(path, environ)
-    with pytest.raises(ValidationError, match=r"metrics_port\n  Input should be less than or equal to 65535 \(from code\)"):
+    with pytest.raises(
+        ValidationError, match=r"metrics_port\n  Input should be less than or equal to 65535 \(from code\)"
+    ):
         load_settings(None, {}, metrics_port=70000)
 
+    with pytest.raises(ValidationError, match=r"'\{x\}/99' does not appear to be an IPv4 or IPv6 network \(from "
+                       r"environment variable QDRANT_OPERATOR_ALLOWED_HOSTS\)"):  # fmt: skip
+        load_settings(None, {"QDRANT_OPERATOR_ALLOWED_HOSTS": '["{x}/99"]'})
     with pytest.raises(ValueError, match=r"QDRANT_OPERATOR_NAMESPACES: not valid JSON"):
         load_settings(None, {"QDRANT_OPERATOR_NAMESPACES": "a,b"})
     path.write_text("resync_interval_seconds = = 1\n")

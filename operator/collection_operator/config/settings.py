@@ -127,11 +127,6 @@ class OperatorSettings(BaseSettings):
     def _allowed_hosts_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return AddressPolicy(allowed_hosts=value).allowed_hosts
 
-    @field_validator("profiles", mode="before")
-    @classmethod
-    def _environment_names_any_case(cls, value: Any) -> Any:
-        return _canonical_profiles(value)
-
     @field_validator("profiles")
     @classmethod
     def _profiles_resolve(cls, value: dict[Environment, ProfileOverride]) -> dict[Environment, ProfileOverride]:
@@ -139,7 +134,7 @@ class OperatorSettings(BaseSettings):
             try:
                 apply_overrides(PROFILES[environment], override)
             except ValidationError as error:
-                problems = "; ".join(item["msg"] for item in error.errors(include_url=False))
+                problems = "; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors())
                 raise ValueError(f"profile {environment.value}: {problems}") from None
         return value
 
@@ -152,7 +147,8 @@ class OperatorSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """`OperatorSettings(**fields)`: code < ... as `load_settings(**fields)`, the file named by the environment."""
+        """`OperatorSettings(**fields)` reads the layers `load_settings(**fields)` reads (the file: the one
+        `$QDRANT_OPERATOR_SETTINGS_FILE` names)."""
         return _layers(settings_cls, init_settings(), path=None, environ=None)
 
     def profile(self, environment: Environment | str) -> ClientSettings:
@@ -172,15 +168,6 @@ class OperatorSettings(BaseSettings):
 
 
 def _canonical_profiles(value: Any) -> Any:
-    # Environment variable names arrive lower-cased: "production" means "Production".
-    if not isinstance(value, Mapping):
-        return value
-    by_lower = {env.value.lower(): env.value for env in Environment}
-    return {by_lower.get(str(key).lower(), key): block for key, block in value.items()}
-
-
-def _canonical_profiles(value: Any) -> Any:
-    # Environment variable names arrive lower-cased: "production" means "Production".
     if not isinstance(value, Mapping):
         return value
     by_lower = {env.value.lower(): env.value for env in Environment}
@@ -318,8 +305,9 @@ def _build(layers: Iterable[Layer]) -> OperatorSettings:
         for item in error.errors(include_url=False):
             where = _origin(item["loc"], ordered)
             message = item["msg"] if where is None else f"{item['msg']} (from {where})"
-            escaped = message.replace("{", "{{").replace("}", "}}")
-            details.append({"type": PydanticCustomError(item["type"], escaped), "loc": item["loc"], "input": item["input"]})
+            details.append(
+                {"type": PydanticCustomError(item["type"], message), "loc": item["loc"], "input": item["input"]}
+            )
         raise ValidationError.from_exception_data(error.title, details) from None
 
 
