@@ -138,22 +138,22 @@ def test_the_admission_policys_refusal_is_shown_as_is(subject, control_plane, un
     author = subject("author", "edit")
     approver = subject("approver", "edit", "qdrant-collection-operator:approver")
     wait_for(lambda: can_i(author, "create"), 30, "edit to aggregate the editor role (clusterrole aggregation)")
-    control_plane.admin(
-        "create", "-n", unwatched_namespace, "-f", "-", stdin=json.dumps(manifest("VectorCollection", "docs", collection_spec()))
-    )
+    control_plane.api.create(unwatched_namespace, manifest("VectorCollection", "docs", collection_spec()))
     plan = {"hash": "4b1e0c9a7d2f", "generation": 1, "phase": "AwaitingApproval", "summary": "re-index: hnsw.m"}
     control_plane.admin(
         "patch", VC, "docs", "-n", unwatched_namespace, "--subresource=status", "--type=merge",
         "-p", json.dumps({"status": {"plan": plan}}),
     )  # fmt: skip
     what = f"approving plan {plan['hash']} of VectorCollection {unwatched_namespace}/docs"
-
-    def author_refused() -> str:
-        done = plugin(author.kubeconfig, "approve", "docs", check=False)
-        return done.stderr if DENIED in done.stderr else ""
-
-    stderr = wait_for(author_refused, 30, "the approval policy in force")
-    assert stderr.startswith(f"error: {what}: ") and stderr.count("\n") == 1, stderr
+    probe = manifest("VectorCollection", "probe", collection_spec(), annotations={APPROVE: plan["hash"]})
+    wait_for(
+        lambda: DENIED in author("create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe), check=False),
+        30,
+        "the approval policy in force",
+    )
+    refused = plugin(author.kubeconfig, "approve", "docs", check=False)
+    assert refused.returncode == 1 and refused.stderr.startswith(f"error: {what}: "), refused.stderr
+    assert DENIED in refused.stderr and refused.stderr.count("\n") == 1, "the API server's words, on one line"
     assert APPROVE not in (control_plane.api.get(VC, "docs", unwatched_namespace)["metadata"].get("annotations") or {})
     plugin(approver.kubeconfig, "approve", "docs")
     assert control_plane.api.get(VC, "docs", unwatched_namespace)["metadata"]["annotations"][APPROVE] == plan["hash"]
