@@ -73,11 +73,12 @@ BACKUP = obj(
      "lastSnapshotTime": "T2", "nextScheduleTime": "T3"},  # fmt: skip
     "backup",
 )
+ORPHAN = obj({"collectionRef": {"name": "gone"}}, {"connection": "demo/main", "phase": "Failed"}, "old-backup")
 ELSEWHERE = obj({"connectionRef": {"name": "shared", "namespace": "infra"}}, {}, "other")
 
 
 def test_the_tree_hangs_snapshots_under_collections_under_their_connection():
-    roots = views.tree([CONNECTION], [ELSEWHERE, DOCS], [BACKUP])
+    roots = views.tree([CONNECTION], [ELSEWHERE, DOCS], [ORPHAN, BACKUP])
     assert [r.key for r in roots] == ["demo/main", "infra/shared"]
     assert views.render(roots) == "\n".join(
         [
@@ -86,16 +87,21 @@ def test_the_tree_hangs_snapshots_under_collections_under_their_connection():
             "│   endpoint http://q1:6333 (Healthy, Closed)",
             "│   endpoint http://q2:6333 (Unhealthy, Open, Unreachable, out of rotation)",
             "│   message: Connected to Qdrant 1.19.0",
-            "└── VectorCollection demo/docs  Ready=False AwaitingApproval  since T1",
-            "    │   collection docs  qdrant green  points 1000",
-            "    │   plan AwaitingApproval 4b1e0c9a7d2f: re-index: hnsw.m",
-            "    │   drift: optimizers.indexingThreshold is 10000, spec says 20000",
-            "    │   paused (resume: kubectl qdrant resume docs)",
-            "    │   observed generation 1 of 2: the operator has not caught up yet",
-            "    │   message: plan 4b1e0c9a7d2f awaits approval",
-            "    └── CollectionSnapshot demo/backup  Ready=True Completed  since T1",
-            "            phase Completed  schedule @daily  snapshots 1  last T2  next T3",
-            "            message: 1 snapshot",
+            "├── VectorCollection demo/docs  Ready=False AwaitingApproval  since T1",
+            "│   │   collection docs  qdrant green  points 1000",
+            "│   │   plan AwaitingApproval 4b1e0c9a7d2f: re-index: hnsw.m",
+            "│   │   drift: optimizers.indexingThreshold is 10000, spec says 20000",
+            "│   │   paused (resume: kubectl qdrant resume docs)",
+            "│   │   observed generation 1 of 2: the operator has not caught up yet",
+            "│   │   message: plan 4b1e0c9a7d2f awaits approval",
+            "│   └── CollectionSnapshot demo/backup  Ready=True Completed  since T1",
+            "│           phase Completed  schedule @daily  snapshots 1  last T2  next T3",
+            "│           message: 1 snapshot",
+            "└── VectorCollection demo/gone  Ready=-",
+            "    │   message: " + views.NOT_LISTED,
+            "    └── CollectionSnapshot demo/old-backup  Ready=Unknown",
+            "            phase Failed  snapshots 0",
+            "            observed generation - of 1: the operator has not caught up yet",
             "QdrantConnection infra/shared  Ready=-",
             "│   message: " + views.NOT_LISTED,
             "└── VectorCollection demo/other  Ready=Unknown",

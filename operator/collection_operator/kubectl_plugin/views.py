@@ -13,7 +13,7 @@ from ..reconcile.target import APPROVE_PLAN
 from .errors import PluginError
 
 AWAITING_APPROVAL = "AwaitingApproval"
-NOT_LISTED = "not found in the namespaces listed (another namespace: -A shows it)"
+NOT_LISTED = "not found in the namespaces listed (in another one, -A shows it; or it does not exist)"
 
 
 # ----- the status tree: connection -> collections -> snapshots ----------------------------------------------
@@ -24,7 +24,7 @@ class Node:
     kind: str
     namespace: str
     name: str
-    ready: str = "Unknown"  # the Ready condition's status; "-" for a connection that was not listed
+    ready: str = "Unknown"  # the Ready condition's status; "-" for a placeholder of an object not listed
     reason: str = ""
     message: str = ""
     since: str = ""  # Ready's lastTransitionTime: when the verdict last changed
@@ -107,6 +107,7 @@ def snapshot_node(body: Mapping[str, Any]) -> Node:
         body,
         {
             "phase": status.get("phase"),
+            "connection": status.get("connection"),
             "schedule": (body.get("spec") or {}).get("schedule"),
             "snapshots": len(status.get("snapshots") or []),
             "lastSnapshot": status.get("lastSnapshotTime"),
@@ -127,27 +128,40 @@ def tree(
     snapshots: Iterable[Mapping[str, Any]],
     only: str | None = None,
 ) -> list[Node]:
-    """One root per connection (only the one keyed `only`, "namespace/name", if given); a collection whose
-    connection was not listed hangs under a placeholder, so nothing read is left out."""
+    """One root per connection (only the one keyed `only`, "namespace/name", if given). Nothing read is left
+    out: a collection whose connection was not listed hangs under a placeholder of that connection, and a
+    snapshot whose collection was not listed under a placeholder of the collection, below the connection the
+    snapshot records (status.connection)."""
     roots = {node.key: node for node in map(connection_node, connections)}
+
+    def root(key: str) -> Node:
+        if key not in roots:
+            namespace, _, name = key.partition("/")
+            roots[key] = Node("QdrantConnection", namespace, name, "-", message=NOT_LISTED)
+        return roots[key]
+
     by_collection: dict[str, list[Node]] = {}
     for body in snapshots:
         ref = ((body.get("spec") or {}).get("collectionRef") or {}).get("name", "")
         by_collection.setdefault(f"{body['metadata']['namespace']}/{ref}", []).append(snapshot_node(body))
     for body in collections:
         node = collection_node(body)
-        node.children = sorted(by_collection.get(node.key, []), key=lambda n: n.key)
-        owner = connection_of(body)
-        if owner not in roots:
-            namespace, _, name = owner.partition("/")
-            roots[owner] = Node("QdrantConnection", namespace, name, "-", message=NOT_LISTED)
-        roots[owner].children.append(node)
-    for root in roots.values():
-        root.children.sort(key=lambda n: n.key)
+        node.children = by_collection.pop(node.key, [])
+        root(connection_of(body)).children.append(node)
+    for key, orphans in by_collection.items():
+        namespace, _, name = key.partition("/")
+        owner = next((s.details["connection"] for s in orphans if s.details.get("connection")), f"{namespace}/?")
+        root(owner).children.append(Node("VectorCollection", namespace, name, "-", message=NOT_LISTED, children=orphans))
+    for node in roots.values():
+        node.children.sort(key=lambda n: n.key)
+        for child in node.children:
+            child.children.sort(key=lambda n: n.key)
     return [roots[k] for k in sorted(roots) if only is None or k == only]
 
 
 def _detail_lines(node: Node) -> list[str]:
+    if node.ready == "-":  # a placeholder: nothing was read
+        return [f"message: {node.message}"]
     d = node.details
     lines = []
     if node.kind == "QdrantConnection":
@@ -184,7 +198,7 @@ def _detail_lines(node: Node) -> list[str]:
     if d.get("observedGeneration"):
         lines.append(f"observed generation {d['observedGeneration']}: the operator has not caught up yet")
     if node.message:
-        lines.append(f"message: {node.message}")
+        lines.append("message: " + " ".join(node.message.splitlines()))
     return [line for line in lines if line]
 
 
