@@ -82,7 +82,12 @@ def test_status_snapshot_and_restore(cluster, connection, qdrant_server, control
 
     (root,) = json.loads(plugin(admin, "status", "main", "-n", ns, "-o", "json").stdout)["connections"]
     (docs,) = root["children"]
-    assert (root["ready"], root["reason"], docs["name"], docs["collection"]) == ("True", "Connected", "docs", collection)
+    assert (root["ready"], root["reason"], docs["name"], docs["collection"]) == (
+        "True",
+        "Connected",
+        "docs",
+        collection,
+    )
     assert [(s["name"], s["phase"], s["snapshots"]) for s in docs["children"]] == [(snapshot, "Completed", 1)]
 
     original = contents(qdrant_server, collection)
@@ -141,9 +146,16 @@ def test_the_admission_policys_refusal_is_shown_as_is(subject, control_plane, un
     control_plane.api.create(unwatched_namespace, manifest("VectorCollection", "docs", collection_spec()))
     plan = {"hash": "4b1e0c9a7d2f", "generation": 1, "phase": "AwaitingApproval", "summary": "re-index: hnsw.m"}
     control_plane.admin(
-        "patch", VC, "docs", "-n", unwatched_namespace, "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": {"plan": plan}}),
-    )  # fmt: skip
+        "patch",
+        VC,
+        "docs",
+        "-n",
+        unwatched_namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"plan": plan}}),
+    )
     what = f"approving plan {plan['hash']} of VectorCollection {unwatched_namespace}/docs"
     probe = manifest("VectorCollection", "probe", collection_spec(), annotations={APPROVE: plan["hash"]})
     wait_for(
@@ -190,8 +202,9 @@ def test_logs_names_the_active_replica_of_the_peering_object(control_plane, tmp_
         wait_for(lambda: RESUMED in (tmp_path / "a.log").read_text(errors="replace"), 60, "replica a to resume")
         replicas.append(start(control_plane, namespace, 100, tmp_path / "b.log", peering, POD_ID="qco-b"))
         wait_for(
-            lambda: set(control_plane.api.get("kopfpeerings", peering, namespace).get("status") or {})
-            == {"qco-a", "qco-b"},
+            lambda: (
+                set(control_plane.api.get("kopfpeerings", peering, namespace).get("status") or {}) == {"qco-a", "qco-b"}
+            ),
             60,
             "both replicas on record",
         )

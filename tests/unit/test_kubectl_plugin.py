@@ -32,8 +32,11 @@ def ready(status: str, reason: str, message: str) -> dict[str, Any]:
 
 
 def obj(kind_spec: dict[str, Any], status: dict[str, Any], name: str, namespace: str = "demo", **meta: Any):
-    return {"metadata": {"name": name, "namespace": namespace, "generation": 1, **meta}, "spec": kind_spec,
-            "status": status}  # fmt: skip
+    return {
+        "metadata": {"name": name, "namespace": namespace, "generation": 1, **meta},
+        "spec": kind_spec,
+        "status": status,
+    }
 
 
 CONNECTION = obj(
@@ -45,14 +48,26 @@ CONNECTION = obj(
         "circuitBreaker": "Closed",
         "endpoints": [
             {"url": "http://q1:6333", "health": "Healthy", "circuitBreaker": "Closed", "inRotation": True},
-            {"url": "http://q2:6333", "health": "Unhealthy", "circuitBreaker": "Open", "inRotation": False,
-             "reason": "Unreachable"},  # fmt: skip
+            {
+                "url": "http://q2:6333",
+                "health": "Unhealthy",
+                "circuitBreaker": "Open",
+                "inRotation": False,
+                "reason": "Unreachable",
+            },
         ],
     },
     "main",
 )
-PLAN = {"hash": "4b1e0c9a7d2f", "generation": 2, "phase": "AwaitingApproval", "summary": "re-index: hnsw.m",
-        "actions": ["set hnsw.m: 16 -> 32"], "reindex": True, "estimatedVectors": 1000}  # fmt: skip
+PLAN = {
+    "hash": "4b1e0c9a7d2f",
+    "generation": 2,
+    "phase": "AwaitingApproval",
+    "summary": "re-index: hnsw.m",
+    "actions": ["set hnsw.m: 16 -> 32"],
+    "reindex": True,
+    "estimatedVectors": 1000,
+}
 DOCS = obj(
     {"connectionRef": {"name": "main"}},
     {
@@ -69,8 +84,13 @@ DOCS = obj(
 )
 BACKUP = obj(
     {"collectionRef": {"name": "docs"}, "schedule": "@daily"},
-    {**ready("True", "Completed", "1 snapshot"), "phase": "Completed", "snapshots": [{"name": "docs-1"}],
-     "lastSnapshotTime": "T2", "nextScheduleTime": "T3"},  # fmt: skip
+    {
+        **ready("True", "Completed", "1 snapshot"),
+        "phase": "Completed",
+        "snapshots": [{"name": "docs-1"}],
+        "lastSnapshotTime": "T2",
+        "nextScheduleTime": "T3",
+    },
     "backup",
 )
 ORPHAN = obj({"collectionRef": {"name": "gone"}}, {"connection": "demo/main", "phase": "Failed"}, "old-backup")
@@ -114,7 +134,12 @@ def test_the_tree_hangs_snapshots_under_collections_under_their_connection():
 def test_one_connection_only_and_the_json_form():
     (root,) = views.tree([CONNECTION], [DOCS, ELSEWHERE], [BACKUP], only="demo/main")
     doc = json.loads(json.dumps(root.as_json()))
-    assert (doc["kind"], doc["ready"], doc["health"], doc["version"]) == ("QdrantConnection", "True", "Degraded", "1.19.0")
+    assert (doc["kind"], doc["ready"], doc["health"], doc["version"]) == (
+        "QdrantConnection",
+        "True",
+        "Degraded",
+        "1.19.0",
+    )
     (docs,) = doc["children"]
     assert docs["plan"] == PLAN and docs["paused"] is True and docs["drift"][0]["actual"] == "10000"
     assert [s["name"] for s in docs["children"]] == ["backup"] and docs["children"][0]["snapshots"] == 1
@@ -140,7 +165,9 @@ def test_the_active_replica_is_the_alive_peer_of_the_highest_priority():
 def test_no_active_replica_when_the_top_priority_is_shared_or_nobody_is_alive():
     with pytest.raises(PluginError, match="share the top priority 100, and kopf pauses them all"):
         views.active_peer({"a@h1/1/x": peer(100, 1), "a@h2/1/y": peer(100, 2), "a@h3/1/z": peer(50, 1)}, NOW)
-    with pytest.raises(PluginError, match=r"no operator replica is alive \(1 listed"):
+    with pytest.raises(
+        PluginError, match=r"no operator replica is alive in the peering object \(1 listed, none seen lately\)"
+    ):
         views.active_peer({"a@h1/1/x": peer(100, 120)}, NOW)
 
 
@@ -153,8 +180,11 @@ def test_the_approval_patch_tests_the_plan_and_sets_exactly_its_hash():
     ]
     assert views.approval_patch(DOCS, plan) == [
         *tests,
-        {"op": "add", "path": "/metadata/annotations/qdrant.collection-operator.dev~1approve-plan",
-         "value": "4b1e0c9a7d2f"},  # fmt: skip
+        {
+            "op": "add",
+            "path": "/metadata/annotations/qdrant.collection-operator.dev~1approve-plan",
+            "value": "4b1e0c9a7d2f",
+        },
     ]
     bare = {**DOCS, "metadata": {k: v for k, v in DOCS["metadata"].items() if k != "annotations"}}
     assert views.approval_patch(bare, plan)[-1] == {
@@ -190,7 +220,9 @@ def test_the_kubeconfig_merges_files_picks_the_context_and_resolves_relative_fil
         {
             "current-context": "a",
             "contexts": [{"name": "a", "context": {"cluster": "ca", "user": "ua"}}],
-            "clusters": [{"name": "ca", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority": "ca.crt"}}],
+            "clusters": [
+                {"name": "ca", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority": "ca.crt"}}
+            ],
             "users": [{"name": "ua", "user": {"token": "tok-a"}}],
         },
     )
@@ -201,7 +233,9 @@ def test_the_kubeconfig_merges_files_picks_the_context_and_resolves_relative_fil
             "current-context": "ignored: the first file's wins",
             "contexts": [{"name": "b", "context": {"cluster": "cb", "user": "ub", "namespace": "team"}}],
             "clusters": [{"name": "cb", "cluster": {"server": "https://127.0.0.1:2"}}],
-            "users": [{"name": "ub", "user": {"exec": {"command": sys.executable, "args": ["-c", f"print({token!r})"]}}}],
+            "users": [
+                {"name": "ub", "user": {"exec": {"command": sys.executable, "args": ["-c", f"print({token!r})"]}}}
+            ],
         },
     )
     monkeypatch.setenv("KUBECONFIG", f"{first}:{tmp_path / 'missing.yaml'}:{second}")
@@ -216,7 +250,7 @@ def test_the_kubeconfig_merges_files_picks_the_context_and_resolves_relative_fil
     assert (info.server, info.token, namespace) == ("https://127.0.0.1:2", "tok-exec", "team")
     with pytest.raises(PluginError, match="context 'c' is not in the kubeconfig"):
         kubeconfig.login(None, "c")
-    with pytest.raises(PluginError, match="kubeconfig .*nope.yaml does not exist"):
+    with pytest.raises(PluginError, match=r"kubeconfig .*nope\.yaml does not exist"):
         kubeconfig.login(str(tmp_path / "nope.yaml"), None)
 
 

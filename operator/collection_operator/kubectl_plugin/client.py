@@ -86,9 +86,7 @@ class Kube:
         return items
 
     def patch(self, path: str, patch: Any, content_type: str, what: str) -> dict[str, Any]:
-        patched: dict[str, Any] = self.request(
-            "PATCH", path, what, json=patch, headers={"Content-Type": content_type}
-        )
+        patched: dict[str, Any] = self.request("PATCH", path, what, json=patch, headers={"Content-Type": content_type})
         return patched
 
     def create(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
@@ -105,4 +103,3 @@ class Kube:
                 yield from response.iter_raw()
         except httpx.HTTPError as exc:
             raise PluginError(f"the log stream of Pod {namespace}/{pod} broke: {type(exc).__name__}") from None
-

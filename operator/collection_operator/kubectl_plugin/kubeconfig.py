@@ -109,7 +109,9 @@ def login(kubeconfig: str | None, context: str | None) -> tuple[kopf.ConnectionI
     return info, ctx.get("namespace") or "default"
 
 
-def _info(cluster: dict[str, Any], user: dict[str, Any], token: str | None, namespace: str | None) -> kopf.ConnectionInfo:
+def _info(
+    cluster: dict[str, Any], user: dict[str, Any], token: str | None, namespace: str | None
+) -> kopf.ConnectionInfo:
     return kopf.ConnectionInfo(
         server=cluster["server"],
         ca_path=cluster.get("certificate-authority"),

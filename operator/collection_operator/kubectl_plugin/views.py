@@ -51,7 +51,7 @@ class Node:
 
 def _node(kind: str, body: Mapping[str, Any], details: dict[str, Any]) -> Node:
     meta, status = body["metadata"], body.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     generation, observed = meta.get("generation"), status.get("observedGeneration")
     if generation is not None and observed != generation:
         details["observedGeneration"] = f"{observed if observed is not None else '-'} of {generation}"
@@ -151,7 +151,9 @@ def tree(
     for key, orphans in by_collection.items():
         namespace, _, name = key.partition("/")
         owner = next((s.details["connection"] for s in orphans if s.details.get("connection")), f"{namespace}/?")
-        root(owner).children.append(Node("VectorCollection", namespace, name, "-", message=NOT_LISTED, children=orphans))
+        root(owner).children.append(
+            Node("VectorCollection", namespace, name, "-", message=NOT_LISTED, children=orphans)
+        )
     for node in roots.values():
         node.children.sort(key=lambda n: n.key)
         for child in node.children:
