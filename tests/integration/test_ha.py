@@ -24,12 +24,16 @@ RESUMED = "Resuming operations"  # kopf's peering log line when a replica become
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "failover.json"
 
 
-def start(control_plane, namespace: str, priority: int, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    control_plane, namespace: str, priority: int, log: Path, peering: str = PEERING, **env: str
+) -> subprocess.Popen[bytes]:
+    """One replica; `env` adds to its environment (POD_ID: kopf's identity of it, as a Pod's name would be)."""
     env = operator_env(
+        **env,
         KUBECONFIG=str(control_plane.operator_kubeconfig),
         QDRANT_OPERATOR_METRICS_PORT="0",
         QDRANT_OPERATOR_HEALTH_PORT="0",
-        QDRANT_OPERATOR_PEERING_NAME=PEERING,
+        QDRANT_OPERATOR_PEERING_NAME=peering,
         QDRANT_OPERATOR_PEERING_PRIORITY=str(priority),
         QDRANT_OPERATOR_PEERING_LIFETIME_SECONDS=str(LIFETIME_SECONDS),
     )

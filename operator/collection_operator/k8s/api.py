@@ -62,7 +62,7 @@ def _quote(*parts: str) -> str:
     return "/".join(urllib.parse.quote(p, safe="") for p in parts)
 
 
-def _kopf_peerings(namespace: str | None) -> str:
+def kopf_peerings(namespace: str | None) -> str:
     """The collection of kopf's peering objects: ClusterKopfPeerings, or the KopfPeerings of a namespace."""
     if namespace is None:
         return "/apis/kopf.dev/v1/clusterkopfpeerings"
@@ -152,11 +152,11 @@ class KubeApi:
 
     async def kopf_peering_exists(self, namespace: str | None, name: str) -> bool:
         """Read now, by a list narrowed to the name (list and watch are what kopf's peering needs anyway)."""
-        response = await self._call("GET", _kopf_peerings(namespace), params={"fieldSelector": f"metadata.name={name}"})
+        response = await self._call("GET", kopf_peerings(namespace), params={"fieldSelector": f"metadata.name={name}"})
         return bool(response.json().get("items"))
 
     async def create_kopf_peering(self, namespace: str | None, name: str) -> None:
-        await self._call("POST", _kopf_peerings(namespace), json=kopf_peering(namespace, name))
+        await self._call("POST", kopf_peerings(namespace), json=kopf_peering(namespace, name))
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         """One merge patch of .status; the caller sends only what changed."""
