@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devenv import argocd_cm
 from collection_operator.api.kinds import KINDS as API_KINDS
+from devenv import argocd_cm
 from tests.fixtures.gohelpers import HEALTH_CHECKS, argo_action, argo_discovery, argo_health
 
 KINDS = [k.kind for k in API_KINDS]
