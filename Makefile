@@ -53,7 +53,8 @@ cluster-build:
 gohelpers:
 	$(PYTHON) devenv/gohelpers.py build
 
-# The argocd-cm snippet, rendered from manifests/argocd/resource_customizations/*/*/health.lua.
+# Every kind's health.lua copied from manifests/argocd/health.lua, and the argocd-cm snippet rendered with the
+# resource actions (manifests/argocd/resource_customizations/*/*/actions/).
 argocd-cm:
 	$(PYTHON) devenv/argocd_cm.py
 

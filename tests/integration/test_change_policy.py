@@ -52,6 +52,11 @@ def fill(qdrant_server: Any, name: str, count: int, dim: int, start: int = 0) ->
     client.close()
 
 
+def columns(cluster: Any, name: str) -> dict[str, str]:
+    """The VectorCollection's `kubectl get -o wide` row, by column."""
+    return cluster.plane.admin.row(VC, name, "-n", cluster.namespace, "-o", "wide")
+
+
 def base_spec(name: str, **fields: Any) -> dict[str, Any]:
     return {"connectionRef": {"name": "main"}, "collectionName": name, **fields}
 
@@ -71,8 +76,9 @@ def test_a_manual_plan_is_shown_held_approved_by_hash_and_applied_once(cluster, 
     assert plan["phase"] == "AwaitingApproval" and plan["reindex"] is True
     assert plan["actions"] == ["set hnsw.m: 16 -> 32"] and plan["generation"] == body["metadata"]["generation"]
     assert plan["hash"] in cluster.condition(VC, "plan")["message"]
-    wide = cluster.kubectl("get", VC, "plan", "-o", "wide")
-    assert "AwaitingApproval" in wide and plan["hash"] in wide, wide
+    row = columns(cluster, "plan")
+    assert (row["PLAN"], row["PLAN-HASH"]) == ("AwaitingApproval", plan["hash"]), row
+    assert row["MESSAGE"].startswith(f"plan {plan['hash']} waits for approval"), row
     assert wait_for(lambda: events(cluster, "PlanAwaitingApproval"), 20, "the PlanAwaitingApproval Event")
     assert collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 16
 
@@ -84,6 +90,9 @@ def test_a_manual_plan_is_shown_held_approved_by_hash_and_applied_once(cluster, 
     cluster.kubectl("annotate", VC, "plan", f"{APPROVE}={plan['hash']}", "--overwrite")
     body = cluster.wait_condition(VC, "plan", "InSync")
     assert body["status"]["plan"]["phase"] == "Applied" and body["status"]["plan"]["hash"] == plan["hash"]
+    assert "pendingPlan" not in body["status"]
+    row = columns(cluster, "plan")
+    assert (row["PLAN"], row["PLAN-HASH"]) == ("", plan["hash"]), row  # the Plan column: only what needs a look
     assert collection(qdrant_server, name)["config"]["hnsw_config"]["m"] == 32
     assert wait_for(lambda: events(cluster, "PlanApproved"), 20, "the PlanApproved Event")
     time.sleep(7)  # two resyncs: the plan is applied once

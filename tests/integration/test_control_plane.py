@@ -165,21 +165,13 @@ def test_blue_green_lifts_the_immutability_rules_qdrant_needs_a_new_collection_f
     assert "rollbackWindow" in err.value.stderr
 
 
-def _row(kubectl, *args: str) -> dict[str, str]:
-    """The one row of a `kubectl get`, by column (cut at the header's column starts: cells may be empty)."""
-    header, row = kubectl("get", *args).splitlines()
-    starts = [m.start() for m in re.finditer(r"\S+", header)]
-    cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-    return dict(zip(header.split(), cells, strict=True))
-
-
 def test_printer_columns_through_kubectl(control_plane, namespace):
     control_plane.admin("apply", "-n", namespace, "-f", "-", stdin=collection("cols", **MINIMAL))
     header = control_plane.admin("get", "vectorcollections", "-n", namespace).splitlines()[0]
     columns = ["NAME", "COLLECTION", "CONNECTION", "READY", "REASON", "POINTS", "PLAN", "AGE"]
     assert re.split(r"\s+", header.strip()) == columns
     wide = control_plane.admin("get", "vectorcollections", "-n", namespace, "-o", "wide").splitlines()[0]
-    more = ["PLAN-HASH", "PHYSICAL", "QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION"]
+    more = ["PLAN-HASH", "PHYSICAL", "QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION", "MESSAGE"]
     assert re.split(r"\s+", wide.strip())[8:] == more
     assert "cols" in control_plane.admin("get", "qdrant", "-n", namespace)
     assert "cols" in control_plane.admin("get", "vc", "-n", namespace)
@@ -228,7 +220,7 @@ def test_a_stalled_collection_does_not_read_as_fine(control_plane, unwatched_nam
         "-p",
         json.dumps({"status": status}),
     )
-    assert _row(control_plane.admin, "vc", "stuck", "-n", namespace) | {"AGE": ""} == {
+    assert control_plane.admin.row("vc", "stuck", "-n", namespace) | {"AGE": ""} == {
         "NAME": "stuck",
         "COLLECTION": "stuck",
         "CONNECTION": "main",
@@ -238,13 +230,14 @@ def test_a_stalled_collection_does_not_read_as_fine(control_plane, unwatched_nam
         "PLAN": "",
         "AGE": "",
     }
-    wide = _row(control_plane.admin, "vc", "stuck", "-n", namespace, "-o", "wide")
-    assert [wide[c] for c in ("QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION")] == [
+    wide = control_plane.admin.row("vc", "stuck", "-n", namespace, "-o", "wide")
+    assert [wide[c] for c in ("QDRANT", "INDEXED", "SEGMENTS", "SHARDS", "REPLICATION", "MESSAGE")] == [
         "green",
         "10",
         "3",
         "2",
         "1",
+        "vectors added",
     ]
 
 
@@ -284,6 +277,7 @@ def test_connection_and_snapshot_columns_through_kubectl(control_plane, unwatche
         json.dumps(
             {
                 "status": {
+                    "url": "http://qdrant-0.example:6333 (+2)",
                     "health": "Unhealthy",
                     "circuitBreaker": "Open",
                     "peers": 1,
@@ -293,8 +287,9 @@ def test_connection_and_snapshot_columns_through_kubectl(control_plane, unwatche
             }
         ),
     )
-    got = _row(control_plane.admin, "qconn", "main", "-n", namespace, "-o", "wide")
-    assert [got[c] for c in ("HEALTH", "READY", "REASON", "BREAKER", "PEERS", "COLLECTIONS")] == [
+    got = control_plane.admin.row("qconn", "main", "-n", namespace, "-o", "wide")
+    assert [got[c] for c in ("URL", "HEALTH", "READY", "REASON", "BREAKER", "PEERS", "COLLECTIONS")] == [
+        "http://qdrant-0.example:6333 (+2)",
         "Unhealthy",
         "False",
         "CircuitOpen",
@@ -312,11 +307,23 @@ def test_connection_and_snapshot_columns_through_kubectl(control_plane, unwatche
         "--subresource=status",
         "--type=merge",
         "-p",
-        json.dumps({"status": {"phase": "Failed", "connection": f"{namespace}/main", "conditions": stalled}}),
+        json.dumps(
+            {
+                "status": {
+                    "phase": "Failed",
+                    "connection": f"{namespace}/main",
+                    "count": 2,
+                    "totalSize": "1.5 GiB",
+                    "conditions": stalled,
+                }
+            }
+        ),
     )
-    got = _row(control_plane.admin, "vsnap", "nightly", "-n", namespace, "-o", "wide")
-    assert [got[c] for c in ("PHASE", "READY", "REASON", "CONNECTION")] == [
+    got = control_plane.admin.row("vsnap", "nightly", "-n", namespace, "-o", "wide")
+    assert [got[c] for c in ("PHASE", "SNAPSHOTS", "SIZE", "READY", "REASON", "CONNECTION")] == [
         "Failed",
+        "2",
+        "1.5 GiB",
         "False",
         "CollectionNotFound",
         f"{namespace}/main",

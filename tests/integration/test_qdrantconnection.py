@@ -69,6 +69,17 @@ def test_ready_with_server_version_and_printer_columns(cluster, operator, keyed_
     header, row = cluster.kubectl("get", PLURAL, "main").splitlines()
     assert header.split() == ["NAME", "URL", "ENVIRONMENT", "HEALTH", "VERSION", "READY", "REASON", "AGE"]
     assert row.split()[:7] == ["main", keyed_server.url, "Testing", "Healthy", st["serverVersion"], "True", "Connected"]
+    # -o wide ends with Ready's message.
+    wide = cluster.kubectl("get", PLURAL, "main", "-o", "wide").splitlines()[1]
+    assert wide.endswith(f"Qdrant {st['serverVersion']}"), wide
+
+    # With spec.endpoints the URL column is the first endpoint and how many more (status.url).
+    second = keyed_server.url.replace("127.0.0.1", "localhost")
+    spec = {"endpoints": [keyed_server.url, second], "environment": "Testing", "apiKeySecretRef": {"name": "key"}}
+    cluster.apply("QdrantConnection", "pair", spec)
+    assert cluster.wait_condition(PLURAL, "pair", "Connected")["status"]["url"] == f"{keyed_server.url} (+1)"
+    header, row = cluster.kubectl("get", PLURAL, "pair").splitlines()
+    assert row.split()[1:3] == [keyed_server.url, "(+1)"]
 
 
 def test_wrong_api_key_is_unauthorized_and_never_ready(cluster, operator, keyed_server):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from qdrant_client import models
 
+from collection_operator.api.snapshot import human_size
 from tests.builders import collection_spec
 from tests.fixtures.controlplane import KubectlError
 from tests.fixtures.operator import unique, wait_for
@@ -91,8 +92,15 @@ def test_one_off_snapshot_checksum_and_deletion_policy(cluster, connection, qdra
         served.raise_for_status()
     assert hashlib.sha256(served.content).hexdigest() == record["checksum"]
     assert len(served.content) == record["sizeBytes"]
-    columns = cluster.kubectl("get", PLURAL, name, "--no-headers").split()
-    assert columns[1] == "minimal" and columns[-2] == "Completed"
+    assert (status["count"], status["totalSize"]) == (1, human_size(record["sizeBytes"]))
+    row = cluster.plane.admin.row(PLURAL, name, "-n", cluster.namespace)
+    assert [row[c] for c in ("COLLECTION", "PHASE", "SNAPSHOTS", "SIZE", "REASON")] == [
+        "minimal",
+        "Completed",
+        "1",
+        human_size(record["sizeBytes"]),
+        "Completed",
+    ]
 
     deleted = take_once(cluster, "deleted", "minimal", deletionPolicy="Delete")["snapshots"][0]["name"]
     cluster.kubectl("delete", PLURAL, name, "deleted", "--timeout=60s")

@@ -196,7 +196,7 @@ async def test_report_healthy_degraded_unhealthy_by_quorum() -> None:
     assert report.health is Health.DEGRADED and report.server_version == "1.19.0"
     assert verdict(report).ready and verdict(report).reason == "Degraded"
     assert f"1 of 3 endpoints not answering: {URLS[2]} (Unreachable)" in (report.error_message or "")
-    written = status(report, 0).to_patch()
+    written = status(report, 0, URLS[0]).to_patch()
     assert [(e["url"], e["health"], e["inRotation"]) for e in written["endpoints"]] == [
         (URLS[0], "Healthy", True),
         (URLS[1], "Healthy", True),
@@ -229,7 +229,7 @@ async def test_single_url_connection_writes_no_endpoint_list() -> None:
 
     spec = QdrantConnectionSpec.model_validate({"url": URLS[0], "environment": "Testing"})
     gateway = QdrantGateway(URLS[0], resolve(spec), name="t/one")
-    assert "endpoints" not in status(gateway.report, 0).to_wire()
+    assert "endpoints" not in status(gateway.report, 0, URLS[0]).to_wire()
     await gateway.aclose()
 
 

@@ -67,15 +67,47 @@ def test_printer_columns_show_readiness_with_its_reason():
         "Segments",
         "Shards",
         "Replication",
+        "Message",
     ]
     assert _columns("QdrantConnection") == ["URL", "Environment", "Health", "Version", "Ready", "Reason", "Age"]
-    assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Endpoints", "Collections"]
-    assert _columns("CollectionSnapshot") == ["Collection", "Schedule", "Last", "Phase", "Ready", "Reason", "Age"]
-    assert _columns("CollectionSnapshot", wide=True)[7:] == ["Next", "Connection"]
+    assert _columns("QdrantConnection", wide=True)[7:] == ["Breaker", "Peers", "Endpoints", "Collections", "Message"]
+    assert _columns("CollectionSnapshot") == [
+        "Collection",
+        "Schedule",
+        "Last",
+        "Phase",
+        "Snapshots",
+        "Size",
+        "Ready",
+        "Reason",
+        "Age",
+    ]
+    assert _columns("CollectionSnapshot", wide=True)[9:] == ["Next", "Connection", "Message"]
     for kind in KINDS:
         columns = crdgen.crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
         reason = next(c for c in columns if c["name"] == "Reason")
         assert reason["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
+        # Ready's message closes every wide view.
+        assert columns[-1] == {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+            "priority": 1,
+        }
+
+
+def test_every_column_reads_a_field_of_the_schema():
+    """A column on a path the schema lacks prints <none> forever (status.plan.pending was never a field)."""
+    for kind in KINDS:
+        crd = crdgen.crd(kind)["spec"]["versions"][0]
+        schema = crd["schema"]["openAPIV3Schema"]
+        for column in crd["additionalPrinterColumns"]:
+            node = schema
+            for part in column["jsonPath"].split("[")[0].strip(".").split("."):
+                if node is schema and part == "metadata":
+                    break
+                assert part in node.get("properties", {}), (kind.kind, column["name"])
+                node = node["properties"][part]
 
 
 def _fields(schema: dict[str, Any], path: str):

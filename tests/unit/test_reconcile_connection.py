@@ -82,6 +82,6 @@ def test_in_place_vectors_need_qdrant_1_18_on_every_endpoint(versions: list[str 
 @pytest.mark.parametrize("jwt_rbac", [True, False, None])
 def test_status_shows_whether_qdrant_takes_tokens(jwt_rbac: bool | None) -> None:
     given = dataclasses.replace(report(Health.HEALTHY), jwt_rbac=jwt_rbac)
-    wire = status(given, 0).to_patch()
+    wire = status(given, 0, "http://q:6333").to_patch()
     assert wire["jwtRbac"] is jwt_rbac
     assert verdict(given).reason == "Connected"  # JWT RBAC off is the keys' concern, not the connection's

@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel, immutable
 
@@ -674,6 +674,11 @@ class VectorCollectionStatus(StatusBase):
     )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
     plan: PlanStatus | None = Field(None, description="The current or last plan (see changePolicy).")
+    pending_plan: PlanPhase | None = Field(
+        None,
+        description="status.plan.phase while that plan is not applied yet (AwaitingApproval, Applying); absent once "
+        "it is, so the Plan column shows only a plan that needs a look.",
+    )
     physical_collection: str | None = Field(
         None, description="BlueGreen: the collection collectionName is an alias of."
     )
@@ -691,3 +696,11 @@ class VectorCollectionStatus(StatusBase):
         description="The generation last applied to Qdrant in full (observedGeneration also advances "
         "when a generation is refused, e.g. Stalled).",
     )
+
+    @model_validator(mode="after")
+    def _pending_plan_follows_plan(self) -> VectorCollectionStatus:
+        """pendingPlan is derived from plan wherever a status sets plan, so no step keeps it by hand."""
+        if "plan" in self.model_fields_set:
+            phase = self.plan.phase if self.plan is not None else None
+            self.pending_plan = None if phase in (None, PlanPhase.APPLIED) else phase
+        return self

@@ -280,6 +280,12 @@ class QdrantConnectionSpec(WireModel):
         assert self.url is not None  # one of the two, by the validator above
         return (self.url,)
 
+    @property
+    def shown_url(self) -> str:
+        """status.url, the URL column: spec.url, or the first endpoint and how many more ("http://q0:6333 (+2)")."""
+        first, *more = self.targets
+        return f"{first} (+{len(more)})" if more else first
+
     def adopts_from(self, home: str, namespace: str) -> bool:
         """May a VectorCollection in `namespace` adopt a collection another namespace made or nobody marked?
         `home`: this connection's own namespace."""
@@ -322,6 +328,9 @@ class EndpointStatus(StatusModel):
 
 
 class QdrantConnectionStatus(StatusBase):
+    url: str | None = Field(
+        None, description="What the client calls: spec.url, or the first of spec.endpoints and how many more."
+    )
     health: Health | None = Field(
         None,
         description="From the health probes: Healthy, Degraded (some fail), Unhealthy (failureThreshold "

@@ -13,6 +13,7 @@ from .snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
 REASON = '.status.conditions[?(@.type=="Ready")].reason'
+MESSAGE = '.status.conditions[?(@.type=="Ready")].message'
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Column:
 AGE = Column("Age", ".metadata.creationTimestamp", "date")
 # Ready's reason beside Ready: a Stalled resource reads "False ImmutableFieldChanged", never as fine.
 READY_COLUMNS = (Column("Ready", READY), Column("Reason", REASON))
+# What Ready's reason means here ("plan 4b1e... waits for approval", "Qdrant 1.19.0"), last in the wide view.
+WIDE_MESSAGE = Column("Message", MESSAGE, priority=1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ KINDS = (
         QdrantConnectionSpec,
         QdrantConnectionStatus,
         (
-            Column("URL", ".spec.url"),
+            # Written by the operator: spec.url, or the first of spec.endpoints and how many more.
+            Column("URL", ".status.url"),
             Column("Environment", ".spec.environment"),
             Column("Health", ".status.health"),
             Column("Version", ".status.serverVersion"),
@@ -63,6 +67,7 @@ KINDS = (
             Column("Peers", ".status.peers", "integer", priority=1),
             Column("Endpoints", ".spec.endpoints", priority=1),
             Column("Collections", ".status.collections", "integer", priority=1),
+            WIDE_MESSAGE,
         ),
         "How to reach one Qdrant deployment, and the pooled, health-monitored client behind it.",
     ),
@@ -77,7 +82,8 @@ KINDS = (
             Column("Connection", ".spec.connectionRef.name"),
             *READY_COLUMNS,
             Column("Points", ".status.pointsCount", "integer"),
-            Column("Plan", ".status.plan.phase"),
+            # Only while a plan waits or is applied step by step: empty once applied, so it stands out.
+            Column("Plan", ".status.pendingPlan"),
             AGE,
             Column("Plan-Hash", ".status.plan.hash", priority=1),
             Column("Physical", ".status.physicalCollection", priority=1),
@@ -87,6 +93,7 @@ KINDS = (
             Column("Segments", ".status.segmentsCount", "integer", priority=1),
             Column("Shards", ".status.shardNumber", "integer", priority=1),
             Column("Replication", ".status.replicationFactor", "integer", priority=1),
+            WIDE_MESSAGE,
         ),
         "One Qdrant collection, declared: created, updated in place, kept free of drift.",
     ),
@@ -101,10 +108,13 @@ KINDS = (
             Column("Schedule", ".spec.schedule"),
             Column("Last", ".status.lastSnapshotTime", "date"),
             Column("Phase", ".status.phase"),
+            Column("Snapshots", ".status.count", "integer"),
+            Column("Size", ".status.totalSize"),
             *READY_COLUMNS,
             AGE,
             Column("Next", ".status.nextScheduleTime", "date", priority=1),
             Column("Connection", ".status.connection", priority=1),
+            WIDE_MESSAGE,
         ),
         "One-off or scheduled snapshots of a VectorCollection, with retention.",
     ),
@@ -121,6 +131,7 @@ KINDS = (
             AGE,
             Column("Secret", ".spec.secretName", priority=1),
             Column("Connection", ".status.connection", priority=1),
+            WIDE_MESSAGE,
         ),
         "A short-lived Qdrant token for applications, scoped to VectorCollections, in a Secret the operator rotates.",
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import PREFIX, DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel
 
@@ -13,6 +13,15 @@ RESTORE_FROM = f"{PREFIX}restore-from"
 
 # Five cron fields, or a macro such as @daily. Full validation happens in the operator (Stalled).
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+SIZE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(size: int) -> str:
+    """1536 -> "1.5 KiB": binary units, one decimal, as the Size column shows a total."""
+    value, unit = float(size), 0
+    while value >= 1024 and unit < len(SIZE_UNITS) - 1:
+        value, unit = value / 1024, unit + 1
+    return f"{size} B" if unit == 0 else f"{value:.1f} {SIZE_UNITS[unit]}"
 
 
 class Retention(WireModel):
@@ -82,3 +91,15 @@ class CollectionSnapshotStatus(StatusBase):
     snapshots: list[SnapshotRecord] = Field(default_factory=list, description="The snapshots this resource took.")
     last_snapshot_time: str | None = Field(None, description="When the newest snapshot was taken.")
     next_schedule_time: str | None = Field(None, description="When the next scheduled snapshot is due (UTC).")
+    count: int | None = Field(None, description="How many snapshots status.snapshots records (the Snapshots column).")
+    total_size: str | None = Field(
+        None, description='Their sizeBytes summed, in binary units such as "1.5 GiB" (the Size column).'
+    )
+
+    @model_validator(mode="after")
+    def _totals_follow_snapshots(self) -> CollectionSnapshotStatus:
+        """count and totalSize are derived from snapshots wherever a status sets them, never kept by hand."""
+        if "snapshots" in self.model_fields_set:
+            self.count = len(self.snapshots)
+            self.total_size = human_size(sum(record.size_bytes or 0 for record in self.snapshots))
+        return self

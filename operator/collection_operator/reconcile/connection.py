@@ -85,9 +85,11 @@ def verdict(report: ConnectionReport) -> Verdict:
     return Verdict(State.READY, reasons.CONNECTED, f"Qdrant {report.server_version}")
 
 
-def status(report: ConnectionReport, collections: int) -> QdrantConnectionStatus:
+def status(report: ConnectionReport, collections: int, url: str) -> QdrantConnectionStatus:
+    """`url`: the spec's, as the URL column shows it (QdrantConnectionSpec.shown_url)."""
     topology = report.topology
     return QdrantConnectionStatus(
+        url=url,
         health=report.health,
         server_version=report.server_version,
         distributed=report.distributed,

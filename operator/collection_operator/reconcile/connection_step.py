@@ -113,7 +113,7 @@ class ConnectionRun:
         probed = report.health != Health.UNKNOWN
         summary = verdict(report)
         # After a restart the last verdict stands until the first probe; a new connection says Connecting.
-        outcome = Outcome(summary, status(report, users), reconciled=probed)
+        outcome = Outcome(summary, status(report, users, spec.shown_url), reconciled=probed)
         write = outcome if probed or not observed.has_conditions else None
         if probed:
             # An outage or a recovery reaches the collections' status within a tick, not at the next resync:

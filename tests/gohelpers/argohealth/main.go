@@ -1,13 +1,19 @@
-// Command argohealth runs an Argo CD health check (a health.lua) the way Argo CD runs one given in
-// argocd-cm (resource.customizations.health.<group>_<kind>): in gopher-lua, with the standard
-// libraries skipped and only package, base and table opened, the object as the global `obj`, a
-// one-second deadline, and the returned table's status checked against Argo CD's health codes.
+// Command argohealth runs an Argo CD health check (a health.lua) or resource action (discovery.lua,
+// action.lua) the way Argo CD runs one given in argocd-cm (resource.customizations.health.<group>_<kind>,
+// resource.customizations.actions.<group>_<kind>): in gopher-lua, with the standard libraries skipped
+// and only package, base and table opened, the object as the global `obj`, a one-second deadline.
 // Argo CD also opens a reduced os library (time, date); the scripts here use none of it, so it is
 // left out, which makes this stricter, not looser.
 //
-// Usage: argohealth health.lua < objects.json
+// Usage:
+//
+//	argohealth health.lua < objects.json              {"status", "message"}, checked against Argo CD's codes
+//	argohealth discovery discovery.lua < objects.json {"<action>": {"disabled", "displayName", ...}}
+//	argohealth action action.lua < objects.json       the object the action returns, or {"error": message}
+//
 // Objects are JSON on stdin: one object, a List, or several one after another. One JSON line per
-// object is written to stdout: {"status", "message"}. A script error exits 1.
+// object is written to stdout. A health or discovery script error exits 1; an action's error() is
+// its answer (Argo CD shows it to the user and patches nothing).
 package main
 
 import (
@@ -32,11 +38,19 @@ type health struct {
 	Message string `json:"message"`
 }
 
+const usage = "usage: argohealth [discovery|action] script.lua < objects.json"
+
 func main() {
-	if len(os.Args) != 2 {
-		fail(errors.New("usage: argohealth health.lua < objects.json"))
+	mode, path := "health", ""
+	switch {
+	case len(os.Args) == 2:
+		path = os.Args[1]
+	case len(os.Args) == 3 && (os.Args[1] == "discovery" || os.Args[1] == "action"):
+		mode, path = os.Args[1], os.Args[2]
+	default:
+		fail(errors.New(usage))
 	}
-	script, err := os.ReadFile(os.Args[1])
+	script, err := os.ReadFile(path)
 	if err != nil {
 		fail(err)
 	}
@@ -55,25 +69,25 @@ func main() {
 			objects = items
 		}
 		for _, o := range objects {
-			h, err := run(string(script), o)
+			result, err := run(mode, string(script), o)
 			if err != nil {
 				fail(err)
 			}
-			if err := out.Encode(h); err != nil {
+			if err := out.Encode(result); err != nil {
 				fail(err)
 			}
 		}
 	}
 }
 
-func run(script string, obj interface{}) (health, error) {
+func run(mode, script string, obj interface{}) (interface{}, error) {
 	l := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer l.Close()
 	for name, open := range map[string]lua.LGFunction{
 		lua.LoadLibName: lua.OpenPackage, lua.BaseLibName: lua.OpenBase, lua.TabLibName: lua.OpenTable,
 	} {
 		if err := l.CallByParam(lua.P{Fn: l.NewFunction(open), Protect: true}, lua.LString(name)); err != nil {
-			return health{}, err
+			return nil, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -81,17 +95,55 @@ func run(script string, obj interface{}) (health, error) {
 	l.SetContext(ctx)
 	l.SetGlobal("obj", toLua(l, obj))
 	if err := l.DoString(script); err != nil {
-		return health{}, err
+		if apiErr, ok := err.(*lua.ApiError); ok && mode == "action" && apiErr.Type == lua.ApiErrorRun {
+			return map[string]string{"error": lua.LVAsString(apiErr.Object)}, nil
+		}
+		return nil, err
 	}
 	table, ok := l.Get(-1).(*lua.LTable)
 	if !ok {
-		return health{}, fmt.Errorf("expected a table from the script, got %s", l.Get(-1).Type())
+		return nil, fmt.Errorf("expected a table from the script, got %s", l.Get(-1).Type())
+	}
+	if mode != "health" {
+		return fromLua(table), nil
 	}
 	h := health{Status: lua.LVAsString(table.RawGetString("status")), Message: lua.LVAsString(table.RawGetString("message"))}
 	if !healthCodes[h.Status] {
 		h = health{Status: "Unknown", Message: "Lua returned an invalid health status"}
 	}
 	return h, nil
+}
+
+// fromLua converts a returned Lua value to JSON as Argo CD does for an action's object: a table with
+// only the keys 1..n is an array, any other table an object (an empty table too: Argo CD turns an
+// empty table back into the object it was in the input).
+func fromLua(value lua.LValue) interface{} {
+	switch v := value.(type) {
+	case lua.LBool:
+		return bool(v)
+	case lua.LString:
+		return string(v)
+	case lua.LNumber:
+		return float64(v)
+	case *lua.LTable:
+		if n := v.MaxN(); n > 0 && n == countKeys(v) {
+			items := make([]interface{}, 0, n)
+			for i := 1; i <= n; i++ {
+				items = append(items, fromLua(v.RawGetInt(i)))
+			}
+			return items
+		}
+		fields := map[string]interface{}{}
+		v.ForEach(func(key, item lua.LValue) { fields[lua.LVAsString(key)] = fromLua(item) })
+		return fields
+	}
+	return nil
+}
+
+func countKeys(t *lua.LTable) int {
+	n := 0
+	t.ForEach(func(lua.LValue, lua.LValue) { n++ })
+	return n
 }
 
 // toLua converts decoded JSON to Lua values as Argo CD does for an unstructured object (numbers are

@@ -1,7 +1,11 @@
 -- Argo CD health of a qdrant.collection-operator.dev resource, read from the operator's kstatus
--- conditions (Ready, Reconciling, Stalled, Paused) and status.observedGeneration.
+-- conditions (Ready, Reconciling, Stalled, Paused) and status.observedGeneration. One script for every
+-- kind: edit manifests/argocd/health.lua, then python3 devenv/argocd_cm.py copies it to each
+-- resource_customizations/<group>/<kind>/health.lua (a unit test fails when a copy differs).
 -- Runs in Argo CD's argocd-cm sandbox: base and table only (no string or math library).
---   Suspended    paused or unmanaged (condition Paused=True or Unmanaged=True)
+--   Suspended    paused or unmanaged (condition Paused=True or Unmanaged=True), or a plan awaiting approval
+--                (a VectorCollection with Reconciling=True, reason AwaitingApproval: nothing moves until a
+--                person approves it)
 --   Degraded     Stalled=True about this generation: a person must act (invalid spec, immutable change,
 --                conflict)
 --   Progressing  no status yet, observedGeneration behind metadata.generation (a change not yet applied,
@@ -48,6 +52,9 @@ if generation ~= nil and (observed == nil or observed < generation) then
   return hs
 end
 if reconciling ~= nil and reconciling.status == "True" then
+  if reconciling.reason == "AwaitingApproval" then
+    hs.status = "Suspended"
+  end
   hs.message = says(reconciling)
   return hs
 end
