@@ -42,7 +42,6 @@ def test_chart_with_other_values_and_monitoring_applies(control_plane, namespace
     assert "configmap/qdrant-collection-operator-dashboard serverside-applied (server dry run)" in out
 
 
-
 def test_helm_takes_over_the_crds_as_upgrade_md_says_upgrades_and_uninstall_keeps_them(control_plane, namespace):
     """The CRDs here were applied by kubectl (as a chart that had them in crds/ left them): `helm install` refuses
     them until docs/upgrade.md's block marks them as the release's; then install and upgrade manage them, and

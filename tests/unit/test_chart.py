@@ -71,7 +71,9 @@ OTHER_VALUES = {
     "podAnnotations": {"example.com/scraped": "yes"},
     "priorityClassName": "system-cluster-critical",
     "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 1001, "seccompProfile": {"type": "RuntimeDefault"}},
-    "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}],
+    "topologySpreadConstraints": [
+        {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule"}
+    ],
 }
 
 
@@ -373,7 +375,8 @@ def crds(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_the_operators_crds_are_templates_kept_on_uninstall_and_kopfs_stay_in_crds_dir():
     rendered = crds(template())  # without --include-crds: templates only
     assert sorted(rendered) == sorted(
-        f"{plural}.{GROUP}" for plural in ("qdrantconnections", "vectorcollections", "collectionsnapshots", "collectionaccesskeys")
+        f"{plural}.{GROUP}"
+        for plural in ("qdrantconnections", "vectorcollections", "collectionsnapshots", "collectionaccesskeys")
     )
     assert all(crd["metadata"]["annotations"] == {KEEP: "keep"} for crd in rendered.values())
     assert all(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm" for crd in rendered.values())
@@ -387,7 +390,9 @@ def test_the_operators_crds_are_templates_kept_on_uninstall_and_kopfs_stay_in_cr
 
 
 def rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return {
+        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
 
 
 def test_namespaces_by_name_get_roles_and_no_clusterrole_grants_secrets():
@@ -408,7 +413,11 @@ def test_namespaces_by_name_get_roles_and_no_clusterrole_grants_secrets():
     for namespace, role in roles.items():
         # Together, the rules of the whole-cluster ClusterRole but for the cluster-wide peering object.
         assert rules(role) | rules(operator_role) == {r for r in rules(cluster_wide) if r[1] != "clusterkopfpeerings"}
-        assert bindings[namespace]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
+        assert bindings[namespace]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": RELEASE,
+        }
         assert bindings[namespace]["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}]
     # A pattern cannot have a Role: the ClusterRole keeps every rule, as without namespaces.
     pattern = template("--set", "namespaces={team-*}", "--set", "peering.enabled=false", "--set", "replicas=1")
