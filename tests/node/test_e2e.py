@@ -111,6 +111,11 @@ def test_operator_runs_as_deployed(node: Node):
 
     wait_for(probed, 90, "liveness and readiness probes counted by the kubelet", interval=5)
 
+    # The chart's `helm test` Pod (the operator's image, admitted by the namespace's `restricted` level) asks the
+    # metrics Service for the operator's metrics.
+    tested = node.sh(f"helm test {RELEASE} --namespace {OPERATOR_NS} --timeout 2m", timeout=180)
+    assert "Phase:          Succeeded" in tested, tested
+
 
 def qdrant_writes(port: int, key: str | None = None) -> dict[str, int]:
     """Every write Qdrant has answered since it started, by call ('PATCH /collections/{collection_name}'): its
