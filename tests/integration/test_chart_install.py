@@ -14,7 +14,8 @@ import yaml
 
 from devenv import gotools
 from tests.docs_commands import shell_blocks
-from tests.unit.test_chart import CHART, MONITORING, OTHER_VALUES, REPO, template, template_values
+from tests.fixtures.operator import wait_for
+from tests.unit.test_chart import CHART, MONITORING, OTHER_VALUES, REPO, helm, template, template_values
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +83,40 @@ def test_helm_takes_over_the_crds_as_upgrade_md_says_upgrades_and_uninstall_keep
             control_plane.admin("get", "crd", crd)
     finally:
         run("uninstall", release)
+
+
+def test_with_namespaces_listed_the_operator_may_touch_secrets_only_there(
+    control_plane, namespace, unwatched_namespace
+):
+    """The chart's namespaced mode, applied for real and asked of the API server's authorizer (as the
+    operator's ServiceAccount): Secrets, its kinds' status and KopfPeerings in the watched namespace only."""
+    release = "qco-ns"
+    rendered = yaml.safe_load_all(
+        helm("template", release, str(CHART), "--namespace", namespace, "--set", f"namespaces={{{namespace}}}")
+    )
+    rbac = [
+        o
+        for o in rendered
+        if o and o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    ]
+    text = yaml.safe_dump_all(rbac)
+    control_plane.admin("apply", "--server-side", "-f", "-", stdin=text)
+    user = f"--as=system:serviceaccount:{namespace}:{release}-qdrant-collection-operator"
+
+    def can(*args: str) -> bool:
+        # "yes" on stdout with exit 0; "no" exits 1, and then the call returns stderr
+        return control_plane.admin("auth", "can-i", user, *args, check=False).strip().splitlines()[-1:] == ["yes"]
+
+    try:
+        wait_for(lambda: can("get", "secrets", "-n", namespace), 30, "the RoleBinding in force")
+        for verb in ("create", "patch"):
+            assert can(verb, "secrets", "-n", namespace)
+        assert can("patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", namespace)
+        assert can("create", "kopfpeerings.kopf.dev", "-n", namespace)
+        assert can("list", "namespaces") and can("watch", "customresourcedefinitions.apiextensions.k8s.io")
+        for verb in ("get", "create", "patch", "list"):
+            assert not can(verb, "secrets", "-n", unwatched_namespace)
+        assert not can("patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", unwatched_namespace)
+        assert not can("create", "clusterkopfpeerings.kopf.dev")
+    finally:
+        control_plane.admin("delete", "--ignore-not-found", "-f", "-", stdin=text)
