@@ -1,10 +1,11 @@
 """The Helm chart's copies of files it cannot read from outside itself: `python -m devenv.chart_sync`
 (`make chart-sync`, also run by `make crds`). tests/unit/test_chart.py fails while a copy is stale.
 
-- crds/: every CRD file listed in crds/kustomization.yaml, byte for byte, and the CustomResourceDefinitions
-  that manifests/base defines beside other objects (kopf's peering kinds in peering.yaml), one file each
-  source (`helm install` creates the chart's crds/ before its templates, which use them);
-- files/: the monitoring bundle's PrometheusRule and Grafana dashboard.
+- files/: every CRD file listed in crds/kustomization.yaml, byte for byte (templates/crds.yaml renders them,
+  so `helm upgrade` upgrades them), and the monitoring bundle's PrometheusRule and Grafana dashboard;
+- crds/: the CustomResourceDefinitions that manifests/base defines beside other objects (kopf's peering kinds
+  in peering.yaml, shared by every kopf operator: Helm creates them when missing and never changes or deletes
+  them), one file each source.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def expected() -> dict[Path, bytes]:
     """What the chart's crds/ and files/ must hold, by path."""
     files = {}
     for name in yaml.safe_load((REPO / "crds/kustomization.yaml").read_text())["resources"]:
-        files[CHART / "crds" / name] = (REPO / "crds" / name).read_bytes()
+        files[CHART / "files" / name] = (REPO / "crds" / name).read_bytes()
     for manifest in sorted((REPO / "manifests/base").glob("*.yaml")):
         crds = [
             doc

@@ -1,13 +1,21 @@
 """The rendered chart against the real API server: a server-side dry-run apply of every object it knows
 (the monitoring.coreos.com kinds need prometheus-operator's CRDs, which are not installed here; tests/unit/
-test_monitoring.py checks their shape)."""
+test_monitoring.py checks their shape), and a real `helm install`, `upgrade` and `uninstall` of its CRDs."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.unit.test_chart import MONITORING, OTHER_VALUES, template, template_values
+from devenv import gotools
+from tests.docs_commands import shell_blocks
+from tests.fixtures.operator import wait_for
+from tests.unit.test_chart import CHART, MONITORING, OTHER_VALUES, REPO, helm, template, template_values
 
 pytestmark = pytest.mark.integration
 
@@ -33,3 +41,82 @@ def test_chart_with_other_values_and_monitoring_applies(control_plane, namespace
     out = dry_run(control_plane, template_values(values, tmp_path, *MONITORING, namespace=namespace))
     assert "configmap/qdrant-collection-operator-settings serverside-applied (server dry run)" in out
     assert "configmap/qdrant-collection-operator-dashboard serverside-applied (server dry run)" in out
+
+
+def test_helm_takes_over_the_crds_as_upgrade_md_says_upgrades_and_uninstall_keeps_them(control_plane, namespace):
+    """The CRDs here were applied by kubectl (as a chart that had them in crds/ left them): `helm install` refuses
+    them until docs/upgrade.md's block marks them as the release's; then install and upgrade manage them, and
+    `helm uninstall` leaves them (crds.keep)."""
+    release = "qco-it"
+    helm = [str(gotools.build("helm")), f"--kubeconfig={control_plane.admin_kubeconfig}", "--namespace", namespace]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*helm, *args], capture_output=True, text=True, timeout=300)
+
+    plurals = ("qdrantconnections", "vectorcollections", "collectionsnapshots", "collectionaccesskeys")
+    crds = [f"{plural}.qdrant.collection-operator.dev" for plural in plurals]
+    try:
+        refused = run("install", release, str(CHART))
+        assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr, refused.stderr
+        [block] = [b for b in shell_blocks(REPO / "docs/upgrade.md") if "meta.helm.sh/release-name" in b]
+        mark = block.replace("release-name=qdrant-collection-operator", f"release-name={release}")
+        mark = mark.replace("release-namespace=qdrant-operator", f"release-namespace={namespace}")
+        assert mark.count(f"={release} ") == 1 and mark.count(f"={namespace}\n") == 1, mark
+        path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # the venv's kubectl
+        env = {**os.environ, "KUBECONFIG": str(control_plane.admin_kubeconfig), "PATH": path}
+        subprocess.run(["bash", "-euo", "pipefail", "-c", mark], env=env, check=True, capture_output=True, timeout=120)
+
+        installed = run("install", release, str(CHART))
+        assert installed.returncode == 0, installed.stderr
+        assert "kubectl get qdrant -A" in installed.stdout  # the NOTES
+        for crd in crds:
+            meta = control_plane.admin.json("get", "crd", crd)["metadata"]
+            assert meta["annotations"]["helm.sh/resource-policy"] == "keep"
+            assert meta["annotations"]["meta.helm.sh/release-name"] == release
+        upgraded = run("upgrade", release, str(CHART), "--reuse-values", "--set", "replicas=1")
+        assert upgraded.returncode == 0, upgraded.stderr
+        uninstalled = run("uninstall", release)
+        assert uninstalled.returncode == 0, uninstalled.stderr
+        assert "These resources were kept due to the resource policy" in uninstalled.stdout, uninstalled.stdout
+        for crd in crds:
+            assert crd in uninstalled.stdout
+            control_plane.admin("get", "crd", crd)
+    finally:
+        run("uninstall", release)
+
+
+def test_with_namespaces_listed_the_operator_may_touch_secrets_only_there(
+    control_plane, namespace, unwatched_namespace
+):
+    """The chart's namespaced mode, applied for real and asked of the API server's authorizer (as the
+    operator's ServiceAccount): Secrets, its kinds' status and KopfPeerings in the watched namespace only."""
+    release = "qco-ns"
+    rendered = yaml.safe_load_all(
+        helm("template", release, str(CHART), "--namespace", namespace, "--set", f"namespaces={{{namespace}}}")
+    )
+    rbac = [
+        o
+        for o in rendered
+        if o and o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    ]
+    text = yaml.safe_dump_all(rbac)
+    control_plane.admin("apply", "--server-side", "-f", "-", stdin=text)
+    user = f"--as=system:serviceaccount:{namespace}:{release}-qdrant-collection-operator"
+
+    def can(*args: str) -> bool:
+        # "yes" on stdout with exit 0; "no" exits 1, and then the call returns stderr
+        return control_plane.admin("auth", "can-i", user, *args, check=False).strip().splitlines()[-1:] == ["yes"]
+
+    try:
+        wait_for(lambda: can("get", "secrets", "-n", namespace), 30, "the RoleBinding in force")
+        for verb in ("create", "patch"):
+            assert can(verb, "secrets", "-n", namespace)
+        assert can("patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", namespace)
+        assert can("create", "kopfpeerings.kopf.dev", "-n", namespace)
+        assert can("list", "namespaces") and can("watch", "customresourcedefinitions.apiextensions.k8s.io")
+        for verb in ("get", "create", "patch", "list"):
+            assert not can(verb, "secrets", "-n", unwatched_namespace)
+        assert not can("patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", unwatched_namespace)
+        assert not can("create", "clusterkopfpeerings.kopf.dev")
+    finally:
+        control_plane.admin("delete", "--ignore-not-found", "-f", "-", stdin=text)

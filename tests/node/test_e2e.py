@@ -111,6 +111,11 @@ def test_operator_runs_as_deployed(node: Node):
 
     wait_for(probed, 90, "liveness and readiness probes counted by the kubelet", interval=5)
 
+    # The chart's `helm test` Pod (the operator's image, admitted by the namespace's `restricted` level) asks the
+    # metrics Service for the operator's metrics.
+    tested = node.sh(f"helm test {RELEASE} --namespace {OPERATOR_NS} --timeout 2m", timeout=180)
+    assert "Phase:          Succeeded" in tested, tested
+
 
 def qdrant_writes(port: int, key: str | None = None) -> dict[str, int]:
     """Every write Qdrant has answered since it started, by call ('PATCH /collections/{collection_name}'): its
@@ -199,14 +204,15 @@ def test_helm_upgrade_while_50_collections_change(node: Node):
 
         changes = threading.Thread(target=change_all)
         changes.start()
-        # docs/upgrade.md's order: the CRDs first (Helm installed them: --force-conflicts), then the release.
-        node.sh(block_with("upgrade.md", "kubectl apply --server-side --force-conflicts -k crds/"), timeout=120)
+        # docs/upgrade.md: `helm upgrade` upgrades the CRDs too (templates of the chart), before the Deployment.
         node.sh(
             f"helm upgrade {RELEASE} charts/qdrant-collection-operator --namespace {OPERATOR_NS} --reuse-values "
             "--set image.tag=0.1.0-next --wait --timeout 5m",
             timeout=400,
         )
         changes.join()
+        released = node.json("get", "crd", "-l", "app.kubernetes.io/managed-by=Helm")["items"]  # the operator's 4
+        assert sorted(c["metadata"]["annotations"]["helm.sh/resource-policy"] for c in released) == ["keep"] * 4
         node.sh(block_with("upgrade.md", "kubectl get qdrant -A"), timeout=300)  # its checks, as written
         wait_for(lambda: settled(node, "fleet", names), 300, "50 changed collections Ready", interval=3)
         for name in names:

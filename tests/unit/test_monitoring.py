@@ -66,7 +66,7 @@ def promtool(*args: str, cwd: Path) -> str:
 def test_rules_pass_promtool_check_and_unit_tests(tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_spec(), sort_keys=False))
     shutil.copy(REPO / "tests/monitoring/alerts_test.yaml", tmp_path / "alerts_test.yaml")
-    assert "SUCCESS: 9 rules found" in promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert "SUCCESS: 10 rules found" in promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yaml", cwd=tmp_path)
 
 
@@ -82,10 +82,21 @@ def test_every_alert_asked_for_is_there_and_unit_tested():
         "QdrantOperatorDeletesAbandoned",
         "QdrantOperatorPeeringObjectMissing",
         "QdrantOperatorAccessKeyExpiringUnrotated",
+        "QdrantOperatorAbsent",
     }
     tests = yaml.safe_load((REPO / "tests/monitoring/alerts_test.yaml").read_text())["tests"]
     firing = {case["alertname"] for test in tests for case in test["alert_rule_test"] if case.get("exp_alerts")}
     assert firing == alerts
+
+
+def test_every_alert_has_a_runbook_at_a_troubleshooting_heading():
+    from tests.unit.test_docs import anchors
+
+    headings = anchors(REPO / "docs/troubleshooting.md")
+    for group in rule_spec()["groups"]:
+        for rule in group["rules"]:
+            page, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+            assert page == "docs/troubleshooting.md" and anchor in headings, (rule["alert"], anchor)
 
 
 def test_queries_name_only_metrics_the_operator_declares():
