@@ -123,7 +123,8 @@ def node() -> Iterator[Node]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEVENV_")},  # not this worker's control plane
         "KUBECONFIG": str(KUBECONFIG),
-        "PATH": f"{gotools.path('helm').parent}:{os.environ['PATH']}",
+        # helm, and this checkout's console scripts: kubectl finds the kubectl-qdrant plugin on PATH.
+        "PATH": f"{gotools.path('helm').parent}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         "QCO_NODE_LOCKED": "1",
     }
     LOCK.parent.mkdir(parents=True, exist_ok=True)

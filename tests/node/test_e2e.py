@@ -111,6 +111,16 @@ def test_operator_runs_as_deployed(node: Node):
 
     wait_for(probed, 90, "liveness and readiness probes counted by the kubelet", interval=5)
 
+    # The kubectl plugin finds the active replica through the peering object and reads its log from the kubelet,
+    # and shows the quickstart's tree.
+    peers = node.json("get", "clusterkopfpeering", RELEASE)["status"]
+    active = max(peers, key=lambda identity: peers[identity]["priority"]).split("@", 1)[1].split("/", 1)[0]
+    logged = node.sh("kubectl qdrant logs --tail 20")
+    assert logged.strip(), "no log lines from the active replica"
+    assert logged.strip().splitlines()[-1] in node.kubectl("-n", OPERATOR_NS, "logs", active)  # the active one's
+    tree = node.sh("kubectl qdrant status -n search")
+    assert "main" in tree and "docs" in tree, tree
+
     # The chart's `helm test` Pod (the operator's image, admitted by the namespace's `restricted` level) asks the
     # metrics Service for the operator's metrics.
     tested = node.sh(f"helm test {RELEASE} --namespace {OPERATOR_NS} --timeout 2m", timeout=180)
