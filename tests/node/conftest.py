@@ -11,8 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,17 +101,6 @@ class Node:
         finally:
             proc.terminate()
             proc.wait(10)
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 1.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:.0f}s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.docs_commands import shell_blocks
-from tests.node.conftest import AUDIT_LOG, CONTAINERD, REPO, Node, wait_for
+from tests.fixtures.operator import wait_for
+from tests.node.conftest import AUDIT_LOG, CONTAINERD, REPO, Node
 
 QUICKSTART = REPO / "docs" / "quickstart.md"
 OPERATOR_NS = "qdrant-operator"
@@ -97,7 +98,9 @@ def test_operator_runs_as_deployed(node: Node):
                 names.update(event["user"].get("extra", {}).get("authentication.kubernetes.io/pod-name", []))
         return names
 
-    assert wait_for(lambda: bound_logins() & {p["metadata"]["name"] for p in pods}, 60, "a write with a bound token")
+    assert wait_for(
+        lambda: bound_logins() & {p["metadata"]["name"] for p in pods}, 60, "a write with a bound token", interval=1
+    )
 
     # The kubelet probes both containers: its prober counts successful liveness and readiness probes.
     def probed() -> bool:
@@ -184,7 +187,12 @@ def test_standby_serves_when_the_active_pod_is_deleted(node: Node):
     node.kubectl("-n", OPERATOR_NS, "delete", "pod", pod, "--wait=false")
     deleted = time.monotonic()
     node.apply(collections("search", ["after-failover"]).replace("size: 4", "size: 8"))
-    wait_for(lambda: settled(node, "search", ["after-failover"]), 3 * lifetime, "the standby serving a new collection")
+    wait_for(
+        lambda: settled(node, "search", ["after-failover"]),
+        3 * lifetime,
+        "the standby serving a new collection",
+        interval=1,
+    )
     took = time.monotonic() - deleted
     print(f"active Pod deleted -> new collection Ready: {took:.1f}s (peering lifetime {lifetime}s)")
     assert took < lifetime, f"the new collection took {took:.1f}s, longer than the peering lifetime ({lifetime}s)"
@@ -234,7 +242,9 @@ def test_helm_upgrade_while_50_collections_change(node: Node):
             c["image"] for p in node.json("-n", OPERATOR_NS, "get", "pods")["items"] for c in p["spec"]["containers"]
         }
 
-    wait_for(lambda: images() == {"qdrant-collection-operator:0.1.0-next"}, 60, "only the new release's Pods")
+    wait_for(
+        lambda: images() == {"qdrant-collection-operator:0.1.0-next"}, 60, "only the new release's Pods", interval=1
+    )
     done = {call: after.get(call, 0) - before.get(call, 0) for call in after}
     assert done.get("PATCH /collections/{collection_name}") == 50, done  # each change once, none twice
     assert done.get("PUT /collections/{collection_name}", 0) == 0, done  # nothing created again
@@ -303,7 +313,7 @@ def test_qdrant_pod_deleted_mid_work(node: Node, tmp_path):
         node.kubectl("create", "namespace", "durable-apps")
         node.apply(connection("durable-apps", "http://qdrant.qdrant-durable.svc:6333", secret=False))
         node.apply(collections("durable-apps", names))
-        wait_for(lambda: settled(node, "durable-apps", names), 180, "5 collections Ready")
+        wait_for(lambda: settled(node, "durable-apps", names), 180, "5 collections Ready", interval=1)
         with node.port_forward("qdrant-durable", "svc/qdrant", 6333) as port:
             for name in names:  # a point in each: the data that must survive
                 qdrant_put(
@@ -352,7 +362,9 @@ def test_qdrant_pod_deleted_mid_work(node: Node, tmp_path):
                     "-p",
                     '{"spec":{"hnsw":{"m":48}}}',
                 )
-            wait_for(lambda: settled(node, "durable-apps", names), 180, "the changes applied once Qdrant is back")
+            wait_for(
+                lambda: settled(node, "durable-apps", names), 180, "the changes applied once Qdrant is back", interval=1
+            )
         finally:
             stop.set()
             recorder.join()
@@ -397,6 +409,7 @@ def test_kustomize_install_and_uninstall_as_documented(node: Node):
         lambda: len(node.json("get", "clusterkopfpeering", RELEASE).get("status") or {}) == 2,
         60,
         "both replicas in the peering",
+        interval=1,
     )
     node.sh(block_with("quickstart.md", "examples/quickstart/qdrant.yaml"), timeout=300)
     node.kubectl("create", "namespace", "kz")
@@ -405,7 +418,7 @@ def test_kustomize_install_and_uninstall_as_documented(node: Node):
         "kubectl -n kz create secret generic qdrant-api-key --from-file=api-key=/dev/stdin"
     )
     node.apply(connection("kz", "http://qdrant.qdrant.svc:6333") + collections("kz", ["k-0"]))
-    wait_for(lambda: settled(node, "kz", ["k-0"]), 120, "a collection through the kustomize install")
+    wait_for(lambda: settled(node, "kz", ["k-0"]), 120, "a collection through the kustomize install", interval=1)
 
     listed = node.sh(block_with("uninstall.md", "kubectl get vc,vsnap -A"))
     assert "kz" in listed and "k-0" in listed  # what would be deleted, and with which policy
@@ -418,5 +431,6 @@ def test_kustomize_install_and_uninstall_as_documented(node: Node):
         lambda: "qdrant-operator" not in node.kubectl("get", "namespaces", "-o", "name"),
         120,
         "the operator's namespace gone",
+        interval=1,
     )
     node.kubectl("delete", "namespace", "kz", "qdrant", "--timeout=120s")
