@@ -1,10 +1,10 @@
-"""helm and promtool, built from the Go module proxy at pinned versions into the user cache (like the
+"""helm, promtool and SeaweedFS (a real S3 server for the object-store tests), built from the Go module proxy at pinned versions into the user cache (like the
 control plane: a small go.mod of our own that requires the module, so its replace/exclude lines don't
 stop the build).
 
 Standard library only:
 
-    python3 devenv/gotools.py build [helm|promtool ...]   # print the paths of the built binaries
+    python3 devenv/gotools.py build [helm|promtool|weed ...]   # print the paths of the built binaries
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ TOOLS = {
         "v0.316.0",
         "github.com/prometheus/prometheus/cmd/promtool",
         "-X github.com/prometheus/common/version.Version=3.16.0",
+    ),
+    # SeaweedFS publishes no tagged Go module versions, so the proxy's pseudo-version of a November 2026 commit.
+    "weed": (
+        "github.com/seaweedfs/seaweedfs",
+        "v0.0.0-20261109003541-7506e5f91cd6",
+        "github.com/seaweedfs/seaweedfs/weed",
+        "",
     ),
 }
 # Prometheus's own build tag: no service-discovery plugins (cloud SDKs), which checking rules never needs.
