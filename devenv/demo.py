@@ -17,13 +17,16 @@ from pathlib import Path
 
 from collection_operator.api import GROUP, KINDS
 from devenv import controlplane as cp
-from devenv import processes
+from devenv import ports, processes
+from devenv.qdrant_dev import __main__ as qdrant_dev
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KUBECTL = [str(BIN / "kubectl"), f"--kubeconfig={cp.ADMIN_KUBECONFIG}"]
 NAMESPACE = "demo"
-QDRANT = "http://127.0.0.1:6333"
+EXAMPLE_QDRANT = "http://127.0.0.1:6333"  # what the examples and docs show
+DEFAULT_PORTS = {"qdrant": 6333, "metrics": 18080, "health": 18081}
+PORTS_FILE = cp.STATE / "demo-ports.json"
 OPERATOR_PID = cp.STATE / "operator.pid"
 OPERATOR_LOG = cp.STATE / "operator.log"
 EXAMPLES = [
@@ -34,28 +37,43 @@ EXAMPLES = [
 ]
 
 
-def kubectl(*args: str, show: bool = True) -> str:
+def demo_ports() -> dict[str, int]:
+    """The ports the docs show when all are free; if another process holds one (another checkout's demo, a test
+    run), free ones instead. Remembered while this demo's Qdrant runs, so `make demo` again finds it."""
+    if PORTS_FILE.exists() and processes.running(qdrant_dev.PID_FILE) is not None:
+        return dict(json.loads(PORTS_FILE.read_text()))
+    stop_operator()  # its own metrics and health ports count as free
+    chosen = DEFAULT_PORTS
+    if not all(ports.bindable(port) for port in DEFAULT_PORTS.values()):
+        chosen = dict(zip(DEFAULT_PORTS, ports.free_ports(len(DEFAULT_PORTS)), strict=True))
+        print(f"ports {', '.join(map(str, DEFAULT_PORTS.values()))} are not all free: using {chosen}", flush=True)
+    cp.STATE.mkdir(parents=True, exist_ok=True)
+    PORTS_FILE.write_text(json.dumps(chosen))
+    return chosen
+
+
+def kubectl(*args: str, show: bool = True, stdin: str | None = None) -> str:
     if show:
         print(f"$ kubectl {' '.join(args)}", flush=True)
-    out = subprocess.run([*KUBECTL, *args], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([*KUBECTL, *args], check=True, capture_output=True, text=True, input=stdin).stdout
     if show:
         print(out, end="", flush=True)
     return out
 
 
-def start_operator() -> None:
+def start_operator(metrics: int, health: int) -> None:
     stop_operator()
     env = {
         **os.environ,
         "KUBECONFIG": str(cp.OPERATOR_KUBECONFIG),
-        "QDRANT_OPERATOR_METRICS_PORT": "18080",
-        "QDRANT_OPERATOR_HEALTH_PORT": "18081",
+        "QDRANT_OPERATOR_METRICS_PORT": str(metrics),
+        "QDRANT_OPERATOR_HEALTH_PORT": str(health),
         "QDRANT_OPERATOR_RESYNC_INTERVAL_SECONDS": "30",
     }
     # Only the demo namespace: the demo never touches what tests or other work put in the cluster.
     command = [str(BIN / "qdrant-collection-operator"), "run", "-n", NAMESPACE]
     proc = processes.spawn(command, OPERATOR_LOG, OPERATOR_PID, env=env)
-    print(f"operator started (pid {proc.pid}), log {OPERATOR_LOG}, metrics http://127.0.0.1:18080/metrics")
+    print(f"operator started (pid {proc.pid}), log {OPERATOR_LOG}, metrics http://127.0.0.1:{metrics}/metrics")
 
 
 def stop_operator() -> None:
@@ -65,7 +83,7 @@ def stop_operator() -> None:
     OPERATOR_PID.unlink(missing_ok=True)
 
 
-def reset() -> None:
+def reset(qdrant: str) -> None:
     """Start from scratch: a demo namespace and demo collections left by an earlier run are removed
     (the dev Qdrant is the demo's own; the operator would rightly refuse collections it did not create).
     The operator runs meanwhile: it removes its finalizers from the connection and snapshots it watches."""
@@ -75,14 +93,14 @@ def reset() -> None:
         capture_output=True,
     )
     for collection in ("minimal", "docs", "embeddings", "minimal-restored"):
-        request = urllib.request.Request(f"{QDRANT}/collections/{collection}", method="DELETE")
+        request = urllib.request.Request(f"{qdrant}/collections/{collection}", method="DELETE")
         urllib.request.urlopen(request, timeout=30).close()  # an absent one answers "false", not 404
 
 
-def add_points(collection: str) -> None:
+def add_points(qdrant: str, collection: str) -> None:
     points = [{"id": i, "vector": [float(i == j) for j in range(384)], "payload": {"n": i}} for i in range(3)]
     request = urllib.request.Request(
-        f"{QDRANT}/collections/{collection}/points?wait=true",
+        f"{qdrant}/collections/{collection}/points?wait=true",
         method="PUT",
         data=json.dumps({"points": points}).encode(),
         headers={"content-type": "application/json"},
@@ -112,7 +130,9 @@ def main() -> None:
         stop_operator()
         return
     cp.up()
-    subprocess.run([sys.executable, "-m", "devenv.qdrant_dev", "up"], check=True)
+    chosen = demo_ports()
+    qdrant = f"http://127.0.0.1:{chosen['qdrant']}"
+    subprocess.run([sys.executable, "-m", "devenv.qdrant_dev", "up", "--port", str(chosen["qdrant"])], check=True)
     kubectl("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{k.plural}.{GROUP}" for k in KINDS))
     kubectl(
@@ -124,17 +144,22 @@ def main() -> None:
         "-f",
         str(REPO / "manifests/base/rbac.yaml"),
     )
-    start_operator()
-    reset()
+    start_operator(chosen["metrics"], chosen["health"])
+    reset(qdrant)
     kubectl("create", "namespace", NAMESPACE)
     for example in EXAMPLES:
-        kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / example))
+        path = REPO / "examples" / example
+        if qdrant != EXAMPLE_QDRANT and EXAMPLE_QDRANT in (text := path.read_text()):
+            print(f"# {example} with the dev Qdrant's URL {qdrant} in place of {EXAMPLE_QDRANT}")
+            kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=text.replace(EXAMPLE_QDRANT, qdrant))
+        else:
+            kubectl("apply", "-n", NAMESPACE, "-f", str(path))
     started = time.monotonic()
     wait_ready()
     print(f"\nall Ready {time.monotonic() - started:.1f}s after apply\n")
     kubectl("get", "qdrant", "-n", NAMESPACE)
     print("\nA snapshot of 'minimal' with three points, restored into a new collection:")
-    add_points("minimal")
+    add_points(qdrant, "minimal")
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/collectionsnapshot-once.yaml"))
     kubectl(
         "wait",
@@ -147,8 +172,8 @@ def main() -> None:
     kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples/vectorcollection-restore.yaml"))
     kubectl("wait", "-n", NAMESPACE, "--for=condition=Ready", "--timeout=90s", "vectorcollection/minimal-restored")
     kubectl("get", "qdrant", "-n", NAMESPACE)
-    print(f"\n$ curl {QDRANT}/collections/docs   # what Qdrant itself reports for the complete example")
-    with urllib.request.urlopen(f"{QDRANT}/collections/docs", timeout=10) as resp:
+    print(f"\n$ curl {qdrant}/collections/docs   # what Qdrant itself reports for the complete example")
+    with urllib.request.urlopen(f"{qdrant}/collections/docs", timeout=10) as resp:
         info = json.load(resp)["result"]
     print(
         json.dumps(
@@ -159,7 +184,7 @@ def main() -> None:
         "\nEverything keeps running. Try:\n"
         f"  export KUBECONFIG={cp.ADMIN_KUBECONFIG}\n"
         f"  kubectl -n {NAMESPACE} edit vectorcollection docs      # change hnsw.m and watch Qdrant follow\n"
-        f"  curl -X PATCH {QDRANT}/collections/docs -H 'content-type: application/json' \\\n"
+        f"  curl -X PATCH {qdrant}/collections/docs -H 'content-type: application/json' \\\n"
         '       -d \'{"hnsw_config": {"m": 48}}\'                 # drift, corrected within 30 s\n'
         "  make down                                              # stop operator, Qdrant, control plane"
     )

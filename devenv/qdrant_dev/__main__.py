@@ -23,7 +23,8 @@ from devenv.qdrant_dev.app import DevState, Faults, QdrantDevApp
 from devenv.qdrant_dev.engine import MAX_SHARDS
 from devenv.qdrant_dev.routes_service import QDRANT_VERSION
 
-DEVENV = REPO_ROOT / ".devenv"
+# The checkout's local-environment state, or DEVENV_STATE_DIR's (as the control plane's: a second demo beside it).
+DEVENV = Path(os.environ.get("DEVENV_STATE_DIR", REPO_ROOT / ".devenv"))
 DEFAULT_DATA = DEVENV / "qdrant-data"
 PID_FILE = DEVENV / "qdrant.pid"
 LOG_FILE = DEVENV / "qdrant.log"
