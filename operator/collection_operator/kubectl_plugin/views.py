@@ -1,13 +1,19 @@
 """The plugin's pure parts: the status tree and its rendering, the active operator replica of a kopf peering
-object, the approval patch. No I/O: main.py reads and writes, these decide and format."""
+object, the approval patch, a plan computed before the change is applied. No I/O: main.py reads and writes, these
+decide and format."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api.collection import VectorCollectionSpec
+from ..reconcile.collection import plan_hash
 from ..reconcile.collection_step import PAUSED
 from ..reconcile.target import APPROVE_PLAN
 from .errors import PluginError
@@ -332,3 +338,139 @@ def approval_patch(body: Mapping[str, Any], plan: Mapping[str, Any]) -> list[dic
     else:
         ops.append({"op": "add", "path": _pointer("metadata", "annotations", APPROVE_PLAN), "value": plan["hash"]})
     return ops
+
+
+# ----- a plan computed before the change is applied (approval in the same commit) ----------------------------
+
+
+@dataclass
+class Preview:
+    """What a manifest's VectorCollection would be planned as against the live object: the hash the operator will
+    give its plan (None for a new resource, whose create needs no approval) and the spec fields it changes."""
+
+    namespace: str
+    name: str
+    hash: str | None
+    plan_base: str | None
+    changes: list[str]
+    approval: str | None  # the approve-plan annotation the manifest carries
+    unsettled: str | None = None  # why the live state may still move before the change is applied
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "hash": self.hash,
+            "planBase": self.plan_base,
+            "changes": self.changes,
+            "approval": self.approval,
+            "unsettled": self.unsettled,
+        }
+
+
+def _spec(namespace: str, name: str, raw: Any, where: str) -> VectorCollectionSpec:
+    try:
+        return VectorCollectionSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise PluginError(f"VectorCollection {namespace}/{name} {where}: invalid spec: {problems}") from None
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_leaves(item, f"{path}.{key}" if path else key))
+        return found
+    return {path: value}
+
+
+def spec_changes(before: VectorCollectionSpec, after: VectorCollectionSpec) -> list[str]:
+    """The spec's fields that differ, `path: old -> new`, defaults filled on both sides (lists compared whole)."""
+    old = _leaves(before.model_dump(mode="json", by_alias=True))
+    new = _leaves(after.model_dump(mode="json", by_alias=True))
+    return [
+        f"{path}: {_value(old.get(path))} -> {_value(new.get(path))}"
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path) != new.get(path)
+    ]
+
+
+def _value(value: Any) -> str:
+    return "-" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def preview(doc: Mapping[str, Any], namespace: str, live: Mapping[str, Any] | None) -> Preview:
+    """The plan `doc` (a VectorCollection manifest) would get if applied now over `live` (the object as the API
+    server has it, None if there is none): the same hash the operator computes (reconcile.collection.plan_hash)
+    from the spec and the live state it publishes as status.planBase."""
+    meta = doc.get("metadata") or {}
+    name, namespace = meta.get("name"), meta.get("namespace") or namespace
+    if not name:
+        raise PluginError("a VectorCollection in the manifest has no metadata.name")
+    spec = _spec(namespace, name, doc.get("spec"), "in the manifest")
+    approval = (meta.get("annotations") or {}).get(APPROVE_PLAN)
+    if live is None:
+        return Preview(namespace, name, None, None, ["new VectorCollection: the operator creates it"], approval)
+    status = live.get("status") or {}
+    base = status.get("planBase")
+    if base is None:
+        raise PluginError(
+            f"VectorCollection {namespace}/{name} has no status.planBase: the operator has not applied it yet (or "
+            "is older than this plugin); compute the plan once it is Ready"
+        )
+    changes = spec_changes(_spec(namespace, name, live.get("spec"), "in the cluster"), spec)
+    return Preview(
+        namespace,
+        name,
+        plan_hash(f"{namespace}/{name}", spec, base),
+        base,
+        changes,
+        approval,
+        _unsettled(live),
+    )
+
+
+def _unsettled(live: Mapping[str, Any]) -> str | None:
+    """Why status.planBase may not be the state the change will meet: a generation not applied yet, a plan of
+    its own in flight, or a verdict other than Ready."""
+    meta, status = live["metadata"], live.get("status") or {}
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if status.get("appliedGeneration") != meta.get("generation"):
+        return f"generation {meta.get('generation')} is not applied yet (applied: {status.get('appliedGeneration')})"
+    if status.get("pendingPlan"):
+        return f"a plan is {status['pendingPlan']}"
+    if ready.get("status") != "True":
+        return f"it is not Ready ({ready.get('reason') or 'no verdict yet'})"
+    return None
+
+
+def describe_preview(p: Preview) -> str:
+    if p.hash is None:
+        return f"VectorCollection {p.key}: new; its create needs no approval"
+    if not p.changes:
+        return f"VectorCollection {p.key}: the spec is unchanged, nothing to plan"
+    lines = [f"VectorCollection {p.key}: plan {p.hash} (live state {p.plan_base})"]
+    lines.extend(f"  - {change}" for change in p.changes)
+    if p.unsettled:
+        lines.append(f"  warning: the live state may still move ({p.unsettled}): compute again once it is Ready")
+    if p.approval == p.hash:
+        lines.append(f"  the manifest approves this plan ({APPROVE_PLAN}: {p.hash})")
+    else:
+        had = f" (it names {p.approval}, another plan)" if p.approval else ""
+        lines.append(f'  to approve it in the same commit, annotate the manifest{had}: {APPROVE_PLAN}: "{p.hash}"')
+    return "\n".join(lines)
+
+
+def stale_approval(p: Preview) -> str | None:
+    """The problem `plan --check` fails on: the manifest approves a plan, and not this one."""
+    if p.approval is None or p.hash is None or not p.changes or p.approval == p.hash:
+        return None
+    return (
+        f"VectorCollection {p.key}: the manifest approves plan {p.approval}, but applied now its plan is {p.hash} "
+        "(another change, or the live state moved): the operator would not apply it"
+    )
