@@ -27,14 +27,14 @@ def plan_status(
     phase: PlanPhase = PlanPhase.APPLIED,
 ) -> PlanStatus:
     """status.plan for these steps, planned for `spec` against the `live` state (plan_base); its hash is what the
-    approve-plan annotation must carry."""
-    kind = f"migrate ({migration})" if migration else "re-index" if reindex else ""
+    approve-plan annotation must carry. `kind` names a second plan of the same spec and state (plan_hash)."""
+    what = f"migrate ({migration})" if migration else "re-index" if reindex else ""
     more = f" (+{len(actions) - 1} more)" if len(actions) > 1 else ""
     return PlanStatus(
         hash=plan_hash(target.key, spec, live, kind),
         generation=target.generation,
         phase=phase,
-        summary=(f"{kind}: " if kind else "") + actions[0] + more,
+        summary=(f"{what}: " if what else "") + actions[0] + more,
         actions=actions,
         reindex=reindex,
         migration=migration,
