@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.docs_commands import shell_blocks
-from tests.fixtures.operator import unique
+from tests.fixtures.operator import unique, wait_for
 from tests.integration.test_change_policy import collection, events
 
 pytestmark = pytest.mark.integration
@@ -87,6 +87,19 @@ class Repo:
         return first.removeprefix(prefix).split()[0]
 
 
+def verdict(cluster: Any, reason: str) -> dict[str, Any]:
+    """docs once the operator's verdict on its current generation has this Ready reason."""
+
+    def check() -> dict[str, Any] | None:
+        body = cluster.get(VC, "docs")
+        status = body.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
+        current = status.get("observedGeneration") == body["metadata"]["generation"]
+        return body if current and ready.get("reason") == reason else None
+
+    return wait_for(check, 90, f"VectorCollection docs: a verdict {reason} on its current generation")
+
+
 def hnsw_m(qdrant_server: Any, name: str) -> int:
     return int(collection(qdrant_server, name)["config"]["hnsw_config"]["m"])
 
@@ -99,7 +112,7 @@ def test_the_change_and_its_precomputed_approval_are_applied_in_one_apply(cluste
 
     repo.commit(16, None)  # the collection as it is before the change
     repo.run(APPLY)
-    first = cluster.wait_condition(VC, "docs", "InSync")
+    first = verdict(cluster, "InSync")
     assert first["status"]["planBase"]
     new = repo.run(PLAN).stdout
     assert new == f"VectorCollection {cluster.namespace}/docs: the spec is unchanged, nothing to plan\n"
@@ -117,7 +130,7 @@ def test_the_change_and_its_precomputed_approval_are_applied_in_one_apply(cluste
 
     # 4. One apply: the plan is approved by the time the operator meets it, and applied at once.
     repo.run(APPLY)
-    body = cluster.wait_condition(VC, "docs", "InSync")
+    body = verdict(cluster, "InSync")
     assert body["status"]["plan"]["hash"] == precomputed and body["status"]["plan"]["phase"] == "Applied"
     assert body["status"]["plan"]["actions"] == ["set hnsw.m: 16 -> 32"]
     assert hnsw_m(qdrant_server, name) == 32
@@ -134,7 +147,7 @@ def test_the_change_and_its_precomputed_approval_are_applied_in_one_apply(cluste
         checked.stderr
     )
     repo.run(APPLY)
-    cluster.wait_condition(VC, "docs", "AwaitingApproval", status="False")
+    verdict(cluster, "AwaitingApproval")
     assert f"the approve-plan annotation names {precomputed}, another plan" in cluster.condition(VC, "docs")["message"]
     assert hnsw_m(qdrant_server, name) == 32
 
@@ -146,7 +159,7 @@ def test_an_approval_for_another_change_or_a_moved_live_state_is_not_carried_out
     repo = Repo(tmp_path, cluster.plane.admin_kubeconfig, cluster.namespace, name)
     repo.commit(16, None)
     repo.run(APPLY)
-    cluster.wait_condition(VC, "docs", "InSync")
+    verdict(cluster, "InSync")
 
     # A pull request computes its plan (m: 64) against today's live state ...
     repo.commit(64, None)
@@ -154,13 +167,13 @@ def test_an_approval_for_another_change_or_a_moved_live_state_is_not_carried_out
     # ... and another change (a metadata key: no approval needed) is applied first: the live state moves.
     repo.commit(16, None, metadata={"team": "search"})
     repo.run(APPLY)
-    moved = cluster.wait_condition(VC, "docs", "InSync")
+    moved = verdict(cluster, "InSync")
     assert moved["metadata"]["generation"] == moved["status"]["appliedGeneration"]
     repo.commit(64, stale, metadata={"team": "search"})  # the pull request, rebased, with its old approval
     checked = repo.run(CHECK, check=False)
     assert checked.returncode == 1 and "(another change, or the live state moved)" in checked.stderr
     repo.run(APPLY)
-    body = cluster.wait_condition(VC, "docs", "AwaitingApproval", status="False")
+    body = verdict(cluster, "AwaitingApproval")
     ready = cluster.condition(VC, "docs")
     assert (
         ready["reason"] == "AwaitingApproval"
@@ -172,9 +185,13 @@ def test_an_approval_for_another_change_or_a_moved_live_state_is_not_carried_out
     repo.commit(48, None, metadata={"team": "search"})
     for_48 = repo.plan()
     repo.commit(64, for_48, metadata={"team": "search"})
-    repo.run(APPLY)
-    body = cluster.wait_condition(VC, "docs", "AwaitingApproval", status="False")
-    assert f"names {for_48}, another plan" in cluster.condition(VC, "docs")["message"]
+    repo.run(APPLY)  # the spec as before, the annotation new: the same generation, met again
+    wait_for(
+        lambda: f"names {for_48}, another plan" in cluster.condition(VC, "docs")["message"],
+        60,
+        "the plan held with the other change's approval",
+    )
+    body = verdict(cluster, "AwaitingApproval")
     assert hnsw_m(qdrant_server, name) == 16
 
     # Computed again for what is applied, and committed: carried out.
@@ -185,5 +202,5 @@ def test_an_approval_for_another_change_or_a_moved_live_state_is_not_carried_out
     assert fresh == body["status"]["plan"]["hash"], "the hash CI computes is the one the operator shows"
     repo.commit(64, fresh, metadata={"team": "search"})
     repo.run(APPLY)
-    cluster.wait_condition(VC, "docs", "InSync")
+    verdict(cluster, "InSync")
     assert hnsw_m(qdrant_server, name) == 64

@@ -270,6 +270,17 @@ def test_a_plan_preview_says_what_it_cannot_know():
     moving = views.preview(vc({**SPEC, "hnsw": {"m": 32}}), "demo", vc(SPEC, status=busy))
     assert moving.unsettled == "generation 3 is not applied yet (applied: 2)"
     assert "warning: the live state may still move (generation 3 is not applied yet" in views.describe_preview(moving)
+    waiting = {**SETTLED, "pendingPlan": "AwaitingApproval"}
+    held = views.preview(vc(SPEC, {APPROVE: "0" * 12}), "demo", vc(SPEC, status=waiting))
+    assert held.planned and held.hash == plan_hash(
+        "demo/docs", VectorCollectionSpec.model_validate(SPEC), "0123456789ab"
+    )
+    assert views.describe_preview(held).splitlines()[1:3] == [
+        "  - the spec is unchanged",
+        "  warning: the live state may still move (a plan is AwaitingApproval): compute again once it is Ready",
+    ]
+    assert views.stale_approval(held) is not None, "the waiting plan is checked even when the spec is unchanged"
+    assert views.stale_approval(views.preview(vc(SPEC, {APPROVE: "0" * 12}), "demo", vc(SPEC, status=SETTLED))) is None
     with pytest.raises(PluginError, match=r"demo/docs has no status\.planBase: the operator has not applied it yet"):
         views.preview(vc(SPEC), "demo", vc(SPEC, status={}))
     with pytest.raises(PluginError, match=r"demo/docs in the manifest: invalid spec: hnsw\.m: "):

@@ -360,6 +360,12 @@ class Preview:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def planned(self) -> bool:
+        """A plan may follow: the spec changes, or the live object has not settled on its own spec yet (its plan
+        may be waiting: then this is that plan's hash)."""
+        return self.hash is not None and (bool(self.changes) or self.unsettled is not None)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "namespace": self.namespace,
@@ -440,10 +446,10 @@ def _unsettled(live: Mapping[str, Any]) -> str | None:
     its own in flight, or a verdict other than Ready."""
     meta, status = live["metadata"], live.get("status") or {}
     ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if status.get("appliedGeneration") != meta.get("generation"):
-        return f"generation {meta.get('generation')} is not applied yet (applied: {status.get('appliedGeneration')})"
     if status.get("pendingPlan"):
         return f"a plan is {status['pendingPlan']}"
+    if status.get("appliedGeneration") != meta.get("generation"):
+        return f"generation {meta.get('generation')} is not applied yet (applied: {status.get('appliedGeneration')})"
     if ready.get("status") != "True":
         return f"it is not Ready ({ready.get('reason') or 'no verdict yet'})"
     return None
@@ -452,10 +458,10 @@ def _unsettled(live: Mapping[str, Any]) -> str | None:
 def describe_preview(p: Preview) -> str:
     if p.hash is None:
         return f"VectorCollection {p.key}: new; its create needs no approval"
-    if not p.changes:
+    if not p.planned:
         return f"VectorCollection {p.key}: the spec is unchanged, nothing to plan"
     lines = [f"VectorCollection {p.key}: plan {p.hash} (live state {p.plan_base})"]
-    lines.extend(f"  - {change}" for change in p.changes)
+    lines.extend(f"  - {change}" for change in p.changes or ["the spec is unchanged"])
     if p.unsettled:
         lines.append(f"  warning: the live state may still move ({p.unsettled}): compute again once it is Ready")
     if p.approval == p.hash:
@@ -468,7 +474,7 @@ def describe_preview(p: Preview) -> str:
 
 def stale_approval(p: Preview) -> str | None:
     """The problem `plan --check` fails on: the manifest approves a plan, and not this one."""
-    if p.approval is None or p.hash is None or not p.changes or p.approval == p.hash:
+    if p.approval is None or not p.planned or p.approval == p.hash:
         return None
     return (
         f"VectorCollection {p.key}: the manifest approves plan {p.approval}, but applied now its plan is {p.hash} "
