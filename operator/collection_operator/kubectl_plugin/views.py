@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.collection import VectorCollectionSpec
+from ..k8s.peering import Peer, leaders, peers
 from ..reconcile.collection import plan_hash
 from ..reconcile.collection_step import PAUSED
 from ..reconcile.target import APPROVE_PLAN
@@ -239,50 +240,19 @@ def render(roots: Sequence[Node]) -> str:
 # ----- the active operator replica ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Peer:
-    identity: str
-    priority: int
-    deadline: datetime.datetime  # lastseen + lifetime: after it, kopf counts the peer as gone
-
-    @property
-    def pod(self) -> str:
-        """The Pod name in kopf's identity: POD_ID as is, else "user@host/started/random", whose host is the Pod's
-        hostname (its name; a Deployment's Pod names hold no dot, a resolver's domain after one is dropped)."""
-        if "@" not in self.identity:
-            return self.identity
-        host = self.identity.split("@", 1)[1].split("/", 1)[0]
-        return host.split(".", 1)[0]
-
-
-def peers(status: Mapping[str, Any]) -> list[Peer]:
-    """The peers a kopf peering object's status lists (identity -> priority, lifetime, lastseen)."""
-    found = []
-    for identity, info in status.items():
-        try:
-            lastseen = datetime.datetime.fromisoformat(info["lastseen"])
-            if lastseen.tzinfo is None:
-                lastseen = lastseen.replace(tzinfo=datetime.UTC)
-            lifetime = datetime.timedelta(seconds=int(info.get("lifetime", 60)))
-            found.append(Peer(identity, int(info.get("priority", 0)), lastseen + lifetime))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue  # not a peer entry kopf wrote
-    return found
-
-
 def active_peer(status: Mapping[str, Any], now: datetime.datetime) -> Peer:
     """The replica kopf lets run: the alive peer with the highest priority, if no other alive peer shares it
     (kopf pauses every replica of a tied top priority). A PluginError says why there is none."""
-    alive = [p for p in peers(status) if p.deadline > now]
-    if not alive:
+    top = leaders(status, now)
+    if not top:
         listed = len(peers(status))
         raise PluginError(f"no operator replica is alive in the peering object ({listed} listed, none seen lately)")
-    top = max(p.priority for p in alive)
-    leaders = [p for p in alive if p.priority == top]
-    if len(leaders) > 1:
-        names = ", ".join(sorted(p.identity for p in leaders))
-        raise PluginError(f"no replica is active: {names} share the top priority {top}, and kopf pauses them all")
-    return leaders[0]
+    if len(top) > 1:
+        names = ", ".join(sorted(p.identity for p in top))
+        raise PluginError(
+            f"no replica is active: {names} share the top priority {top[0].priority}, and kopf pauses them all"
+        )
+    return top[0]
 
 
 # ----- approval ------------------------------------------------------------------------------------------------
