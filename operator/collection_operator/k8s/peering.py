@@ -4,7 +4,7 @@ Given a peering name, kopf starts paused and stays paused until it has read that
 it, and while it is missing says so only at DEBUG (kopf 1.45, `_core/engines/peering.py`: each keep-alive
 into it logs "not found"). `kubectl apply` cannot create the object in the same apply as its CRD (kubectl
 knows no kind before its CRD is served), so the operator makes its own: at start, every few seconds while
-one is missing and every minute after (so one deleted by hand comes back). When it may not create it (no
+one is missing and every 10 s after (so one deleted by hand comes back). When it may not create it (no
 `create` on kopf.dev peerings) or the CRD is not installed, it logs a WARNING naming the object and the
 command that fixes it, and sets `qdrant_operator_peering_object_missing` to 1, until the object exists.
 
