@@ -137,6 +137,18 @@ PEERING_OBJECT_MISSING = Gauge(
     "create it (kopf keeps the replica paused meanwhile; a WARNING log line says why and how to create it).",
     ["kind", "namespace", "name"],
 )
+RESOURCE_READY = Gauge(
+    "qdrant_operator_resource_ready",
+    "1 while a resource's Ready condition is True, 0 while it is False, by kind and resource (namespace/name), as "
+    "the operator last wrote it. The series goes when the resource is deleted; a replica that stands by exports "
+    "none (they are dropped when it pauses).",
+    ["kind", "resource"],
+)
+OPERATOR_ACTIVE = Gauge(
+    "qdrant_operator_active",
+    "1 on the replica kopf lets process resources (the top priority alive in the peering object), 0 on one that "
+    "stands by or is paused (a tie of priorities, the peering object missing). Without peering: 1.",
+)
 ACCESS_KEY_EXPIRY = Gauge(
     "qdrant_operator_access_key_expiry_timestamp_seconds",
     "When the token in a CollectionAccessKey's Secret expires (Unix time), by key (namespace/name).",
@@ -160,3 +172,11 @@ def watch_internal_entries(sizes: Mapping[str, Callable[[], int]]) -> None:
     """Read at each scrape (in the metrics server's thread): len() of the operator's containers."""
     for holds, size in sizes.items():
         INTERNAL_ENTRIES.labels(holds).set_function(size)
+
+
+def forget_resource(kind: str, resource: str) -> None:
+    """Drop a deleted resource's series."""
+    try:
+        RESOURCE_READY.remove(kind, resource)
+    except KeyError:  # never written by this replica (deleted before its first status, or while standing by)
+        pass

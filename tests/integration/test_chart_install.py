@@ -1,6 +1,7 @@
 """The rendered chart against the real API server: a server-side dry-run apply of every object it knows
 (the monitoring.coreos.com kinds need prometheus-operator's CRDs, which are not installed here; tests/unit/
-test_monitoring.py checks their shape), and a real `helm install`, `upgrade` and `uninstall` of its CRDs."""
+test_monitoring.py checks their shape), a real `helm install`, `upgrade` and `uninstall` of its CRDs, and its
+namespaced mode with a live operator acting as the chart's ServiceAccount."""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ import pytest
 import yaml
 
 from devenv import gotools
+from devenv.ports import free_port
+from tests.builders import collection_spec
 from tests.docs_commands import shell_blocks
-from tests.fixtures.operator import wait_for
+from tests.fixtures.operator import unique, wait_for
+from tests.integration.test_ha import active_gauges
+from tests.integration.test_install_path import kubeconfig_for
+from tests.integration.test_operator_process import BIN, operator_env, solo  # noqa: F401 (fixture)
 from tests.unit.test_chart import CHART, MONITORING, OTHER_VALUES, REPO, helm, template, template_values
 
 pytestmark = pytest.mark.integration
@@ -119,4 +125,59 @@ def test_with_namespaces_listed_the_operator_may_touch_secrets_only_there(
         assert not can("patch", "vectorcollections.qdrant.collection-operator.dev/status", "-n", unwatched_namespace)
         assert not can("create", "clusterkopfpeerings.kopf.dev")
     finally:
+        control_plane.admin("delete", "--ignore-not-found", "-f", "-", stdin=text)
+
+
+def test_the_namespaced_chart_runs_a_live_operator_with_its_own_roles(control_plane, solo, qdrant_server, tmp_path):  # noqa: F811
+    """The chart's namespaced mode with a live operator: its RBAC applied, and the `run` command of its
+    Deployment (args and environment as rendered) acting as its ServiceAccount, with a token from the
+    TokenRequest API. It makes its KopfPeering, becomes the active replica and reconciles a connection and a
+    collection in the namespace it is given, with no request refused."""
+    release, namespace = "qco-live", solo.namespace
+    chart = helm("template", release, str(CHART), "--namespace", namespace, "--set", f"namespaces={{{namespace}}}")
+    rendered = [o for o in yaml.safe_load_all(chart) if o]
+    rbac = [
+        o
+        for o in rendered
+        if o["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    ]
+    assert {o["kind"] for o in rbac if o["metadata"].get("namespace") == namespace} >= {"Role", "RoleBinding"}
+    text = yaml.safe_dump_all(rbac)
+    control_plane.admin("apply", "--server-side", "-f", "-", stdin=text)
+    [deployment] = [o for o in rendered if o["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    token = control_plane.admin("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    kubeconfig = kubeconfig_for(control_plane.admin_kubeconfig, tmp_path / "operator.kubeconfig", token=token)
+    args = [a for a in container["args"] if a not in ("--bind", "0.0.0.0")]  # loopback only here
+    assert args == ["run", f"--namespace={namespace}"], container["args"]
+    metrics_port = free_port()
+    env = operator_env(
+        **{e["name"]: e["value"] for e in container.get("env") or [] if "value" in e},
+        KUBECONFIG=str(kubeconfig),
+        QDRANT_OPERATOR_METRICS_PORT=str(metrics_port),
+        QDRANT_OPERATOR_HEALTH_PORT=str(free_port()),
+    )
+    peering = env["QDRANT_OPERATOR_PEERING_NAME"]
+    log = tmp_path / "operator.log"
+    proc = subprocess.Popen(
+        [str(BIN), *args, "--bind", "127.0.0.1"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    try:
+        spec: dict = {"url": qdrant_server.url, "environment": "Testing"}
+        if qdrant_server.api_key:
+            solo.kubectl("create", "secret", "generic", "qdrant-key", f"--from-literal=api-key={qdrant_server.api_key}")
+            spec["apiKeySecretRef"] = {"name": "qdrant-key"}
+        solo.apply("QdrantConnection", "main", spec)
+        solo.apply("VectorCollection", "docs", collection_spec(collectionName=unique("chartns")))
+        solo.wait_condition("qdrantconnections", "main", "Connected", timeout=90)
+        solo.wait_condition("vectorcollections", "docs", "InSync", timeout=90)
+        assert solo.get("kopfpeerings", peering)["metadata"]["name"] == peering, "made by the operator itself"
+        wait_for(lambda: active_gauges({"live": metrics_port}) == {"live": 1.0}, 60, "the replica active")
+        solo.kubectl("delete", "vectorcollection", "docs")  # its finalizer removed by the operator
+        out = log.read_text(errors="replace")
+        assert "Forbidden" not in out and " 403" not in out, out[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(30)
         control_plane.admin("delete", "--ignore-not-found", "-f", "-", stdin=text)

@@ -9,7 +9,7 @@ import pytest
 from collection_operator.api import VectorCollectionSpec
 from collection_operator.reconcile import bluegreen
 from collection_operator.reconcile.bluegreen import CopyPace, physical_name, sync_blue_green
-from collection_operator.reconcile.collection import Difference
+from collection_operator.reconcile.collection import Difference, plan_hash
 from collection_operator.reconcile.collection_sync import sync
 from collection_operator.reconcile.gates import ConnectionGate
 from collection_operator.reconcile.mapping import OWNER_KEY
@@ -231,6 +231,26 @@ async def test_manual_approval_holds_a_migration_and_the_plan_names_it():
     r.approved = r.status["plan"]["hash"]
     assert (await r.settle()).verdict.reason == "InSync"
     assert q.aliases["docs"] == physical_name(r.spec, "docs")
+
+
+async def test_a_migration_approved_in_the_same_commit_goes_ahead_and_its_early_switch_still_waits():
+    q = FakeQdrant()
+    manual = {"changePolicy": {"approval": "Manual", "immutable": "BlueGreen"}}
+    r = Resource(q, spec(**manual))
+    await r.settle()
+    q.put_points(r.status["physicalCollection"], dict(list(POINTS.items())[:10]))
+    await r.settle()
+    # Before the change is applied: its hash from the manifest's spec and the published live state.
+    change = {**manual, "vectors": [{"size": 8, "distance": "Dot"}]}  # a new size: re-embedded
+    precomputed = plan_hash("ns/docs", spec(**change), r.status["planBase"])
+    r.change(**change)
+    r.approved = precomputed
+    outcome = await r.reconcile()
+    assert outcome.verdict.reason == "AwaitingReembedding" and "MigrationStarted" in r.events
+    assert "PlanAwaitingApproval" not in r.events
+    switch = r.status["plan"]
+    assert switch["phase"] == "AwaitingApproval" and switch["hash"] != precomputed, "approving it was not this"
+    assert (await r.reconcile()).verdict.reason == "AwaitingReembedding"
 
 
 async def test_a_plain_collection_moves_to_the_alias_layout_on_its_first_migration():

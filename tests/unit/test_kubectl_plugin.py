@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
+from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.kubectl_plugin import kubeconfig, main, views
 from collection_operator.kubectl_plugin.errors import PluginError
+from collection_operator.reconcile.collection import plan_hash
 from devenv import krew_archive
 
 NOW = datetime.datetime(2026, 12, 7, 3, 0, 0, tzinfo=datetime.UTC)
@@ -211,6 +213,78 @@ def test_no_pending_plan_is_refused_with_the_reason(plan, message):
 def write(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def vc(spec: dict[str, Any], annotations: dict[str, str] | None = None, status: dict[str, Any] | None = None):
+    meta: dict[str, Any] = {"name": "docs", "namespace": "demo", "generation": 3}
+    if annotations:
+        meta["annotations"] = annotations
+    return {
+        "apiVersion": "qdrant.collection-operator.dev/v1alpha1",
+        "kind": "VectorCollection",
+        "metadata": meta,
+        "spec": spec,
+        **({"status": status} if status is not None else {}),
+    }
+
+
+SPEC = {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Dot"}], "hnsw": {"m": 16}}
+SETTLED = {**ready("True", "InSync", ""), "appliedGeneration": 3, "planBase": "0123456789ab"}
+
+
+def test_a_plan_computed_before_applying_is_the_operators_hash_over_the_manifest_and_plan_base():
+    change = {**SPEC, "hnsw": {"m": 32}}
+    p = views.preview(vc(change), "demo", vc(SPEC, status=SETTLED))
+    spec = VectorCollectionSpec.model_validate(change)
+    assert p.hash == plan_hash("demo/docs", spec, "0123456789ab") and p.plan_base == "0123456789ab"
+    assert p.changes == ["hnsw.m: 16 -> 32"] and p.unsettled is None
+    text = views.describe_preview(p)
+    assert text.splitlines() == [
+        f"VectorCollection demo/docs: plan {p.hash} (live state 0123456789ab)",
+        "  - hnsw.m: 16 -> 32",
+        f'  to approve it in the same commit, annotate the manifest: {APPROVE}: "{p.hash}"',
+    ]
+    assert views.stale_approval(p) is None, "no approval in the manifest: nothing to check"
+
+    approved = views.preview(vc(change, {APPROVE: p.hash}), "demo", vc(SPEC, status=SETTLED))
+    assert views.stale_approval(approved) is None and "the manifest approves this plan" in views.describe_preview(
+        approved
+    )
+    moved = views.preview(vc(change, {APPROVE: p.hash}), "demo", vc(SPEC, status={**SETTLED, "planBase": "ffff"}))
+    assert moved.hash != p.hash
+    assert views.stale_approval(moved) == (
+        f"VectorCollection demo/docs: the manifest approves plan {p.hash}, but applied now its plan is {moved.hash} "
+        "(another change, or the live state moved): the operator would not apply it"
+    )
+
+
+def test_a_plan_preview_says_what_it_cannot_know():
+    new = views.preview(vc(SPEC), "demo", None)
+    assert (
+        new.hash is None
+        and views.describe_preview(new) == "VectorCollection demo/docs: new; its create needs no approval"
+    )
+    same = views.preview(vc(SPEC), "demo", vc(SPEC, status=SETTLED))
+    assert views.describe_preview(same) == "VectorCollection demo/docs: the spec is unchanged, nothing to plan"
+    busy = {**SETTLED, "appliedGeneration": 2}
+    moving = views.preview(vc({**SPEC, "hnsw": {"m": 32}}), "demo", vc(SPEC, status=busy))
+    assert moving.unsettled == "generation 3 is not applied yet (applied: 2)"
+    assert "warning: the live state may still move (generation 3 is not applied yet" in views.describe_preview(moving)
+    waiting = {**SETTLED, "pendingPlan": "AwaitingApproval"}
+    held = views.preview(vc(SPEC, {APPROVE: "0" * 12}), "demo", vc(SPEC, status=waiting))
+    assert held.planned and held.hash == plan_hash(
+        "demo/docs", VectorCollectionSpec.model_validate(SPEC), "0123456789ab"
+    )
+    assert views.describe_preview(held).splitlines()[1:3] == [
+        "  - the spec is unchanged",
+        "  warning: the live state may still move (a plan is AwaitingApproval): compute again once it is Ready",
+    ]
+    assert views.stale_approval(held) is not None, "the waiting plan is checked even when the spec is unchanged"
+    assert views.stale_approval(views.preview(vc(SPEC, {APPROVE: "0" * 12}), "demo", vc(SPEC, status=SETTLED))) is None
+    with pytest.raises(PluginError, match=r"demo/docs has no status\.planBase: the operator has not applied it yet"):
+        views.preview(vc(SPEC), "demo", vc(SPEC, status={}))
+    with pytest.raises(PluginError, match=r"demo/docs in the manifest: invalid spec: hnsw\.m: "):
+        views.preview(vc({**SPEC, "hnsw": {"m": "many"}}), "demo", None)
 
 
 def test_the_kubeconfig_merges_files_picks_the_context_and_resolves_relative_files(tmp_path, monkeypatch):

@@ -3,14 +3,18 @@ verdicts on the API server's answers (the real ones: tests/integration/test_inst
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import shlex
+import socket
+from typing import Any
 
 from prometheus_client import REGISTRY
 
+from collection_operator import metrics
 from collection_operator.k8s.api import KubeApiError
-from collection_operator.k8s.peering import PeeringKeeper
+from collection_operator.k8s.peering import PeeringKeeper, own_identity
 
 
 def keeper(*namespaces: str) -> PeeringKeeper:
@@ -39,15 +43,18 @@ def test_the_create_command_is_one_shell_line_with_the_object():
 
 
 class Kube:
-    """The two calls the keeper makes, answering as an API server would: `exists`, and `create` either makes
-    the object or raises the status given."""
+    """The two calls the keeper makes, answering as an API server would: `find` (every object holds the same
+    keep-alives), and `create` either makes the object or raises the status given."""
 
     def __init__(self, create_status: int | None = None) -> None:
         self.objects: set[tuple[str | None, str]] = set()
         self.create_status = create_status
+        self.status: dict[str, Any] = {}  # the peers' keep-alives, as kopf writes them
 
-    async def kopf_peering_exists(self, namespace: str | None, name: str) -> bool:
-        return (namespace, name) in self.objects
+    async def find_kopf_peering(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        if (namespace, name) not in self.objects:
+            return None
+        return {"metadata": {"name": name}, "status": self.status}
 
     async def create_kopf_peering(self, namespace: str | None, name: str) -> None:
         if self.create_status is not None:
@@ -91,3 +98,64 @@ async def test_the_crd_missing_and_a_create_race_are_told_apart():
     assert not (await raced.verdict(raced.objects[0])).missing
     failing = PeeringKeeper(Kube(create_status=500), "qco", [])  # type: ignore[arg-type]
     assert (await failing.verdict(failing.objects[0])).missing is None  # not known: the gauge is left alone
+
+
+def keepalive(priority: int, seen_ago: float = 0, lifetime: int = 60) -> dict[str, Any]:
+    """A peer's entry as kopf writes it."""
+    lastseen = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seen_ago)
+    return {"priority": priority, "lifetime": lifetime, "lastseen": lastseen.isoformat()}
+
+
+def active() -> float | None:
+    return REGISTRY.get_sample_value("qdrant_operator_active")
+
+
+async def test_the_active_gauge_applies_kopfs_rule_to_the_peering_objects_status(caplog):
+    caplog.set_level(logging.INFO, logger="collection_operator")
+    kube = Kube()
+    keeper = PeeringKeeper(kube, "qco", [], identity="me@pod-a/1/x")  # type: ignore[arg-type]
+    metrics.RESOURCE_READY.labels("VectorCollection", "ns/docs").set(1)
+    await keeper.check()  # created just now: kopf has not written its keep-alive yet, so it is paused
+    assert active() == 0 and keeper.active is False
+    kube.status = {"me@pod-a/1/x": keepalive(10), "me@pod-b/1/y": keepalive(5)}
+    await keeper.check()
+    assert active() == 1 and "this replica (me@pod-a/1/x) is the active one: it processes resources" in caplog.messages
+    kube.status["me@pod-b/1/y"] = keepalive(20)  # a replica of a higher priority: kopf pauses this one
+    await keeper.check()
+    assert active() == 0 and any("stands by" in m for m in caplog.messages)
+    assert (
+        REGISTRY.get_sample_value("qdrant_operator_resource_ready", {"kind": "VectorCollection", "resource": "ns/docs"})
+        is None
+    ), "a standby's per-resource series are dropped"
+    kube.status["me@pod-b/1/y"] = keepalive(10)  # a tie: kopf pauses both
+    await keeper.check()
+    assert active() == 0
+    kube.status["me@pod-b/1/y"] = keepalive(10, seen_ago=120)  # its keep-alives stopped: gone
+    await keeper.check()
+    assert active() == 1
+    del kube.status["me@pod-a/1/x"]  # not listed (yet, or any more)
+    await keeper.check()
+    assert active() == 0
+
+
+async def test_a_namespaced_operator_is_active_only_where_it_leads_in_every_peering_object():
+    kube = Kube()
+    keeper = PeeringKeeper(kube, "qco", ["search", "ml"], identity="me")  # type: ignore[arg-type]
+    kube.status = {"me": keepalive(10)}
+    await keeper.check()  # creates both: their keep-alives are read at the next look
+    assert active() == 0
+    await keeper.check()
+    assert active() == 1
+    kube.objects.discard(("ml", "qco"))
+    kube.create_status = 403  # may not create it again: kopf keeps the replica paused
+    await keeper.check()
+    assert active() == 0
+
+
+def test_the_own_identity_is_kopfs_format_and_pod_id_wins(monkeypatch):
+    monkeypatch.delenv("POD_ID", raising=False)
+    user, rest = own_identity().split("@", 1)
+    host, started, suffix = rest.split("/")
+    assert (host, len(started), len(suffix)) == (socket.gethostname(), 14, 3) and user
+    monkeypatch.setenv("POD_ID", "qco-7d9f-abcde")
+    assert own_identity() == "qco-7d9f-abcde"

@@ -610,7 +610,10 @@ class PlanPhase(StrEnum):
 class PlanStatus(StatusModel):
     """What the operator does (or did last) to bring Qdrant to the spec, for a reviewer to read before it happens."""
 
-    hash: str = Field(description="Identifies this plan; approve it with the annotation approve-plan=<hash>.")
+    hash: str = Field(
+        description="Identifies this plan (its spec and the live state it meets, see planBase); approve it with "
+        "the annotation approve-plan=<hash>."
+    )
     generation: int | None = Field(None, description="The metadata.generation the plan is for.")
     phase: PlanPhase = Field(description="AwaitingApproval, Applying (a migration in progress) or Applied.")
     summary: str = Field(description="The plan in one line.")
@@ -674,6 +677,12 @@ class VectorCollectionStatus(StatusBase):
     )
     restored_from: str | None = Field(None, description="The restore-from annotation value last carried out.")
     plan: PlanStatus | None = Field(None, description="The current or last plan (see changePolicy).")
+    plan_base: str | None = Field(
+        None,
+        description="The live state the next plan meets (the collection's configuration in Qdrant and the generation "
+        "last applied), as a digest: `kubectl qdrant plan -f FILE` combines it with a spec to compute, before the "
+        "change is applied, the hash its plan will have. It changes when the live state moves.",
+    )
     pending_plan: PlanPhase | None = Field(
         None,
         description="status.plan.phase while that plan is not applied yet (AwaitingApproval, Applying); absent once "

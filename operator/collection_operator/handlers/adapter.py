@@ -15,7 +15,7 @@ import kopf
 from .. import logs, metrics
 from ..api import GROUP
 from ..api.base import StatusModel
-from ..api.kinds import VECTOR_COLLECTION
+from ..api.kinds import KINDS, VECTOR_COLLECTION
 from ..k8s.status import write_status
 from ..reconcile import collection_step
 from ..reconcile.bluegreen import CopyPace
@@ -26,6 +26,7 @@ from .context import Context
 
 log = logging.getLogger(__name__)
 COLLECTIONS = VECTOR_COLLECTION.plural
+KIND_OF = {k.plural: k.kind for k in KINDS}
 Bodies = kopf.Index[str, dict[str, Any]]  # an index of `indexed` bodies by "namespace/name"
 # The default of an index parameter. kopf passes every index by its name to every handler; a default only
 # makes a handler's signature fit kopf's handler types, whose other arguments all go through **kwargs.
@@ -45,6 +46,9 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     status: StatusModel = outcome.status
     verdict = replace(outcome.verdict, message=ctx.secrets.scrub(outcome.verdict.message))
     desired = desired_wire(status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
+    ready: dict[str, Any] = next((c for c in desired["conditions"] if c.get("type") == "Ready"), {})
+    resource = f"{meta['namespace']}/{meta['name']}"  # not a `namespace` label: a scrape's own (the Pod's) takes it
+    metrics.RESOURCE_READY.labels(KIND_OF[plural], resource).set(1 if ready.get("status") == "True" else 0)
     patch = await write_status(ctx.kube, plural, meta["namespace"], meta["name"], current, desired)
     if not patch:
         return False

@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import prometheus_client
@@ -17,9 +17,9 @@ from ..api import FINALIZER
 from ..config import OperatorSettings, SettingsWatcher, load_settings, settings_file
 from ..k8s.api import KubeApi
 from ..k8s.api import login as k8s_login
-from ..k8s.peering import PeeringKeeper
+from ..k8s.peering import PeeringKeeper, own_identity
 from ..redact import SecretValues
-from . import accesskey, collection, connection, snapshot  # noqa: F401 - importing registers their handlers
+from . import accesskey, collection, connection, resources, snapshot  # noqa: F401 - importing registers their handlers
 from .adapter import KOPF_PREFIX
 from .context import Context
 
@@ -59,8 +59,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ctx.watcher.start()
     if (peering := memo.operator_settings.peering_name) is not None:
         # kopf starts paused until it reads its peering object, which it never creates (k8s/peering.py).
-        ctx.peering = PeeringKeeper(kube, peering, memo.namespaces)
+        ctx.peering = PeeringKeeper(kube, peering, memo.namespaces, memo.identity)
         ctx.peering.start()
+    else:
+        metrics.OPERATOR_ACTIVE.set(1)  # standalone: kopf never pauses
     metrics.watch_internal_entries(ctx.internal_entries(asyncio.get_running_loop()))
     memo.context = ctx
 
@@ -100,7 +102,9 @@ async def run(
     watch = list(namespaces or operator_settings.namespaces)
     health = f"http://{bind}:{operator_settings.health_port}/healthz" if operator_settings.health_port else None
     memo = memo if memo is not None else kopf.Memo()
+    identity = own_identity()
     memo.update(
+        identity=identity,
         operator_settings=operator_settings,
         settings_path=settings_path,
         namespaces=watch,
@@ -117,6 +121,8 @@ async def run(
         else random.randrange(2**31),
         clusterwide=not watch,
         namespaces=watch,
+        # Named here so the operator finds its own entry in the peering object (k8s/peering.py, the active gauge).
+        identity=cast(Any, identity),  # kopf's Identity: a NewType of str
         liveness_endpoint=health,
         stop_flag=stop_flag,
         ready_flag=ready_flag,

@@ -150,10 +150,11 @@ class KubeApi:
         response = await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{_quote(namespace, plural)}")
         return {item["metadata"]["name"] for item in response.json().get("items", [])}
 
-    async def kopf_peering_exists(self, namespace: str | None, name: str) -> bool:
+    async def find_kopf_peering(self, namespace: str | None, name: str) -> dict[str, Any] | None:
         """Read now, by a list narrowed to the name (list and watch are what kopf's peering needs anyway)."""
         response = await self._call("GET", kopf_peerings(namespace), params={"fieldSelector": f"metadata.name={name}"})
-        return bool(response.json().get("items"))
+        items: list[dict[str, Any]] = response.json().get("items") or []
+        return items[0] if items else None
 
     async def create_kopf_peering(self, namespace: str | None, name: str) -> None:
         await self._call("POST", kopf_peerings(namespace), json=kopf_peering(namespace, name))

@@ -1,4 +1,4 @@
-"""kubectl qdrant: the operator's resources from kubectl. Commands: status, approve, pause, resume, snapshot,
+"""kubectl qdrant: the operator's resources from kubectl. Commands: status, plan, approve, pause, resume, snapshot,
 restore, logs (docs/kubectl-plugin.md). Global options as kubectl's: --kubeconfig, --context, -n/--namespace."""
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .. import __version__
 from ..api import API_VERSION
@@ -84,6 +87,29 @@ def approve(kube: Kube, args: argparse.Namespace, namespace: str) -> None:
             ) from None
         raise
     print(f"approved plan {plan['hash']} of {what}: the operator applies it now")
+
+
+def plan(kube: Kube, args: argparse.Namespace, namespace: str) -> None:
+    """The plans a manifest's VectorCollections would get if applied now: the hash to approve in the same commit."""
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind") == "VectorCollection"]
+    except (OSError, yaml.YAMLError) as exc:
+        raise PluginError(f"cannot read {args.filename}: {exc}") from None
+    if not docs:
+        raise PluginError(f"{args.filename} holds no VectorCollection")
+    previews = []
+    for doc in docs:
+        meta = doc.get("metadata") or {}
+        live = kube.find(resource_path(VC, meta.get("namespace") or namespace, meta.get("name") or "-"))
+        previews.append(views.preview(doc, namespace, live))
+    if args.output == "json":
+        print(json.dumps({"plans": [p.as_json() for p in previews]}, indent=2))
+    else:
+        print("\n".join(views.describe_preview(p) for p in previews))
+    stale = [problem for p in previews if (problem := views.stale_approval(p))]
+    if args.check and stale:
+        raise PluginError("; ".join(stale))
 
 
 def pause(kube: Kube, args: argparse.Namespace, namespace: str) -> None:
@@ -185,6 +211,7 @@ def logs(kube: Kube, args: argparse.Namespace, namespace: str) -> None:
 
 COMMANDS: dict[str, Callable[[Kube, argparse.Namespace, str], None]] = {
     "status": status,
+    "plan": plan,
     "approve": approve,
     "pause": pause,
     "resume": resume,
@@ -228,6 +255,14 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("name", nargs="?", metavar="NAME", help="one QdrantConnection (default: all)")
     st.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     st.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    pl = command("plan", "the plan a manifest would get if applied now, and its hash: approve it in the same commit")
+    pl.add_argument("-f", "--filename", required=True, metavar="FILE", help="the manifest (- reads standard input)")
+    pl.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    pl.add_argument(
+        "--check",
+        action="store_true",
+        help="fail when the manifest approves a plan other than the one it would get (a CI gate)",
+    )
     for name, help in (
         ("approve", "show the plan awaiting approval and approve exactly that hash"),
         ("pause", "stop reconciling a VectorCollection (the paused annotation)"),

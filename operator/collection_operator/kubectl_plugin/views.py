@@ -1,13 +1,20 @@
 """The plugin's pure parts: the status tree and its rendering, the active operator replica of a kopf peering
-object, the approval patch. No I/O: main.py reads and writes, these decide and format."""
+object, the approval patch, a plan computed before the change is applied. No I/O: main.py reads and writes, these
+decide and format."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api.collection import VectorCollectionSpec
+from ..k8s.peering import Peer, leaders, peers
+from ..reconcile.collection import plan_hash
 from ..reconcile.collection_step import PAUSED
 from ..reconcile.target import APPROVE_PLAN
 from .errors import PluginError
@@ -233,50 +240,19 @@ def render(roots: Sequence[Node]) -> str:
 # ----- the active operator replica ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Peer:
-    identity: str
-    priority: int
-    deadline: datetime.datetime  # lastseen + lifetime: after it, kopf counts the peer as gone
-
-    @property
-    def pod(self) -> str:
-        """The Pod name in kopf's identity: POD_ID as is, else "user@host/started/random", whose host is the Pod's
-        hostname (its name; a Deployment's Pod names hold no dot, a resolver's domain after one is dropped)."""
-        if "@" not in self.identity:
-            return self.identity
-        host = self.identity.split("@", 1)[1].split("/", 1)[0]
-        return host.split(".", 1)[0]
-
-
-def peers(status: Mapping[str, Any]) -> list[Peer]:
-    """The peers a kopf peering object's status lists (identity -> priority, lifetime, lastseen)."""
-    found = []
-    for identity, info in status.items():
-        try:
-            lastseen = datetime.datetime.fromisoformat(info["lastseen"])
-            if lastseen.tzinfo is None:
-                lastseen = lastseen.replace(tzinfo=datetime.UTC)
-            lifetime = datetime.timedelta(seconds=int(info.get("lifetime", 60)))
-            found.append(Peer(identity, int(info.get("priority", 0)), lastseen + lifetime))
-        except (KeyError, TypeError, ValueError, AttributeError):
-            continue  # not a peer entry kopf wrote
-    return found
-
-
 def active_peer(status: Mapping[str, Any], now: datetime.datetime) -> Peer:
     """The replica kopf lets run: the alive peer with the highest priority, if no other alive peer shares it
     (kopf pauses every replica of a tied top priority). A PluginError says why there is none."""
-    alive = [p for p in peers(status) if p.deadline > now]
-    if not alive:
+    top = leaders(status, now)
+    if not top:
         listed = len(peers(status))
         raise PluginError(f"no operator replica is alive in the peering object ({listed} listed, none seen lately)")
-    top = max(p.priority for p in alive)
-    leaders = [p for p in alive if p.priority == top]
-    if len(leaders) > 1:
-        names = ", ".join(sorted(p.identity for p in leaders))
-        raise PluginError(f"no replica is active: {names} share the top priority {top}, and kopf pauses them all")
-    return leaders[0]
+    if len(top) > 1:
+        names = ", ".join(sorted(p.identity for p in top))
+        raise PluginError(
+            f"no replica is active: {names} share the top priority {top[0].priority}, and kopf pauses them all"
+        )
+    return top[0]
 
 
 # ----- approval ------------------------------------------------------------------------------------------------
@@ -332,3 +308,145 @@ def approval_patch(body: Mapping[str, Any], plan: Mapping[str, Any]) -> list[dic
     else:
         ops.append({"op": "add", "path": _pointer("metadata", "annotations", APPROVE_PLAN), "value": plan["hash"]})
     return ops
+
+
+# ----- a plan computed before the change is applied (approval in the same commit) ----------------------------
+
+
+@dataclass
+class Preview:
+    """What a manifest's VectorCollection would be planned as against the live object: the hash the operator will
+    give its plan (None for a new resource, whose create needs no approval) and the spec fields it changes."""
+
+    namespace: str
+    name: str
+    hash: str | None
+    plan_base: str | None
+    changes: list[str]
+    approval: str | None  # the approve-plan annotation the manifest carries
+    unsettled: str | None = None  # why the live state may still move before the change is applied
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def planned(self) -> bool:
+        """A plan may follow: the spec changes, or the live object has not settled on its own spec yet (its plan
+        may be waiting: then this is that plan's hash)."""
+        return self.hash is not None and (bool(self.changes) or self.unsettled is not None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "hash": self.hash,
+            "planBase": self.plan_base,
+            "changes": self.changes,
+            "approval": self.approval,
+            "unsettled": self.unsettled,
+        }
+
+
+def _spec(namespace: str, name: str, raw: Any, where: str) -> VectorCollectionSpec:
+    try:
+        return VectorCollectionSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise PluginError(f"VectorCollection {namespace}/{name} {where}: invalid spec: {problems}") from None
+
+
+def _leaves(value: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        found: dict[str, Any] = {}
+        for key, item in value.items():
+            found.update(_leaves(item, f"{path}.{key}" if path else key))
+        return found
+    return {path: value}
+
+
+def spec_changes(before: VectorCollectionSpec, after: VectorCollectionSpec) -> list[str]:
+    """The spec's fields that differ, `path: old -> new`, defaults filled on both sides (lists compared whole)."""
+    old = _leaves(before.model_dump(mode="json", by_alias=True))
+    new = _leaves(after.model_dump(mode="json", by_alias=True))
+    return [
+        f"{path}: {_value(old.get(path))} -> {_value(new.get(path))}"
+        for path in sorted(old.keys() | new.keys())
+        if old.get(path) != new.get(path)
+    ]
+
+
+def _value(value: Any) -> str:
+    return "-" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def preview(doc: Mapping[str, Any], namespace: str, live: Mapping[str, Any] | None) -> Preview:
+    """The plan `doc` (a VectorCollection manifest) would get if applied now over `live` (the object as the API
+    server has it, None if there is none): the same hash the operator computes (reconcile.collection.plan_hash)
+    from the spec and the live state it publishes as status.planBase."""
+    meta = doc.get("metadata") or {}
+    name, namespace = meta.get("name"), meta.get("namespace") or namespace
+    if not name:
+        raise PluginError("a VectorCollection in the manifest has no metadata.name")
+    spec = _spec(namespace, name, doc.get("spec"), "in the manifest")
+    approval = (meta.get("annotations") or {}).get(APPROVE_PLAN)
+    if live is None:
+        return Preview(namespace, name, None, None, ["new VectorCollection: the operator creates it"], approval)
+    status = live.get("status") or {}
+    base = status.get("planBase")
+    if base is None:
+        raise PluginError(
+            f"VectorCollection {namespace}/{name} has no status.planBase: the operator has not applied it yet (or "
+            "is older than this plugin); compute the plan once it is Ready"
+        )
+    changes = spec_changes(_spec(namespace, name, live.get("spec"), "in the cluster"), spec)
+    return Preview(
+        namespace,
+        name,
+        plan_hash(f"{namespace}/{name}", spec, base),
+        base,
+        changes,
+        approval,
+        _unsettled(live),
+    )
+
+
+def _unsettled(live: Mapping[str, Any]) -> str | None:
+    """Why status.planBase may not be the state the change will meet: a generation not applied yet, a plan of
+    its own in flight, or a verdict other than Ready."""
+    meta, status = live["metadata"], live.get("status") or {}
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if status.get("pendingPlan"):
+        return f"a plan is {status['pendingPlan']}"
+    if status.get("appliedGeneration") != meta.get("generation"):
+        return f"generation {meta.get('generation')} is not applied yet (applied: {status.get('appliedGeneration')})"
+    if ready.get("status") != "True":
+        return f"it is not Ready ({ready.get('reason') or 'no verdict yet'})"
+    return None
+
+
+def describe_preview(p: Preview) -> str:
+    if p.hash is None:
+        return f"VectorCollection {p.key}: new; its create needs no approval"
+    if not p.planned:
+        return f"VectorCollection {p.key}: the spec is unchanged, nothing to plan"
+    lines = [f"VectorCollection {p.key}: plan {p.hash} (live state {p.plan_base})"]
+    lines.extend(f"  - {change}" for change in p.changes or ["the spec is unchanged"])
+    if p.unsettled:
+        lines.append(f"  warning: the live state may still move ({p.unsettled}): compute again once it is Ready")
+    if p.approval == p.hash:
+        lines.append(f"  the manifest approves this plan ({APPROVE_PLAN}: {p.hash})")
+    else:
+        had = f" (it names {p.approval}, another plan)" if p.approval else ""
+        lines.append(f'  to approve it in the same commit, annotate the manifest{had}: {APPROVE_PLAN}: "{p.hash}"')
+    return "\n".join(lines)
+
+
+def stale_approval(p: Preview) -> str | None:
+    """The problem `plan --check` fails on: the manifest approves a plan, and not this one."""
+    if p.approval is None or not p.planned or p.approval == p.hash:
+        return None
+    return (
+        f"VectorCollection {p.key}: the manifest approves plan {p.approval}, but applied now its plan is {p.hash} "
+        "(another change, or the live state moved): the operator would not apply it"
+    )

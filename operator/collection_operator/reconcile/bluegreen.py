@@ -22,7 +22,7 @@ from ..api.collection import ImmutableChanges, MigrationStatus, PlanPhase, Vecto
 from ..qdrant.errors import QdrantError
 from ..redact import foreign_text
 from . import mapping, reasons
-from .approval import approved, held_for_approval, plan_status
+from .approval import approved, held_for_approval, plan_base, plan_status
 from .collection import Difference, Ownership, estimated_vectors, observed_status, ownership, plan
 from .collection_sync import sync
 from .gates import Cluster, ConnectionGate
@@ -361,8 +361,9 @@ async def _migrate(
         gate.release(target.key)
         return Outcome(taken.verdict, status(**observed))
     previous = target.status.get("previousCollection")
+    live = plan_base(info, target)
     if previous and previous != served and await _fits(move.gateway, spec, target, previous):
-        return await _roll_back(replace(move, want=previous), observed)
+        return await _roll_back(replace(move, want=previous), observed, live)
 
     mode, want = mode_of(changes), move.want
     what = "; ".join(f"{d.path}: {d.actual} -> {d.desired}" for d in changes)
@@ -380,7 +381,13 @@ async def _migrate(
         "" if move.plain else f"keep {served} for rollback for {spec.change_policy.rollback_window}",
     ]
     planned = plan_status(
-        target, [a for a in actions if a], migration=mode, cost=estimated_vectors(info), phase=PlanPhase.APPLYING
+        target,
+        spec,
+        live,
+        [a for a in actions if a],
+        migration=mode,
+        cost=estimated_vectors(info),
+        phase=PlanPhase.APPLYING,
     )
     before = target.status.get("migration")
     m = MigrationStatus.model_validate(before) if before else None
@@ -388,7 +395,7 @@ async def _migrate(
     if m is not None and (m.source, m.target) != (served, want):
         m = None  # another migration's progress: its target is abandoned below
     if m is None and (held := held_for_approval(spec, target, planned)) is not None:
-        return with_fields(held, **observed)
+        return with_fields(held, plan_base=live, **observed)
 
     outcome = Outcome(
         Verdict(State.RECONCILING, reasons.MIGRATING, f"building {want}"), status(plan=planned, **observed)
@@ -450,13 +457,13 @@ async def _migrate(
     return await _await_reembedding(move, outcome, m)
 
 
-async def _roll_back(move: _Move, observed: dict[str, Any]) -> CollectionOutcome:
+async def _roll_back(move: _Move, observed: dict[str, Any], live: str) -> CollectionOutcome:
     """The spec fits the previous collection again (reverted within the window): switch back, copying nothing."""
     name, served, want = move.name, move.served, move.want
     actions = [f"switch alias {name} back from {served} to {want} (rollback, nothing is copied)"]
-    planned = plan_status(move.target, actions, migration="Rollback")
+    planned = plan_status(move.target, move.spec, live, actions, migration="Rollback")
     if (held := held_for_approval(move.spec, move.target, planned)) is not None:
-        return with_fields(held, **observed)
+        return with_fields(held, plan_base=live, **observed)
     outcome = Outcome(Verdict(State.RECONCILING, reasons.SWITCHED, f"{name} points at {want} again"), status())
     approved(outcome, move.spec, planned)
     await move.switch(outcome)
@@ -469,9 +476,14 @@ async def _await_reembedding(move: _Move, outcome: CollectionOutcome, m: Migrati
     collection in use, or earlier when a person approves the switch plan."""
     name, served, want = move.name, move.served, move.want
     source, written = await move.count(m)
+    # A second plan of the same spec and live state as the migration's: its own kind, so approving the
+    # migration never approves switching early.
     switch = plan_status(
         move.target,
+        move.spec,
+        plan_base(None, move.target),
         [f"switch alias {name} from {served} to {want} before {want} holds as many points"],
+        kind=f"switch {served} -> {want}",
         migration=REEMBED,
         phase=PlanPhase.AWAITING_APPROVAL,
     )

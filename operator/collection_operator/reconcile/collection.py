@@ -415,11 +415,38 @@ def plan_actions(p: Plan, collection: str) -> list[str]:
     return out
 
 
-def plan_hash(generation: int, actions: list[str]) -> str:
-    """Stable for the same steps at the same generation: the value the approve-plan annotation must carry. The
-    generation is part of it, so an approval never carries over to a later edit that happens to plan alike."""
-    text = json.dumps({"generation": generation, "actions": actions}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def live_digest(info: Mapping[str, Any] | None, applied_generation: int | None) -> str:
+    """The live state a plan is computed against, in 12 hex digits: the collection's configuration and payload
+    indexes as Qdrant reports them (not its counts, which move with every write), and the generation last applied in
+    full. The generation pins the history the plan's other inputs come from (which vectors, metadata keys and
+    indexes this resource manages), and makes a plan met again after another generation was applied (A -> B, B -> A,
+    A -> B) a new plan rather than one approved long ago. The operator publishes it as status.planBase."""
+    indexes = {
+        field_name: {"type": schema.get("data_type"), "params": schema.get("params")}
+        for field_name, schema in ((info or {}).get("payload_schema") or {}).items()
+    }
+    state = {
+        "config": (info or {}).get("config"),
+        "indexes": indexes if info is not None else None,
+        "applied": applied_generation,
+    }
+    return _digest(state)
+
+
+def plan_hash(resource: str, spec: VectorCollectionSpec, live: str, kind: str = "") -> str:
+    """The plan's identity, the value the approve-plan annotation must carry: the resource (namespace/name), its
+    whole spec as validated (defaults filled, so a manifest that leaves them out hashes alike) and the live state it
+    meets (live_digest). A plan is a function of these, so equal hashes mean the same steps on the same state; any
+    other spec, or a state that moved, is another hash. It does not need the plan's steps, so CI can compute it
+    before merging from the manifest and status.planBase (`kubectl qdrant plan`). `kind` tells apart a second plan
+    of the same spec and state (a blue/green switch before re-embedding is complete)."""
+    return _digest(
+        {"resource": resource, "spec": spec.model_dump(mode="json", by_alias=True), "live": live, "kind": kind}
+    )
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
 def estimated_vectors(info: dict[str, Any] | None, vectors_touched: int | None = None) -> int | None:

@@ -15,13 +15,14 @@ from ..api.collection import DriftPolicy, OnExisting, PlanPhase, VectorCollectio
 from ..qdrant.errors import AlreadyExists, OutcomeUnknown, QdrantError
 from ..redact import foreign_text
 from . import reasons
-from .approval import approved, held_for_approval, plan_status
+from .approval import approved, held_for_approval, plan_base, plan_status
 from .collection import (
     REINDEXING_BLOCKS,
     Difference,
     Ownership,
     Plan,
     estimated_vectors,
+    live_digest,
     observed_status,
     ownership,
     plan,
@@ -199,9 +200,11 @@ async def _sync(
         # Only the named vectors PATCHed are re-indexed when nothing collection-wide changes.
         touched = len(p.update["vectors"]) if p.update.keys() & REINDEXING_BLOCKS == {"vectors"} else None
         cost = estimated_vectors(info, touched) if reindex else None
-        planned = plan_status(target, actions, reindex=reindex, cost=cost)
+        live = plan_base(info, target)
+        planned = plan_status(target, spec, live, actions, reindex=reindex, cost=cost)
         heavy = reindex or bool(p.delete_vectors)  # a removed vector's data is gone
         if heavy and (waiting := held_for_approval(spec, target, planned)) is not None:
+            with_fields(waiting, plan_base=live)
             return with_fields(waiting, **observed_status(info)) if info is not None else waiting
     if p.reindexes and info is not None:
         if info.get("status") != "green":
@@ -262,7 +265,8 @@ async def _sync(
         return _optimizing(outcome, info, f"Qdrant reports the collection {info.get('status')}")
     gate.release(target.key)
     outcome.reconciled = True
-    return with_fields(outcome, applied_generation=target.generation)
+    # What the next plan meets while nothing moves: this configuration, with this generation applied.
+    return with_fields(outcome, applied_generation=target.generation, plan_base=live_digest(info, target.generation))
 
 
 def _adoption_refused(name: str, holder: str | None, target: Target) -> CollectionOutcome:
