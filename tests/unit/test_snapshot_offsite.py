@@ -21,6 +21,7 @@ from tests.fakes import FakeConnection, FakeConnections, FakeObjectStores, FakeS
 
 SECRET = b"s3-secret-access-key-value"
 STORE = {"bucket": "backups", "prefix": "qdrant/prod", "credentialsSecretRef": {"name": "s3"}}
+CREDS = {"name": "s3"}
 SPEC = {"collectionRef": {"name": "docs"}, "objectStore": STORE}
 VC = {"status": {"collectionName": "src", "connection": "ns/main", "appliedGeneration": 1}}
 
@@ -187,7 +188,7 @@ async def test_a_record_in_object_storage_restores_from_a_presigned_url_without_
 async def test_a_file_no_collectionsnapshot_knows_restores_with_its_checksum():
     world = World()
     world.main.snapshots.snapshots["old.snapshot"] = 5
-    source = {"bucket": "dr-site", "key": "x/old.snapshot", "checksum": "a" * 64, "credentialsSecretRef": {"name": "s3"}}
+    source = {"bucket": "dr-site", "key": "x/old.snapshot", "checksum": "a" * 64, "credentialsSecretRef": CREDS}
     spec = VectorCollectionSpec.model_validate(collection_spec(source={"objectStore": source}))
     first, (done, restored) = await _finish(_restore_args(world, spec, None), world.offsite)
     assert first is not None and first.verdict.reason == "Restoring" and "SIGNATURE" not in first.verdict.message
