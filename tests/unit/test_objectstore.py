@@ -13,6 +13,7 @@ from obstore import exceptions as obs_errors
 
 from collection_operator.config.address_policy import AddressPolicy
 from collection_operator.objectstore import ObjectStoreError, Store, StoreConfig, parse_location
+from collection_operator.objectstore.multipart import open_uploads
 from collection_operator.objectstore.store import PART_BYTES, classify
 
 SECRET = "very-secret-access-key-value"
@@ -113,3 +114,16 @@ async def test_presigned_urls_are_signed_for_the_prefixed_key():
 def test_locations_must_name_bucket_and_key(location):
     with pytest.raises(ValueError, match="s3://bucket/key"):
         parse_location(location)
+
+
+def test_open_uploads_are_read_from_s3_s_listing():
+    listing = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket>
+<Upload><Key>p/ns/r/c/s1</Key><UploadId>id-1</UploadId></Upload>
+<Upload><Key>p/ns/r/c/s2</Key><UploadId>id-2</UploadId></Upload></ListMultipartUploadsResult>"""
+    assert open_uploads(listing) == [("p/ns/r/c/s1", "id-1"), ("p/ns/r/c/s2", "id-2")]
+    assert open_uploads(b"<ListMultipartUploadsResult/>") == []
+
+
+async def test_nothing_is_left_half_uploaded_in_memory():
+    assert await Store.in_memory(config()).abort_incomplete("ns/r/c") == []

@@ -22,11 +22,13 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import obstore
 from obstore import exceptions as obs_errors
 from obstore.store import MemoryStore, S3Store
 
 from ..config.address_policy import AddressPolicy, IPAddress, Refusal, check, parse_ip
+from .multipart import Uploads
 
 PART_BYTES = 8 * 1024 * 1024  # S3's minimum part is 5 MiB; 10,000 parts of 8 MiB hold 78 GiB
 PART_CONCURRENCY = 2
@@ -132,9 +134,13 @@ class Store:
         self.config = config
         self.policy = policy or AddressPolicy()
         self._checked = backend is not None or config.endpoint is None
-        if backend is not None:
+        self._uploads: Uploads | None = None
+        if backend is not None:  # in memory: nothing is ever left half uploaded
             self._store = backend
             return
+        self._uploads = Uploads(
+            config.bucket, config.endpoint, config.region, config.access_key_id, config.secret_access_key
+        )
         if config.endpoint is None:
             self._store = S3Store(
                 config.bucket,
@@ -221,6 +227,22 @@ class Store:
                 raise source_error[0] from None
             raise classify(exc, self.config, f"uploading {self.path(key)}") from None
         return Uploaded(key, digest.hexdigest(), size)
+
+    async def abort_incomplete(self, under: str) -> list[str]:
+        """Abort the multipart uploads still open under the key prefix `under` (relative to the store's
+        prefix): those an abort could not reach the server for. Only for a prefix no one else uploads to at
+        the same time. The keys they were for."""
+        await self._policy()
+        if self._uploads is None:
+            return []
+        try:
+            aborted = await self._uploads.abort_under(self.path(under) + "/")
+        except httpx.HTTPStatusError as exc:
+            text = f"status {exc.response.status_code} {exc.response.text}"
+            raise classify(obs_errors.GenericError(text), self.config, "aborting unfinished uploads") from None
+        except httpx.HTTPError as exc:
+            raise classify(exc, self.config, "aborting unfinished uploads") from None
+        return [key.removeprefix(self.path("") + "/") for key in aborted]
 
     async def presign_get(self, key: str, expires: timedelta) -> str:
         """A URL anyone holding it may GET the object with until `expires` passes: a credential."""

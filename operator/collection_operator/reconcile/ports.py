@@ -114,6 +114,10 @@ class ObjectStorePort(Protocol):
         """Multipart, bounded memory, sha256 while streaming; on any failure the upload is aborted. An error
         `chunks` raises is re-raised as it is."""
 
+    async def abort_incomplete(self, under: str) -> list[str]:
+        """Abort the multipart uploads still open under the key prefix `under` (an abort that could not reach
+        the server left them); the keys they were for."""
+
     async def presign_get(self, key: str, expires: timedelta) -> str:
         """A URL that GETs the object until `expires` passes: a credential, never shown."""
 

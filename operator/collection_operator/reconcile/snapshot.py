@@ -362,10 +362,15 @@ async def offload(
     gateway: SnapshotsPort, store: ObjectStorePort, collection: str, record: SnapshotRecord, key: str
 ) -> SnapshotRecord:
     """Stream the node's file to `key`, check it against what Qdrant said it wrote, then delete the node's
-    copy. Whatever fails, the node's copy is deleted too: the retry takes a new snapshot (one holding the
+    copy. Whatever fails, the node's copy is deleted too (and the upload aborted, by obstore or, when the store
+    was unreachable, by the next attempt): the retry takes a new snapshot (one holding the
     points as they are then), so a kept file would be one more untracked file on the node per failed
     attempt, filling its disk through a long outage of the store. Nothing is recorded unless all succeeded."""
     try:
+        # An earlier attempt cut off while the store was down could not abort its upload; only this
+        # resource's loop writes under this prefix, one upload at a time.
+        if aborted := await store.abort_incomplete(key.rsplit("/", 1)[0]):
+            log.info("aborted unfinished uploads of %s", ", ".join(aborted))
         uploaded = await store.upload(key, gateway.download_snapshot(collection, record.name))
     except ObjectStoreError as exc:
         await _discard(gateway, collection, record.name)
