@@ -175,27 +175,30 @@ class Seaweed:
         with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.read()  # type: ignore[no-any-return]
 
-    def create_bucket(self, name: str) -> None:
+    def create_bucket(self, name: str | None = None) -> str:
+        """A new bucket (a random name unless given); its name."""
+        name = name or f"test-{secrets.token_hex(6)}"
         self.s3("PUT", f"/{name}")
+        return name
 
     def delete_bucket(self, name: str) -> None:
         """The bucket and everything in it (the server allows deleting a non-empty bucket)."""
         self.s3("DELETE", f"/{name}")
 
-    def filer_list(self, path: str) -> list[dict]:  # type: ignore[type-arg]
-        """The entries of a filer directory, e.g. `/buckets/<bucket>/.uploads` (unfinished multipart uploads);
-        empty when the directory does not exist."""
+    def uploads(self, bucket: str) -> list[str]:
+        """The multipart uploads begun in `bucket` and neither completed nor aborted: the gateway keeps them in
+        the filer's `/buckets/<bucket>/.uploads/`."""
         request = urllib.request.Request(
-            f"{self.filer_url}{urllib.parse.quote(path.rstrip('/'))}/?limit=1000",
-            headers={"Accept": "application/json"},
+            f"{self.filer_url}/buckets/{bucket}/.uploads/?limit=1000", headers={"Accept": "application/json"}
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as resp:
-                return json.loads(resp.read()).get("Entries") or []  # type: ignore[no-any-return]
+                entries = json.loads(resp.read()).get("Entries") or []
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return []
             raise
+        return [entry["FullPath"] for entry in entries]
 
 
 def sign(method: str, url: str, region: str, access_key_id: str, secret_access_key: str) -> dict[str, str]:

@@ -70,7 +70,7 @@ def test_signed_requests_are_served_on_loopback_and_nothing_listens_elsewhere(s3
 
     assert s3_server.pid is not None
     sockets = listening(s3_server.pid)
-    assert {port for _, port in sockets} == set(s3_server.server.ports.values()), "one listener per chosen port"
+    assert {port for _, port in sockets} == set(s3_server.ports.values()), "one listener per chosen port"
     assert {address for address, _ in sockets} == {"127.0.0.1"}, sockets
     s3_server.delete_bucket(bucket)
 
@@ -97,14 +97,14 @@ def test_stop_and_start_keep_the_data(s3_server: S3Server, s3_bucket: str) -> No
 
 
 def test_unfinished_multipart_uploads_are_listed_until_aborted(s3_server: S3Server, s3_bucket: str) -> None:
-    answer = s3_server.server.s3("POST", f"/{s3_bucket}/big.snapshot?uploads=").decode()
+    answer = s3_server.s3("POST", f"/{s3_bucket}/big.snapshot?uploads=").decode()
     match = re.search(r"<UploadId>([^<]+)</UploadId>", answer)
     assert match, answer
     assert len(s3_server.uploads(s3_bucket)) == 1
-    s3_server.server.s3("DELETE", f"/{s3_bucket}/big.snapshot?uploadId={match[1]}")
+    s3_server.s3("DELETE", f"/{s3_bucket}/big.snapshot?uploadId={match[1]}")
     assert s3_server.uploads(s3_bucket) == []
     with pytest.raises(urllib.error.HTTPError) as missing:
-        s3_server.server.s3("DELETE", f"/{s3_bucket}-gone")
+        s3_server.s3("DELETE", f"/{s3_bucket}-gone")
     assert missing.value.code == 404
 
 
