@@ -283,3 +283,52 @@ def test_s3_stopped_mid_upload_is_retried_and_nothing_half_written_remains(
     assert list(stored) == [key] and hashlib.sha256(stored[key]).hexdigest() == record["checksum"]
     assert s3_server.uploads(s3_bucket) == [], "the upload S3 could not abort while down was aborted after"
     assert qdrant_snapshots(qdrant_server, collection) == []
+
+
+def test_qdrant_s_own_s3_mode_works_unchanged_with_the_operator_s_checksum(
+    cluster, operator, real_qdrant_factory, s3_server, s3_bucket
+):
+    """Qdrant with storage.snapshots_config.snapshots_storage s3 writes its snapshots to the bucket and answers
+    no checksum (collection/src/common/snapshots_manager.rs): the operator streams the file and records its
+    sha256, so a restore from it is verified as any other."""
+    qdrant = real_qdrant_factory(
+        snapshots_s3={
+            "bucket": s3_bucket,
+            "region": s3_server.region,
+            "access_key": s3_server.access_key_id,
+            "secret_key": s3_server.secret_access_key,
+            "endpoint_url": s3_server.endpoint,
+        }
+    )
+    cluster.create("QdrantConnection", "s3mode", {"url": qdrant.url, "environment": "Testing"})
+    cluster.wait_condition("qdrantconnections", "s3mode", "Connected")
+    cluster.apply(
+        "VectorCollection",
+        "docs",
+        {"connectionRef": {"name": "s3mode"}, "vectors": [{"size": 384, "distance": "Cosine"}]},
+    )
+    collection = cluster.wait_condition(VC, "docs", "InSync")["status"]["collectionName"]
+    with closing(qdrant.client()) as client:
+        client.upsert(collection, points=points(range(20)), wait=True)
+    before = contents(qdrant, collection)
+    cluster.apply("CollectionSnapshot", "plain", {"collectionRef": {"name": "docs"}})
+    [record] = cluster.wait_condition(PLURAL, "plain", "Completed", timeout=120)["status"]["snapshots"]
+    assert "location" not in record, "the file is where Qdrant keeps it: its own bucket"
+    with closing(qdrant.client()) as client:
+        described = {s.name: s.checksum for s in client.list_snapshots(collection)}
+    assert described == {record["name"]: None}, "Qdrant's S3 mode records no checksum: the operator's is the one"
+    in_bucket = {key: data for key, data in objects(s3_server, s3_bucket).items() if key.endswith(record["name"])}
+    [data] = in_bucket.values()
+    assert hashlib.sha256(data).hexdigest() == record["checksum"] and len(data) == record["sizeBytes"]
+
+    cluster.apply(
+        "VectorCollection",
+        "copy",
+        {
+            "connectionRef": {"name": "s3mode"},
+            "vectors": [{"size": 384, "distance": "Cosine"}],
+            "source": {"snapshot": {"snapshotRef": {"name": "plain"}}},
+        },
+    )
+    copy = cluster.wait_condition(VC, "copy", "InSync", timeout=120)["status"]
+    assert contents(qdrant, copy["collectionName"]) == before
