@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from collection_operator.objectstore import Store, StoreConfig, parse_location
+from tests.fixtures.controlplane import KubectlError
 from tests.fixtures.operator import wait_for
 from tests.integration.test_snapshot import contents, points, qdrant_snapshots, source_collection
 
@@ -203,6 +204,14 @@ def test_wrong_credentials_a_missing_bucket_or_secret_stall_with_a_readable_reas
         assert wrong not in str(stalled) and s3_server.secret_access_key not in str(stalled)
     assert qdrant_snapshots(qdrant_server, collection) == [], "nothing taken while the store refuses"
     assert objects(s3_server, s3_bucket) == {}
+    both = {
+        "snapshot": {"snapshotRef": {"name": "badkeys"}},
+        "objectStore": {"bucket": s3_bucket, "key": "k", "checksum": "0" * 64, "credentialsSecretRef": {"name": "s3"}},
+    }
+    with pytest.raises(KubectlError, match="exactly one of snapshot, objectStore"):
+        cluster.apply(
+            "VectorCollection", "both", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4}], "source": both}
+        )
 
 
 class Throttle:
