@@ -210,7 +210,9 @@ def test_wrong_credentials_a_missing_bucket_or_secret_stall_with_a_readable_reas
     }
     with pytest.raises(KubectlError, match="exactly one of snapshot, objectStore"):
         cluster.apply(
-            "VectorCollection", "both", {"connectionRef": {"name": "main"}, "vectors": [{"size": 4}], "source": both}
+            "VectorCollection",
+            "both",
+            {"connectionRef": {"name": "main"}, "vectors": [{"size": 4, "distance": "Cosine"}], "source": both},
         )
 
 

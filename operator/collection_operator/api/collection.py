@@ -382,7 +382,9 @@ class Source(WireModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("has(self.snapshot) != has(self.objectStore)", "source needs exactly one of snapshot, objectStore")
+                cel("has(self.snapshot) != has(self.objectStore)", "source needs exactly one of snapshot, objectStore"),
+                # here, not on the field: a field's own rules would replace the model's in the schema
+                cel("self == oldSelf", "source is immutable"),
             ]
         }
     )
@@ -589,7 +591,6 @@ class VectorCollectionSpec(WireModel):
     source: Source | None = Field(
         None,
         description="Create the collection from a snapshot instead of empty. Immutable.",
-        json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "source is immutable")]},
     )
 
 
