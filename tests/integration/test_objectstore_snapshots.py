@@ -16,7 +16,7 @@ import pytest
 
 from collection_operator.objectstore import Store, StoreConfig, parse_location
 from tests.fixtures.controlplane import KubectlError
-from tests.fixtures.operator import wait_for
+from tests.fixtures.operator import connect, wait_for
 from tests.integration.test_snapshot import contents, points, qdrant_snapshots, source_collection
 
 pytestmark = pytest.mark.integration
@@ -108,16 +108,14 @@ def test_kept_in_the_bucket_and_restored_into_a_separate_qdrant(
     )
     copy = cluster.wait_condition(VC, "copy", "InSync", timeout=120)["status"]
     assert copy["restoredFrom"] == f"offsite/{record['name']}"
+    with pytest.raises(KubectlError, match="source is immutable"):
+        patch = '{"spec":{"source":{"snapshot":{"snapshotRef":{"name":"offsite"},"snapshotName":"x"}}}}'
+        cluster.kubectl("patch", VC, "copy", "--type=merge", "-p", patch)
     assert contents(qdrant_server, copy["collectionName"]) == before
 
     # Disaster recovery: a second, separate Qdrant and a VectorCollection that knows only the file.
     other = qdrant_factory()
-    spec: dict[str, Any] = {"url": other.url, "environment": "Testing"}
-    if other.api_key:
-        cluster.kubectl("create", "secret", "generic", "dr-key", f"--from-literal=api-key={other.api_key}")
-        spec["apiKeySecretRef"] = {"name": "dr-key"}
-    cluster.create("QdrantConnection", "dr", spec)
-    cluster.wait_condition("qdrantconnections", "dr", "Connected")
+    connect(cluster, other, "dr", "dr-key")
     bucket, object_key = parse_location(record["location"])
     source = {
         "bucket": bucket,
@@ -311,8 +309,7 @@ def test_qdrant_s_own_s3_mode_works_unchanged_with_the_operator_s_checksum(
             "endpoint_url": s3_server.endpoint,
         }
     )
-    cluster.create("QdrantConnection", "s3mode", {"url": qdrant.url, "environment": "Testing"})
-    cluster.wait_condition("qdrantconnections", "s3mode", "Connected")
+    connect(cluster, qdrant, "s3mode", "s3mode-key")
     cluster.apply(
         "VectorCollection",
         "docs",

@@ -84,9 +84,10 @@ def test_errors_map_to_reasons_without_the_servers_words(error, reason, retryabl
 @pytest.mark.parametrize(
     ("endpoint", "why"),
     [
-        ("http://user:pw@127.0.0.1:9000", "credentials in the endpoint URL"),
-        ("ftp://127.0.0.1", "http:// or https://"),
+        ("http://user:pw@127.0.0.1:9000", "credentials in the URL are not allowed: put them in the credentials"),
+        ("ftp://127.0.0.1", "only http:// and https://"),
         ("http://", "no host"),
+        ("http://127.0.0.1:port", "not a valid URL"),
     ],
 )
 def test_malformed_endpoints_are_refused_before_any_request(endpoint, why):

@@ -27,7 +27,7 @@ import obstore
 from obstore import exceptions as obs_errors
 from obstore.store import MemoryStore, S3Store
 
-from ..config.address_policy import AddressPolicy, IPAddress, Refusal, check, parse_ip
+from ..config.address_policy import AddressPolicy, IPAddress, Refusal, check, host_of, parse_ip
 from .multipart import Uploads
 
 PART_BYTES = 8 * 1024 * 1024  # S3's minimum part is 5 MiB; 10,000 parts of 8 MiB hold 78 GiB
@@ -103,19 +103,8 @@ def classify(exc: Exception, config: StoreConfig, what: str) -> ObjectStoreError
 
 def _endpoint(endpoint: str) -> tuple[str, str]:
     """(scheme, host) of an S3 endpoint URL; Refusal for another scheme, no host, or credentials in it."""
-    try:
-        parts = urlsplit(endpoint.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as exc:
-        raise Refusal(f"the endpoint is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise Refusal("the endpoint must be an http:// or https:// URL")
-    if "@" in parts.netloc:
-        raise Refusal("credentials in the endpoint URL are not allowed: put them in the credentials Secret")
-    host = (parts.hostname or "").rstrip(".")
-    if not host:
-        raise Refusal("the endpoint URL has no host")
-    return parts.scheme, host
+    host, _port = host_of(endpoint, "put them in the credentials Secret")
+    return urlsplit(endpoint.strip()).scheme, host
 
 
 async def _resolve(host: str) -> list[IPAddress]:
