@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint unit integration crds docs crds-check cluster-up cluster-down cluster-build gohelpers argocd-cm \
         qdrant-up qdrant-down qdrant-real-build qdrant-real-up qdrant-cluster-up qdrant-real-down run bench clean down \
-        chart-sync go-tools image image-tools faults-table node-tools node-build node-up node-down
+        chart-sync go-tools image image-tools faults-table node-tools node-build node-up node-down s3-up s3-down
 
 # The real Qdrant is built from ../shared/vendor/qdrant when that exists; elsewhere QDRANT_BIN / QDRANT_URL
 # point at one, or the real tier of the tests skips with a message saying how to get one.
@@ -86,6 +86,14 @@ qdrant-cluster-up:
 qdrant-real-down:
 	$(PYTHON) devenv/qdrant_real.py down
 
+# SeaweedFS, a real S3 server on loopback (CONTRIBUTING.md "S3 (SeaweedFS)"); weed is built by go-tools.
+S3_PORT ?= 8333
+s3-up:
+	$(PYTHON) devenv/seaweed.py up --port $(S3_PORT)
+
+s3-down:
+	$(PYTHON) devenv/seaweed.py down
+
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
@@ -148,6 +156,7 @@ down: $(STAMP)
 	$(PY) -m devenv.demo down
 	$(PY) -m devenv.qdrant_dev down
 	$(PYTHON) devenv/qdrant_real.py down
+	$(PYTHON) devenv/seaweed.py down
 	$(PYTHON) devenv/controlplane.py down
 
 # The results table of the last tests/faults run (tests/faults/RESULTS.json) into CONTRIBUTING.md.

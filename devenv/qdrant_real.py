@@ -271,6 +271,9 @@ class Node:
     jwt_rbac: bool = False  # service.jwt_rbac: tokens signed with api_key are taken (CollectionAccessKey)
     alt_api_key: str | None = None  # service.alt_api_key (1.17+): a second key, e.g. the old one during rotation
     bootstrap: str | None = None  # the first node's p2p URL, for nodes 2..N
+    # storage.snapshots_config.s3_config (bucket, region, access_key, secret_key, endpoint_url): Qdrant's own S3
+    # mode, snapshots written to that bucket instead of snapshots_path
+    snapshots_s3: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -307,6 +310,10 @@ class Node:
             env["QDRANT__SERVICE__JWT_RBAC"] = "true"
         if self.alt_api_key:
             env["QDRANT__SERVICE__ALT_API_KEY"] = self.alt_api_key
+        if self.snapshots_s3:
+            env["QDRANT__STORAGE__SNAPSHOTS_CONFIG__SNAPSHOTS_STORAGE"] = "s3"
+            for key, value in self.snapshots_s3.items():
+                env[f"QDRANT__STORAGE__SNAPSHOTS_CONFIG__S3_CONFIG__{key.upper()}"] = value
         args = [str(exe)]
         if self.p2p_port:
             env["QDRANT__CLUSTER__ENABLED"] = "true"

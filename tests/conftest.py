@@ -14,4 +14,9 @@ if _worker and "DEVENV_STATE_DIR" not in os.environ:
     _api, _etcd = ports.free_ports(4)[::2]
     os.environ["DEVENV_API_PORT"], os.environ["DEVENV_ETCD_PORT"] = str(_api), str(_etcd)
 
-pytest_plugins = ["tests.fixtures.controlplane", "tests.fixtures.qdrant", "tests.fixtures.operator"]
+pytest_plugins = [
+    "tests.fixtures.controlplane",
+    "tests.fixtures.qdrant",
+    "tests.fixtures.operator",
+    "tests.fixtures.s3",
+]

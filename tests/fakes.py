@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping
+import hashlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+import obstore
+from obstore.store import MemoryStore
 
 from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import ClientSettings
+from collection_operator.objectstore import Store, StoreConfig
 from collection_operator.qdrant import ConnectionReport, Topology
-from collection_operator.qdrant.errors import AlreadyExists
+from collection_operator.qdrant.errors import AlreadyExists, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.ports import Credentials, StoredSecret
 
@@ -169,19 +175,37 @@ class FakeSnapshots:
         self.write_during_snapshot = 0
         self.peer: str | None = None
         self.views: list[dict[str, Any]] = []  # GET /collections/{name}/cluster answers, in order (last repeats)
+        self.taken = 0  # snapshots created: Qdrant never reuses a name once the second has passed
+        self.files: dict[str, bytes] = {}  # snapshot name -> its bytes (download_snapshot)
+        self.checksums = "fixed"  # what create_snapshot says: "fixed" ("abc"), "real" (sha256) or "none" (S3 mode)
+        self.download_fails_after: int | None = None  # chunks served before the download breaks
 
     async def count(self, collection: str) -> int | None:
         return self.points.get(collection)
 
     async def create_snapshot(self, collection: str) -> dict[str, Any]:
         peer = f"{self.peer}-" if self.peer else ""  # distributed Qdrant names the file after the taking node
-        name = f"{collection}-{peer}{len(self.snapshots)}.snapshot"
+        name = f"{collection}-{peer}{self.taken}.snapshot"
+        self.taken += 1
         self.snapshots[name] = self.points[collection]
         self.points[collection] += self.write_during_snapshot
-        return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": 1024, "checksum": "abc"}
+        self.files[name] = f"{name}:{self.snapshots[name]};".encode() * 4000
+        checksum = {"fixed": "abc", "real": hashlib.sha256(self.files[name]).hexdigest(), "none": None}[self.checksums]
+        size = 1024 if self.checksums == "fixed" else len(self.files[name])
+        return {"name": name, "creation_time": "2030-05-01T00:00:00", "size": size, "checksum": checksum}
+
+    async def download_snapshot(self, collection: str, snapshot: str) -> AsyncIterator[bytes]:
+        self.calls.append(f"download {snapshot}")
+        data = self.files[snapshot]
+        for index, start in enumerate(range(0, len(data), 10000)):
+            if self.download_fails_after is not None and index >= self.download_fails_after:
+                raise Unreachable("connection broke (ReadError)")
+            yield data[start : start + 10000]
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+        self.calls.append(f"delete {snapshot}")
         self.snapshots.pop(snapshot, None)
+        self.files.pop(snapshot, None)
 
     async def metadata(self, collection: str) -> dict[str, Any] | None:
         if collection not in self.points:
@@ -190,8 +214,9 @@ class FakeSnapshots:
         return {} if owner is None else {mapping.OWNER_KEY: owner}
 
     async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
-        self.calls.append(f"recover {collection} {location.rsplit('/', 1)[-1]} {checksum} {api_key}")
-        self.points[collection] = self.snapshots[location.rsplit("/", 1)[-1]]
+        name = location.split("?")[0].rsplit("/", 1)[-1]
+        self.calls.append(f"recover {collection} {name} {checksum} {api_key}")
+        self.points[collection] = self.snapshots[name]
         self.owners[collection] = "ns/docs/uid-src"  # the snapshot carries the source's marker
 
     async def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
@@ -320,3 +345,27 @@ class FakeClients:
         client = self.running.setdefault(key, FakeClient(namespace, spec, self.report))
         client.spec = spec
         return client
+
+
+class FakeStore(Store):
+    """objectstore.Store on obstore's MemoryStore (one per bucket, kept across opens). A MemoryStore cannot
+    sign, so presign_get returns a URL of presigned shape (its signature a marker tests look for)."""
+
+    async def presign_get(self, key: str, expires: timedelta) -> str:
+        return f"https://s3.example/{self.config.bucket}/{self.path(key)}?X-Amz-Expires={int(expires.total_seconds())}&X-Amz-Signature=SIGNATURE"
+
+
+@dataclass
+class FakeObjectStores:
+    """OpenStore over FakeStores: every config opened is recorded (the credentials read at each use)."""
+
+    buckets: dict[str, MemoryStore] = field(default_factory=dict)
+    opened: list[StoreConfig] = field(default_factory=list)
+
+    def open(self, config: StoreConfig) -> Store:
+        self.opened.append(config)
+        return FakeStore(config, backend=self.buckets.setdefault(config.bucket, MemoryStore()))
+
+    def keys(self, bucket: str) -> list[str]:
+        store = self.buckets.get(bucket)
+        return sorted(meta["path"] for batch in obstore.list(store) for meta in batch) if store else []

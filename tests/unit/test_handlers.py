@@ -19,10 +19,11 @@ from collection_operator.qdrant.errors import Unreachable
 from collection_operator.reconcile import collection_step
 from collection_operator.reconcile.outcome import DELETE_ATTEMPTS, Outcome, State, Verdict
 from collection_operator.reconcile.restore import RestoreTracker
+from collection_operator.reconcile.snapshot import Offsite
 from collection_operator.reconcile.target import Target
 from collection_operator.redact import SecretValues
 from tests.builders import collection_spec
-from tests.fakes import FakeConnection, FakeConnections, FakeSecrets
+from tests.fakes import FakeConnection, FakeConnections, FakeObjectStores, FakeSecrets
 
 PLURAL = "vectorcollections"
 
@@ -144,7 +145,13 @@ async def test_delete_budget_retries_then_releases_with_a_warning(ctx):
 
 def environment(connections: FakeConnections) -> collection_step.Environment:
     return collection_step.Environment(
-        connections, FakeSecrets(), {}, RestoreTracker(), owner_alive=lambda _: False, snapshots=lambda _: None
+        connections,
+        FakeSecrets(),
+        {},
+        RestoreTracker(),
+        owner_alive=lambda _: False,
+        snapshots=lambda _: None,
+        offsite=Offsite(FakeSecrets(), FakeObjectStores().open),
     )
 
 

@@ -152,3 +152,13 @@ def test_a_broken_replys_text_is_never_quoted():
     for idempotent in (True, False):
         error = classify(broken, idempotent=idempotent)
         assert MARKER not in error.message and "RemoteProtocolError" in error.message
+
+
+def test_a_presigned_url_s_signature_is_masked_in_free_text():
+    """What a recover failure could quote: the URL Qdrant was given (docs/security.md#object-storage)."""
+    url = (
+        "http://127.0.0.1:8333/b/k.snapshot?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261207"
+        "&X-Amz-Date=20261207T043245Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature=b2a4f80173"
+    )
+    text = redact.redact_text(f"Failed to download snapshot from {url}: checksum mismatch")
+    assert "b2a4f80173" not in text and "***" in text and "checksum mismatch" in text

@@ -20,9 +20,10 @@ from collection_operator.reconcile.outcome import Stalling
 from collection_operator.reconcile.snapshot_step import SnapshotRun, delete_files, held_elsewhere
 from collection_operator.reconcile.target import Target
 from tests.builders import collection_spec
-from tests.fakes import FakeConnection, FakeConnections, FakeSecrets, FakeSnapshots
+from tests.fakes import FakeConnection, FakeConnections, FakeObjectStores, FakeSecrets, FakeSnapshots
 
 CREATED = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
+OFFSITE = logic.Offsite(FakeSecrets(), FakeObjectStores().open)
 
 
 def at(text: str) -> datetime:
@@ -275,7 +276,7 @@ async def test_a_restore_refuses_an_unverifiable_cluster_snapshot(record, stalle
     req = Target("ns", "copy", "uid-copy", 1, {"connectionRef": {"name": "main"}})
     tracker = restore.RestoreTracker()
     outcome, _ = await restore.restore_step(
-        req, spec, "copy", main, tracker, FakeConnections({"ns/main": main}), FakeSecrets(), lambda _: body
+        req, spec, "copy", main, tracker, FakeConnections({"ns/main": main}), FakeSecrets(), lambda _: body, OFFSITE
     )
     try:
         assert outcome is not None
@@ -300,7 +301,7 @@ async def test_a_restore_reads_only_through_a_connection_its_namespace_may_use()
     tracker = restore.RestoreTracker()
     connections = FakeConnections({"ns/main": main, "team-a/private": theirs})
     outcome, _ = await restore.restore_step(
-        req, spec, "copy", main, tracker, connections, FakeSecrets(), lambda _: body
+        req, spec, "copy", main, tracker, connections, FakeSecrets(), lambda _: body, OFFSITE
     )
     assert outcome is not None and outcome.verdict.reason == "ConnectionNotAllowed", outcome
     assert not tracker.running and main.snapshots.calls == []

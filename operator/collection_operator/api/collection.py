@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from .base import DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel, immutable
+from .objectstore import ObjectStoreSource
 
 # Qdrant accepts nearly any collection name but the ones below break URLs or file names.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
@@ -376,9 +377,28 @@ class SnapshotSourceRef(WireModel):
 
 
 class Source(WireModel):
-    """Where the collection's initial data comes from."""
+    """Where the collection's initial data comes from: exactly one of snapshot and objectStore."""
 
-    snapshot: SnapshotSourceRef = Field(description="Recover the collection from this snapshot.")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.snapshot) != has(self.objectStore)", "source needs exactly one of snapshot, objectStore"),
+                # here, not on the field: a field's own rules would replace the model's in the schema
+                cel("self == oldSelf", "source is immutable"),
+            ]
+        }
+    )
+
+    snapshot: SnapshotSourceRef | None = Field(None, description="Recover the collection from this snapshot.")
+    object_store: ObjectStoreSource | None = Field(
+        None, description="Recover the collection from this file in object storage (disaster recovery)."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if (self.snapshot is None) == (self.object_store is None):
+            raise ValueError("source needs exactly one of snapshot, objectStore")
+        return self
 
 
 class ConnectionRef(WireModel):
@@ -571,7 +591,6 @@ class VectorCollectionSpec(WireModel):
     source: Source | None = Field(
         None,
         description="Create the collection from a snapshot instead of empty. Immutable.",
-        json_schema_extra={"x-kubernetes-validations": [cel("self == oldSelf", "source is immutable")]},
     )
 
 

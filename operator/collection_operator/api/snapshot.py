@@ -7,6 +7,7 @@ from enum import StrEnum
 from pydantic import ConfigDict, Field, model_validator
 
 from .base import PREFIX, DeletionPolicy, LocalObjectRef, StatusBase, StatusModel, WireModel, cel
+from .objectstore import ObjectStoreTarget
 
 # On a VectorCollection: `<snapshotResource>/<snapshotName>` asks for one in-place restore.
 RESTORE_FROM = f"{PREFIX}restore-from"
@@ -51,6 +52,11 @@ class CollectionSnapshotSpec(WireModel):
     deletion_policy: DeletionPolicy = Field(
         DeletionPolicy.RETAIN, description="Delete removes the snapshot files from Qdrant with the resource."
     )
+    object_store: ObjectStoreTarget | None = Field(
+        None,
+        description="Keep the snapshots in object storage: each file is streamed there (sha256 computed on the "
+        "way) and deleted from the node. Left out: the files stay on the Qdrant node.",
+    )
 
 
 class Phase(StrEnum):
@@ -66,9 +72,16 @@ class SnapshotRecord(StatusModel):
     name: str = Field(description="The snapshot's file name in Qdrant.")
     created_at: str | None = Field(None, description="When Qdrant took it.")
     size_bytes: int | None = Field(None, description="Size of the file.")
-    checksum: str | None = Field(None, description="sha256 of the file, as Qdrant serves it; restores check it.")
+    checksum: str | None = Field(
+        None,
+        description="sha256 of the file (as Qdrant serves it, or as the operator streamed it to object storage); "
+        "restores check it.",
+    )
     points_count: int | None = Field(
         None, description="Points in the collection when it was taken (absent if writes raced); restores verify it."
+    )
+    location: str | None = Field(
+        None, description="s3://bucket/key when the file is kept in object storage (no longer on the node)."
     )
     peer: str | None = Field(
         None, description="Distributed Qdrant: the peer id of the node that took it; the file is on that node only."

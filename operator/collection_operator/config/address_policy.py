@@ -116,8 +116,9 @@ def parse_ip(host: str) -> IPAddress | None:
     return None
 
 
-def host_of(url: str) -> tuple[str, int]:
-    """The host (lower case, no trailing dot, IPv6 without brackets) and port of a Qdrant URL."""
+def host_of(url: str, credentials_go: str = "reference the API key with apiKeySecretRef") -> tuple[str, int]:
+    """The host (lower case, no trailing dot, IPv6 without brackets) and port of a Qdrant (or S3) URL;
+    `credentials_go` says where credentials belong instead of the URL."""
     try:
         parts: SplitResult = urlsplit(url.strip())
         port = parts.port
@@ -126,7 +127,7 @@ def host_of(url: str) -> tuple[str, int]:
     if parts.scheme not in ("http", "https"):
         raise Refusal("only http:// and https:// URLs are allowed")
     if "@" in parts.netloc:
-        raise Refusal("credentials in the URL are not allowed: reference the API key with apiKeySecretRef")
+        raise Refusal(f"credentials in the URL are not allowed: {credentials_go}")
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise Refusal("the URL has no host")

@@ -122,6 +122,7 @@ async def _reconcile_collection(
         ctx.restores,
         owner_alive=lambda marker: marker.rsplit("/", 1)[-1] in uids,
         snapshots=lookup(snapshots),
+        offsite=ctx.offsite,
         pace=CopyPace(ctx.settings.migration_page_points, ctx.settings.migration_copy_seconds),
     )
     with metrics.RECONCILE_DURATION.labels("VectorCollection").time():

@@ -20,12 +20,14 @@ from ..api.connection import QdrantConnectionSpec, lists
 from ..config import ClientSettings, OperatorSettings, SettingsWatcher
 from ..k8s.api import KubeApi, KubeApiError
 from ..k8s.peering import PeeringKeeper
+from ..objectstore import Store, StoreConfig
 from ..qdrant import ConnectionReport, Gateway, QdrantEndpoints, QdrantGateway, Topology
 from ..qdrant.adapters import QdrantCollections, QdrantSnapshots
 from ..reconcile.connection import verdict as connection_verdict
 from ..reconcile.gates import ConnectionGate
 from ..reconcile.ports import Credentials, SecretUnavailable, StoredSecret
 from ..reconcile.restore import RestoreTracker
+from ..reconcile.snapshot import Offsite
 from ..redact import SecretValues
 
 log = logging.getLogger(__name__)
@@ -251,6 +253,14 @@ class Context:
         before routine re-checks. At most `within` seconds, so a steady stream of changes never stops sweeps."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._quiet.wait(), within)
+
+    def open_store(self, config: StoreConfig) -> Store:
+        """An object store under the address policy in force now (the endpoint is user-supplied)."""
+        return Store(config, self.settings.address_policy)
+
+    @property
+    def offsite(self) -> Offsite:
+        return Offsite(KubeSecrets(self.kube), self.open_store)
 
     def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.poster(body, type_, reason, self.secrets.scrub(message))

@@ -13,7 +13,14 @@ from ..api import GROUP, VERSION
 from ..api.kinds import COLLECTION_SNAPSHOT
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
-from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, delete_files, deletes_files, held_elsewhere
+from ..reconcile.snapshot_step import (
+    SnapshotOutcome,
+    SnapshotRun,
+    delete_files,
+    delete_objects,
+    deletes_files,
+    held_elsewhere,
+)
 from .adapter import INDEX, Bodies, delete_with_budget, every, indexed, lookup, report
 from .context import Context
 
@@ -53,6 +60,7 @@ async def snapshot_daemon(
                 ctx.connections,
                 progress,
                 every(snapshot_bodies),
+                ctx.offsite,
             )
             await report(ctx, PLURAL, body, step.outcome)
             delay = step.delay
@@ -86,8 +94,10 @@ async def delete_snapshot_files(
 
     async def attempt() -> tuple[str, str, str]:
         collection, deleted = await delete_files(status, memo.context.connections, keep=shared)
+        objects = await delete_objects(status, body["spec"], meta["namespace"], memo.context.offsite)
         kept = f"; kept {', '.join(sorted(shared))}, which another CollectionSnapshot records too" if shared else ""
-        return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}{kept}"
+        stored = f" and {len(objects)} object(s) in object storage" if objects else ""
+        return "Normal", "Deleted", f"deleted {len(deleted)} snapshot file(s) of {collection}{stored}{kept}"
 
     await delete_with_budget(
         memo.context,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from . import copying
@@ -116,6 +117,9 @@ class QdrantSnapshots:
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> None:
         await self.gateway.delete_snapshot(collection, snapshot)
+
+    def download_snapshot(self, collection: str, snapshot: str) -> AsyncIterator[bytes]:
+        return self.gateway.download_snapshot(collection, snapshot, timeout_seconds=TRANSFER_TIMEOUT_SECONDS)
 
     async def metadata(self, collection: str) -> dict[str, Any] | None:
         if not await self.gateway.collection_exists(collection):

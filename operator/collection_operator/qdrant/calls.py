@@ -15,6 +15,7 @@ from .errors import AlreadyExists, InvalidRequest, NotFound, QdrantError
 from .session import Session
 
 T = TypeVar("T")
+DOWNLOAD_QUEUE_CHUNKS = 16  # httpx yields up to 64 KiB a chunk: about 1 MiB read ahead of the consumer
 
 
 @dataclass
@@ -258,6 +259,40 @@ class CollectionCalls(Protocol):
             "list_snapshots", "GET", path("collections", collection, "snapshots"), idempotent=True
         )
         return list(result)
+
+    async def download_snapshot(
+        self, collection: str, snapshot: str, *, timeout_seconds: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """The snapshot file's bytes as they arrive, at most DOWNLOAD_QUEUE_CHUNKS read ahead of the consumer.
+        One attempt under the breaker, pool lease and timeout, never retried: a retry would repeat bytes already
+        passed on. A failure is raised as the typed error where the consumer reads next."""
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=DOWNLOAD_QUEUE_CHUNKS)
+
+        async def stream(session: Session) -> None:
+            async with session.http.stream("GET", path("collections", collection, "snapshots", snapshot)) as reply:
+                if reply.is_error:
+                    await reply.aread()  # the error's classifier reads Qdrant's JSON error text
+                    reply.raise_for_status()
+                async for chunk in reply.aiter_bytes():
+                    await queue.put(chunk)
+            await queue.put(None)
+
+        async def produce() -> None:
+            try:
+                await self._timed("download_snapshot", stream, False, timeout_seconds)
+            except QdrantError as error:
+                await queue.put(error)
+
+        producer = asyncio.create_task(produce(), name=f"download {collection}/{snapshot}")
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
         try:

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -331,6 +331,12 @@ class QdrantEndpoints(Shared):
 
     async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
         return await self.members[0].delete_snapshot(collection, snapshot)
+
+    async def download_snapshot(
+        self, collection: str, snapshot: str, *, timeout_seconds: float | None = None
+    ) -> AsyncIterator[bytes]:
+        async for chunk in self.members[0].download_snapshot(collection, snapshot, timeout_seconds=timeout_seconds):
+            yield chunk
 
     # ----- internals ---------------------------------------------------------------------------------
 

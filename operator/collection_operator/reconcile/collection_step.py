@@ -20,6 +20,7 @@ from .gates import Cluster, ConnectionGate
 from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, outcome_for, parse
 from .ports import ConnectionsPort, SecretsPort
 from .restore import RestoreTracker, restore_step
+from .snapshot import Offsite
 from .target import CollectionOutcome, Target, collection_name, status, with_fields
 
 PAUSED = f"{PREFIX}paused"
@@ -38,6 +39,7 @@ class Environment:
     restores: RestoreTracker
     owner_alive: Callable[[str], bool]  # is the VectorCollection of this uid still there?
     snapshots: Callable[[str], Mapping[str, Any] | None]  # CollectionSnapshot body by "namespace/name"
+    offsite: Offsite  # object storage, for restores from it
     pace: CopyPace = field(default_factory=CopyPace)  # of BlueGreen copies
 
 
@@ -87,7 +89,7 @@ async def step(target: Target, env: Environment) -> CollectionOutcome:
         )
     adoption_allowed = runtime.spec.adopts_from(runtime.namespace, target.namespace)
     restoring, restored = await restore_step(
-        target, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots
+        target, spec, name, runtime, env.restores, env.connections, env.secrets, env.snapshots, env.offsite
     )
     if restoring is not None:
         return with_fields(restoring, collection_name=name, connection=key)

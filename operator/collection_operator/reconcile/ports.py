@@ -4,12 +4,15 @@ registry; unit tests use tests/fakes.py. Qdrant errors are the qdrant layer's ty
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from ..api.connection import QdrantConnectionSpec
 from ..config import ClientSettings
+from ..objectstore import StoreConfig, Uploaded
 from ..qdrant import ConnectionReport, Topology
 
 
@@ -87,6 +90,10 @@ class SnapshotsPort(Protocol):
     async def delete_snapshot(self, collection: str, snapshot: str) -> None:
         """Succeeds when the snapshot is already gone."""
 
+    def download_snapshot(self, collection: str, snapshot: str) -> AsyncIterator[bytes]:
+        """GET /collections/{c}/snapshots/{name}: the file's bytes as they arrive (bounded read-ahead); a
+        failure is the typed error, raised where the consumer reads next. One attempt, never retried."""
+
     async def metadata(self, collection: str) -> dict[str, Any] | None:
         """The collection's metadata, or None when it does not exist."""
 
@@ -98,6 +105,36 @@ class SnapshotsPort(Protocol):
     async def placement(self, collection: str) -> dict[str, Any]:
         """GET /collections/{name}/cluster (distributed Qdrant): the answering node's peer id, its local
         shards and the remote ones, with replica states."""
+
+
+class ObjectStorePort(Protocol):
+    """One bucket under a key prefix (collection_operator.objectstore.Store); failures are ObjectStoreError."""
+
+    async def upload(self, key: str, chunks: AsyncIterable[bytes]) -> Uploaded:
+        """Multipart, bounded memory, sha256 while streaming; on any failure the upload is aborted. An error
+        `chunks` raises is re-raised as it is."""
+
+    async def abort_incomplete(self, under: str) -> list[str]:
+        """Abort the multipart uploads still open under the key prefix `under` (an abort that could not reach
+        the server left them); the keys they were for."""
+
+    async def presign_get(self, key: str, expires: timedelta) -> str:
+        """A URL that GETs the object until `expires` passes: a credential, never shown."""
+
+    async def delete(self, key: str) -> None:
+        """Succeeds when the object is already gone."""
+
+    def download(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def check(self) -> None:
+        """The bucket is reachable with these credentials."""
+
+    def location(self, key: str) -> str:
+        """ "s3://bucket/<prefix>/<key>"."""
+
+
+# Opens the store a StoreConfig names (objectstore.Store in the operator, under its address policy).
+OpenStore = Callable[[StoreConfig], ObjectStorePort]
 
 
 class SecretUnavailable(Exception):

@@ -54,6 +54,13 @@ SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
 COLLECTION_NOT_FOUND = "CollectionNotFound"
 COLLECTION_NOT_READY = "CollectionNotReady"
 DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
+# Object storage (spec.objectStore, spec.source.objectStore): the objectstore package's reasons
+OBJECT_STORE_CREDENTIALS_REJECTED = "ObjectStoreCredentialsRejected"
+OBJECT_STORE_BUCKET_NOT_FOUND = "ObjectStoreBucketNotFound"
+OBJECT_STORE_OBJECT_NOT_FOUND = "ObjectStoreObjectNotFound"
+OBJECT_STORE_ENDPOINT_REFUSED = "ObjectStoreEndpointRefused"
+OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+SNAPSHOT_CHECKSUM_MISMATCH = "SnapshotChecksumMismatch"  # the file streamed off the node is not the one Qdrant wrote
 
 # CollectionAccessKey
 KEY_ISSUED = "KeyIssued"  # Ready: the Secret holds a valid token; also the Event of each new token

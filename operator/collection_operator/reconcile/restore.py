@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.collection import VectorCollectionSpec
-from ..api.snapshot import RESTORE_FROM
+from ..api.objectstore import ObjectStoreSource
+from ..api.snapshot import RESTORE_FROM, CollectionSnapshotSpec
 from ..qdrant.errors import QdrantError
 from . import reasons
 from . import snapshot as logic
 from .connection import api_key
 from .connections import usable
-from .outcome import Outcome, ReconcileError, State, Verdict, outcome_for, verdict_for
+from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, outcome_for, verdict_for
 from .ports import ConnectionPort, ConnectionsPort, SecretsPort
 from .target import CollectionOutcome, Target, status
 
@@ -52,21 +53,69 @@ class RestoreTracker:
         self.running.clear()
 
 
-def _requested(req: Target, spec: VectorCollectionSpec) -> tuple[str, str, str | None, bool] | None:
-    """(request, snapshot resource, snapshot name or None for the newest, in place) or None."""
+@dataclass(frozen=True)
+class _Request:
+    key: str  # what identifies the request (a failure is shown until its retry time for the same key)
+    resource: str  # the CollectionSnapshot; "" for spec.source.objectStore
+    name: str | None  # which of its snapshots; None for the newest
+    in_place: bool
+    object_store: ObjectStoreSource | None = None
+
+
+def _requested(req: Target, spec: VectorCollectionSpec) -> _Request | None:
     annotation = req.annotations.get(RESTORE_FROM)
     if annotation and annotation != req.status.get("restoredFrom"):
         resource, name = logic.parse_restore_annotation(annotation)
-        return annotation, resource, name, True
-    source = spec.source.snapshot if spec.source else None
-    if source and req.status.get("restoredFrom") is None and req.status.get("appliedGeneration") is None:
-        return (
-            f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}",
-            source.snapshot_ref.name,
-            source.snapshot_name,
-            False,
+        return _Request(annotation, resource, name, True)
+    if spec.source is None or req.status.get("restoredFrom") is not None or req.status.get("appliedGeneration"):
+        return None
+    if (stored := spec.source.object_store) is not None:
+        return _Request(f"source:s3://{stored.bucket}/{stored.key}", "", None, False, stored)
+    source = spec.source.snapshot
+    assert source is not None  # exactly one of the two (the CRD's CEL rule and the model say so)
+    return _Request(
+        f"source:{source.snapshot_ref.name}/{source.snapshot_name or ''}",
+        source.snapshot_ref.name,
+        source.snapshot_name,
+        False,
+    )
+
+
+async def _source(
+    req: Target,
+    wanted: _Request,
+    connections: ConnectionsPort,
+    secrets: SecretsPort,
+    offsite: logic.Offsite,
+    snapshots: Callable[[str], Mapping[str, Any] | None],
+) -> tuple[logic.SourceSnapshot, str, str | None, str]:
+    """(source, location Qdrant recovers from, api_key to send there, the source's owner "namespace/name").
+    A file in object storage is recovered from a presigned GET, never with an api_key: Qdrant sends
+    `api_key` as a header to the location (collection/snapshots/download.rs in Qdrant 1.19), which S3 would
+    refuse beside a signature in the URL."""
+    if wanted.object_store is not None:
+        stored = wanted.object_store
+        store = await logic.open_store(offsite, req.namespace, stored, stored.bucket, "")
+        return logic.object_source(stored), await logic.presigned(store, stored.key), None, ""
+    body = snapshots(f"{req.namespace}/{wanted.resource}")
+    source = logic.source_snapshot(wanted.resource, body, wanted.name)
+    assert body is not None  # source_snapshot raised otherwise
+    owner = f"{req.namespace}/{body['spec']['collectionRef']['name']}"
+    if source.record.location is not None:
+        server = CollectionSnapshotSpec.model_validate(body["spec"]).object_store
+        store, object_key = await logic.record_store(offsite, req.namespace, server, source.record.location)
+        return source, await logic.presigned(store, object_key), None, owner
+    source_runtime = usable(connections, source.connection, req.namespace)  # one this namespace may use
+    key = await api_key(secrets, source_runtime.namespace, source_runtime.spec, context="source connection: ")
+    if source_runtime.topology is not None and source.record.shards is None and source.record.points_count is None:
+        # Taken on a cluster before snapshots were checked for every shard, and nothing to verify it against.
+        raise Stalling(
+            reasons.DISTRIBUTED_UNSUPPORTED,
+            f"snapshot {source.ref} of a distributed collection records neither its shards nor its point count: "
+            "it may hold only the shards of the node that took it, and a restore could not be verified; take a "
+            "new snapshot",
         )
-    return None
+    return source, source.location(source_runtime.spec.primary_url), key, owner
 
 
 async def restore_step(
@@ -78,9 +127,11 @@ async def restore_step(
     connections: ConnectionsPort,
     secrets: SecretsPort,
     snapshots: Callable[[str], Mapping[str, Any] | None],
+    offsite: logic.Offsite,
 ) -> tuple[CollectionOutcome | None, str | None]:
     """(outcome, None) while a restore is asked for and not done; (None, restoredFrom or None) when the
-    ordinary sync may run. `snapshots` finds a CollectionSnapshot body by "namespace/name"."""
+    ordinary sync may run. `snapshots` finds a CollectionSnapshot body by "namespace/name"; `offsite`
+    reaches object storage."""
     try:
         wanted = _requested(req, spec)
     except ReconcileError as exc:
@@ -94,37 +145,19 @@ async def restore_step(
             return _finished(req.key, collection, running, tracker)
     if wanted is None:
         return None, None
-    request, resource, name, in_place = wanted
-    if (failed := tracker.failures.get(req.key)) and failed[0] == request and time.monotonic() < failed[2]:
+    if (failed := tracker.failures.get(req.key)) and failed[0] == wanted.key and time.monotonic() < failed[2]:
         return failed[1], None
-    snapshot_body = snapshots(f"{req.namespace}/{resource}")
-    try:
-        source = logic.source_snapshot(resource, snapshot_body, name)
-        source_runtime = usable(connections, source.connection, req.namespace)  # one this namespace may use
-        key = await api_key(secrets, source_runtime.namespace, source_runtime.spec, context="source connection: ")
-    except ReconcileError as exc:  # the snapshot, its connection or its Secret is not there yet
+    try:  # the snapshot, its connection, a Secret or the object store is not there yet, or refused
+        source, location, key, owner = await _source(req, wanted, connections, secrets, offsite, snapshots)
+    except ReconcileError as exc:
         return outcome_for(exc, status()), None
-    assert snapshot_body is not None  # source_snapshot raised otherwise
-    if source_runtime.topology is not None and source.record.shards is None and source.record.points_count is None:
-        # Taken on a cluster before snapshots were checked for every shard, and nothing to verify it against.
-        message = (
-            f"snapshot {source.ref} of a distributed collection records neither its shards nor its point count: "
-            "it may hold only the shards of the node that took it, and a restore could not be verified; take a "
-            "new snapshot"
-        )
-        return Outcome(Verdict(State.STALLED, reasons.DISTRIBUTED_UNSUPPORTED, message), status()), None
-    target = logic.RestoreTarget(
-        collection,
-        req.marker,
-        in_place,
-        f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}",
-    )
-    location = source.location(source_runtime.spec.primary_url)
+    target = logic.RestoreTarget(collection, req.marker, wanted.in_place, owner)
     task = asyncio.create_task(
         logic.restore(runtime.snapshots, target, source, location, key), name=f"restore {req.key}"
     )
-    tracker.running[req.key] = _Restore(request, source.ref, task)
-    log.info("restoring %s (collection %s) from %s", req.key, collection, location)
+    tracker.running[req.key] = _Restore(wanted.key, source.ref, task)
+    # Never the location: a presigned URL is a credential.
+    log.info("restoring %s (collection %s) from %s", req.key, collection, source.ref)
     return _restoring(collection, source.ref), None
 
 

@@ -5,6 +5,8 @@ a SnapshotsPort, and writes what comes back.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,12 +16,15 @@ from typing import Any
 from croniter import croniter
 from croniter.croniter import CroniterError
 
+from ..api.objectstore import ACCESS_KEY_ID, SECRET_ACCESS_KEY, ObjectStoreServer, ObjectStoreSource
 from ..api.snapshot import Phase, Retention, SnapshotRecord
+from ..objectstore import ObjectStoreError, StoreConfig, parse_location
 from ..qdrant.errors import QdrantError
 from . import mapping, reasons
-from .outcome import Stalling, Waiting
-from .ports import SnapshotsPort
+from .outcome import Failed, ReconcileError, Stalling, Waiting
+from .ports import ObjectStorePort, OpenStore, SecretsPort, SecretUnavailable, SnapshotsPort
 
+log = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -105,7 +110,10 @@ class SourceSnapshot:
 
     @property
     def ref(self) -> str:
-        """The value status.restoredFrom records: `<snapshotResource>/<snapshotName>`."""
+        """The value status.restoredFrom records: `<snapshotResource>/<snapshotName>`, or the file's
+        s3://bucket/key for a spec.source.objectStore that no CollectionSnapshot records."""
+        if not self.resource and self.record.location:
+            return self.record.location
         return f"{self.resource}/{self.record.name}"
 
     def location(self, url: str) -> str:
@@ -277,3 +285,135 @@ async def restore(
             reasons.RESTORE_VERIFICATION_FAILED,
             f"collection {target.collection} holds {count} points after recovering {source.ref}, which held {expected}",
         )
+
+
+# ----- object storage -----------------------------------------------------------------------------
+
+# A recovery starts its download within seconds of the signing; a retry (30 s later) signs anew. The URL is
+# a credential until it expires, so it lives minutes, not hours, and is never shown (docs/security.md).
+PRESIGN_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Offsite:
+    """What object-storage work reaches: the Secrets holding the credentials, and how a store is opened."""
+
+    secrets: SecretsPort
+    open_store: OpenStore
+
+
+def store_failure(exc: ObjectStoreError, context: str = "") -> ReconcileError:
+    """An ObjectStoreError as the error policy reads it: retryable is Failed (backoff), the rest Stalls."""
+    kind = Failed if exc.retryable else Stalling
+    return kind(exc.reason, f"{context}{exc}")
+
+
+async def open_store(
+    offsite: Offsite, namespace: str, server: ObjectStoreServer, bucket: str, prefix: str
+) -> ObjectStorePort:
+    """The store with the credentials its Secret holds now (read at each use: rotation needs no restart).
+    Stalled SecretNotFound naming the Secret and the keys it needs."""
+    ref = server.credentials_secret_ref.name
+    try:
+        key_id = (await offsite.secrets.read_secret_key(namespace, ref, ACCESS_KEY_ID)).decode().strip()
+        secret = (await offsite.secrets.read_secret_key(namespace, ref, SECRET_ACCESS_KEY)).decode().strip()
+    except LookupError as exc:
+        raise Stalling(
+            reasons.SECRET_NOT_FOUND,
+            f"object storage credentials: {exc} (Secret {namespace}/{ref} needs the keys {ACCESS_KEY_ID} and "
+            f"{SECRET_ACCESS_KEY})",
+        ) from exc
+    except SecretUnavailable as exc:
+        raise Waiting(reasons.SECRET_NOT_FOUND, f"Secret {namespace}/{ref} could not be read now: {exc}") from exc
+    try:
+        return offsite.open_store(StoreConfig(bucket, prefix, server.endpoint, server.region, key_id, secret))
+    except ObjectStoreError as exc:
+        raise store_failure(exc) from exc
+
+
+async def record_store(
+    offsite: Offsite, namespace: str, server: ObjectStoreServer | None, location: str
+) -> tuple[ObjectStorePort, str]:
+    """The store and key of a record kept at `location` (s3://bucket/key), reached with `server`'s endpoint
+    and credentials (the CollectionSnapshot's spec.objectStore)."""
+    if server is None:
+        raise Stalling(
+            reasons.INVALID_SPEC,
+            f"{location} is in object storage but the CollectionSnapshot no longer has spec.objectStore, whose "
+            "endpoint and credentials reach it",
+        )
+    bucket, key = parse_location(location)
+    return await open_store(offsite, namespace, server, bucket, ""), key
+
+
+def snapshot_key(namespace: str, resource: str, collection: str, name: str) -> str:
+    """Where a CollectionSnapshot's file goes under the store's prefix."""
+    return f"{namespace}/{resource}/{collection}/{name}"
+
+
+async def _discard(gateway: SnapshotsPort, collection: str, name: str) -> None:
+    try:
+        await gateway.delete_snapshot(collection, name)
+    except QdrantError as exc:  # a leftover file on the node, not a backup anyone counts on
+        log.warning("could not delete snapshot %s of %s from the node: %s", name, collection, exc)
+
+
+async def offload(
+    gateway: SnapshotsPort, store: ObjectStorePort, collection: str, record: SnapshotRecord, key: str
+) -> SnapshotRecord:
+    """Stream the node's file to `key`, check it against what Qdrant said it wrote, then delete the node's
+    copy. Whatever fails, the node's copy is deleted too (and the upload aborted, by obstore or, when the store
+    was unreachable, by the next attempt): the retry takes a new snapshot (one holding the
+    points as they are then), so a kept file would be one more untracked file on the node per failed
+    attempt, filling its disk through a long outage of the store. Nothing is recorded unless all succeeded."""
+    try:
+        # An earlier attempt cut off while the store was down could not abort its upload; only this
+        # resource's loop writes under this prefix, one upload at a time.
+        if aborted := await store.abort_incomplete(key.rsplit("/", 1)[0]):
+            log.info("aborted unfinished uploads of %s", ", ".join(aborted))
+        uploaded = await store.upload(key, gateway.download_snapshot(collection, record.name))
+    except ObjectStoreError as exc:
+        await _discard(gateway, collection, record.name)
+        raise store_failure(exc, f"snapshot {record.name} could not be kept in object storage: ") from exc
+    except QdrantError:
+        await _discard(gateway, collection, record.name)
+        raise
+    expected = (record.checksum, record.size_bytes)
+    if (record.checksum or uploaded.sha256, record.size_bytes or uploaded.size) != (uploaded.sha256, uploaded.size):
+        try:
+            await store.delete(key)
+        except ObjectStoreError as exc:
+            log.warning("could not delete the mismatching object %s: %s", store.location(key), exc)
+        await _discard(gateway, collection, record.name)
+        raise Failed(
+            reasons.SNAPSHOT_CHECKSUM_MISMATCH,
+            f"snapshot {record.name} streamed to object storage as sha256 {uploaded.sha256} ({uploaded.size} "
+            f"bytes), but Qdrant wrote {expected[0] or '?'} ({expected[1] or '?'} bytes); nothing was kept",
+        )
+    await _discard(gateway, collection, record.name)
+    return record.model_copy(
+        update={"location": store.location(key), "checksum": uploaded.sha256, "size_bytes": uploaded.size}
+    )
+
+
+async def checksum_of(gateway: SnapshotsPort, collection: str, name: str) -> str:
+    """sha256 of a file on the node, streamed. Qdrant's own S3 mode (storage.snapshots_config) records no
+    checksum, and a restore without one could not detect a damaged file."""
+    digest = hashlib.sha256()
+    async for chunk in gateway.download_snapshot(collection, name):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def object_source(source: ObjectStoreSource) -> SourceSnapshot:
+    """A spec.source.objectStore as the restore reads it: no resource, no point count to verify against."""
+    location = f"s3://{source.bucket}/{source.key}"
+    record = SnapshotRecord(name=source.key.rsplit("/", 1)[-1], checksum=source.checksum, location=location)
+    return SourceSnapshot("", record, "", "")
+
+
+async def presigned(store: ObjectStorePort, key: str) -> str:
+    try:
+        return await store.presign_get(key, PRESIGN_LIFETIME)
+    except ObjectStoreError as exc:
+        raise store_failure(exc) from exc

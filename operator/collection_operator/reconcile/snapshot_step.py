@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..api.objectstore import ObjectStoreServer
 from ..api.snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus, Phase, SnapshotRecord
+from ..objectstore import ObjectStoreError
 from ..qdrant.errors import QdrantError
 from . import reasons
 from . import snapshot as logic
 from .connections import usable
 from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, Waiting, backoff, parse, verdict_for
-from .ports import ConnectionsPort
+from .ports import ConnectionsPort, ObjectStorePort
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 5.0  # the loop re-reads its (live) spec this often while waiting; no I/O when nothing is due
@@ -75,10 +77,12 @@ class SnapshotRun:
         connections: ConnectionsPort,
         report: Report,
         others: Iterable[Mapping[str, Any]] = (),
+        offsite: logic.Offsite | None = None,
     ) -> Next:
         """Do what is due now. `collections` finds a VectorCollection body by "namespace/name"; `report`
         writes the in-progress status before a snapshot starts; `others` are the CollectionSnapshot bodies
-        retention must not delete a shared file for (held_elsewhere)."""
+        retention must not delete a shared file for (held_elsewhere); `offsite` reaches object storage
+        (spec.objectStore)."""
         self.phase = self.phase or Phase.PENDING
         try:
             spec = parse(CollectionSnapshotSpec, spec_body)
@@ -100,7 +104,7 @@ class SnapshotRun:
                 )
             return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
         try:
-            await self._take(spec, now, collections, connections, report, others)
+            await self._take(spec, now, collections, connections, report, others, offsite)
         except (ReconcileError, QdrantError) as exc:
             self.phase = Phase.FAILED
             verdict = verdict_for(exc, f"snapshot of {self.collection} failed: ")
@@ -139,6 +143,7 @@ class SnapshotRun:
         connections: ConnectionsPort,
         report: Report,
         others: Iterable[Mapping[str, Any]],
+        offsite: logic.Offsite | None,
     ) -> None:
         ref = f"{self.namespace}/{spec.collection_ref.name}"
         source = collections(ref)
@@ -157,11 +162,20 @@ class SnapshotRun:
         # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (SnapshotRefused:
         # a partial snapshot is never taken, nor recorded).
         cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
+        # Object storage is checked before Qdrant writes anything: wrong credentials or a missing bucket Stall
+        # here, naming the Secret or the bucket.
+        store = await self._store(spec, offsite)
         self.phase = Phase.IN_PROGRESS
         await report(
             self.outcome(Verdict(State.RECONCILING, reasons.SNAPSHOT_IN_PROGRESS, f"taking a snapshot of {collection}"))
         )
         record = await logic.take(runtime.snapshots, collection, now, cover)
+        if store is not None:
+            key = logic.snapshot_key(self.namespace, self.name, collection, record.name)
+            record = await logic.offload(runtime.snapshots, store, collection, record, key)
+        elif record.checksum is None:  # Qdrant's own S3 mode: the operator's sha256 is the checksum
+            checksum = await logic.checksum_of(runtime.snapshots, collection, record.name)
+            record = record.model_copy(update={"checksum": checksum})
         self.records.append(record)
         self.last = record.created_at
         expired = logic.expired(self.records, spec.retention, now)
@@ -169,12 +183,26 @@ class SnapshotRun:
         shared = held_elsewhere(own, connection, collection, (r.name for r in expired), others)
         for old in expired:
             try:
-                if old.name not in shared:
+                if old.location is not None:  # its key names this resource: never another's
+                    await delete_object(offsite, self.namespace, spec.object_store, old.location)
+                elif old.name not in shared:
                     await runtime.snapshots.delete_snapshot(collection, old.name)
-            except QdrantError as exc:  # kept in status and tried again after the next snapshot
+            except (QdrantError, ReconcileError) as exc:  # kept in status and tried again after the next snapshot
                 log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
                 continue
             self.records.remove(old)
+
+    async def _store(self, spec: CollectionSnapshotSpec, offsite: logic.Offsite | None) -> ObjectStorePort | None:
+        target = spec.object_store
+        if target is None:
+            return None
+        assert offsite is not None, "spec.objectStore needs the handler's Offsite"
+        store = await logic.open_store(offsite, self.namespace, target, target.bucket, target.prefix)
+        try:
+            await store.check()
+        except ObjectStoreError as exc:
+            raise logic.store_failure(exc, "object storage: ") from exc
+        return store
 
 
 def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
@@ -201,11 +229,35 @@ def held_elsewhere(
 async def delete_files(
     status: Mapping[str, Any], connections: ConnectionsPort, keep: Container[str] = ()
 ) -> tuple[str, list[str]]:
-    """deletionPolicy Delete: remove the files a CollectionSnapshot created but those in `keep`
-    (held_elsewhere); (collection, names) deleted."""
+    """deletionPolicy Delete: remove the files a CollectionSnapshot created on the node but those in `keep`
+    (held_elsewhere); (collection, names) deleted. Those kept in object storage are delete_objects'."""
     collection = status.get("collectionName") or ""
-    names = [r["name"] for r in status.get("snapshots") or [] if r["name"] not in keep]
-    runtime = usable(connections, status.get("connection") or "")
-    for name in names:
-        await runtime.snapshots.delete_snapshot(collection, name)
+    names = [r["name"] for r in status.get("snapshots") or [] if r["name"] not in keep and not r.get("location")]
+    if names:
+        runtime = usable(connections, status.get("connection") or "")
+        for name in names:
+            await runtime.snapshots.delete_snapshot(collection, name)
     return collection, names
+
+
+async def delete_object(
+    offsite: logic.Offsite | None, namespace: str, server: ObjectStoreServer | None, location: str
+) -> None:
+    assert offsite is not None, "a record in object storage needs the handler's Offsite"
+    store, key = await logic.record_store(offsite, namespace, server, location)
+    try:
+        await store.delete(key)
+    except ObjectStoreError as exc:
+        raise logic.store_failure(exc, f"deleting {location}: ") from exc
+
+
+async def delete_objects(
+    status: Mapping[str, Any], spec: Mapping[str, Any], namespace: str, offsite: logic.Offsite
+) -> list[str]:
+    """deletionPolicy Delete: remove the objects this CollectionSnapshot recorded (and only those); their
+    locations."""
+    server = parse(CollectionSnapshotSpec, spec).object_store
+    locations = [r["location"] for r in status.get("snapshots") or [] if r.get("location")]
+    for location in locations:
+        await delete_object(offsite, namespace, server, location)
+    return locations

@@ -1,0 +1,255 @@
+"""A snapshot of at least 1 GiB from the real Qdrant 1.19, streamed to a real S3 server (SeaweedFS,
+devenv/seaweed.py) the operator's way, against a bare upload of the same file with the same library.
+
+- operator: Qdrant's snapshot download (HTTP, streamed) fed to `collection_operator.objectstore.Store.upload`
+  (multipart, sha256 while streaming), what a CollectionSnapshot with `spec.objectStore` does;
+- baseline: obstore's own `put` of the snapshot file from Qdrant's snapshot directory on local disk.
+
+Each upload runs in a fresh interpreter of its own (this module with `--child`), alternating baseline and
+operator ROUNDS times, so one's allocations never count against the other; that interpreter samples its VmRSS
+every 10 ms and reports the peak over what it held before the first byte. The operator's object must carry the
+size and sha256 Qdrant recorded for the snapshot.
+
+    .venv/bin/python -m bench.backup     # bench/results/backup-real.json; needs the real Qdrant and weed
+
+Reports throughput ratio (goal >= 0.9x) and RSS growth (goal < 50 MiB); it never asserts timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.client import write_results
+from devenv import gotools, seaweed
+from tests.fixtures.qdrant import start_real_server
+
+GIB = 2**30
+TARGET_BYTES = int(float(os.environ.get("BACKUP_TARGET_GIB", "1.0")) * GIB)  # the snapshot's size at least
+BLOB_BYTES = 512 * 1024  # payload per point: large values fill the collection fast (JSON strings, no floats)
+BATCH = 12  # points per upsert, ~8 MiB of JSON (Qdrant's default request limit is 32 MiB)
+ROUNDS = int(os.environ.get("BACKUP_ROUNDS", "2"))
+CHUNK = 1024 * 1024  # bytes per chunk read from Qdrant's download stream
+COLLECTION = "backup-bench"
+
+
+# ------------------------------------------------------------------------------------ one upload (child)
+
+
+class PeakRss:
+    """VmRSS sampled every 10 ms in a thread: what the process held at start() and the most it held since."""
+
+    def __init__(self) -> None:
+        self.before = self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def now() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc/self/status")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.now())
+
+    def __enter__(self) -> PeakRss:
+        self.before = self.peak = self.now()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.now())
+
+
+async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
+    from collection_operator.objectstore import Store, StoreConfig
+
+    store = Store(StoreConfig(**job["store"]))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as http:
+        async with http.stream("GET", job["snapshot_url"]) as response:
+            response.raise_for_status()
+            with PeakRss() as rss:
+                started = time.perf_counter()
+                uploaded = await store.upload(job["key"], response.aiter_bytes(CHUNK))
+                seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "size": uploaded.size,
+        "sha256": uploaded.sha256,
+        "rss_before": rss.before,
+        "rss_peak": rss.peak,
+    }
+
+
+async def _bare_upload(job: dict[str, Any]) -> dict[str, Any]:
+    import obstore
+    from obstore.store import S3Store
+
+    config = job["store"]
+    store = S3Store(
+        config["bucket"],
+        endpoint=config["endpoint"],
+        region=config["region"],
+        access_key_id=config["access_key_id"],
+        secret_access_key=config["secret_access_key"],
+        client_options={"allow_http": True},
+    )
+    file = Path(job["file"])
+    size = file.stat().st_size  # noqa: ASYNC240 (before the clock starts)
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        await obstore.put_async(store, f"{config['prefix']}/{job['key']}", file)
+        seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "size": size,
+        "rss_before": rss.before,
+        "rss_peak": rss.peak,
+    }
+
+
+def child() -> None:
+    job = json.loads(sys.stdin.read())
+    upload = _operator_upload if job["mode"] == "operator" else _bare_upload
+    print(json.dumps(asyncio.run(upload(job))))
+
+
+# ----------------------------------------------------------------------------------- the run (parent)
+
+
+def _fill(http: httpx.Client) -> int:
+    """Points with large payloads until their payload passes TARGET_BYTES; how many points."""
+    http.put(
+        f"/collections/{COLLECTION}",
+        json={"vectors": {"size": 4, "distance": "Dot", "on_disk": True}, "on_disk_payload": True},
+    ).raise_for_status()
+    points = 0
+    while points * BLOB_BYTES * 3 // 4 < TARGET_BYTES * 1.05:  # base64 of random bytes: 4/3 of them, incompressible
+        batch = [
+            {
+                "id": points + i,
+                "vector": [0.5, 0.5, 0.5, 0.5],
+                "payload": {"blob": base64.b64encode(os.urandom(BLOB_BYTES * 3 // 4)).decode()},
+            }
+            for i in range(BATCH)
+        ]
+        http.put(f"/collections/{COLLECTION}/points?wait=true", json={"points": batch}).raise_for_status()
+        points += BATCH
+    return points
+
+
+def _run_child(job: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.backup", "--child"], input=json.dumps(job), capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{job['mode']} upload failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-backup-") as tmp:
+        s3 = seaweed.Seaweed(Path(tmp) / "s3")
+        s3.start()
+        qdrant = start_real_server(Path(tmp) / "qdrant", counted=False)
+        try:
+            return _measure(qdrant.url, qdrant.data_dir, s3)  # type: ignore[arg-type]
+        finally:
+            qdrant.close()
+            s3.stop()
+
+
+def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
+    load = os.getloadavg()
+    with httpx.Client(base_url=url, timeout=600) as http:
+        started = time.perf_counter()
+        points = _fill(http)
+        fill_s = time.perf_counter() - started
+        started = time.perf_counter()
+        snap = http.post(f"/collections/{COLLECTION}/snapshots?wait=true").raise_for_status().json()["result"]
+        snapshot_s = time.perf_counter() - started
+    if snap["size"] < GIB * float(os.environ.get("BACKUP_TARGET_GIB", "1.0")):
+        raise RuntimeError(f"the snapshot is {snap['size']} bytes, short of the target; raise BLOB_BYTES or points")
+    file = storage / "snapshots" / COLLECTION / snap["name"]
+    bucket = "backups"
+    s3.create_bucket(bucket)
+    store = {
+        "bucket": bucket,
+        "prefix": "bench",
+        "endpoint": s3.endpoint,
+        "region": s3.region,
+        "access_key_id": s3.access_key_id,
+        "secret_access_key": s3.secret_access_key,
+    }
+    print(f"[backup] {points} points, snapshot {snap['size'] / GIB:.2f} GiB in {snapshot_s:.0f} s", flush=True)
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "operator": []}
+    for round_ in range(ROUNDS):
+        for mode in ("bare", "operator"):
+            job = {
+                "mode": mode,
+                "store": store,
+                "key": f"{mode}-{round_}/{snap['name']}",
+                "file": str(file),
+                "snapshot_url": f"{url}/collections/{COLLECTION}/snapshots/{snap['name']}",
+            }
+            result = _run_child(job)
+            if mode == "operator" and (result["size"], result["sha256"]) != (snap["size"], snap["checksum"]):
+                raise RuntimeError(f"the uploaded object is not the snapshot: {result} vs {snap}")
+            result["mib_per_s"] = round(result["size"] / 2**20 / result["seconds"], 1)
+            result["rss_growth_mib"] = round((result["rss_peak"] - result["rss_before"]) / 2**20, 1)
+            runs[mode].append(result)
+            print(
+                f"[backup] round {round_ + 1} {mode}: {result['mib_per_s']} MiB/s, RSS +{result['rss_growth_mib']} MiB",
+                flush=True,
+            )
+            s3.s3("DELETE", f"/{bucket}/bench/{job['key']}")  # keep the disk for the next round
+    bare = statistics.median(r["mib_per_s"] for r in runs["bare"])
+    operator = statistics.median(r["mib_per_s"] for r in runs["operator"])
+    results = {
+        "qdrant": "real Qdrant 1.19.0, single node",
+        "s3": f"SeaweedFS weed mini ({gotools.TOOLS['weed'][1]}) on loopback",
+        "snapshot_bytes": snap["size"],
+        "points": points,
+        "payload_bytes_per_point": BLOB_BYTES,
+        "fill_seconds": round(fill_s, 1),
+        "snapshot_seconds": round(snapshot_s, 1),
+        "rounds": ROUNDS,
+        "load_average_at_start": [round(x, 2) for x in load],
+        "bare_obstore_put_mib_per_s": bare,
+        "operator_stream_mib_per_s": operator,
+        "throughput_operator_over_bare": round(operator / bare, 2),
+        "operator_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["operator"]),
+        "bare_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["bare"]),
+        "sha256_matches_qdrant": True,
+        "runs": runs,
+    }
+    out = write_results("backup", "real", results)
+    print(
+        f"[backup] operator {operator} MiB/s vs bare {bare} MiB/s: {results['throughput_operator_over_bare']}x "
+        f"(goal >= 0.9); operator RSS growth {results['operator_rss_growth_mib_max']} MiB (goal < 50); {out}"
+    )
+    return results
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        child()
+    else:
+        main()
