@@ -44,7 +44,10 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     current = ctx.statuses.current(plural, body)
     status: StatusModel = outcome.status
     verdict = replace(outcome.verdict, message=ctx.secrets.scrub(outcome.verdict.message))
-    desired = desired_wire(status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
+    aspects = [replace(a, message=ctx.secrets.scrub(a.message)) for a in outcome.aspects]
+    desired = desired_wire(
+        status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled, aspects=aspects
+    )
     patch = await write_status(ctx.kube, plural, meta["namespace"], meta["name"], current, desired)
     if not patch:
         return False

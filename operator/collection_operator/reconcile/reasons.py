@@ -54,6 +54,11 @@ SNAPSHOT_IN_PROGRESS = "SnapshotInProgress"
 COLLECTION_NOT_FOUND = "CollectionNotFound"
 COLLECTION_NOT_READY = "CollectionNotReady"
 DISTRIBUTED_UNSUPPORTED = "DistributedSnapshotUnsupported"
+# Restore drills (spec.verify): the BackupVerified condition's reasons
+VERIFIED = "Verified"
+SNAPSHOT_UNRESTORABLE = "SnapshotUnrestorable"  # Qdrant could not recover the file (missing, damaged, unreachable)
+SAMPLE_MISMATCH = "SampleMismatch"  # restored points differ from those recorded when the snapshot was taken
+SCRATCH_NAME_TAKEN = "ScratchCollectionTaken"  # a collection not this drill's holds the scratch name
 
 # CollectionAccessKey
 KEY_ISSUED = "KeyIssued"  # Ready: the Secret holds a valid token; also the Event of each new token
