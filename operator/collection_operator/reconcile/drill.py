@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..api.snapshot import Verification, VerificationResult
 from ..qdrant.errors import QdrantError
+from ..redact import redact_text
 from . import mapping, reasons
 from . import snapshot as logic
 from .outcome import CONNECTION_ERRORS, Aspect
@@ -87,8 +88,10 @@ async def _restore_and_compare(runtime: ConnectionPort, drill: Drill) -> tuple[i
         except QdrantError as exc:
             if isinstance(exc, CONNECTION_ERRORS):
                 raise
+            # Qdrant's error may quote the location: a presigned URL's signature is masked.
+            said = redact_text(str(exc))
             raise DrillFailed(
-                reasons.SNAPSHOT_UNRESTORABLE, f"Qdrant could not recover snapshot {record.name}: {exc}"
+                reasons.SNAPSHOT_UNRESTORABLE, f"Qdrant could not recover snapshot {record.name}: {said}"
             ) from exc
         counted = await port.count(scratch)
         if record.sample is None:

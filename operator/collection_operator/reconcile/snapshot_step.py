@@ -123,7 +123,7 @@ class SnapshotRun:
                     usable(connections, self.connection)
                 except ReconcileError as exc:
                     return Next(self.outcome(exc.verdict), TICK_SECONDS)
-            drilled = None
+            drilled, before = None, self.verified
             if spec.verify is not None:  # in this loop, so never while a snapshot of this resource is taken
                 try:
                     drilled = await self._drill(
@@ -144,9 +144,10 @@ class SnapshotRun:
                 resting = Next(self._scheduled(plan.due), wait)
             if drilled is not None and self.verified is not None:
                 passed = self.verified.status
-                resting.outcome.event(
-                    reasons.VERIFIED if passed else self.verified.reason, drilled.message, warning=not passed
-                )
+                if not passed or before is None or not before.status:  # every failure; a pass when it is news
+                    resting.outcome.event(
+                        reasons.VERIFIED if passed else self.verified.reason, drilled.message, warning=not passed
+                    )
                 resting = replace(resting, drilled=drilled)
             return resting
         try:
