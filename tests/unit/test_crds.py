@@ -86,7 +86,7 @@ def test_printer_columns_show_readiness_with_its_reason():
         "Next",
         "Connection",
         "Verified",
-        "Last Verified",
+        "Verified-At",
         "Message",
     ]
     for kind in KINDS:
