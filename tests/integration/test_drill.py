@@ -4,16 +4,21 @@ server's own disk, as a lost or failing node would; every claim is checked again
 
 from __future__ import annotations
 
+import json
+import shlex
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
 import pytest
 
+from tests.docs_commands import shell_blocks
 from tests.fixtures.operator import wait_for
 from tests.integration.test_snapshot import PLURAL, contents, source_collection
 
 pytestmark = pytest.mark.integration
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 OWNER = "qdrant-collection-operator.dev/owner"
 POINTS = 150  # more than the 100 points a snapshot's sample covers
 # The first slot after the resource's creation is at most a minute away; three drills take their turns.
@@ -96,3 +101,11 @@ def test_drills_verify_a_good_snapshot_and_fail_a_lost_or_damaged_one(cluster, c
     wide = [cluster.plane.admin.row(PLURAL, name, "-n", ns, "-o", "wide") for name in names]
     assert [row["VERIFIED"] for row in wide] == ["True", "False", "False"]
     assert wide[0]["VERIFIED-AT"] and not wide[1]["VERIFIED-AT"]
+
+    # docs/troubleshooting.md's commands for drills, as written there (NS and NAME filled in)
+    [block] = [b for b in shell_blocks(DOCS / "troubleshooting.md") if "kubectl get vsnap" in b]
+    listed, shown = (
+        cluster.plane.admin(*shlex.split(line.replace("NS", ns).replace("NAME", "lost"), comments=True)[1:])
+        for line in block.splitlines()
+    )
+    assert "VERIFIED-AT" in listed and json.loads(shown)["result"] == "Failed"
