@@ -275,3 +275,13 @@ async def test_a_presigned_location_quoted_by_qdrant_is_masked():
     nxt = await loop.step("2030-05-01T05:00:01Z")
     assert nxt.drilled is not None and "Failed to download snapshot" in nxt.drilled.message
     assert "0123456789abcdef" not in nxt.drilled.message and "AK%2F1" not in nxt.drilled.message
+
+
+async def test_a_snapshot_without_count_or_sample_says_what_it_could_not_compare():
+    loop = Loop()
+    await loop.step("2030-05-01T03:00:00Z")
+    loop.run.records[-1] = loop.run.records[-1].model_copy(update={"points_count": None, "sample": None})
+    nxt = await loop.step("2030-05-01T05:00:01Z")
+    assert nxt.drilled is not None and nxt.drilled.result == VerificationResult.SUCCEEDED
+    assert "150 points (no count recorded" in nxt.drilled.message and "no sample recorded" in nxt.drilled.message
+    assert nxt.drilled.sampled_points is None

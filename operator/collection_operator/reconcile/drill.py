@@ -62,8 +62,9 @@ async def run(runtime: ConnectionPort, drill: Drill, now: str) -> tuple[Verifica
         return Verification(snapshot=record.name, result=VerificationResult.FAILED, message=str(exc), time=now), (
             exc.reason
         )
+    counts = "as recorded" if record.points_count is not None else "(no count recorded: writes raced the snapshot)"
     compared = f"{sampled} sampled points identical" if sampled is not None else "no sample recorded to compare"
-    message = f"snapshot {record.name} restored into {drill.scratch}: {counted} points as recorded, {compared}"
+    message = f"snapshot {record.name} restored into {drill.scratch}: {counted} points {counts}, {compared}"
     verification = Verification(
         snapshot=record.name,
         result=VerificationResult.SUCCEEDED,
