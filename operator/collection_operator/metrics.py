@@ -175,9 +175,12 @@ INTERNAL_ENTRIES = Gauge(
 
 
 def backup_verified(snapshot: str, passed: bool | None, verified_at: str | None) -> None:
-    """The drill gauges of one CollectionSnapshot, from its status (at the start of its loop too, so a restart
-    keeps them); `passed` None: no drill yet."""
-    if passed is not None:
+    """The drill gauges of one CollectionSnapshot, from its loop's state after each step (and at its start, so a
+    restart keeps them); `passed` None: no drill yet, or spec.verify removed (the series goes, and its alert)."""
+    if passed is None:
+        with contextlib.suppress(KeyError):
+            BACKUP_VERIFIED.remove(snapshot)
+    else:
         BACKUP_VERIFIED.labels(snapshot).set(1 if passed else 0)
     if verified_at is not None:
         moment = datetime.strptime(verified_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

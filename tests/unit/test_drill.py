@@ -178,7 +178,8 @@ async def test_a_damaged_snapshot_fails_its_drill(damage, reason, said):
     assert condition(nxt)["status"] == "False" and condition(nxt)["reason"] == reason
     assert nxt.outcome.events == [("Warning", reason, nxt.drilled.message)]
     assert nxt.outcome.status.verified_at is None
-    assert SCRATCH not in loop.fake.points and loop.fake.calls[-1] == f"delete {SCRATCH}"
+    assert SCRATCH not in loop.fake.points
+    assert damage == "deleted" or loop.fake.calls[-1] == f"delete {SCRATCH}", "nothing to delete when none was made"
     assert loop.fake.points["docs"] == 150 and loop.fake.contents["docs"] == points(150)
 
 
@@ -221,13 +222,14 @@ async def test_a_connection_outage_is_no_verdict_and_is_retried_after_a_backoff(
     loop.main.problem = None
     recover = loop.fake.recover
 
-    async def cut_off(*args: Any) -> None:
-        raise Unreachable("connection refused")
+    async def cut_off(collection: str, *args: Any) -> None:
+        loop.fake.points[collection], loop.fake.owners[collection] = 0, None  # part way
+        raise Unreachable("connection reset")
 
     loop.fake.recover = cut_off  # type: ignore[method-assign]
     nxt = await loop.step("2030-05-01T05:00:02Z")
     assert nxt.drilled is None and nxt.outcome.aspects == [] and nxt.outcome.verdict.reason == "ConnectionNotReady"
-    assert loop.fake.calls[-1] == f"delete {SCRATCH}", "the scratch collection goes on this path too"
+    assert loop.fake.calls[-1] == f"delete {SCRATCH}" and SCRATCH not in loop.fake.points, "it goes on this path too"
     loop.fake.recover = recover  # type: ignore[method-assign]
     assert (await loop.step("2030-05-01T05:00:03Z")).drilled is None, "not before its backoff"
     assert (await loop.step("2030-05-01T05:10:00Z")).drilled is not None
@@ -285,3 +287,54 @@ async def test_a_snapshot_without_count_or_sample_says_what_it_could_not_compare
     assert nxt.drilled is not None and nxt.drilled.result == VerificationResult.SUCCEEDED
     assert "150 points (no count recorded" in nxt.drilled.message and "no sample recorded" in nxt.drilled.message
     assert nxt.drilled.sampled_points is None
+
+
+async def test_a_collection_made_under_the_scratch_name_during_the_drill_is_not_deleted():
+    """restore() refuses a collection it did not make (AlreadyExists); the clean-up must not delete it either."""
+    loop = Loop()
+    await loop.step("2030-05-01T03:00:00Z")
+    metadata = loop.fake.metadata
+    calls = 0
+
+    async def raced(collection: str) -> dict[str, Any] | None:
+        nonlocal calls
+        calls += 1
+        if collection == SCRATCH and calls == 2:  # after the drill's own check, before restore() looks
+            loop.fake.points[SCRATCH], loop.fake.owners[SCRATCH] = 1, "other/thing/uid-x"
+        return await metadata(collection)
+
+    loop.fake.metadata = raced  # type: ignore[method-assign]
+    nxt = await loop.step("2030-05-01T05:00:01Z")
+    assert nxt.drilled is not None and condition(nxt)["reason"] == "ScratchCollectionTaken"
+    assert loop.fake.owners[SCRATCH] == "other/thing/uid-x" and f"delete {SCRATCH}" not in loop.fake.calls
+
+
+async def test_an_unmarked_scratch_left_by_a_failed_recovery_is_deleted():
+    loop = Loop()
+    await loop.step("2030-05-01T03:00:00Z")
+
+    async def half_done(collection: str, *args: Any) -> None:
+        loop.fake.points[collection], loop.fake.owners[collection] = 0, None
+        raise InvalidRequest("Wrong input: snapshot archive is truncated")
+
+    loop.fake.recover = half_done  # type: ignore[method-assign]
+    nxt = await loop.step("2030-05-01T05:00:01Z")
+    assert nxt.drilled is not None and condition(nxt)["reason"] == "SnapshotUnrestorable"
+    assert SCRATCH not in loop.fake.points
+
+
+async def test_an_invalid_verify_schedule_stalls_and_takes_nothing_away():
+    loop = Loop({**SPEC, "verify": {"schedule": "61 * * * *"}})
+    await loop.step("2030-05-01T03:00:00Z")
+    nxt = await loop.step("2030-05-01T05:00:01Z")
+    assert nxt.outcome.verdict.state == State.STALLED and "not a valid cron expression" in nxt.outcome.verdict.message
+    assert not [c for c in loop.fake.calls if c.startswith("recover")]
+
+
+async def test_removing_verify_removes_the_condition():
+    loop = Loop()
+    await loop.snapshot_then_drill()
+    loop.spec = {k: v for k, v in SPEC.items() if k != "verify"}
+    nxt = await loop.step("2030-05-01T05:00:02Z")
+    assert nxt.outcome.aspects == [] and loop.run.verified is None
+    assert nxt.outcome.status.last_verification is not None, "the last drill's record stays"

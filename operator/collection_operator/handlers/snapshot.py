@@ -60,11 +60,9 @@ async def snapshot_daemon(
                 ctx.gates,
             )
             await report(ctx, PLURAL, body, step.outcome)
-            if step.drilled is not None:
-                passed = step.drilled.result == VerificationResult.SUCCEEDED
-                metrics.backup_verified(key, passed, run.verified_at)
-                if not passed:
-                    metrics.BACKUP_VERIFICATION_FAILURES.labels(key).inc()
+            if step.drilled is not None and step.drilled.result == VerificationResult.FAILED:
+                metrics.BACKUP_VERIFICATION_FAILURES.labels(key).inc()
+            metrics.backup_verified(key, run.verified.status if run.verified else None, run.verified_at)
             delay = step.delay
         except Exception:  # e.g. the API server refused a status write: the run keeps the records
             delay = run.failed()

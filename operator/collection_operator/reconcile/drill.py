@@ -84,8 +84,9 @@ async def _restore_and_compare(runtime: ConnectionPort, drill: Drill) -> tuple[i
         location = drill.source.location(runtime.spec.primary_url)
         try:
             await logic.restore(port, target, drill.source, location, runtime.api_key)
-        except logic.RestoreFailed as exc:  # the point count differs from the record's
-            raise DrillFailed(exc.reason, str(exc)) from exc
+        except logic.RestoreFailed as exc:  # the point count differs, or another made the scratch name meanwhile
+            taken = exc.reason == reasons.ALREADY_EXISTS
+            raise DrillFailed(reasons.SCRATCH_NAME_TAKEN if taken else exc.reason, str(exc)) from exc
         except QdrantError as exc:
             if isinstance(exc, CONNECTION_ERRORS):
                 raise
@@ -108,25 +109,30 @@ async def _restore_and_compare(runtime: ConnectionPort, drill: Drill) -> tuple[i
         return counted, got.points
     finally:
         try:
-            async with runtime.operations:
-                await port.delete_collection(scratch)
+            await _remove_scratch(runtime, drill, after=True)
         except QdrantError as exc:  # the next drill removes it first
             log.warning("could not delete the scratch collection %s of a restore drill: %s", scratch, exc)
 
 
-async def _remove_scratch(runtime: ConnectionPort, drill: Drill) -> None:
-    """A collection under the scratch name goes if it is this drill's (its marker) or a recovery of this drill
-    that stopped before the marker was set (the source's marker, from the snapshot); any other is left alone."""
+async def _remove_scratch(runtime: ConnectionPort, drill: Drill, *, after: bool = False) -> None:
+    """A collection under the scratch name goes if it bears this drill's marker, or the source's (a recovery
+    that stopped before the marker was set); after the drill also one without a marker (a recovery that failed
+    part way: the name was free when the drill began). Any other is left alone: before the drill, it fails."""
     metadata = await runtime.snapshots.metadata(drill.scratch)
     if metadata is None:
         return
     owner = metadata.get(mapping.OWNER_KEY)
-    if owner != drill.marker and not (owner and owner.rsplit("/", 1)[0] == drill.source_owner):
+    source = owner is not None and owner.rsplit("/", 1)[0] == drill.source_owner
+    if not (owner == drill.marker or source or (after and owner is None)):
+        if after:  # someone else's, made while the drill ran: not ours to delete
+            log.warning("the scratch collection %s bears another owner marker (%s); left alone", drill.scratch, owner)
+            return
         raise DrillFailed(
             reasons.SCRATCH_NAME_TAKEN,
             f"collection {drill.scratch} exists in Qdrant and is not this drill's (owner marker {owner or 'none'}); "
             "it was left alone and nothing was restored: delete or rename it",
         )
-    log.info("removing the scratch collection %s a previous restore drill left", drill.scratch)
+    if not after:
+        log.info("removing the scratch collection %s a previous restore drill left", drill.scratch)
     async with runtime.operations:
         await runtime.snapshots.delete_collection(drill.scratch)

@@ -124,7 +124,9 @@ class SnapshotRun:
                 except ReconcileError as exc:
                     return Next(self.outcome(exc.verdict), TICK_SECONDS)
             drilled, before = None, self.verified
-            if spec.verify is not None:  # in this loop, so never while a snapshot of this resource is taken
+            if spec.verify is None:
+                self.verified = None  # no drills, no BackupVerified condition (lastVerification stays)
+            else:  # in this loop, so never while a snapshot of this resource is taken
                 try:
                     drilled = await self._drill(
                         spec.verify, spec.collection_ref.name, now, connections, {} if gates is None else gates
