@@ -59,6 +59,9 @@ async def snapshot_daemon(
                 every(snapshot_bodies),
                 ctx.gates,
             )
+            if step.drilled is not None:  # quotes Qdrant's error text: masked like every message the operator writes
+                step.drilled.message = ctx.secrets.scrub(step.drilled.message)  # the run's record too
+                step.outcome.status.last_verification = step.drilled
             await report(ctx, PLURAL, body, step.outcome)
             if step.drilled is not None and step.drilled.result == VerificationResult.FAILED:
                 metrics.BACKUP_VERIFICATION_FAILURES.labels(key).inc()
