@@ -17,7 +17,7 @@ from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import ClientSettings
 from collection_operator.objectstore import Store, StoreConfig
 from collection_operator.qdrant import ConnectionReport, Topology
-from collection_operator.qdrant.errors import AlreadyExists, Unreachable
+from collection_operator.qdrant.errors import AlreadyExists, QdrantError, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.ports import Credentials, StoredSecret
 
@@ -171,6 +171,7 @@ class FakeSnapshots:
         self.points: dict[str, int] = {}
         self.owners: dict[str, str | None] = {}
         self.snapshots: dict[str, int] = {}  # snapshot name -> points it holds
+        self.contents: dict[str, list[dict[str, Any]]] = {}  # collection or snapshot name -> its points, by id
         self.calls: list[str] = []
         self.write_during_snapshot = 0
         self.peer: str | None = None
@@ -188,6 +189,7 @@ class FakeSnapshots:
         name = f"{collection}-{peer}{self.taken}.snapshot"
         self.taken += 1
         self.snapshots[name] = self.points[collection]
+        self.contents[name] = copy.deepcopy(self.contents.get(collection, []))
         self.points[collection] += self.write_during_snapshot
         self.files[name] = f"{name}:{self.snapshots[name]};".encode() * 4000
         checksum = {"fixed": "abc", "real": hashlib.sha256(self.files[name]).hexdigest(), "none": None}[self.checksums]
@@ -216,7 +218,10 @@ class FakeSnapshots:
     async def recover(self, collection: str, location: str, checksum: str | None, api_key: str | None) -> None:
         name = location.split("?")[0].rsplit("/", 1)[-1]
         self.calls.append(f"recover {collection} {name} {checksum} {api_key}")
+        if name not in self.snapshots:
+            raise QdrantError(f"Service internal error: failed to download snapshot {name}: 404 Not Found")
         self.points[collection] = self.snapshots[name]
+        self.contents[collection] = copy.deepcopy(self.contents.get(name, []))
         self.owners[collection] = "ns/docs/uid-src"  # the snapshot carries the source's marker
 
     async def set_metadata(self, collection: str, metadata: dict[str, Any]) -> None:
@@ -227,6 +232,15 @@ class FakeSnapshots:
     async def placement(self, collection: str) -> dict[str, Any]:
         self.calls.append(f"placement {collection}")
         return self.views.pop(0) if len(self.views) > 1 else self.views[0]
+
+    async def first_points(self, collection: str, limit: int) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.contents.get(collection, [])[:limit])
+
+    async def delete_collection(self, collection: str) -> None:
+        self.calls.append(f"delete {collection}")
+        self.points.pop(collection, None)
+        self.owners.pop(collection, None)
+        self.contents.pop(collection, None)
 
 
 @dataclass

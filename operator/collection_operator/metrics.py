@@ -6,7 +6,9 @@ health here; latencies and pool figures go to metrics, never to a resource's sta
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import Counter, Enum, Gauge, Histogram
 
@@ -160,12 +162,48 @@ ACCESS_KEY_ROTATION_DUE = Gauge(
     "it, the key is late to rotate.",
     ["access_key"],
 )
+BACKUP_VERIFIED = Gauge(
+    "qdrant_operator_backup_verified",
+    "1 when the last restore drill of a CollectionSnapshot (spec.verify) passed, 0 when it failed; by snapshot "
+    "(namespace/name). Absent before its first drill.",
+    ["snapshot"],
+)
+BACKUP_VERIFICATION_FAILURES = Counter(
+    "qdrant_operator_backup_verification_failures_total",
+    "Restore drills that failed (the snapshot could not be recovered, or its points differ from the record).",
+    ["snapshot"],
+)
+BACKUP_LAST_VERIFIED = Gauge(
+    "qdrant_operator_backup_last_verified_timestamp_seconds",
+    "When a CollectionSnapshot's restore drill last passed (Unix time, status.verifiedAt).",
+    ["snapshot"],
+)
 INTERNAL_ENTRIES = Gauge(
     "qdrant_operator_internal_entries",
     "Entries in the operator's in-memory bookkeeping, by what they are (asyncio tasks, resource locks, status "
     "cache, re-index gates, restores): bounded by the resources and the work in flight, so a steady rise is a leak.",
     ["holds"],
 )
+
+
+def backup_verified(snapshot: str, passed: bool | None, verified_at: str | None) -> None:
+    """The drill gauges of one CollectionSnapshot, from its loop's state after each step (and at its start, so a
+    restart keeps them); `passed` None: no drill yet, or spec.verify removed (the series goes, and its alert)."""
+    if passed is None:
+        with contextlib.suppress(KeyError):
+            BACKUP_VERIFIED.remove(snapshot)
+    else:
+        BACKUP_VERIFIED.labels(snapshot).set(1 if passed else 0)
+    if verified_at is not None:
+        moment = datetime.strptime(verified_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        BACKUP_LAST_VERIFIED.labels(snapshot).set(moment.timestamp())
+
+
+def forget_backup(snapshot: str) -> None:
+    """The resource is gone (or its loop moved to another replica): its series go with it."""
+    for metric in (BACKUP_VERIFIED, BACKUP_VERIFICATION_FAILURES, BACKUP_LAST_VERIFIED):
+        with contextlib.suppress(KeyError):
+            metric.remove(snapshot)
 
 
 def watch_internal_entries(sizes: Mapping[str, Callable[[], int]]) -> None:

@@ -82,7 +82,13 @@ def test_printer_columns_show_readiness_with_its_reason():
         "Reason",
         "Age",
     ]
-    assert _columns("CollectionSnapshot", wide=True)[9:] == ["Next", "Connection", "Message"]
+    assert _columns("CollectionSnapshot", wide=True)[9:] == [
+        "Next",
+        "Connection",
+        "Verified",
+        "Verified-At",
+        "Message",
+    ]
     for kind in KINDS:
         columns = crdgen.crd(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
         reason = next(c for c in columns if c["name"] == "Reason")

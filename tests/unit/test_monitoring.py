@@ -66,7 +66,7 @@ def promtool(*args: str, cwd: Path) -> str:
 def test_rules_pass_promtool_check_and_unit_tests(tmp_path):
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule_spec(), sort_keys=False))
     shutil.copy(REPO / "tests/monitoring/alerts_test.yaml", tmp_path / "alerts_test.yaml")
-    assert "SUCCESS: 11 rules found" in promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert "SUCCESS: 12 rules found" in promtool("check", "rules", "rules.yaml", cwd=tmp_path)
     assert "SUCCESS" in promtool("test", "rules", "alerts_test.yaml", cwd=tmp_path)
 
 
@@ -82,6 +82,7 @@ def test_every_alert_asked_for_is_there_and_unit_tested():
         "QdrantOperatorDeletesAbandoned",
         "QdrantOperatorPeeringObjectMissing",
         "QdrantOperatorAccessKeyExpiringUnrotated",
+        "QdrantOperatorBackupVerificationFailed",
         "QdrantOperatorAbsent",
         "QdrantOperatorNoActiveReplica",
     }

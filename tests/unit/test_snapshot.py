@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from collection_operator.api.collection import VectorCollectionSpec
-from collection_operator.api.snapshot import Retention, SnapshotRecord
+from collection_operator.api.snapshot import PointSample, Retention, SnapshotRecord
 from collection_operator.qdrant import Topology
 from collection_operator.qdrant.calls import SnapshotTurns
 from collection_operator.reconcile import restore
@@ -146,7 +146,12 @@ async def test_take_records_points_and_time():
     q.points["src"] = 7
     record = await logic.take(q, "src", CREATED)
     assert record == SnapshotRecord(
-        name="src-0.snapshot", created_at="2030-05-01T12:00:30Z", size_bytes=1024, checksum="abc", points_count=7
+        name="src-0.snapshot",
+        created_at="2030-05-01T12:00:30Z",
+        size_bytes=1024,
+        checksum="abc",
+        points_count=7,
+        sample=PointSample(points=0, sha256=logic.digest([])),
     )
     q.write_during_snapshot = 1
     assert (await logic.take(q, "src", CREATED)).points_count is None, "a racing write makes the count unknown"
@@ -366,7 +371,7 @@ async def test_a_snapshot_is_taken_only_through_a_connection_its_namespace_may_u
     theirs = FakeConnection(namespace="team-a", name="private")
     theirs.snapshots.points["secret"] = 7
     source = {"status": {"collectionName": "secret", "connection": "team-a/private", "appliedGeneration": 1}}
-    run = SnapshotRun("ns", "nightly", "2026-01-01T00:00:00Z", {})
+    run = SnapshotRun("ns", "nightly", "uid-n", "2026-01-01T00:00:00Z", {})
     reports: list[Any] = []
 
     async def report(outcome: Any) -> None:

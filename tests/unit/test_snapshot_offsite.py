@@ -38,7 +38,7 @@ class World:
         self.stores = FakeObjectStores()
         self.secrets = secrets()
         self.offsite = logic.Offsite(self.secrets, self.stores.open)
-        self.run = SnapshotRun("ns", "nightly", "2030-01-01T00:00:00Z", {})
+        self.run = SnapshotRun("ns", "nightly", "uid-n", "2030-01-01T00:00:00Z", {})
 
     async def step(self, spec: dict[str, Any] = SPEC, now: str = "2030-01-01T00:00:01Z") -> Any:
         async def report(_: Any) -> None:

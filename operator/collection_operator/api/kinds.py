@@ -114,6 +114,8 @@ KINDS = (
             AGE,
             Column("Next", ".status.nextScheduleTime", "date", priority=1),
             Column("Connection", ".status.connection", priority=1),
+            Column("Verified", '.status.conditions[?(@.type=="BackupVerified")].status', priority=1),
+            Column("Verified-At", ".status.verifiedAt", "date", priority=1),
             WIDE_MESSAGE,
         ),
         "One-off or scheduled snapshots of a VectorCollection, with retention.",

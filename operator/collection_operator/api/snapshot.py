@@ -32,6 +32,15 @@ class Retention(WireModel):
     max_age_hours: int | None = Field(None, ge=1, description="Delete snapshots older than this.")
 
 
+class Verify(WireModel):
+    """When to drill: restore the newest snapshot into a scratch collection on the same connection, compare it
+    with what the snapshot recorded (point count, a sample of points), delete the scratch collection."""
+
+    schedule: str = Field(
+        pattern=CRON_PATTERN, description='Cron, e.g. "0 5 * * *" (UTC), like spec.schedule; one drill per slot.'
+    )
+
+
 class CollectionSnapshotSpec(WireModel):
     """What to snapshot, when, and how long to keep the snapshots."""
 
@@ -57,6 +66,11 @@ class CollectionSnapshotSpec(WireModel):
         description="Keep the snapshots in object storage: each file is streamed there (sha256 computed on the "
         "way) and deleted from the node. Left out: the files stay on the Qdrant node.",
     )
+    verify: Verify | None = Field(
+        None,
+        description="Restore drills: the newest snapshot restored into a scratch collection and compared, on a "
+        "schedule; status.lastVerification and the BackupVerified condition say how it went.",
+    )
 
 
 class Phase(StrEnum):
@@ -64,6 +78,14 @@ class Phase(StrEnum):
     IN_PROGRESS = "InProgress"
     COMPLETED = "Completed"
     FAILED = "Failed"
+
+
+class PointSample(StatusModel):
+    """A fingerprint of the collection's first points by id, read just before and just after the snapshot (and
+    kept only when both reads agree): what a restore drill compares the restored points with."""
+
+    points: int = Field(description="How many points it covers (the first ones by id; fewer in a small collection).")
+    sha256: str = Field(description="sha256 of those points' ids, payloads and vectors as Qdrant returned them.")
 
 
 class SnapshotRecord(StatusModel):
@@ -91,6 +113,25 @@ class SnapshotRecord(StatusModel):
         description="Distributed Qdrant: the shard ids it holds, every shard of the collection (a snapshot that "
         "would miss one is refused, never recorded).",
     )
+    sample: PointSample | None = Field(
+        None, description="The first points by id when it was taken (absent if writes raced); drills compare them."
+    )
+
+
+class VerificationResult(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Verification(StatusModel):
+    """The last restore drill (spec.verify)."""
+
+    snapshot: str = Field(description="The snapshot it restored (the newest when it ran).")
+    result: VerificationResult = Field(description="Succeeded or Failed.")
+    message: str = Field("", description="What was compared, or what went wrong.")
+    time: str = Field(description="When it finished (UTC).")
+    points_count: int | None = Field(None, description="Points in the scratch collection after the restore.")
+    sampled_points: int | None = Field(None, description="Points compared one by one (ids, payloads, vectors).")
 
 
 class CollectionSnapshotStatus(StatusBase):
@@ -108,6 +149,8 @@ class CollectionSnapshotStatus(StatusBase):
     total_size: str | None = Field(
         None, description='Their sizeBytes summed, in binary units such as "1.5 GiB" (the Size column).'
     )
+    verified_at: str | None = Field(None, description="When a restore drill last succeeded (the Verified column).")
+    last_verification: Verification | None = Field(None, description="The last restore drill (spec.verify).")
 
     @model_validator(mode="after")
     def _totals_follow_snapshots(self) -> CollectionSnapshotStatus:

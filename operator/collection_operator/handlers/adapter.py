@@ -45,7 +45,10 @@ async def write(ctx: Context, plural: str, body: Mapping[str, Any], outcome: Out
     current = ctx.statuses.current(plural, body)
     status: StatusModel = outcome.status
     verdict = replace(outcome.verdict, message=ctx.secrets.scrub(outcome.verdict.message))
-    desired = desired_wire(status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled)
+    aspects = [replace(a, message=ctx.secrets.scrub(a.message)) for a in outcome.aspects]
+    desired = desired_wire(
+        status, verdict, current, meta.get("generation"), reconciled=outcome.reconciled, aspects=aspects
+    )
     ready: dict[str, Any] = next((c for c in desired["conditions"] if c.get("type") == "Ready"), {})
     resource = f"{meta['namespace']}/{meta['name']}"  # not a `namespace` label: a scrape's own (the Pod's) takes it
     metrics.RESOURCE_READY.labels(KIND_OF[plural], resource).set(1 if ready.get("status") == "True" else 0)

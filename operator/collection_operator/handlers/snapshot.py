@@ -9,8 +9,10 @@ from typing import Any
 
 import kopf
 
+from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.kinds import COLLECTION_SNAPSHOT
+from ..api.snapshot import VerificationResult
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
 from ..reconcile.snapshot_step import (
@@ -46,7 +48,9 @@ async def snapshot_daemon(
     """Snapshots run here, in the resource's own task, never inside a handler other resources wait on."""
     ctx: Context = memo.context
     meta = body["metadata"]
-    run = SnapshotRun(meta["namespace"], meta["name"], meta["creationTimestamp"], body.get("status") or {})
+    run = SnapshotRun(meta["namespace"], meta["name"], meta["uid"], meta["creationTimestamp"], body.get("status") or {})
+    key = f"{meta['namespace']}/{meta['name']}"
+    metrics.backup_verified(key, run.verified.status if run.verified else None, run.verified_at)
 
     async def progress(outcome: SnapshotOutcome) -> None:
         await report(ctx, PLURAL, body, outcome)
@@ -61,8 +65,15 @@ async def snapshot_daemon(
                 progress,
                 every(snapshot_bodies),
                 ctx.offsite,
+                ctx.gates,
             )
+            if step.drilled is not None:  # quotes Qdrant's error text: masked like every message the operator writes
+                step.drilled.message = ctx.secrets.scrub(step.drilled.message)  # the run's record too
+                step.outcome.status.last_verification = step.drilled
             await report(ctx, PLURAL, body, step.outcome)
+            if step.drilled is not None and step.drilled.result == VerificationResult.FAILED:
+                metrics.BACKUP_VERIFICATION_FAILURES.labels(key).inc()
+            metrics.backup_verified(key, run.verified.status if run.verified else None, run.verified_at)
             delay = step.delay
         except Exception:  # e.g. the API server refused a status write: the run keeps the records
             delay = run.failed()
@@ -71,6 +82,7 @@ async def snapshot_daemon(
             )
         await stopped.wait(delay)
     ctx.statuses.forget(PLURAL, meta["uid"])
+    metrics.forget_backup(key)
 
 
 def _deletes_files(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:

@@ -137,3 +137,9 @@ class QdrantSnapshots:
     async def placement(self, collection: str) -> dict[str, Any]:
         result: dict[str, Any] = without_nulls(await self.gateway.collection_cluster(collection))
         return result
+
+    async def first_points(self, collection: str, limit: int) -> list[dict[str, Any]]:
+        return await copying.first_points(self.gateway, collection, limit)
+
+    async def delete_collection(self, collection: str) -> None:
+        await self.gateway.delete_collection(collection)

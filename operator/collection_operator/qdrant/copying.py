@@ -43,6 +43,11 @@ async def _page(
     return list(result["points"]), result.get("next_page_offset")
 
 
+async def first_points(gateway: Gateway, collection: str, limit: int) -> list[Record]:
+    """The first `limit` points by id, with payloads and vectors."""
+    return (await _page(gateway, collection, None, limit, True))[0]
+
+
 async def _retrieve(gateway: Gateway, collection: str, ids: list[PointId], *, full: bool) -> dict[PointId, Record]:
     found = await gateway.request(
         "retrieve",

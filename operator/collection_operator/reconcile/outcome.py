@@ -59,6 +59,17 @@ class Verdict:
         return self.state == State.READY
 
 
+@dataclass(frozen=True)
+class Aspect:
+    """A condition of a type of its own beside the kstatus ones the verdict makes (a CollectionSnapshot's
+    BackupVerified): the status writer adds it to them."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str = ""
+
+
 @dataclass
 class Outcome(Generic[S]):
     """A step's result: the handler writes `status` (conditions are added from the verdict), posts `events`
@@ -72,6 +83,7 @@ class Outcome(Generic[S]):
     drift_corrected: int = 0
     create_conflicts: int = 0  # creates Qdrant answered "already exists" (then observed, never overwritten)
     reconciled: bool = False  # the current generation is in effect (Ready); Stalled/Paused verdicts are final too
+    aspects: list[Aspect] = field(default_factory=list)  # conditions beside Ready, Reconciling and Stalled
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.events.append(("Warning" if warning else "Normal", reason, message))

@@ -106,6 +106,12 @@ class SnapshotsPort(Protocol):
         """GET /collections/{name}/cluster (distributed Qdrant): the answering node's peer id, its local
         shards and the remote ones, with replica states."""
 
+    async def first_points(self, collection: str, limit: int) -> list[dict[str, Any]]:
+        """The first `limit` points by id, with payloads and vectors, as Qdrant's scroll returns them."""
+
+    async def delete_collection(self, collection: str) -> None:
+        """A restore drill's scratch collection; succeeds when it is already gone."""
+
 
 class ObjectStorePort(Protocol):
     """One bucket under a key prefix (collection_operator.objectstore.Store); failures are ObjectStoreError."""

@@ -61,6 +61,11 @@ OBJECT_STORE_OBJECT_NOT_FOUND = "ObjectStoreObjectNotFound"
 OBJECT_STORE_ENDPOINT_REFUSED = "ObjectStoreEndpointRefused"
 OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
 SNAPSHOT_CHECKSUM_MISMATCH = "SnapshotChecksumMismatch"  # the file streamed off the node is not the one Qdrant wrote
+# Restore drills (spec.verify): the BackupVerified condition's reasons
+VERIFIED = "Verified"
+SNAPSHOT_UNRESTORABLE = "SnapshotUnrestorable"  # Qdrant could not recover the file (missing, damaged, unreachable)
+SAMPLE_MISMATCH = "SampleMismatch"  # restored points differ from those recorded when the snapshot was taken
+SCRATCH_NAME_TAKEN = "ScratchCollectionTaken"  # a collection not this drill's holds the scratch name
 
 # CollectionAccessKey
 KEY_ISSUED = "KeyIssued"  # Ready: the Secret holds a valid token; also the Event of each new token

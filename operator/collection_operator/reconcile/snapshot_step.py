@@ -5,19 +5,32 @@ the live body's status lags behind our own writes (a one-off must never be taken
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..api.objectstore import ObjectStoreServer
-from ..api.snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus, Phase, SnapshotRecord
+from ..api.snapshot import CollectionSnapshotSpec, CollectionSnapshotStatus, Phase, SnapshotRecord, Verification
 from ..objectstore import ObjectStoreError
 from ..qdrant.errors import QdrantError
-from . import reasons
+from . import drill, reasons
 from . import snapshot as logic
+from .collection import owner_marker
 from .connections import usable
-from .outcome import Outcome, ReconcileError, Stalling, State, Verdict, Waiting, backoff, parse, verdict_for
+from .gates import ConnectionGate
+from .outcome import (
+    Aspect,
+    Outcome,
+    ReconcileError,
+    Stalling,
+    State,
+    Verdict,
+    Waiting,
+    backoff,
+    parse,
+    verdict_for,
+)
 from .ports import ConnectionsPort, ObjectStorePort
 
 log = logging.getLogger(__name__)
@@ -35,13 +48,14 @@ class Next:
 
     outcome: SnapshotOutcome
     delay: float
+    drilled: Verification | None = None  # a restore drill that finished in this step (for the metrics)
 
 
 class SnapshotRun:
     """One CollectionSnapshot's loop state, seeded from the status it had when the loop started."""
 
-    def __init__(self, namespace: str, name: str, created: str, status: Mapping[str, Any]):
-        self.namespace, self.name = namespace, name
+    def __init__(self, namespace: str, name: str, uid: str, created: str, status: Mapping[str, Any]):
+        self.namespace, self.name, self.uid = namespace, name, uid
         self.created = created
         self.records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
         self.last: str | None = status.get("lastSnapshotTime")
@@ -49,6 +63,19 @@ class SnapshotRun:
         self.collection: str | None = status.get("collectionName")
         self.connection: str | None = status.get("connection")
         self.failures = 0
+        last = status.get("lastVerification")
+        self.verification = Verification.model_validate(last) if last else None
+        self.verified_at: str | None = status.get("verifiedAt")
+        self.verified = next(
+            (
+                Aspect(c["type"], c.get("status") == "True", c.get("reason") or "", c.get("message") or "")
+                for c in status.get("conditions") or []
+                if c.get("type") == drill.CONDITION
+            ),
+            None,
+        )
+        self.drill_failures = 0
+        self.drill_retry_at: datetime | None = None
 
     def failed(self) -> float:
         """One more failure in a row: how long the loop waits before it tries again."""
@@ -65,9 +92,11 @@ class SnapshotRun:
             "snapshots": self.records,
             "last_snapshot_time": self.last,
             "next_schedule_time": logic.format_time(next_run) if next_run else None,
+            "verified_at": self.verified_at,
+            "last_verification": self.verification,
         }
         status = CollectionSnapshotStatus.model_validate({k: v for k, v in fields.items() if v is not None})
-        return Outcome(verdict, status, reconciled=reconciled)
+        return Outcome(verdict, status, reconciled=reconciled, aspects=[self.verified] if self.verified else [])
 
     async def step(
         self,
@@ -78,11 +107,13 @@ class SnapshotRun:
         report: Report,
         others: Iterable[Mapping[str, Any]] = (),
         offsite: logic.Offsite | None = None,
+        gates: MutableMapping[str, ConnectionGate] | None = None,
     ) -> Next:
         """Do what is due now. `collections` finds a VectorCollection body by "namespace/name"; `report`
         writes the in-progress status before a snapshot starts; `others` are the CollectionSnapshot bodies
         retention must not delete a shared file for (held_elsewhere); `offsite` reaches object storage
-        (spec.objectStore)."""
+        (spec.objectStore); `gates` are the connections' heavy-change slots, which a restore drill takes (None:
+        nothing else runs heavy work)."""
         self.phase = self.phase or Phase.PENDING
         try:
             spec = parse(CollectionSnapshotSpec, spec_body)
@@ -96,13 +127,33 @@ class SnapshotRun:
                     usable(connections, self.connection)
                 except ReconcileError as exc:
                     return Next(self.outcome(exc.verdict), TICK_SECONDS)
+            drilled, before = None, self.verified
+            if spec.verify is None:
+                self.verified = None  # no drills, no BackupVerified condition (lastVerification stays)
+            else:  # in this loop, so never while a snapshot of this resource is taken
+                try:
+                    drilled = await self._drill(spec, now, connections, {} if gates is None else gates, offsite)
+                except (ReconcileError, QdrantError) as exc:
+                    verdict = verdict_for(exc, "restore drill: ")
+                    log.warning("CollectionSnapshot %s/%s: %s", self.namespace, self.name, verdict.message)
+                    return Next(self.outcome(verdict), TICK_SECONDS)
             if plan.due is None:
                 done = self.records[-1].name if self.records else "?"
-                return Next(
+                resting = Next(
                     self.outcome(Verdict(State.READY, reasons.COMPLETED, f"snapshot {done} taken"), reconciled=True),
                     TICK_SECONDS,
                 )
-            return Next(self._scheduled(plan.due), min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0)))
+            else:
+                wait = min(TICK_SECONDS, max((plan.due - now).total_seconds(), 0.0))
+                resting = Next(self._scheduled(plan.due), wait)
+            if drilled is not None and self.verified is not None:
+                passed = self.verified.status
+                if not passed or before is None or not before.status:  # every failure; a pass when it is news
+                    resting.outcome.event(
+                        reasons.VERIFIED if passed else self.verified.reason, drilled.message, warning=not passed
+                    )
+                resting = replace(resting, drilled=drilled)
+            return resting
         try:
             await self._take(spec, now, collections, connections, report, others, offsite)
         except (ReconcileError, QdrantError) as exc:
@@ -127,6 +178,57 @@ class SnapshotRun:
         scheduled = self._scheduled(logic.next_run(spec.schedule, now))
         scheduled.events = taken.events
         return Next(scheduled, 0.0)
+
+    async def _drill(
+        self,
+        spec: CollectionSnapshotSpec,
+        now: datetime,
+        connections: ConnectionsPort,
+        gates: MutableMapping[str, ConnectionGate],
+        offsite: logic.Offsite | None,
+    ) -> Verification | None:
+        """A restore drill of the newest snapshot when one is due (verify's schedule, after the last drill or the
+        creation); None when none ran. A ReconcileError or QdrantError is the connection's failure, not the
+        backup's: no verdict on it, and the drill is tried again after a backoff."""
+        assert spec.verify is not None
+        last = self.verification.time if self.verification else None
+        due = logic.plan(spec.verify.schedule, None, last, logic.parse_time(self.created), now)
+        waiting = self.drill_retry_at is not None and now < self.drill_retry_at
+        if waiting or not due.take or not self.records or self.collection is None or self.connection is None:
+            return None
+        holder = f"CollectionSnapshot {self.namespace}/{self.name}"
+        gate = gates.setdefault(self.connection, ConnectionGate())
+        if not gate.admit(holder):  # a re-index, a copy or another drill runs on this connection: next tick
+            log.info("restore drill of %s waits for the heavy change of %s", holder, gate.holder)
+            return None
+        try:
+            runtime = usable(connections, self.connection, self.namespace)
+            record = max(self.records, key=lambda r: r.created_at or "")
+            source = logic.SourceSnapshot(self.name, record, self.collection, self.connection)
+            location, key = await logic.recovery(
+                source, runtime.spec.primary_url, runtime.api_key, offsite, self.namespace, spec.object_store
+            )
+            plan = drill.Drill(
+                source,
+                drill.scratch_name(runtime, self.namespace, self.uid),
+                owner_marker(self.namespace, self.name, self.uid),
+                f"{self.namespace}/{spec.collection_ref.name}",
+                location,
+                key,
+            )
+            verification, reason = await drill.run(runtime, plan, logic.format_time(now))
+        except (ReconcileError, QdrantError):
+            self.drill_failures += 1
+            self.drill_retry_at = now + timedelta(seconds=backoff(self.drill_failures, MAX_BACKOFF_SECONDS))
+            raise
+        finally:
+            gate.release(holder)
+        self.drill_failures, self.drill_retry_at = 0, None
+        self.verification = verification
+        self.verified = drill.condition(verification, reason)
+        if self.verified.status:
+            self.verified_at = verification.time
+        return verification
 
     def _scheduled(self, due: datetime) -> SnapshotOutcome:
         return self.outcome(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.base import Condition, ConditionStatus, StatusModel
-from .outcome import State, Verdict
+from .outcome import Aspect, State, Verdict
 from .reasons import AWAITING_APPROVAL
 
 
@@ -82,7 +82,13 @@ def merge_conditions(
 
 
 def desired_wire(
-    status: StatusModel, verdict: Verdict, current: Mapping[str, Any], generation: int | None, *, reconciled: bool
+    status: StatusModel,
+    verdict: Verdict,
+    current: Mapping[str, Any],
+    generation: int | None,
+    *,
+    reconciled: bool,
+    aspects: Sequence[Aspect] = (),
 ) -> dict[str, Any]:
     """The status the resource should have: the fields the step set (explicit None removes one),
     the conditions, and observedGeneration: the generation the verdict is about (kstatus, Flux), so it advances
@@ -92,7 +98,8 @@ def desired_wire(
     final = final or verdict.reason == AWAITING_APPROVAL
     observed = generation if final else current.get("observedGeneration")
     before = current.get("conditions") or []
-    conditions = merge_conditions(before, conditions_for(verdict, generation, before))
+    own = [_condition(a.type, a.status, a.reason, a.message, generation) for a in aspects]
+    conditions = merge_conditions(before, conditions_for(verdict, generation, before) + own)
     out = status.to_patch()
     out["conditions"] = [c.to_wire() for c in conditions]
     if observed is not None:
