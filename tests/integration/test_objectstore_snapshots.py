@@ -340,3 +340,36 @@ def test_qdrant_s_own_s3_mode_works_unchanged_with_the_operator_s_checksum(
     )
     copy = cluster.wait_condition(VC, "copy", "InSync", timeout=120)["status"]
     assert contents(qdrant, copy["collectionName"]) == before
+
+
+def test_a_restore_drill_verifies_a_snapshot_kept_in_the_bucket_and_fails_a_damaged_one(
+    cluster, connection, qdrant_server, s3_server, s3_bucket
+):
+    """spec.verify with spec.objectStore: the drill recovers the object through a presigned URL (no api_key),
+    compares, and removes its scratch collection; the same object damaged in the bucket fails the next drill."""
+    collection = source_collection(cluster, qdrant_server)
+    credentials(cluster, s3_server)
+    spec = {
+        "collectionRef": {"name": "docs"},
+        "objectStore": target(s3_server, s3_bucket),
+        "verify": {"schedule": "* * * * *"},
+    }
+    cluster.apply("CollectionSnapshot", "drilled", spec)
+    body = cluster.wait_condition(PLURAL, "drilled", "Verified", type_="BackupVerified", timeout=180)
+    [record] = body["status"]["snapshots"]
+    verification = body["status"]["lastVerification"]
+    assert verification["result"] == "Succeeded" and verification["snapshot"] == record["name"], verification
+    assert verification["pointsCount"] == record["pointsCount"]
+
+    _bucket, key = parse_location(record["location"])
+    damaged = bytearray(objects(s3_server, s3_bucket)[key])
+    damaged[len(damaged) // 2] ^= 0xFF
+    put_object(s3_server, s3_bucket, key, bytes(damaged))
+    failed = cluster.wait_condition(
+        PLURAL, "drilled", "SnapshotUnrestorable", status="False", type_="BackupVerified", timeout=180
+    )
+    assert failed["status"]["lastVerification"]["result"] == "Failed"
+    with closing(qdrant_server.client()) as client:
+        assert not [c.name for c in client.get_collections().collections if c.name.startswith("~drill-")]
+    assert qdrant_snapshots(qdrant_server, collection) == [], "the node keeps no copy"
+    no_presigned_url_shown(cluster, (PLURAL, "drilled"))
