@@ -271,6 +271,7 @@ class Node:
     jwt_rbac: bool = False  # service.jwt_rbac: tokens signed with api_key are taken (CollectionAccessKey)
     alt_api_key: str | None = None  # service.alt_api_key (1.17+): a second key, e.g. the old one during rotation
     bootstrap: str | None = None  # the first node's p2p URL, for nodes 2..N
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # more QDRANT__* settings (S3 credentials...)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -301,6 +302,7 @@ class Node:
             "QDRANT__TELEMETRY_DISABLED": "true",
             "QDRANT__LOG_LEVEL": os.environ.get("QDRANT__LOG_LEVEL", "WARN"),
         }
+        env.update(self.env)
         if self.api_key:
             env["QDRANT__SERVICE__API_KEY"] = self.api_key
         if self.jwt_rbac:
