@@ -4,12 +4,14 @@ devenv/seaweed.py) the operator's way, against a bare upload of the same file wi
 - operator: the operator's own path (reconcile/snapshot.py `offload`): the snapshot download of its Qdrant
   gateway (`QdrantSnapshots.download_snapshot`, streamed) fed to `collection_operator.objectstore.Store.upload`
   (multipart, sha256 while streaming), what a CollectionSnapshot with `spec.objectStore` does;
-- baseline: obstore's own `put` of the snapshot file from Qdrant's snapshot directory on local disk.
+- baseline: obstore's own `put` of the snapshot file from Qdrant's snapshot directory on local disk;
+- where the time goes: store_from_file, Store.upload fed from that local file (no Qdrant download), and
+  download_only, the operator's download from Qdrant alone (the bytes dropped, nothing uploaded).
 
-Each upload runs in a fresh interpreter of its own (this module with `--child`), alternating baseline and
-operator ROUNDS times, so one's allocations never count against the other; that interpreter samples its VmRSS
-every 10 ms and reports the peak over what it held before the first byte. The operator's object must carry the
-size and sha256 Qdrant recorded for the snapshot.
+Each upload runs in a fresh interpreter of its own (this module with `--child`), the three in turn, ROUNDS
+times, so one's allocations never count against the other; that interpreter samples its VmRSS
+every 10 ms and reports the peak over what it held before the first byte. The objects Store.upload wrote must
+carry the size and sha256 Qdrant recorded for the snapshot.
 
     .venv/bin/python -m bench.backup     # bench/results/backup-real.json; needs the real Qdrant and weed
 
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ TARGET_BYTES = int(float(os.environ.get("BACKUP_TARGET_GIB", "1.0")) * GIB)  # t
 BLOB_BYTES = 512 * 1024  # payload per point: large values fill the collection fast (JSON strings, no floats)
 BATCH = 12  # points per upsert, ~8 MiB of JSON (Qdrant's default request limit is 32 MiB)
 ROUNDS = int(os.environ.get("BACKUP_ROUNDS", "2"))
+MODES = ("bare", "operator", "store_from_file", "download_only")
 COLLECTION = "backup-bench"
 
 
@@ -81,17 +85,23 @@ class PeakRss:
 async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
     from collection_operator.api.connection import QdrantConnectionSpec
     from collection_operator.config import resolve
-    from collection_operator.objectstore import Store, StoreConfig
+    from collection_operator.objectstore import Store, StoreConfig, Uploaded
     from collection_operator.qdrant import QdrantGateway
     from collection_operator.qdrant.adapters import QdrantSnapshots
 
     store = Store(StoreConfig(**job["store"]))
     settings = resolve(QdrantConnectionSpec(url=job["qdrant"], environment="Production"))
     async with QdrantGateway(job["qdrant"], settings, name="bench") as gateway:
-        snapshots = QdrantSnapshots(gateway)
+        if job["mode"] in ("operator", "download_only"):
+            source = QdrantSnapshots(gateway).download_snapshot(COLLECTION, job["snapshot"])
+        else:  # "store_from_file": where the time goes, Store.upload fed from the local file instead
+            source = _read(Path(job["file"]))
         with PeakRss() as rss:
             started = time.perf_counter()
-            uploaded = await store.upload(job["key"], snapshots.download_snapshot(COLLECTION, job["snapshot"]))
+            if job["mode"] == "download_only":  # where the time goes: Qdrant's download alone, bytes dropped
+                uploaded = Uploaded(job["key"], job["sha256"], sum([len(chunk) async for chunk in source]))
+            else:
+                uploaded = await store.upload(job["key"], source)
             seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
@@ -100,6 +110,12 @@ async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
         "rss_before": rss.before,
         "rss_peak": rss.peak,
     }
+
+
+async def _read(file: Path) -> AsyncIterator[bytes]:
+    with file.open("rb") as f:
+        while chunk := f.read(2**20):
+            yield chunk
 
 
 async def _bare_upload(job: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +147,7 @@ async def _bare_upload(job: dict[str, Any]) -> dict[str, Any]:
 
 def child() -> None:
     job = json.loads(sys.stdin.read())
-    upload = _operator_upload if job["mode"] == "operator" else _bare_upload
+    upload = _bare_upload if job["mode"] == "bare" else _operator_upload
     print(json.dumps(asyncio.run(upload(job))))
 
 
@@ -208,9 +224,9 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
         "secret_access_key": s3.secret_access_key,
     }
     print(f"[backup] {points} points, snapshot {snap['size'] / GIB:.2f} GiB in {snapshot_s:.0f} s", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "operator": []}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     for round_ in range(ROUNDS):
-        for mode in ("bare", "operator"):
+        for mode in MODES:
             job = {
                 "mode": mode,
                 "store": store,
@@ -218,9 +234,10 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
                 "file": str(file),
                 "qdrant": url,
                 "snapshot": snap["name"],
+                "sha256": snap["checksum"],
             }
             result = _run_child(job)
-            if mode == "operator" and (result["size"], result["sha256"]) != (snap["size"], snap["checksum"]):
+            if mode != "bare" and (result["size"], result["sha256"]) != (snap["size"], snap["checksum"]):
                 raise RuntimeError(f"the uploaded object is not the snapshot: {result} vs {snap}")
             result["mib_per_s"] = round(result["size"] / 2**20 / result["seconds"], 1)
             result["rss_growth_mib"] = round((result["rss_peak"] - result["rss_before"]) / 2**20, 1)
@@ -229,9 +246,12 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
                 f"[backup] round {round_ + 1} {mode}: {result['mib_per_s']} MiB/s, RSS +{result['rss_growth_mib']} MiB",
                 flush=True,
             )
-            s3.s3("DELETE", f"/{bucket}/bench/{job['key']}")  # keep the disk for the next round
+            if mode != "download_only":
+                s3.s3("DELETE", f"/{bucket}/bench/{job['key']}")  # keep the disk for the next round
     bare = statistics.median(r["mib_per_s"] for r in runs["bare"])
     operator = statistics.median(r["mib_per_s"] for r in runs["operator"])
+    from_file = statistics.median(r["mib_per_s"] for r in runs["store_from_file"])
+    download = statistics.median(r["mib_per_s"] for r in runs["download_only"])
     results = {
         "qdrant": "real Qdrant 1.19.0, single node",
         "s3": f"SeaweedFS weed mini ({gotools.TOOLS['weed'][1]}) on loopback",
@@ -245,6 +265,9 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
         "bare_obstore_put_mib_per_s": bare,
         "operator_stream_mib_per_s": operator,
         "throughput_operator_over_bare": round(operator / bare, 2),
+        "store_upload_from_file_mib_per_s": from_file,
+        "throughput_store_from_file_over_bare": round(from_file / bare, 2),
+        "download_only_mib_per_s": download,
         "operator_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["operator"]),
         "bare_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["bare"]),
         "sha256_matches_qdrant": True,
