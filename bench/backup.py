@@ -44,7 +44,7 @@ GIB = 2**30
 TARGET_BYTES = int(float(os.environ.get("BACKUP_TARGET_GIB", "1.0")) * GIB)  # the snapshot's size at least
 BLOB_BYTES = 512 * 1024  # payload per point: large values fill the collection fast (JSON strings, no floats)
 BATCH = 12  # points per upsert, ~8 MiB of JSON (Qdrant's default request limit is 32 MiB)
-ROUNDS = int(os.environ.get("BACKUP_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("BACKUP_ROUNDS", "3"))
 MODES = ("bare", "operator", "store_from_file", "download_only")
 COLLECTION = "backup-bench"
 
@@ -53,7 +53,8 @@ COLLECTION = "backup-bench"
 
 
 class PeakRss:
-    """VmRSS sampled every 10 ms in a thread: what the process held at start() and the most it held since."""
+    """VmRSS sampled every 10 ms in a thread: what the process held on entry and the most it held since; and the
+    CPU seconds the process used meanwhile."""
 
     def __init__(self) -> None:
         self.before = self.peak = self.now()
@@ -73,6 +74,7 @@ class PeakRss:
 
     def __enter__(self) -> PeakRss:
         self.before = self.peak = self.now()
+        self._cpu = time.process_time()
         self._thread.start()
         return self
 
@@ -80,6 +82,7 @@ class PeakRss:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.now())
+        self.cpu_seconds = round(time.process_time() - self._cpu, 2)
 
 
 async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +112,7 @@ async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
         "sha256": uploaded.sha256,
         "rss_before": rss.before,
         "rss_peak": rss.peak,
+        "cpu_seconds": rss.cpu_seconds,
     }
 
 
@@ -142,6 +146,7 @@ async def _bare_upload(job: dict[str, Any]) -> dict[str, Any]:
         "size": size,
         "rss_before": rss.before,
         "rss_peak": rss.peak,
+        "cpu_seconds": rss.cpu_seconds,
     }
 
 
@@ -200,13 +205,20 @@ def main() -> dict[str, Any]:
         s3.start()
         qdrant = start_real_server(Path(tmp) / "qdrant", counted=False)
         try:
-            return _measure(qdrant.url, qdrant.data_dir, s3)  # type: ignore[arg-type]
+            assert qdrant.node is not None and qdrant.node.pid is not None and s3.pid is not None
+            return _measure(qdrant.url, qdrant.node.storage, s3, {"qdrant": qdrant.node.pid, "s3": s3.pid})
         finally:
             qdrant.close()
             s3.stop()
 
 
-def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(url: str, storage: Path, s3: seaweed.Seaweed, servers: dict[str, int]) -> dict[str, Any]:
     load = os.getloadavg()
     with httpx.Client(base_url=url, timeout=600) as http:
         started = time.perf_counter()
@@ -236,14 +248,19 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed) -> dict[str, Any]:
                 "snapshot": snap["name"],
                 "sha256": snap["checksum"],
             }
+            cpu = {name: _cpu_seconds(pid) for name, pid in servers.items()}
             result = _run_child(job)
+            for name, pid in servers.items():
+                result[f"{name}_cpu_seconds"] = round(_cpu_seconds(pid) - cpu[name], 2)
             if mode != "bare" and (result["size"], result["sha256"]) != (snap["size"], snap["checksum"]):
                 raise RuntimeError(f"the uploaded object is not the snapshot: {result} vs {snap}")
             result["mib_per_s"] = round(result["size"] / 2**20 / result["seconds"], 1)
             result["rss_growth_mib"] = round((result["rss_peak"] - result["rss_before"]) / 2**20, 1)
             runs[mode].append(result)
             print(
-                f"[backup] round {round_ + 1} {mode}: {result['mib_per_s']} MiB/s, RSS +{result['rss_growth_mib']} MiB",
+                f"[backup] round {round_ + 1} {mode}: {result['mib_per_s']} MiB/s, RSS +{result['rss_growth_mib']} MiB,"
+                f" CPU s: this process {result['cpu_seconds']}, Qdrant {result['qdrant_cpu_seconds']},"
+                f" SeaweedFS {result['s3_cpu_seconds']}",
                 flush=True,
             )
             if mode != "download_only":
