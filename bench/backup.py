@@ -6,7 +6,9 @@ devenv/seaweed.py) the operator's way, against a bare upload of the same file wi
   (multipart, sha256 while streaming), what a CollectionSnapshot with `spec.objectStore` does;
 - baseline: obstore's own `put` of the snapshot file from Qdrant's snapshot directory on local disk;
 - where the time goes: store_from_file, Store.upload fed from that local file (no Qdrant download), and
-  download_only, the operator's download from Qdrant alone (the bytes dropped, nothing uploaded).
+  download_only, the operator's download from Qdrant alone (the bytes dropped, nothing uploaded);
+- operator_1mib_chunks: the operator's path with the download's chunks joined into 1 MiB before Store.upload
+  (what obstore's per-chunk cost is: httpx hands over 64 KiB at a time).
 
 Each upload runs in a fresh interpreter of its own (this module with `--child`), the three in turn, ROUNDS
 times, so one's allocations never count against the other; that interpreter samples its VmRSS
@@ -45,7 +47,7 @@ TARGET_BYTES = int(float(os.environ.get("BACKUP_TARGET_GIB", "1.0")) * GIB)  # t
 BLOB_BYTES = 512 * 1024  # payload per point: large values fill the collection fast (JSON strings, no floats)
 BATCH = 12  # points per upsert, ~8 MiB of JSON (Qdrant's default request limit is 32 MiB)
 ROUNDS = int(os.environ.get("BACKUP_ROUNDS", "3"))
-MODES = ("bare", "operator", "store_from_file", "download_only")
+MODES = ("bare", "operator", "store_from_file", "download_only", "operator_1mib_chunks")
 COLLECTION = "backup-bench"
 
 
@@ -95,8 +97,10 @@ async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
     store = Store(StoreConfig(**job["store"]))
     settings = resolve(QdrantConnectionSpec(url=job["qdrant"], environment="Production"))
     async with QdrantGateway(job["qdrant"], settings, name="bench") as gateway:
-        if job["mode"] in ("operator", "download_only"):
+        if job["mode"] in ("operator", "download_only", "operator_1mib_chunks"):
             source = QdrantSnapshots(gateway).download_snapshot(COLLECTION, job["snapshot"])
+            if job["mode"] == "operator_1mib_chunks":
+                source = _rechunk(source)
         else:  # "store_from_file": where the time goes, Store.upload fed from the local file instead
             source = _read(Path(job["file"]))
         with PeakRss() as rss:
@@ -114,6 +118,18 @@ async def _operator_upload(job: dict[str, Any]) -> dict[str, Any]:
         "rss_peak": rss.peak,
         "cpu_seconds": rss.cpu_seconds,
     }
+
+
+async def _rechunk(chunks: AsyncIterator[bytes], size: int = 2**20) -> AsyncIterator[bytes]:
+    """The download's chunks (up to 64 KiB each, as httpx reads them) joined into `size` bytes each."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        if len(buffer) >= size:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 async def _read(file: Path) -> AsyncIterator[bytes]:
@@ -195,7 +211,7 @@ def _run_child(job: dict[str, Any]) -> dict[str, Any]:
         [sys.executable, "-m", "bench.backup", "--child"], input=json.dumps(job), capture_output=True, text=True
     )
     if out.returncode != 0:
-        raise RuntimeError(f"{job['mode']} upload failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{job['mode']} upload failed ({out.returncode}):\n{out.stdout[-2000:]}{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -269,6 +285,7 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed, servers: dict[str, in
     operator = statistics.median(r["mib_per_s"] for r in runs["operator"])
     from_file = statistics.median(r["mib_per_s"] for r in runs["store_from_file"])
     download = statistics.median(r["mib_per_s"] for r in runs["download_only"])
+    rechunked = statistics.median(r["mib_per_s"] for r in runs["operator_1mib_chunks"])
     results = {
         "qdrant": "real Qdrant 1.19.0, single node",
         "s3": f"SeaweedFS weed mini ({gotools.TOOLS['weed'][1]}) on loopback",
@@ -285,6 +302,19 @@ def _measure(url: str, storage: Path, s3: seaweed.Seaweed, servers: dict[str, in
         "store_upload_from_file_mib_per_s": from_file,
         "throughput_store_from_file_over_bare": round(from_file / bare, 2),
         "download_only_mib_per_s": download,
+        "operator_1mib_chunks_mib_per_s": rechunked,
+        "throughput_operator_1mib_chunks_over_bare": round(rechunked / bare, 2),
+        "cpu_seconds_per_gib_median": {
+            mode: {
+                who: round(statistics.median(r[key] for r in runs[mode]) / (snap["size"] / GIB), 1)
+                for who, key in (
+                    ("uploader", "cpu_seconds"),
+                    ("qdrant", "qdrant_cpu_seconds"),
+                    ("seaweedfs", "s3_cpu_seconds"),
+                )
+            }
+            for mode in MODES
+        },
         "operator_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["operator"]),
         "bare_rss_growth_mib_max": max(r["rss_growth_mib"] for r in runs["bare"]),
         "sha256_matches_qdrant": True,
