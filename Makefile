@@ -163,7 +163,7 @@ down: $(STAMP)
 faults-table: $(STAMP)
 	$(PY) -m tests.faults.table
 
-bench: $(STAMP)
+bench: $(STAMP) go-tools
 	$(PY) -m bench
 
 clean: cluster-down

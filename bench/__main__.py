@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench import client, endpoints, grpc, memory, operator, peer, scale, sweep, throughput
+from bench import backup, client, endpoints, grpc, memory, operator, peer, scale, sweep, throughput
 from devenv import qdrant_real
 
 BENCHMARKS = [client.main, operator.main]
@@ -29,6 +29,7 @@ def main() -> None:
         if tier == "real":
             asyncio.run(grpc.main(tier))
             asyncio.run(endpoints.main(tier))
+            backup.main()  # a 1 GiB snapshot streamed to SeaweedFS vs a bare upload (needs weed: make go-tools)
 
 
 if __name__ == "__main__":

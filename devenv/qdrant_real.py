@@ -272,8 +272,8 @@ class Node:
     alt_api_key: str | None = None  # service.alt_api_key (1.17+): a second key, e.g. the old one during rotation
     bootstrap: str | None = None  # the first node's p2p URL, for nodes 2..N
     # storage.snapshots_config.s3_config (bucket, region, access_key, secret_key, endpoint_url): Qdrant's own S3
-    # mode, snapshots written to that bucket instead of snapshots_path
-    snapshots_s3: dict[str, str] | None = None
+    # mode, snapshots written to that bucket instead of snapshots_path. Not in repr: it holds the secret key.
+    snapshots_s3: dict[str, str] | None = field(default=None, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property

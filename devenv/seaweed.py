@@ -25,6 +25,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,7 @@ class Seaweed:
             processes.stop(self.pid, timeout)
             self.pid = None
         self.pid_file.unlink(missing_ok=True)
+        remove_sockets(self.ports.values())
 
     # ------------------------------------------------------------ S3 calls obstore does not make
 
@@ -199,6 +201,13 @@ class Seaweed:
                 return []
             raise
         return [entry["FullPath"] for entry in entries]
+
+
+def remove_sockets(ports: Iterable[int]) -> None:
+    """weed mini's local sockets in /tmp, named by the ports of a stopped server (it leaves some behind)."""
+    for port in ports:
+        for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            socket_file.unlink(missing_ok=True)
 
 
 def sign(method: str, url: str, region: str, access_key_id: str, secret_access_key: str) -> dict[str, str]:
@@ -278,6 +287,7 @@ def down(quiet: bool = False) -> None:
     state = json.loads(RUN_FILE.read_text())
     if processes.stop(state["pid"], 15):
         log(f"stopped SeaweedFS {state['endpoint']} (pid {state['pid']}); data kept in {STATE / 'seaweed'}")
+    remove_sockets(state["ports"].values())
     (STATE / "seaweed.pid").unlink(missing_ok=True)
     RUN_FILE.unlink()
 
