@@ -13,7 +13,14 @@ from ..api import GROUP, VERSION
 from ..api.kinds import COLLECTION_SNAPSHOT
 from ..qdrant import QdrantError
 from ..reconcile.outcome import ReconcileError
-from ..reconcile.snapshot_step import SnapshotOutcome, SnapshotRun, delete_files, deletes_files, held_elsewhere
+from ..reconcile.snapshot_step import (
+    SnapshotOutcome,
+    SnapshotRun,
+    delete_files,
+    deletes_files,
+    files_of,
+    held_elsewhere,
+)
 from .adapter import INDEX, Bodies, delete_with_budget, every, indexed, lookup, report
 from .context import Context
 
@@ -75,7 +82,7 @@ async def delete_snapshot_files(
 ) -> None:
     """The finalizer is only there for Delete-policy resources that hold files (the `when` filter)."""
     meta = body["metadata"]
-    names = [r["name"] for r in status.get("snapshots") or []]
+    names = files_of(status)
     shared = held_elsewhere(
         f"{meta['namespace']}/{meta['name']}",
         status.get("connection"),

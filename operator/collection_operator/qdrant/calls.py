@@ -253,6 +253,64 @@ class CollectionCalls(Protocol):
             raise QdrantError(f"snapshot of {collection} returned no description")
         return result
 
+    async def cluster_info(self) -> Json:
+        """GET /cluster as the node behind the URL answers it: its own `peer_id`, the peers, the raft state."""
+        result: Json = await self.request("cluster_info", "GET", "/cluster", idempotent=True)
+        return result
+
+    async def create_shard_snapshot(self, collection: str, shard: int, *, timeout_seconds: float | None = None) -> Json:
+        """A snapshot of one shard, on the node behind the URL (which must hold a replica of it). Not retried,
+        and spaced like collection snapshots: Qdrant names the file `<collection>-shard-<id>-<UTC second>`."""
+        async with self.snapshot_turns.turn(f"{collection}/shards/{shard}"):
+            result: Json | None = await self.request(
+                "create_shard_snapshot",
+                "POST",
+                path("collections", collection, "shards", str(shard), "snapshots"),
+                params={"wait": True},
+                idempotent=False,
+                timeout_seconds=timeout_seconds,
+            )
+        if result is None:  # only with wait=False
+            raise QdrantError(f"snapshot of shard {shard} of {collection} returned no description")
+        return result
+
+    async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str) -> bool:
+        try:
+            await self.request(
+                "delete_shard_snapshot",
+                "DELETE",
+                path("collections", collection, "shards", str(shard), "snapshots", snapshot),
+                params={"wait": True},
+                idempotent=True,
+            )
+        except NotFound:
+            return False
+        return True
+
+    async def recover_shard_snapshot(
+        self,
+        collection: str,
+        shard: int,
+        location: str,
+        *,
+        checksum: str | None = None,
+        api_key: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None:
+        """Recover one shard of the existing `collection` on the node behind the URL from a shard snapshot URL.
+        Qdrant's default priority (`snapshot`) makes this node's replica Active and marks the shard's other
+        Active replicas Dead, so that they are recovered from it. Long and not retried."""
+        body = {"location": location, "checksum": checksum, "api_key": api_key}
+        await self.request(
+            "recover_shard_snapshot",
+            "PUT",
+            path("collections", collection, "shards", str(shard), "snapshots", "recover"),
+            body={key: value for key, value in body.items() if value is not None},
+            params={"wait": True},
+            idempotent=False,
+            timeout_seconds=timeout_seconds,
+        )
+
     async def list_snapshots(self, collection: str) -> list[Json]:
         result = await self.request(
             "list_snapshots", "GET", path("collections", collection, "snapshots"), idempotent=True

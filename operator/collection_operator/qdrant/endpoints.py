@@ -205,6 +205,11 @@ class QdrantEndpoints(Shared):
             parts.append(source.error_message)  # the answering node's own trouble (e.g. peers not answering)
         return "; ".join(parts) or None
 
+    def node(self, url: str) -> QdrantGateway:
+        """The gateway of endpoint `url`, with its own retry policy and no failover: a shard snapshot is taken,
+        listed and deleted on the node that holds it."""
+        return self.members[self.urls.index(url)]
+
     # ----- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:

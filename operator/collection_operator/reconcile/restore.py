@@ -15,7 +15,7 @@ from typing import Any
 from ..api.collection import VectorCollectionSpec
 from ..api.snapshot import RESTORE_FROM
 from ..qdrant.errors import QdrantError
-from . import reasons
+from . import mapping, reasons
 from . import snapshot as logic
 from .connection import api_key
 from .connections import usable
@@ -119,10 +119,21 @@ async def restore_step(
         in_place,
         f"{req.namespace}/{snapshot_body['spec']['collectionRef']['name']}",
     )
-    location = source.location(source_runtime.spec.primary_url)
-    task = asyncio.create_task(
-        logic.restore(runtime.snapshots, target, source, location, key), name=f"restore {req.key}"
-    )
+    if source.record.shard_files:  # taken shard by shard: recovered shard by shard, each file from its node
+        location = f"the shard files of {source.ref}"
+        work = logic.restore_shards(
+            runtime.snapshots,
+            runtime.collections,
+            target,
+            source,
+            source_runtime.snapshots,
+            key,
+            mapping.create_body(spec, req.marker),
+        )
+    else:
+        location = source.location(source_runtime.spec.primary_url)
+        work = logic.restore(runtime.snapshots, target, source, location, key)
+    task = asyncio.create_task(work, name=f"restore {req.key}")
     tracker.running[req.key] = _Restore(request, source.ref, task)
     log.info("restoring %s (collection %s) from %s", req.key, collection, location)
     return _restoring(collection, source.ref), None

@@ -154,9 +154,10 @@ class SnapshotRun:
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.collection, self.connection = collection, connection
-        # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (SnapshotRefused:
-        # a partial snapshot is never taken, nor recorded).
-        cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
+        # A cluster: the node behind the URL must hold every shard, or with several endpoints each shard is taken
+        # on a node holding it; else no snapshot is taken (SnapshotRefused: a partial one is never taken, nor recorded).
+        several = len(runtime.spec.endpoints or ()) > 1
+        cover = await logic.check_coverage(runtime.snapshots, collection, several) if runtime.topology else None
         self.phase = Phase.IN_PROGRESS
         await report(
             self.outcome(Verdict(State.RECONCILING, reasons.SNAPSHOT_IN_PROGRESS, f"taking a snapshot of {collection}"))
@@ -166,12 +167,12 @@ class SnapshotRun:
         self.last = record.created_at
         expired = logic.expired(self.records, spec.retention, now)
         own = f"{self.namespace}/{self.name}"
-        shared = held_elsewhere(own, connection, collection, (r.name for r in expired), others)
+        names = [name for r in expired for name in logic.file_names(r)]
+        shared = held_elsewhere(own, connection, collection, names, others)
         for old in expired:
             try:
-                if old.name not in shared:
-                    await runtime.snapshots.delete_snapshot(collection, old.name)
-            except QdrantError as exc:  # kept in status and tried again after the next snapshot
+                await logic.delete_record(runtime.snapshots, collection, old, keep=shared)
+            except (QdrantError, ReconcileError) as exc:  # kept in status and tried again after the next snapshot
                 log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
                 continue
             self.records.remove(old)
@@ -182,30 +183,40 @@ def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
 
 
+def files_of(status: Mapping[str, Any]) -> list[str]:
+    """The names of every file a CollectionSnapshot's status records, shard files by their own names."""
+    return [
+        name
+        for record in status.get("snapshots") or []
+        for name in logic.file_names(SnapshotRecord.model_validate(record))
+    ]
+
+
 def held_elsewhere(
     own: str, connection: str | None, collection: str | None, names: Iterable[str], bodies: Iterable[Mapping[str, Any]]
 ) -> set[str]:
     """Those of `names` that another CollectionSnapshot (not `own`, "namespace/name") on the same connection
     and collection records too. Qdrant gives snapshots taken in one second the same name (by another client,
-    or an operator before SnapshotTurns), and a file one resource still holds is never deleted for another."""
+    or an operator before SnapshotTurns), and a file one resource still holds is never deleted for another.
+    Shard files count by their own names."""
     shared: set[str] = set()
     for body in bodies:
         meta, other = body.get("metadata") or {}, body.get("status") or {}
         if f"{meta.get('namespace')}/{meta.get('name')}" == own:
             continue
         if (other.get("connection"), other.get("collectionName")) == (connection, collection):
-            shared |= {r["name"] for r in other.get("snapshots") or []}
+            shared |= set(files_of(other))
     return shared & set(names)
 
 
 async def delete_files(
     status: Mapping[str, Any], connections: ConnectionsPort, keep: Container[str] = ()
 ) -> tuple[str, list[str]]:
-    """deletionPolicy Delete: remove the files a CollectionSnapshot created but those in `keep`
-    (held_elsewhere); (collection, names) deleted."""
+    """deletionPolicy Delete: remove the files a CollectionSnapshot created (every shard file, each on its node)
+    but those in `keep` (held_elsewhere); (collection, names) deleted."""
     collection = status.get("collectionName") or ""
-    names = [r["name"] for r in status.get("snapshots") or [] if r["name"] not in keep]
     runtime = usable(connections, status.get("connection") or "")
-    for name in names:
-        await runtime.snapshots.delete_snapshot(collection, name)
+    names: list[str] = []
+    for record in status.get("snapshots") or []:
+        names += await logic.delete_record(runtime.snapshots, collection, SnapshotRecord.model_validate(record), keep)
     return collection, names
