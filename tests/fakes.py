@@ -11,7 +11,7 @@ from typing import Any
 from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import ClientSettings
 from collection_operator.qdrant import ConnectionReport, Topology
-from collection_operator.qdrant.errors import AlreadyExists
+from collection_operator.qdrant.errors import AlreadyExists, Transient
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.ports import Credentials, StoredSecret
 
@@ -169,6 +169,10 @@ class FakeSnapshots:
         self.write_during_snapshot = 0
         self.peer: str | None = None
         self.views: list[dict[str, Any]] = []  # GET /collections/{name}/cluster answers, in order (last repeats)
+        self.endpoints: dict[str, str] = {}  # nodes(): peer id -> endpoint URL
+        self.shard_points: dict[int, int] = {}  # points each shard of the source holds
+        self.shard_files: dict[tuple[str, int, str], int] = {}  # (node URL, shard, file) -> points it holds
+        self.fail_shard: int | None = None  # the shard whose snapshot fails
 
     async def count(self, collection: str) -> int | None:
         return self.points.get(collection)
@@ -202,6 +206,28 @@ class FakeSnapshots:
     async def placement(self, collection: str) -> dict[str, Any]:
         self.calls.append(f"placement {collection}")
         return self.views.pop(0) if len(self.views) > 1 else self.views[0]
+
+    async def nodes(self) -> dict[str, str]:
+        return dict(self.endpoints)
+
+    async def create_shard_snapshot(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        self.calls.append(f"shard snapshot {shard} on {node}")
+        if shard == self.fail_shard:
+            raise Transient("shard snapshot failed")
+        name = f"{collection}-shard-{shard}-{len(self.shard_files)}.snapshot"
+        self.shard_files[(node, shard, name)] = self.shard_points[shard]
+        return {"name": name, "size": 100 + shard, "checksum": f"sum{shard}"}
+
+    async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> None:
+        self.calls.append(f"delete {snapshot} on {node}")
+        self.shard_files.pop((node, shard, snapshot), None)
+
+    async def recover_shard(
+        self, collection: str, shard: int, node: str, location: str, checksum: str | None, api_key: str | None
+    ) -> None:
+        self.calls.append(f"recover {collection} shard {shard} on {node} from {location} {checksum} {api_key}")
+        url, name = location.split("/collections/")[0], location.rsplit("/", 1)[-1]
+        self.points[collection] = self.points.get(collection, 0) + self.shard_files[(url, shard, name)]
 
 
 @dataclass

@@ -128,7 +128,7 @@ async def restore_step(
             source,
             source_runtime.snapshots,
             key,
-            mapping.create_body(spec, req.marker),
+            mapping.create_body(mapping.apply_preset(spec), req.marker),
         )
     else:
         location = source.location(source_runtime.spec.primary_url)

@@ -431,6 +431,13 @@ async def restore_shards(
     first (`create`, the target's create body) with the record's shard number, or must already have it."""
     files = source.record.shard_files or []
     number = len(source.record.shards or files)
+    sources = await source_nodes.nodes()
+    if away := sorted({f.peer for f in files if f.peer not in sources}):
+        raise SourceNotReady(
+            reasons.SNAPSHOT_NOT_READY,
+            f"the shard files of {source.ref} on peers {', '.join(away)} cannot be read: no endpoint of the source "
+            "QdrantConnection answers for those nodes now",
+        )
     info = await collections.get_collection(target.collection)
     if info is None:
         await collections.create_collection(target.collection, {**create, "shard_number": number})
@@ -447,13 +454,6 @@ async def restore_shards(
                 "recovers a shard snapshot only into the same shard of a collection with as many shards; restore "
                 f"into a new VectorCollection with shardNumber {number}",
             )
-    sources = await source_nodes.nodes()
-    if away := sorted({f.peer for f in files if f.peer not in sources}):
-        raise SourceNotReady(
-            reasons.SNAPSHOT_NOT_READY,
-            f"the shard files of {source.ref} on peers {', '.join(away)} cannot be read: no endpoint of the source "
-            "QdrantConnection answers for those nodes now",
-        )
     targets = await gateway.nodes()
     takers, missing = plan_shards(await gateway.placement(target.collection), targets)
     if missing:
