@@ -68,12 +68,16 @@ def peer_of(node: Node) -> str:
     return str(httpx.get(f"{node.url}/cluster", timeout=10).json()["result"]["peer_id"])
 
 
-def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_restored_point_by_point(
-    cluster, cluster_connection, qdrant_cluster
-):
-    collection, restored = unique("dist"), unique("dist-restored")
+def payload_of(i: int) -> dict[str, Any]:
+    return {"doc": f"doc {i}", "rank": i % 7}
+
+
+def source_collection(
+    cluster: Any, connection: str, collection: str, node: Node, with_payload: bool = False
+) -> tuple[dict[str, Any], dict[int, list[float]]]:
+    """VectorCollection "docs": 3 shards at factor 1, filled with POINTS points through `node`; (spec, vectors)."""
     spec = {
-        "connectionRef": {"name": cluster_connection},
+        "connectionRef": {"name": connection},
         "collectionName": collection,
         "vectors": [{"size": DIM, "distance": "Dot"}],
         "shardNumber": 3,
@@ -82,10 +86,21 @@ def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_rest
     cluster.apply("VectorCollection", "docs", spec)
     cluster.wait_condition(VC, "docs", "InSync", timeout=120)
     expected = data()
-    with closing(client(qdrant_cluster[0])) as c:
+    with closing(client(node)) as c:
         for start in range(0, POINTS, 1000):
-            batch = [models.PointStruct(id=i, vector=expected[i]) for i in range(start, start + 1000)]
+            batch = [
+                models.PointStruct(id=i, vector=expected[i], payload=payload_of(i) if with_payload else None)
+                for i in range(start, start + 1000)
+            ]
             c.upsert(collection, points=batch, wait=True)
+    return spec, expected
+
+
+def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_restored_point_by_point(
+    cluster, cluster_connection, qdrant_cluster
+):
+    collection, restored = unique("dist"), unique("dist-restored")
+    spec, expected = source_collection(cluster, cluster_connection, collection, qdrant_cluster[0])
 
     # Factor 1 over three nodes: the first node holds one shard of three, so no snapshot is taken.
     cluster.apply("CollectionSnapshot", "backup", {"collectionRef": {"name": "docs"}})
@@ -128,10 +143,6 @@ def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_rest
         assert contents(node, restored) == expected
 
 
-def payload_of(i: int) -> dict[str, Any]:
-    return {"doc": f"doc {i}", "rank": i % 7}
-
-
 def sample(node: Node, collection: str, ids: list[int]) -> dict[int, tuple[list[float], dict[str, Any]]]:
     with closing(client(node)) as c:
         found = c.retrieve(collection, ids=ids, with_vectors=True, with_payload=True)
@@ -159,22 +170,7 @@ def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_
     cluster.apply("QdrantConnection", "nodes", {"endpoints": [n.url for n in qdrant_cluster], "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "nodes", "Connected")
     collection, restored = unique("shards"), unique("shards-restored")
-    spec = {
-        "connectionRef": {"name": "nodes"},
-        "collectionName": collection,
-        "vectors": [{"size": DIM, "distance": "Dot"}],
-        "shardNumber": 3,
-        "replicationFactor": 1,
-    }
-    cluster.apply("VectorCollection", "docs", spec)
-    cluster.wait_condition(VC, "docs", "InSync", timeout=120)
-    expected = data()
-    with closing(client(qdrant_cluster[0])) as c:
-        for start in range(0, POINTS, 1000):
-            batch = [
-                models.PointStruct(id=i, vector=expected[i], payload=payload_of(i)) for i in range(start, start + 1000)
-            ]
-            c.upsert(collection, points=batch, wait=True)
+    spec, expected = source_collection(cluster, "nodes", collection, qdrant_cluster[0], with_payload=True)
     placed = holders(qdrant_cluster[0], collection)
     peers = {peer_of(n): n for n in qdrant_cluster}
     assert sorted(set(placed.values())) == sorted(peers), "one shard on each node: no node holds them all"

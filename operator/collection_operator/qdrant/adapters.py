@@ -148,16 +148,21 @@ class QdrantSnapshots:
         return found
 
     async def create_shard_snapshot(self, collection: str, shard: int, node: str) -> dict[str, Any]:
-        return await self.gateway.node(node).create_shard_snapshot(
-            collection, shard, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
+        return await self.gateway.node(node).create_snapshot(
+            collection, shard=shard, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
         )
 
     async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> None:
-        await self.gateway.node(node).delete_shard_snapshot(collection, shard, snapshot)
+        await self.gateway.node(node).delete_snapshot(collection, snapshot, shard=shard)
 
     async def recover_shard(
         self, collection: str, shard: int, node: str, location: str, checksum: str | None, api_key: str | None
     ) -> None:
-        await self.gateway.node(node).recover_shard_snapshot(
-            collection, shard, location, checksum=checksum, api_key=api_key, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
+        await self.gateway.node(node).recover_snapshot(
+            collection,
+            location,
+            shard=shard,
+            checksum=checksum,
+            api_key=api_key,
+            timeout_seconds=TRANSFER_TIMEOUT_SECONDS,
         )

@@ -18,6 +18,7 @@ Each endpoint keeps its own QdrantGateway: pool, circuit breaker and health moni
 - Report: Healthy while every endpoint answers, Degraded while a majority (quorum) does, Unhealthy once a
   majority is down (health Unhealthy or breaker Open); `report.endpoints` has each endpoint's own view.
 - Snapshots (create, list, delete) always go to the first endpoint: the file lives on the node that took it.
+  Shard snapshots, which must be taken on a node holding the shard, go to the endpoint named (`node(url)`).
   A collection's placement is read there too while it answers (its local shards are what a snapshot holds).
 """
 
@@ -328,14 +329,16 @@ class QdrantEndpoints(Shared):
                 raise
         return await super().collection_cluster(name)
 
-    async def create_snapshot(self, collection: str, *, timeout_seconds: float | None = None) -> dict[str, Any]:
-        return await self.members[0].create_snapshot(collection, timeout_seconds=timeout_seconds)
+    async def create_snapshot(
+        self, collection: str, *, shard: int | None = None, timeout_seconds: float | None = None
+    ) -> dict[str, Any]:
+        return await self.members[0].create_snapshot(collection, shard=shard, timeout_seconds=timeout_seconds)
 
     async def list_snapshots(self, collection: str) -> list[dict[str, Any]]:
         return await self.members[0].list_snapshots(collection)
 
-    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
-        return await self.members[0].delete_snapshot(collection, snapshot)
+    async def delete_snapshot(self, collection: str, snapshot: str, *, shard: int | None = None) -> bool:
+        return await self.members[0].delete_snapshot(collection, snapshot, shard=shard)
 
     # ----- internals ---------------------------------------------------------------------------------
 
