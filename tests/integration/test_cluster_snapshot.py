@@ -107,6 +107,7 @@ def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_rest
     stalled = cluster.wait_condition(PLURAL, "backup", "DistributedSnapshotUnsupported", type_="Stalled", timeout=60)
     message = cluster.condition(PLURAL, "backup", "Stalled")["message"]
     assert f"peer {peer_of(qdrant_cluster[0])}" in message and "of [0, 1, 2] only" in message, message
+    assert "List every node of the cluster in the QdrantConnection's spec.endpoints" in message, message
     assert not (stalled.get("status") or {}).get("snapshots"), "nothing recorded"
     assert files(qdrant_cluster, collection) == [], "no partial file left on any node"
 

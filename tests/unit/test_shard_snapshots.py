@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.api.snapshot import ShardFile, SnapshotRecord
+from collection_operator.qdrant import Topology
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile import snapshot as logic
 from collection_operator.reconcile.outcome import Waiting
-from collection_operator.reconcile.snapshot_step import delete_files, files_of, held_elsewhere
+from collection_operator.reconcile.snapshot_step import SnapshotRun, delete_files, files_of, held_elsewhere
 from tests.fakes import FakeConnection, FakeConnections, FakeQdrant, FakeSnapshots
 
 NOW = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
@@ -259,3 +261,28 @@ async def test_a_restore_waits_for_the_source_nodes_and_the_target_replicas():
             dst, collections, target, snap, src, None, {"vectors": {}, "metadata": {mapping.OWNER_KEY: MARKER}}
         )
     assert not [c for c in dst.calls if c.startswith("recover")], "no shard recovered before every one can be"
+
+
+async def test_a_scheduled_run_through_every_node_takes_shard_by_shard_and_retention_deletes_old_shard_files():
+    q, old = await taken()
+    main = FakeConnection(
+        spec=QdrantConnectionSpec(endpoints=list(NODES.values())), topology=Topology(peers=(11, 22, 33))
+    )
+    main.snapshots = q
+    source = {"status": {"collectionName": "src", "connection": "ns/main", "appliedGeneration": 1}}
+    status = {"collectionName": "src", "connection": "ns/main", "snapshots": [old.model_dump(by_alias=True)]}
+    run = SnapshotRun("ns", "nightly", "2030-05-01T00:00:00Z", status)
+    spec = {"collectionRef": {"name": "docs"}, "schedule": "@hourly", "retention": {"keepLast": 1}}
+
+    async def report(_: Any) -> None:
+        return None
+
+    step = await run.step(
+        spec, datetime(2030, 5, 1, 13, 0, 1, tzinfo=UTC), lambda _: source, FakeConnections({"ns/main": main}), report
+    )
+    (record,) = step.outcome.status.snapshots
+    assert record.name == "src-shards-2030-05-01-13-00-01" and record.shards == [0, 1, 2]
+    assert sorted(name for _, _, name in q.shard_files) == sorted(f.name for f in record.shard_files or [])
+    assert not any(key[2] in logic.file_names(old) for key in q.shard_files), (
+        "the old record's files went, each on its node"
+    )
