@@ -144,8 +144,8 @@ def test_distributed_snapshot_refused_until_the_node_holds_every_shard_then_rest
         assert contents(node, restored) == expected
 
 
-def sample(node: Node, collection: str, ids: list[int]) -> dict[int, tuple[list[float], dict[str, Any]]]:
-    with closing(client(node)) as c:
+def sample(url: str, collection: str, ids: list[int]) -> dict[int, tuple[list[float], dict[str, Any]]]:
+    with closing(QdrantClient(url=url, prefer_grpc=False, timeout=60)) as c:
         found = c.retrieve(collection, ids=ids, with_vectors=True, with_payload=True)
     return {int(p.id): ([round(x, 4) for x in p.vector], p.payload or {}) for p in found}  # type: ignore[union-attr]
 
@@ -163,11 +163,12 @@ def holders(node: Node, collection: str) -> dict[int, str]:
 
 
 def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_point(
-    cluster, operator, qdrant_cluster
+    cluster, operator, qdrant_cluster, real_qdrant_factory
 ):
     """Factor 1 over three nodes, a QdrantConnection listing every node: each shard is snapshotted on the node
-    holding it, one record; a new VectorCollection is restored from it shard by shard, and the source in place
-    after losing points; every point comes back, vectors and payloads; Delete removes every shard file."""
+    holding it, one record; a new VectorCollection is restored from it shard by shard, on the cluster and on a
+    single node, and the source in place after losing points; every point comes back, vectors and payloads;
+    Delete removes every shard file."""
     cluster.apply("QdrantConnection", "nodes", {"endpoints": [n.url for n in qdrant_cluster], "environment": "Testing"})
     cluster.wait_condition("qdrantconnections", "nodes", "Connected")
     collection, restored = unique("shards"), unique("shards-restored")
@@ -200,8 +201,18 @@ def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_
     want = {i: (expected[i], payload_of(i)) for i in ids}
     for node in qdrant_cluster:
         assert count(node, restored) == POINTS
-        assert sample(node, restored, ids) == want
+        assert sample(node.url, restored, ids) == want
     assert contents(qdrant_cluster[1], restored) == expected
+
+    # A single node (cluster disabled) recovers every shard itself, each downloaded from its node.
+    single = real_qdrant_factory()
+    cluster.apply("QdrantConnection", "single", {"url": single.url, "environment": "Testing"})
+    cluster.wait_condition("qdrantconnections", "single", "Connected")
+    alone = {**spec, "connectionRef": {"name": "single"}, "source": {"snapshot": {"snapshotRef": {"name": "backup"}}}}
+    cluster.apply("VectorCollection", "alone", alone)
+    body = cluster.wait_condition(VC, "alone", "InSync", timeout=240)
+    assert body["status"]["restoredFrom"] == f"backup/{record['name']}" and body["status"]["pointsCount"] == POINTS
+    assert sample(single.url, collection, ids) == want
 
     # Points lost from the source: an in-place restore brings every one back, shard by shard.
     with closing(client(qdrant_cluster[0])) as c:
@@ -215,7 +226,7 @@ def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_
         "status.restoredFrom to record the in-place restore",
     )
     assert count(qdrant_cluster[2], collection) == POINTS
-    assert sample(qdrant_cluster[2], collection, ids) == want
+    assert sample(qdrant_cluster[2].url, collection, ids) == want
 
     cluster.kubectl("delete", PLURAL, "backup", "--timeout=60s")
     for f in taken:

@@ -192,20 +192,25 @@ TARGET_VIEW = view(44, {0: [(55, "Active")], 1: [(44, "Active")], 2: [(55, "Acti
 MARKER = "ns/copy/uid-copy"
 
 
+BODY = {"vectors": {"size": 4, "distance": "Dot"}, "metadata": {mapping.OWNER_KEY: MARKER}}
+SINGLE = "http://127.0.0.1:8009"
+
+
 async def restore_case(
-    existing: dict[str, Any] | None = None, points_count: int | None = 9
+    existing: dict[str, Any] | None = None, points_count: int | None = 9, standalone: bool = False
 ) -> tuple[FakeSnapshots, FakeQdrant, FakeSnapshots]:
     src, record = await taken()
     record = record.model_copy(update={"points_count": points_count})
     dst, collections = FakeSnapshots(), FakeQdrant()
     dst.views, dst.endpoints = [TARGET_VIEW], dict(TARGET_NODES)
+    if standalone:  # one node, cluster disabled: no endpoint names a peer, the node holds every shard
+        dst.views, dst.endpoints = [view(77, {s: [(77, "Active")] for s in range(3)})], {}
     dst.shard_files = src.shard_files  # the target's nodes download the files from the source's
     if existing is not None:
         collections.collections["copy"] = existing
     snap = logic.SourceSnapshot("nightly", record, "src", "ns/main")
     target = logic.RestoreTarget("copy", MARKER, existing is not None, "ns/docs")
-    body = {"vectors": {"size": 4, "distance": "Dot"}, "metadata": {mapping.OWNER_KEY: MARKER}}
-    await logic.restore_shards(dst, collections, target, snap, src, "key", body)
+    await logic.restore_shards(dst, collections, target, snap, src, "key", BODY, SINGLE)
     return dst, collections, src
 
 
@@ -218,6 +223,14 @@ async def test_a_new_collection_gets_the_shard_number_and_each_shard_from_its_no
         f"recover copy shard 0 on {TARGET_NODES['55']} from {NODES['22']}{file.format(0)}",
         f"recover copy shard 1 on {TARGET_NODES['44']} from {NODES['33']}{file.format(1)}",
         f"recover copy shard 2 on {TARGET_NODES['55']} from {NODES['11']}{file.format(2)}",
+    ]
+    assert dst.points["copy"] == 9
+
+
+async def test_a_single_node_recovers_every_shard_itself():
+    dst, _, _ = await restore_case(standalone=True)
+    assert [c.split(" from ")[0] for c in dst.calls if c.startswith("recover")] == [
+        f"recover copy shard {shard} on {SINGLE}" for shard in range(3)
     ]
     assert dst.points["copy"] == 9
 
@@ -251,15 +264,11 @@ async def test_a_restore_waits_for_the_source_nodes_and_the_target_replicas():
     snap = logic.SourceSnapshot("nightly", record, "src", "ns/main")
     target = logic.RestoreTarget("copy", MARKER, False, "ns/docs")
     with pytest.raises(logic.SourceNotReady, match="on peers 33 cannot be read"):
-        await logic.restore_shards(
-            dst, collections, target, snap, src, None, {"vectors": {}, "metadata": {mapping.OWNER_KEY: MARKER}}
-        )
+        await logic.restore_shards(dst, collections, target, snap, src, None, BODY, SINGLE)
     src.endpoints["33"] = NODES["33"]
     dst.views = [view(44, {0: [(55, "Initializing")], 1: [(44, "Active")], 2: [(55, "Active")]})]
     with pytest.raises(logic.SourceNotReady, match=r"shard 0 \(replicas: peer 55 \(Initializing\)\)"):
-        await logic.restore_shards(
-            dst, collections, target, snap, src, None, {"vectors": {}, "metadata": {mapping.OWNER_KEY: MARKER}}
-        )
+        await logic.restore_shards(dst, collections, target, snap, src, None, BODY, SINGLE)
     assert not [c for c in dst.calls if c.startswith("recover")], "no shard recovered before every one can be"
 
 

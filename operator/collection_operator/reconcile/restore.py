@@ -129,6 +129,7 @@ async def restore_step(
             source_runtime.snapshots,
             key,
             mapping.create_body(mapping.apply_preset(spec), req.marker),
+            runtime.spec.primary_url,
         )
     else:
         location = source.location(source_runtime.spec.primary_url)

@@ -422,16 +422,18 @@ async def restore_shards(
     collections: CollectionsPort,
     target: RestoreTarget,
     source: SourceSnapshot,
-    source_nodes: SnapshotsPort,
+    source_port: SnapshotsPort,
     api_key: str | None,
     create: dict[str, Any],
+    url: str,
 ) -> None:
     """Recover a record taken shard by shard, shard by shard, then verify. Qdrant recovers a shard snapshot only
     into the same shard of an existing collection, on a node holding a replica of it: the collection is created
-    first (`create`, the target's create body) with the record's shard number, or must already have it."""
+    first (`create`, the target's create body) with the record's shard number, or must already have it. `url`
+    is the target connection's (first) URL: a single node, not distributed, holds every shard itself."""
     files = source.record.shard_files or []
     number = len(source.record.shards or files)
-    sources = await source_nodes.nodes()
+    sources = await source_port.nodes()
     if away := sorted({f.peer for f in files if f.peer not in sources}):
         raise SourceNotReady(
             reasons.SNAPSHOT_NOT_READY,
@@ -454,8 +456,9 @@ async def restore_shards(
                 "recovers a shard snapshot only into the same shard of a collection with as many shards; restore "
                 f"into a new VectorCollection with shardNumber {number}",
             )
-    targets = await gateway.nodes()
-    takers, missing = plan_shards(await gateway.placement(target.collection), targets)
+    view = await gateway.placement(target.collection)
+    targets = await gateway.nodes() or {str(view["peer_id"]): url}
+    takers, missing = plan_shards(view, targets)
     if missing:
         raise SourceNotReady(
             reasons.COLLECTION_NOT_READY,
