@@ -1,6 +1,6 @@
-"""helm, promtool and SeaweedFS (a real S3 server for the object-store tests), built from the Go module proxy at pinned versions into the user cache (like the
-control plane: a small go.mod of our own that requires the module, so its replace/exclude lines don't
-stop the build).
+"""helm, promtool and SeaweedFS (a real S3 server for the object-store tests), built from the Go module proxy
+at pinned versions into the user cache (like the control plane: a small go.mod of our own that requires the
+module, so its replace/exclude lines don't stop the build).
 
 Standard library only:
 
