@@ -77,7 +77,10 @@ class ShardFile(StatusModel):
 class SnapshotRecord(StatusModel):
     """One snapshot file in Qdrant."""
 
-    name: str = Field(description="The snapshot's file name in Qdrant.")
+    name: str = Field(
+        description="The snapshot's file name in Qdrant; taken shard by shard, the name of the set "
+        "(<collection>-shards-<UTC time>), whose files are shardFiles."
+    )
     created_at: str | None = Field(None, description="When Qdrant took it.")
     size_bytes: int | None = Field(None, description="Size of the file.")
     checksum: str | None = Field(None, description="sha256 of the file, as Qdrant serves it; restores check it.")
