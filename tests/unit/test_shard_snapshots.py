@@ -3,19 +3,29 @@ deleting every shard file on its node, and the restore shard by shard, through f
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.api.snapshot import ShardFile, SnapshotRecord
 from collection_operator.qdrant import Topology
-from collection_operator.reconcile import mapping
+from collection_operator.reconcile import mapping, restore
 from collection_operator.reconcile import snapshot as logic
-from collection_operator.reconcile.outcome import Waiting
-from collection_operator.reconcile.snapshot_step import SnapshotRun, delete_files, files_of, held_elsewhere
-from tests.fakes import FakeConnection, FakeConnections, FakeQdrant, FakeSnapshots
+from collection_operator.reconcile.outcome import State, Waiting
+from collection_operator.reconcile.snapshot_step import (
+    SnapshotRun,
+    delete_files,
+    delete_objects,
+    files_of,
+    held_elsewhere,
+)
+from collection_operator.reconcile.target import Target
+from tests.builders import collection_spec
+from tests.fakes import FakeConnection, FakeConnections, FakeObjectStores, FakeQdrant, FakeSecrets, FakeSnapshots
 
 NOW = datetime(2030, 5, 1, 12, 0, 30, tzinfo=UTC)
 NODES = {"11": "http://127.0.0.1:7001", "22": "http://127.0.0.1:7002", "33": "http://127.0.0.1:7003"}
@@ -304,3 +314,126 @@ async def test_a_scheduled_run_through_every_node_takes_shard_by_shard_and_reten
     assert not any(key[2] in logic.file_names(old) for key in q.shard_files), (
         "the old record's files went, each on its node"
     )
+
+
+# ----- shard files kept in object storage (spec.objectStore) ----------------------------------------
+
+STORED_SPEC = {
+    "collectionRef": {"name": "docs"},
+    "schedule": "@hourly",
+    "retention": {"keepLast": 1},
+    "objectStore": {"bucket": "backups", "prefix": "dr", "credentialsSecretRef": {"name": "s3"}},
+}
+
+
+class Stored:
+    """A 3-node source listed in spec.endpoints, a CollectionSnapshot with spec.objectStore (obstore's MemoryStore)."""
+
+    def __init__(self) -> None:
+        self.q = source()
+        self.q.checksums = "real"
+        self.main = FakeConnection(
+            spec=QdrantConnectionSpec(endpoints=list(NODES.values())), topology=Topology(peers=(11, 22, 33))
+        )
+        self.main.snapshots = self.q
+        self.stores = FakeObjectStores()
+        secrets = FakeSecrets({("ns", "s3", "access-key-id"): b"AKID", ("ns", "s3", "secret-access-key"): b"SECRET"})
+        self.offsite = logic.Offsite(secrets, self.stores.open)
+        self.run = SnapshotRun("ns", "nightly", "2030-05-01T00:00:00Z", {})
+
+    async def step(self, hour: int) -> Any:
+        async def report(_: Any) -> None:
+            return None
+
+        vc = {"status": {"collectionName": "src", "connection": "ns/main", "appliedGeneration": 1}}
+        now = datetime(2030, 5, 1, hour, 0, 1, tzinfo=UTC)
+        connections = FakeConnections({"ns/main": self.main})
+        return await self.run.step(STORED_SPEC, now, lambda _: vc, connections, report, (), self.offsite)
+
+
+async def test_every_shard_file_is_streamed_to_the_bucket_with_our_checksum_and_leaves_its_node():
+    world = Stored()
+    step = await world.step(13)
+    assert step.outcome.verdict.reason == "Scheduled", step.outcome.verdict
+    (record,) = world.run.records
+    prefix = "dr/ns/nightly/src/src-shards-2030-05-01-13-00-01"
+    files = record.shard_files or []
+    keys = [f"{prefix}/shard-{f.shard}-{f.name}" for f in files]
+    assert [f.location for f in files] == [f"s3://backups/{key}" for key in keys]
+    assert world.stores.keys("backups") == sorted(keys)
+    for f in files:
+        data = world.q.shard_bytes[f.name]
+        assert (f.checksum, f.size_bytes) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert record.size_bytes == sum(f.size_bytes or 0 for f in files) and record.points_count == 9
+    assert world.q.shard_files == {}, "every node copy deleted once every file is kept"
+    assert record.location is None and logic.locations(record) == [f"s3://backups/{key}" for key in keys]
+
+
+async def test_a_shard_file_that_fails_on_the_way_keeps_nothing_anywhere():
+    world = Stored()
+    world.q.download_fails_after = 1  # the first shard file breaks mid-way
+    step = await world.step(13)
+    assert step.outcome.verdict.state == State.FAILED and "connection broke" in step.outcome.verdict.message
+    assert world.run.records == [] and world.stores.keys("backups") == [] and world.q.shard_files == {}
+
+
+async def test_a_later_shard_file_that_mismatches_deletes_the_objects_already_kept():
+    world = Stored()
+    original = world.q.create_shard_snapshot
+
+    async def lying(collection: str, shard: int, node: str) -> dict[str, Any]:
+        description = await original(collection, shard, node)
+        return {**description, "checksum": "0" * 64} if shard == 2 else description
+
+    world.q.create_shard_snapshot = lying  # type: ignore[method-assign]
+    step = await world.step(13)
+    assert step.outcome.verdict.reason == "SnapshotChecksumMismatch"
+    assert world.run.records == [] and world.stores.keys("backups") == [] and world.q.shard_files == {}
+
+
+async def test_retention_and_delete_policy_delete_the_shard_objects_without_the_nodes():
+    world = Stored()
+    await world.step(13)
+    (first,) = world.run.records
+    await world.step(14)
+    (second,) = world.run.records
+    assert second.name != first.name
+    prefix = "dr/ns/nightly/src/src-shards-2030-05-01-14-00-01/"
+    assert world.stores.keys("backups") and all(k.startswith(prefix) for k in world.stores.keys("backups"))
+    status = {"collectionName": "src", "connection": "ns/gone", "snapshots": [second.model_dump(by_alias=True)]}
+    # The source cluster's connection is gone: nothing is on a node, so it is not needed.
+    assert await delete_files(status, FakeConnections({})) == ("src", [])
+    deleted = await delete_objects(status, STORED_SPEC, "ns", world.offsite)
+    assert deleted == logic.locations(second) and world.stores.keys("backups") == []
+
+
+async def test_a_restore_recovers_each_shard_from_a_presigned_url_with_its_checksum_and_no_api_key():
+    world = Stored()
+    await world.step(13)
+    (record,) = world.run.records
+    status = {"collectionName": "src", "connection": "ns/gone", "snapshots": [record.to_wire()]}
+    body = {"spec": STORED_SPEC, "status": status}
+    target = FakeConnection(name="dr")
+    dst = target.snapshots
+    dst.views, dst.endpoints = [TARGET_VIEW], dict(TARGET_NODES)
+    dst.shard_bytes = world.q.shard_bytes  # what the objects hold (the fake Qdrant reads them by file name)
+    spec = VectorCollectionSpec.model_validate(
+        collection_spec(source={"snapshot": {"snapshotRef": {"name": "nightly"}}})
+    )
+    req = Target("ns", "copy", "uid-copy", 1, {"connectionRef": {"name": "dr"}})
+    tracker = restore.RestoreTracker()
+    # No connection of the source cluster exists: the files are reached in the bucket only.
+    args = (req, spec, "copy", target, tracker, FakeConnections({}), FakeSecrets({}), lambda _: body, world.offsite)
+    first, _ = await restore.restore_step(*args)
+    assert first is not None and first.verdict.reason == "Restoring", first
+    await tracker.running[req.key].task
+    done, restored = await restore.restore_step(*args)
+    assert done is None and restored == f"nightly/{record.name}"
+    assert target.collections.collections["copy"]["config"]["params"]["shard_number"] == 3
+    recovers = [c for c in dst.calls if c.startswith("recover")]
+    assert len(recovers) == 3 and dst.points["copy"] == 9
+    for line, f in zip(recovers, record.shard_files or [], strict=True):
+        key = f"dr/ns/nightly/src/{record.name}/shard-{f.shard}-{f.name}"
+        assert line.startswith(f"recover copy shard {f.shard} on ") and f"https://s3.example/backups/{key}?" in line
+        assert line.endswith(f"&X-Amz-Signature=SIGNATURE {f.checksum} None"), "our checksum, no api_key"
+    assert "SIGNATURE" not in first.verdict.message
