@@ -4,6 +4,7 @@ first node. The facts this relies on are proven in tests/contract/test_cluster_s
 
 from __future__ import annotations
 
+import hashlib
 import random
 from contextlib import closing
 from typing import Any
@@ -14,6 +15,7 @@ from qdrant_client import QdrantClient, models
 
 from devenv.qdrant_real import Node
 from tests.fixtures.operator import unique, wait_for
+from tests.integration.test_objectstore_snapshots import credentials, no_presigned_url_shown, objects, target
 
 pytestmark = pytest.mark.integration
 PLURAL = "collectionsnapshots"
@@ -231,3 +233,57 @@ def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_
     cluster.kubectl("delete", PLURAL, "backup", "--timeout=60s")
     for f in taken:
         assert shard_files_on(peers[f["peer"]], collection, f["shard"]) == [], "every shard file deleted on its node"
+
+
+def test_shard_files_kept_in_object_storage_outlive_the_source_collection(
+    cluster, operator, qdrant_cluster, s3_server, s3_bucket
+):
+    """Factor 1 over three nodes, every node listed, spec.objectStore on the real S3 server (SeaweedFS): every
+    shard file is streamed to the bucket with our sha256 and deleted from its node. The source collection is then
+    deleted, so no node holds its shards any more, and a new VectorCollection is restored from the record shard
+    by shard from presigned URLs: every point comes back. Delete removes the objects."""
+    cluster.apply("QdrantConnection", "nodes", {"endpoints": [n.url for n in qdrant_cluster], "environment": "Testing"})
+    cluster.wait_condition("qdrantconnections", "nodes", "Connected")
+    collection, restored = unique("dr"), unique("dr-restored")
+    spec, expected = source_collection(cluster, "nodes", collection, qdrant_cluster[0], with_payload=True)
+    peers = {peer_of(n): n for n in qdrant_cluster}
+    assert sorted(set(holders(qdrant_cluster[0], collection).values())) == sorted(peers), "one shard per node"
+    credentials(cluster, s3_server)
+    backup = {
+        "collectionRef": {"name": "docs"},
+        "deletionPolicy": "Delete",
+        "objectStore": target(s3_server, s3_bucket),
+    }
+    cluster.apply("CollectionSnapshot", "offsite", backup)
+    (record,) = cluster.wait_condition(PLURAL, "offsite", "Completed", timeout=240)["status"]["snapshots"]
+    assert record["shards"] == [0, 1, 2] and record["pointsCount"] == POINTS and "location" not in record
+    stored = objects(s3_server, s3_bucket)
+    prefix = f"backups/{cluster.namespace}/offsite/{collection}/{record['name']}"
+    assert sorted(stored) == sorted(f"{prefix}/shard-{f['shard']}-{f['name']}" for f in record["shardFiles"])
+    for f in record["shardFiles"]:
+        key = f"{prefix}/shard-{f['shard']}-{f['name']}"
+        assert f["location"] == f"s3://{s3_bucket}/{key}"
+        assert (f["checksum"], f["sizeBytes"]) == (hashlib.sha256(stored[key]).hexdigest(), len(stored[key]))
+        assert shard_files_on(peers[f["peer"]], collection, f["shard"]) == [], "the node copy is deleted"
+
+    # The source collection is gone: on the nodes, its shard files could no longer be served.
+    cluster.kubectl("delete", VC, "docs", "--timeout=60s")
+    with closing(client(qdrant_cluster[0])) as c:
+        c.delete_collection(collection)
+        assert not c.collection_exists(collection)
+
+    source = {"snapshot": {"snapshotRef": {"name": "offsite"}}}
+    cluster.apply("VectorCollection", "restored", {**spec, "collectionName": restored, "source": source})
+    body = cluster.wait_condition(VC, "restored", "InSync", timeout=300)
+    assert body["status"]["restoredFrom"] == f"offsite/{record['name']}"
+    assert body["status"]["pointsCount"] == POINTS
+    ids = random.Random(11).sample(range(POINTS), 200)
+    want = {i: (expected[i], payload_of(i)) for i in ids}
+    for node in qdrant_cluster:
+        assert count(node, restored) == POINTS
+        assert sample(node.url, restored, ids) == want
+    assert contents(qdrant_cluster[2], restored) == expected
+    no_presigned_url_shown(cluster, (PLURAL, "offsite"), (VC, "restored"))
+
+    cluster.kubectl("delete", PLURAL, "offsite", "--timeout=60s")
+    assert objects(s3_server, s3_bucket) == {}, "deletionPolicy Delete removes every shard object"
