@@ -164,6 +164,26 @@ def holders(node: Node, collection: str) -> dict[int, str]:
     return placed | {s["shard_id"]: str(s["peer_id"]) for s in info["remote_shards"]}
 
 
+def restored_on_every_node(
+    cluster: Any, nodes: list[Node], spec: dict[str, Any], restored: str, ref: str, expected: dict[int, list[float]]
+) -> tuple[list[int], dict[int, tuple[list[float], dict[str, Any]]]]:
+    """VectorCollection "restored" (collection `restored`) from `ref` ("<CollectionSnapshot>/<record>"): every
+    point on every node, 200 sampled with vectors and payloads, all of them on the second node; (ids, sample)."""
+    resource = ref.split("/", 1)[0]
+    source = {"snapshot": {"snapshotRef": {"name": resource}}}
+    cluster.apply("VectorCollection", "restored", {**spec, "collectionName": restored, "source": source})
+    body = cluster.wait_condition(VC, "restored", "InSync", timeout=300)
+    assert body["status"]["restoredFrom"] == ref
+    assert body["status"]["pointsCount"] == POINTS
+    ids = random.Random(7).sample(range(POINTS), 200)
+    want = {i: (expected[i], payload_of(i)) for i in ids}
+    for node in nodes:
+        assert count(node, restored) == POINTS
+        assert sample(node.url, restored, ids) == want
+    assert contents(nodes[1], restored) == expected
+    return ids, want
+
+
 def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_point(
     cluster, operator, qdrant_cluster, real_qdrant_factory
 ):
@@ -191,20 +211,7 @@ def test_a_connection_to_every_node_snapshots_shard_by_shard_and_restores_every_
     assert record["sizeBytes"] == sum(f["sizeBytes"] for f in taken)
     assert files(qdrant_cluster, collection) == [], "no collection snapshot was taken"
 
-    cluster.apply(
-        "VectorCollection",
-        "restored",
-        {**spec, "collectionName": restored, "source": {"snapshot": {"snapshotRef": {"name": "backup"}}}},
-    )
-    body = cluster.wait_condition(VC, "restored", "InSync", timeout=240)
-    assert body["status"]["restoredFrom"] == f"backup/{record['name']}"
-    assert body["status"]["pointsCount"] == POINTS
-    ids = random.Random(7).sample(range(POINTS), 200)
-    want = {i: (expected[i], payload_of(i)) for i in ids}
-    for node in qdrant_cluster:
-        assert count(node, restored) == POINTS
-        assert sample(node.url, restored, ids) == want
-    assert contents(qdrant_cluster[1], restored) == expected
+    ids, want = restored_on_every_node(cluster, qdrant_cluster, spec, restored, f"backup/{record['name']}", expected)
 
     # A single node (cluster disabled) recovers every shard itself, each downloaded from its node.
     single = real_qdrant_factory()
@@ -272,17 +279,7 @@ def test_shard_files_kept_in_object_storage_outlive_the_source_collection(
         c.delete_collection(collection)
         assert not c.collection_exists(collection)
 
-    source = {"snapshot": {"snapshotRef": {"name": "offsite"}}}
-    cluster.apply("VectorCollection", "restored", {**spec, "collectionName": restored, "source": source})
-    body = cluster.wait_condition(VC, "restored", "InSync", timeout=300)
-    assert body["status"]["restoredFrom"] == f"offsite/{record['name']}"
-    assert body["status"]["pointsCount"] == POINTS
-    ids = random.Random(11).sample(range(POINTS), 200)
-    want = {i: (expected[i], payload_of(i)) for i in ids}
-    for node in qdrant_cluster:
-        assert count(node, restored) == POINTS
-        assert sample(node.url, restored, ids) == want
-    assert contents(qdrant_cluster[2], restored) == expected
+    restored_on_every_node(cluster, qdrant_cluster, spec, restored, f"offsite/{record['name']}", expected)
     no_presigned_url_shown(cluster, (PLURAL, "offsite"), (VC, "restored"))
 
     cluster.kubectl("delete", PLURAL, "offsite", "--timeout=60s")
