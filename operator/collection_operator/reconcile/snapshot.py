@@ -463,7 +463,8 @@ async def restore_shards(
     """Recover a record taken shard by shard, shard by shard, then verify. Qdrant recovers a shard snapshot only
     into the same shard of an existing collection, on a node holding a replica of it: the collection is created
     first (`create`, the target's create body) with the record's shard number, or must already have it. `url`
-    is the target connection's (first) URL: a single node, not distributed, holds every shard itself."""
+    is the target connection's (first) URL: a single node, not distributed, holds every shard itself. `reach`
+    says where each file is read: on its source node, or in object storage (then the source need not exist)."""
     files = source.record.shard_files or []
     number = len(source.record.shards or files)
     on_nodes = [f for f in files if f.location is None]
