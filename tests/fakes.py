@@ -17,7 +17,7 @@ from collection_operator.api.connection import QdrantConnectionSpec
 from collection_operator.config import ClientSettings
 from collection_operator.objectstore import Store, StoreConfig
 from collection_operator.qdrant import ConnectionReport, Topology
-from collection_operator.qdrant.errors import AlreadyExists, QdrantError, Unreachable
+from collection_operator.qdrant.errors import AlreadyExists, NotFound, QdrantError, Transient, Unreachable
 from collection_operator.reconcile import mapping
 from collection_operator.reconcile.ports import Credentials, StoredSecret
 
@@ -180,6 +180,11 @@ class FakeSnapshots:
         self.files: dict[str, bytes] = {}  # snapshot name -> its bytes (download_snapshot)
         self.checksums = "fixed"  # what create_snapshot says: "fixed" ("abc"), "real" (sha256) or "none" (S3 mode)
         self.download_fails_after: int | None = None  # chunks served before the download breaks
+        self.endpoints: dict[str, str] = {}  # nodes(): peer id -> endpoint URL
+        self.shard_points: dict[int, int] = {}  # points each shard of the source holds
+        self.shard_files: dict[tuple[str, int, str], int] = {}  # (node URL, shard, file) -> points it holds
+        self.fail_shard: int | None = None  # the shard whose snapshot fails
+        self.shard_bytes: dict[str, bytes] = {}  # shard file name -> its bytes (download_shard_snapshot)
 
     async def count(self, collection: str) -> int | None:
         return self.points.get(collection)
@@ -198,7 +203,10 @@ class FakeSnapshots:
 
     async def download_snapshot(self, collection: str, snapshot: str) -> AsyncIterator[bytes]:
         self.calls.append(f"download {snapshot}")
-        data = self.files[snapshot]
+        async for chunk in self._serve(self.files[snapshot]):
+            yield chunk
+
+    async def _serve(self, data: bytes) -> AsyncIterator[bytes]:
         for index, start in enumerate(range(0, len(data), 10000)):
             if self.download_fails_after is not None and index >= self.download_fails_after:
                 raise Unreachable("connection broke (ReadError)")
@@ -241,6 +249,49 @@ class FakeSnapshots:
         self.points.pop(collection, None)
         self.owners.pop(collection, None)
         self.contents.pop(collection, None)
+
+    async def nodes(self) -> dict[str, str]:
+        return dict(self.endpoints)
+
+    async def create_shard_snapshot(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        self.calls.append(f"shard snapshot {shard} on {node}")
+        if shard == self.fail_shard:
+            raise Transient("shard snapshot failed")
+        name = f"{collection}-shard-{shard}-{len(self.shard_files)}.snapshot"
+        self.shard_files[(node, shard, name)] = self.shard_points[shard]
+        self.shard_bytes[name] = f"{name}:{self.shard_points[shard]};".encode() * 3000
+        if self.checksums == "real":
+            return {
+                "name": name,
+                "size": len(self.shard_bytes[name]),
+                "checksum": hashlib.sha256(self.shard_bytes[name]).hexdigest(),
+            }
+        return {"name": name, "size": 100 + shard, "checksum": f"sum{shard}"}
+
+    async def download_shard_snapshot(
+        self, collection: str, shard: int, snapshot: str, node: str
+    ) -> AsyncIterator[bytes]:
+        self.calls.append(f"download {snapshot} on {node}")
+        if (node, shard, snapshot) not in self.shard_files:
+            raise NotFound(f"no shard snapshot {snapshot} on {node}")
+        async for chunk in self._serve(self.shard_bytes[snapshot]):
+            yield chunk
+
+    async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> None:
+        self.calls.append(f"delete {snapshot} on {node}")
+        self.shard_files.pop((node, shard, snapshot), None)
+
+    async def recover_shard(
+        self, collection: str, shard: int, node: str, location: str, checksum: str | None, api_key: str | None
+    ) -> None:
+        self.calls.append(f"recover {collection} shard {shard} on {node} from {location} {checksum} {api_key}")
+        if "X-Amz-Signature" in location:  # presigned (FakeStore): the key ends shard-<id>-<file name>
+            data = self.shard_bytes[location.split("?")[0].rsplit("/", 1)[-1].split("-", 2)[2]]
+            points = int(data.split(b";")[0].rsplit(b":", 1)[1])
+        else:
+            url, name = location.split("/collections/")[0], location.rsplit("/", 1)[-1]
+            points = self.shard_files[(url, shard, name)]
+        self.points[collection] = self.points.get(collection, 0) + points
 
 
 @dataclass

@@ -5,7 +5,9 @@ CollectionSnapshot relies on (docs/snapshots.md, "Distributed Qdrant").
 - recovering such a snapshot into a new collection answers 200 and silently holds only those shards;
 - a shard snapshot can be taken only through a node that holds the shard;
 - a node holding every shard (replication factor = peers) takes a complete snapshot, and recovering it
-  through that node into a new collection gives back every point with its vector.
+  through that node into a new collection gives back every point with its vector;
+- a shard snapshot recovers only into the same shard of a collection that exists (404 otherwise), and
+  recovered through one replica it is copied to the shard's other replicas.
 """
 
 from __future__ import annotations
@@ -200,3 +202,53 @@ def test_a_node_holding_every_shard_takes_a_complete_snapshot_that_recovers_poin
     for other in qdrant_cluster:
         assert count(other, restored) == POINTS
         assert same(scroll(other, restored), data)
+
+
+def node_of(nodes: list[Node], peer: str) -> Node:
+    """The node whose own GET /cluster names it `peer` (the peers' URIs there are p2p addresses, not REST URLs)."""
+    return next(n for n in nodes if str(call(n, "GET", "/cluster")["peer_id"]) == peer)
+
+
+def test_a_shard_recovers_only_into_the_same_shard_of_an_existing_collection(
+    qdrant_cluster: list[Node], names: list[str]
+) -> None:
+    source, two = f"snap-{uuid.uuid4().hex[:8]}", f"two-{uuid.uuid4().hex[:8]}"
+    names += [source, two]
+    create(qdrant_cluster, source, replication_factor=1)
+    fill(qdrant_cluster[0], source, vectors())
+    holder = node_of(qdrant_cluster, next(iter(local_points(qdrant_cluster, source)[2])))
+    snapshot = call(holder, "POST", f"/collections/{source}/shards/2/snapshots?wait=true")["name"]
+    location = {"location": f"{holder.url}/collections/{source}/shards/2/snapshots/{snapshot}"}
+    missing = httpx.put(f"{holder.url}/collections/{two}/shards/2/snapshots/recover", json=location, timeout=60)
+    assert missing.status_code == 404 and "doesn't exist" in missing.text, missing.text  # no collection: no shard
+    body = {"vectors": {"size": DIM, "distance": "Dot"}, "shard_number": 2, "replication_factor": 1}
+    call(qdrant_cluster[0], "PUT", f"/collections/{two}", json=body)
+    wait_until(lambda: all_active(qdrant_cluster, two), 60, f"every replica of {two} Active")
+    fewer = httpx.put(f"{holder.url}/collections/{two}/shards/2/snapshots/recover", json=location, timeout=60)
+    assert fewer.status_code == 404 and "shard 2 not found" in fewer.text, fewer.text  # 2 shards: there is no shard 2
+
+
+def test_a_shard_recovered_on_one_replica_is_copied_to_the_others(qdrant_cluster: list[Node], names: list[str]) -> None:
+    """Recovering through one replica (priority `snapshot`, the default) marks the shard's other replicas Dead
+    (lib's recover_shard_snapshot_impl) and Qdrant then copies the recovered replica to them: every replica ends
+    Active with the snapshot's points."""
+    source, target = f"snap-{uuid.uuid4().hex[:8]}", f"target-{uuid.uuid4().hex[:8]}"
+    names += [source, target]
+    create(qdrant_cluster, source, replication_factor=1)
+    fill(qdrant_cluster[0], source, vectors())
+    ((peer, held),) = local_points(qdrant_cluster, source)[0].items()
+    holder = node_of(qdrant_cluster, peer)
+    snapshot = call(holder, "POST", f"/collections/{source}/shards/0/snapshots?wait=true")
+    create(qdrant_cluster, target, replication_factor=2)
+    (recovering, *others) = local_points(qdrant_cluster, target)[0]
+    location = f"{holder.url}/collections/{source}/shards/0/snapshots/{snapshot['name']}"
+    recover = {"location": location, "checksum": snapshot["checksum"]}
+    assert call(
+        node_of(qdrant_cluster, recovering), "PUT", f"/collections/{target}/shards/0/snapshots/recover", json=recover
+    )
+
+    def replicas_settled() -> bool:
+        return all_active(qdrant_cluster, target) and set(local_points(qdrant_cluster, target)[0].values()) == {held}
+
+    wait_until(replicas_settled, 120, "both replicas of shard 0 Active with the snapshot's points")
+    assert len(others) == 1 and set(local_points(qdrant_cluster, target)[0]) == {recovering, *others}

@@ -20,6 +20,7 @@ from collection_operator.qdrant import (
     Transient,
     Unreachable,
 )
+from collection_operator.qdrant.adapters import QdrantSnapshots
 from collection_operator.qdrant.endpoints import quorum
 from collection_operator.reconcile.connection import status, verdict
 
@@ -261,4 +262,35 @@ async def test_placement_is_read_on_the_first_endpoint_while_it_answers() -> Non
     assert [await client.collection_cluster("c") for _ in range(3)] == ["placement from 0"] * 3
     client.members[0].breaker.record_failure()  # the first endpoint is out: read elsewhere rather than fail
     assert await client.collection_cluster("c") in ("placement from 1", "placement from 2")
+    await client.aclose()
+
+
+async def test_each_endpoint_names_its_own_peer_and_shard_snapshots_go_to_the_one_named() -> None:
+    client, _ = endpoints(circuitBreaker={"failureThreshold": 1, "openSeconds": 30})
+    sent: list[tuple[int, str, str]] = []
+
+    def on(index: int) -> Any:
+        async def send(method: str, path: str, **_: Any) -> dict[str, Any]:
+            sent.append((index, method, path))
+            if path == "/cluster":  # each node's own peer id; its `peers` URIs are p2p addresses
+                return {"result": {"peer_id": 100 + index, "peers": {"101": {"uri": "http://127.0.0.1:9/"}}}}
+            return {"result": {"name": f"c-shard-1-{index}.snapshot"}}
+
+        return send
+
+    for index, member in enumerate(client.members):
+        member._session.send = on(index)  # type: ignore[method-assign]
+    snapshots = QdrantSnapshots(client)
+    client.members[1].breaker.record_failure()  # a node that does not answer now is left out, not guessed
+    assert await snapshots.nodes() == {"100": URLS[0], "102": URLS[2]}
+    assert (await snapshots.create_shard_snapshot("c", 1, URLS[2]))["name"] == "c-shard-1-2.snapshot"
+    assert sent[-1] == (2, "POST", "/collections/c/shards/1/snapshots")
+    await snapshots.recover_shard("c", 1, URLS[0], "http://127.0.0.1:7003/x", "abc", None)
+    await snapshots.delete_shard_snapshot("c", 1, "c-shard-1-2.snapshot", URLS[2])
+    assert sent[-2:] == [
+        (0, "PUT", "/collections/c/shards/1/snapshots/recover"),
+        (2, "DELETE", "/collections/c/shards/1/snapshots/c-shard-1-2.snapshot"),
+    ]
+    with pytest.raises(CircuitOpen):  # pinned to the node named: no failover to another
+        await snapshots.create_shard_snapshot("c", 1, URLS[1])
     await client.aclose()

@@ -88,10 +88,33 @@ class PointSample(StatusModel):
     sha256: str = Field(description="sha256 of those points' ids, payloads and vectors as Qdrant returned them.")
 
 
+class ShardFile(StatusModel):
+    """One shard's snapshot file of a record taken shard by shard (a distributed collection's shards on
+    several nodes)."""
+
+    shard: int = Field(description="The shard id.")
+    peer: str = Field(description="The peer id of the node that took it; the file is on that node.")
+    name: str = Field(description="The shard snapshot's file name on that node.")
+    checksum: str | None = Field(
+        None,
+        description="sha256 of the file (as Qdrant serves it, or as the operator streamed it to object storage); "
+        "restores check it.",
+    )
+    size_bytes: int | None = Field(None, description="Size of the file.")
+    location: str | None = Field(
+        None,
+        description="s3://bucket/key when the file is kept in object storage (no longer on its node); none: on "
+        "its node only.",
+    )
+
+
 class SnapshotRecord(StatusModel):
     """One snapshot file in Qdrant."""
 
-    name: str = Field(description="The snapshot's file name in Qdrant.")
+    name: str = Field(
+        description="The snapshot's file name in Qdrant; taken shard by shard, the name of the set "
+        "(<collection>-shards-<UTC time>), whose files are shardFiles."
+    )
     created_at: str | None = Field(None, description="When Qdrant took it.")
     size_bytes: int | None = Field(None, description="Size of the file.")
     checksum: str | None = Field(
@@ -112,6 +135,11 @@ class SnapshotRecord(StatusModel):
         None,
         description="Distributed Qdrant: the shard ids it holds, every shard of the collection (a snapshot that "
         "would miss one is refused, never recorded).",
+    )
+    shard_files: list[ShardFile] | None = Field(
+        None,
+        description="Distributed Qdrant with several endpoints: one shard snapshot per shard, each taken on a node "
+        "holding an Active replica of it (name, checksum and size are then those of the shard files).",
     )
     sample: PointSample | None = Field(
         None, description="The first points by id when it was taken (absent if writes raced); drills compare them."

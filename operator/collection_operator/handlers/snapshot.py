@@ -21,6 +21,7 @@ from ..reconcile.snapshot_step import (
     delete_files,
     delete_objects,
     deletes_files,
+    files_of,
     held_elsewhere,
 )
 from .adapter import INDEX, Bodies, delete_with_budget, every, indexed, lookup, report
@@ -95,7 +96,7 @@ async def delete_snapshot_files(
 ) -> None:
     """The finalizer is only there for Delete-policy resources that hold files (the `when` filter)."""
     meta = body["metadata"]
-    names = [r["name"] for r in status.get("snapshots") or []]
+    names = files_of(status)
     shared = held_elsewhere(
         f"{meta['namespace']}/{meta['name']}",
         status.get("connection"),

@@ -8,7 +8,7 @@ from typing import Any
 from . import copying
 from .client import Gateway
 from .copying import PointId
-from .errors import NotFound
+from .errors import NotFound, QdrantError
 
 # Snapshots and recoveries copy whole collections: far longer than an ordinary request's budget.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
@@ -143,3 +143,41 @@ class QdrantSnapshots:
 
     async def delete_collection(self, collection: str) -> None:
         await self.gateway.delete_collection(collection)
+
+    async def nodes(self) -> dict[str, str]:
+        # Each endpoint names itself: GET /cluster's peer_id on that node. The peers' URIs in it are the p2p
+        # addresses, which need not resemble the REST URLs the connection lists.
+        found: dict[str, str] = {}
+        for url in self.gateway.urls:
+            try:
+                info = await self.gateway.node(url).cluster_info()
+            except QdrantError:
+                continue  # a node that does not answer now cannot take or serve a shard snapshot now
+            if info and info.get("peer_id") is not None:
+                found[str(info["peer_id"])] = url
+        return found
+
+    async def create_shard_snapshot(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        return await self.gateway.node(node).create_snapshot(
+            collection, shard=shard, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
+        )
+
+    async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> None:
+        await self.gateway.node(node).delete_snapshot(collection, snapshot, shard=shard)
+
+    def download_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> AsyncIterator[bytes]:
+        return self.gateway.node(node).download_snapshot(
+            collection, snapshot, shard=shard, timeout_seconds=TRANSFER_TIMEOUT_SECONDS
+        )
+
+    async def recover_shard(
+        self, collection: str, shard: int, node: str, location: str, checksum: str | None, api_key: str | None
+    ) -> None:
+        await self.gateway.node(node).recover_snapshot(
+            collection,
+            location,
+            shard=shard,
+            checksum=checksum,
+            api_key=api_key,
+            timeout_seconds=TRANSFER_TIMEOUT_SECONDS,
+        )

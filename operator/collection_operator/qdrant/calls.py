@@ -64,6 +64,12 @@ def path(*parts: str) -> str:
     return "".join("/" + quote(part, safe="") for part in parts)
 
 
+def snapshots_path(collection: str, shard: int | None, *rest: str) -> str:
+    """/collections/{c}/snapshots/..., or /collections/{c}/shards/{shard}/snapshots/... for one shard's."""
+    where = ("collections", collection) if shard is None else ("collections", collection, "shards", str(shard))
+    return path(*where, "snapshots", *rest)
+
+
 class CollectionCalls(Protocol):
     """Qdrant's REST API on `_timed` (breaker, pool lease, timeout, retries): `request` for any call, and the
     typed collection, index, alias and snapshot calls; both clients inherit these."""
@@ -240,21 +246,29 @@ class CollectionCalls(Protocol):
             idempotent=False,
         )
 
-    async def create_snapshot(self, collection: str, *, timeout_seconds: float | None = None) -> Json:
-        """Qdrant's SnapshotDescription (name, creation_time, size, checksum). Not retried: a lost reply would
-        otherwise leave a second, untracked file behind. Spaced by SnapshotTurns, so two snapshots through this
-        client never share a file name."""
-        async with self.snapshot_turns.turn(collection):
+    async def create_snapshot(
+        self, collection: str, *, shard: int | None = None, timeout_seconds: float | None = None
+    ) -> Json:
+        """Qdrant's SnapshotDescription (name, creation_time, size, checksum) of the collection, or of one `shard`
+        on the node behind the URL (which must hold a replica of it). Not retried: a lost reply would otherwise
+        leave a second, untracked file behind. Spaced by SnapshotTurns, so two snapshots through this client never
+        share a file name (`<collection>[-shard-<id>]-...-<UTC second>`)."""
+        async with self.snapshot_turns.turn(collection if shard is None else f"{collection}/shards/{shard}"):
             result: Json | None = await self.request(
-                "create_snapshot",
+                "create_snapshot" if shard is None else "create_shard_snapshot",
                 "POST",
-                path("collections", collection, "snapshots"),
+                snapshots_path(collection, shard),
                 params={"wait": True},
                 idempotent=False,
                 timeout_seconds=timeout_seconds,
             )
         if result is None:  # only with wait=False
             raise QdrantError(f"snapshot of {collection} returned no description")
+        return result
+
+    async def cluster_info(self) -> Json:
+        """GET /cluster as the node behind the URL answers it: its own `peer_id`, the peers, the raft state."""
+        result: Json = await self.request("cluster_info", "GET", "/cluster", idempotent=True)
         return result
 
     async def list_snapshots(self, collection: str) -> list[Json]:
@@ -264,15 +278,16 @@ class CollectionCalls(Protocol):
         return list(result)
 
     async def download_snapshot(
-        self, collection: str, snapshot: str, *, timeout_seconds: float | None = None
+        self, collection: str, snapshot: str, *, shard: int | None = None, timeout_seconds: float | None = None
     ) -> AsyncIterator[bytes]:
-        """The snapshot file's bytes as they arrive, at most DOWNLOAD_QUEUE_CHUNKS read ahead of the consumer.
-        One attempt under the breaker, pool lease and timeout, never retried: a retry would repeat bytes already
-        passed on. A failure is raised as the typed error where the consumer reads next."""
+        """The snapshot file's (or one `shard`'s snapshot file's) bytes as they arrive, at most
+        DOWNLOAD_QUEUE_CHUNKS read ahead of the consumer. One attempt under the breaker, pool lease and timeout,
+        never retried: a retry would repeat bytes already passed on. A failure is raised as the typed error where
+        the consumer reads next."""
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=DOWNLOAD_QUEUE_CHUNKS)
 
         async def stream(session: Session) -> None:
-            async with session.http.stream("GET", path("collections", collection, "snapshots", snapshot)) as reply:
+            async with session.http.stream("GET", snapshots_path(collection, shard, snapshot)) as reply:
                 if reply.is_error:
                     await reply.aread()  # the error's classifier reads Qdrant's JSON error text
                     reply.raise_for_status()
@@ -297,12 +312,12 @@ class CollectionCalls(Protocol):
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
 
-    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
+    async def delete_snapshot(self, collection: str, snapshot: str, *, shard: int | None = None) -> bool:
         try:
             await self.request(
-                "delete_snapshot",
+                "delete_snapshot" if shard is None else "delete_shard_snapshot",
                 "DELETE",
-                path("collections", collection, "snapshots", snapshot),
+                snapshots_path(collection, shard, snapshot),
                 params={"wait": True},
                 idempotent=True,
             )
@@ -315,17 +330,20 @@ class CollectionCalls(Protocol):
         collection: str,
         location: str,
         *,
+        shard: int | None = None,
         checksum: str | None = None,
         api_key: str | None = None,
         timeout_seconds: float | None = None,
     ) -> None:
-        """Recover `collection` from a snapshot URL or file:// path. Long and not retried. `api_key` is what
-        Qdrant sends to the server holding the file (a protected URL needs it)."""
+        """Recover `collection` from a snapshot URL or file:// path, or one `shard` of the existing collection on
+        the node behind the URL from a shard snapshot URL (Qdrant's default priority, `snapshot`, makes this node's
+        replica Active and marks the shard's other Active replicas Dead, to be recovered from it). Long and not
+        retried. `api_key` is what Qdrant sends to the server holding the file (a protected URL needs it)."""
         body = {"location": location, "checksum": checksum, "api_key": api_key}
         await self.request(
-            "recover_snapshot",
+            "recover_snapshot" if shard is None else "recover_shard_snapshot",
             "PUT",
-            path("collections", collection, "snapshots", "recover"),
+            snapshots_path(collection, shard, "recover"),
             body={key: value for key, value in body.items() if value is not None},
             params={"wait": True},
             idempotent=False,

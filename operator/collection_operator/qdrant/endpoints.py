@@ -18,6 +18,7 @@ Each endpoint keeps its own QdrantGateway: pool, circuit breaker and health moni
 - Report: Healthy while every endpoint answers, Degraded while a majority (quorum) does, Unhealthy once a
   majority is down (health Unhealthy or breaker Open); `report.endpoints` has each endpoint's own view.
 - Snapshots (create, list, delete) always go to the first endpoint: the file lives on the node that took it.
+  Shard snapshots, which must be taken on a node holding the shard, go to the endpoint named (`node(url)`).
   A collection's placement is read there too while it answers (its local shards are what a snapshot holds).
 """
 
@@ -205,6 +206,11 @@ class QdrantEndpoints(Shared):
             parts.append(source.error_message)  # the answering node's own trouble (e.g. peers not answering)
         return "; ".join(parts) or None
 
+    def node(self, url: str) -> QdrantGateway:
+        """The gateway of endpoint `url`, with its own retry policy and no failover: a shard snapshot is taken,
+        listed and deleted on the node that holds it."""
+        return self.members[self.urls.index(url)]
+
     # ----- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -323,19 +329,22 @@ class QdrantEndpoints(Shared):
                 raise
         return await super().collection_cluster(name)
 
-    async def create_snapshot(self, collection: str, *, timeout_seconds: float | None = None) -> dict[str, Any]:
-        return await self.members[0].create_snapshot(collection, timeout_seconds=timeout_seconds)
+    async def create_snapshot(
+        self, collection: str, *, shard: int | None = None, timeout_seconds: float | None = None
+    ) -> dict[str, Any]:
+        return await self.members[0].create_snapshot(collection, shard=shard, timeout_seconds=timeout_seconds)
 
     async def list_snapshots(self, collection: str) -> list[dict[str, Any]]:
         return await self.members[0].list_snapshots(collection)
 
-    async def delete_snapshot(self, collection: str, snapshot: str) -> bool:
-        return await self.members[0].delete_snapshot(collection, snapshot)
+    async def delete_snapshot(self, collection: str, snapshot: str, *, shard: int | None = None) -> bool:
+        return await self.members[0].delete_snapshot(collection, snapshot, shard=shard)
 
     async def download_snapshot(
-        self, collection: str, snapshot: str, *, timeout_seconds: float | None = None
+        self, collection: str, snapshot: str, *, shard: int | None = None, timeout_seconds: float | None = None
     ) -> AsyncIterator[bytes]:
-        async for chunk in self.members[0].download_snapshot(collection, snapshot, timeout_seconds=timeout_seconds):
+        chunks = self.members[0].download_snapshot(collection, snapshot, shard=shard, timeout_seconds=timeout_seconds)
+        async for chunk in chunks:
             yield chunk
 
     # ----- internals ---------------------------------------------------------------------------------

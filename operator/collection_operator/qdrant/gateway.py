@@ -53,6 +53,7 @@ class QdrantGateway(Shared):
     ) -> None:
         super().__init__(name, settings)
         self.url = url
+        self.urls = (url,)
         self._resolve = resolve
         self._backend = PinnedBackend(lambda: self.settings.address_policy, resolve)
         self._credentials = (api_key, ca_pem, verify)
@@ -101,6 +102,11 @@ class QdrantGateway(Shared):
         )
 
     # ----- lifecycle ---------------------------------------------------------------------------------
+
+    def node(self, url: str) -> QdrantGateway:
+        if url != self.url:
+            raise ValueError(f"{self.name} has no endpoint {url}")
+        return self
 
     def start(self) -> None:
         """Start the health monitor and the pool's maintenance task (warm minimum, recycling)."""

@@ -112,6 +112,26 @@ class SnapshotsPort(Protocol):
     async def delete_collection(self, collection: str) -> None:
         """A restore drill's scratch collection; succeeds when it is already gone."""
 
+    async def nodes(self) -> dict[str, str]:
+        """Distributed Qdrant: the peer id of each endpoint of the connection that answers now -> its URL (each
+        node's own GET /cluster names it). A single node's cluster is disabled: empty."""
+
+    async def create_shard_snapshot(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        """POST /collections/{c}/shards/{shard}/snapshots on endpoint `node` (a URL nodes() gave), which must hold
+        a replica of the shard: its SnapshotDescription. Never retried."""
+
+    async def delete_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> None:
+        """Succeeds when the file is already gone."""
+
+    def download_shard_snapshot(self, collection: str, shard: int, snapshot: str, node: str) -> AsyncIterator[bytes]:
+        """GET /collections/{c}/shards/{shard}/snapshots/{name} on endpoint `node`: as download_snapshot."""
+
+    async def recover_shard(
+        self, collection: str, shard: int, node: str, location: str, checksum: str | None, api_key: str | None
+    ) -> None:
+        """PUT /collections/{c}/shards/{shard}/snapshots/recover on endpoint `node` from a shard snapshot URL; the
+        collection must exist there with that shard."""
+
 
 class ObjectStorePort(Protocol):
     """One bucket under a key prefix (collection_operator.objectstore.Store); failures are ObjectStoreError."""

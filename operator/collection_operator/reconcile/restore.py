@@ -10,13 +10,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ..api.collection import VectorCollectionSpec
 from ..api.objectstore import ObjectStoreSource
 from ..api.snapshot import RESTORE_FROM, CollectionSnapshotSpec
 from ..qdrant.errors import QdrantError
-from . import reasons
+from . import mapping, reasons
 from . import snapshot as logic
 from .connection import api_key
 from .connections import usable
@@ -88,23 +89,28 @@ async def _source(
     secrets: SecretsPort,
     offsite: logic.Offsite,
     snapshots: Callable[[str], Mapping[str, Any] | None],
-) -> tuple[logic.SourceSnapshot, str, str | None, str]:
-    """(source, location Qdrant recovers from, api_key to send there, the source's owner "namespace/name").
-    A file in object storage is recovered from a presigned GET, never with an api_key: Qdrant sends
-    `api_key` as a header to the location (collection/snapshots/download.rs in Qdrant 1.19), which S3 would
-    refuse beside a signature in the URL."""
+) -> tuple[logic.SourceSnapshot, str, str | None, str, logic.ShardReach | None]:
+    """(source, location Qdrant recovers from, api_key to send there, the source's owner "namespace/name",
+    how its shard files are reached when it was taken shard by shard). A file in object storage is recovered
+    from a presigned GET, never with an api_key: Qdrant sends `api_key` as a header to the location
+    (collection/snapshots/download.rs in Qdrant 1.19), which S3 would refuse beside a signature in the URL."""
     if wanted.object_store is not None:
-        stored = wanted.object_store
-        store = await logic.open_store(offsite, req.namespace, stored, stored.bucket, "")
-        return logic.object_source(stored), await logic.presigned(store, stored.key), None, ""
+        given = wanted.object_store
+        store = await logic.open_store(offsite, req.namespace, given, given.bucket, "")
+        return logic.object_source(given), await logic.presigned(store, given.key), None, "", None
     body = snapshots(f"{req.namespace}/{wanted.resource}")
     source = logic.source_snapshot(wanted.resource, body, wanted.name)
     assert body is not None  # source_snapshot raised otherwise
     owner = f"{req.namespace}/{body['spec']['collectionRef']['name']}"
+    files = source.record.shard_files or []
+    # Files in object storage are reached with the CollectionSnapshot's spec.objectStore, read at each use.
+    server = CollectionSnapshotSpec.model_validate(body["spec"]).object_store
+    stored = partial(logic.record_store, offsite, req.namespace, server)
+    if files and all(f.location for f in files):  # no source connection needed: the nodes may be gone
+        return source, "", None, owner, logic.ShardReach(stored)
     if source.record.location is not None:
-        server = CollectionSnapshotSpec.model_validate(body["spec"]).object_store
-        store, object_key = await logic.record_store(offsite, req.namespace, server, source.record.location)
-        return source, await logic.presigned(store, object_key), None, owner
+        store, object_key = await stored(source.record.location)
+        return source, await logic.presigned(store, object_key), None, owner, None
     source_runtime = usable(connections, source.connection, req.namespace)  # one this namespace may use
     key = await api_key(secrets, source_runtime.namespace, source_runtime.spec, context="source connection: ")
     if source_runtime.topology is not None and source.record.shards is None and source.record.points_count is None:
@@ -115,7 +121,8 @@ async def _source(
             "it may hold only the shards of the node that took it, and a restore could not be verified; take a "
             "new snapshot",
         )
-    return source, source.location(source_runtime.spec.primary_url), key, owner
+    reach = logic.ShardReach(stored, source_runtime.snapshots, key) if files else None
+    return source, source.location(source_runtime.spec.primary_url), key, owner, reach
 
 
 async def restore_step(
@@ -148,13 +155,24 @@ async def restore_step(
     if (failed := tracker.failures.get(req.key)) and failed[0] == wanted.key and time.monotonic() < failed[2]:
         return failed[1], None
     try:  # the snapshot, its connection, a Secret or the object store is not there yet, or refused
-        source, location, key, owner = await _source(req, wanted, connections, secrets, offsite, snapshots)
+        source, location, key, owner, reach = await _source(req, wanted, connections, secrets, offsite, snapshots)
     except ReconcileError as exc:
         return outcome_for(exc, status()), None
     target = logic.RestoreTarget(collection, req.marker, wanted.in_place, owner)
-    task = asyncio.create_task(
-        logic.restore(runtime.snapshots, target, source, location, key), name=f"restore {req.key}"
-    )
+    if source.record.shard_files:  # taken shard by shard: recovered shard by shard, each file where it is kept
+        assert reach is not None  # _source gives one for every shard-by-shard record
+        work = logic.restore_shards(
+            runtime.snapshots,
+            runtime.collections,
+            target,
+            source,
+            reach,
+            mapping.create_body(mapping.apply_preset(spec), req.marker),
+            runtime.spec.primary_url,
+        )
+    else:
+        work = logic.restore(runtime.snapshots, target, source, location, key)
+    task = asyncio.create_task(work, name=f"restore {req.key}")
     tracker.running[req.key] = _Restore(wanted.key, source.ref, task)
     # Never the location: a presigned URL is a credential.
     log.info("restoring %s (collection %s) from %s", req.key, collection, source.ref)

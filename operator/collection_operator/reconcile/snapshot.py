@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +18,12 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from ..api.objectstore import ACCESS_KEY_ID, SECRET_ACCESS_KEY, ObjectStoreServer, ObjectStoreSource
-from ..api.snapshot import Phase, PointSample, Retention, SnapshotRecord
-from ..objectstore import ObjectStoreError, StoreConfig, parse_location
+from ..api.snapshot import Phase, PointSample, Retention, ShardFile, SnapshotRecord
+from ..objectstore import ObjectStoreError, StoreConfig, Uploaded, parse_location
 from ..qdrant.errors import QdrantError
 from . import mapping, reasons
 from .outcome import Failed, ReconcileError, Stalling, Waiting
-from .ports import ObjectStorePort, OpenStore, SecretsPort, SecretUnavailable, SnapshotsPort
+from .ports import CollectionsPort, ObjectStorePort, OpenStore, SecretsPort, SecretUnavailable, SnapshotsPort
 
 log = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -203,22 +203,43 @@ def _refusal(collection: str, cover: Coverage) -> SnapshotRefused:
         reasons.DISTRIBUTED_UNSUPPORTED,
         f"collection {collection} is distributed and the node behind the connection URL (peer {cover.peer}) holds "
         f"Active replicas of shards {held} of {cover.shards} only ({missing}): a snapshot through it would miss "
-        "the other shards, and Qdrant takes shard snapshots only on a node that holds the shard. Point the "
-        "QdrantConnection at a node holding every shard (replicationFactor equal to the number of peers puts "
-        "one on each node); re-checked every few seconds",
+        "the other shards, and Qdrant takes shard snapshots only on a node that holds the shard. List every node "
+        "of the cluster in the QdrantConnection's spec.endpoints (each shard is then snapshotted on a node "
+        "holding it), or point it at a node holding every shard (replicationFactor equal to the number of peers "
+        "puts one on each node); re-checked every few seconds",
     )
 
 
-async def check_coverage(gateway: SnapshotsPort, collection: str) -> Coverage:
+async def check_coverage(gateway: SnapshotsPort, collection: str, several: bool = False) -> Coverage | ShardWork:
     """Distributed Qdrant writes a collection snapshot of the shards the node that takes it holds, nothing
     else, and takes shard snapshots only on a node holding the shard: through one URL a complete snapshot
-    exists only when that node holds an Active replica of every shard. SnapshotRefused otherwise."""
+    exists only when that node holds an Active replica of every shard. When it does, one collection snapshot
+    there (Coverage); otherwise, with `several` endpoints (the nodes of the cluster), the shard by shard plan
+    (ShardWork); SnapshotRefused when neither can be had."""
     if await gateway.count(collection) is None:
         raise SourceNotReady(reasons.COLLECTION_NOT_READY, f"collection {collection} does not exist in Qdrant (yet)")
-    cover = coverage(await gateway.placement(collection))
-    if not cover.complete:
+    view = await gateway.placement(collection)
+    cover = coverage(view)
+    if cover.complete:
+        return cover
+    if not several:
         raise _refusal(collection, cover)
-    return cover
+    if keyed := sorted({s["shard_id"] for s in _replicas(view) if s.get("shard_key") is not None}):
+        raise SnapshotRefused(
+            reasons.DISTRIBUTED_UNSUPPORTED,
+            f"collection {collection} uses custom sharding (shards {keyed} have shard keys): snapshots shard by "
+            "shard are taken of auto-sharded collections only",
+        )
+    nodes = await gateway.nodes()
+    takers, missing = plan_shards(view, nodes)
+    if missing:
+        raise SnapshotRefused(
+            reasons.DISTRIBUTED_UNSUPPORTED,
+            f"collection {collection} is distributed and no endpoint of the QdrantConnection that answers now holds "
+            f"an Active replica of {_lacking(missing)}: list every node of the cluster in spec.endpoints; "
+            "re-checked every few seconds",
+        )
+    return ShardWork(takers, nodes, cover.shards)
 
 
 async def point_sample(gateway: SnapshotsPort, collection: str, points: int = SAMPLE_POINTS) -> PointSample:
@@ -227,10 +248,14 @@ async def point_sample(gateway: SnapshotsPort, collection: str, points: int = SA
     return PointSample(points=len(found), sha256=digest(found))
 
 
-async def take(gateway: SnapshotsPort, collection: str, now: datetime, cover: Coverage | None = None) -> SnapshotRecord:
+async def take(
+    gateway: SnapshotsPort, collection: str, now: datetime, cover: Coverage | ShardWork | None = None
+) -> SnapshotRecord:
     """One snapshot, with the exact point count it holds when no write raced it (restores verify it). On a
     cluster `cover` is check_coverage's answer: after the snapshot the file's name must carry that node's
     peer id and the node must still hold every shard, else the file is deleted and SnapshotRefused."""
+    if isinstance(cover, ShardWork):
+        return await _take_shards(gateway, collection, now, cover)
     before = await gateway.count(collection)
     if before is None:
         raise SourceNotReady(reasons.COLLECTION_NOT_READY, f"collection {collection} does not exist in Qdrant (yet)")
@@ -278,6 +303,150 @@ async def _confirm(gateway: SnapshotsPort, collection: str, cover: Coverage, nam
         raise problem
 
 
+# ----- shard by shard: a distributed collection through the nodes of its cluster ---------------------
+# Every shard file of a record is handled here: taken, deleted, recovered. A ShardFile's `location` is None
+# while the file is on its node only.
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """A snapshot taken shard by shard: which node takes each shard's snapshot."""
+
+    takers: dict[int, str]  # shard id -> peer id
+    nodes: dict[str, str]  # peer id -> URL of its endpoint
+    shards: list[int]  # every shard id of the collection
+
+
+def _replicas(view: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every replica of GET /collections/{name}/cluster, the answering node's own with its peer_id."""
+    local = [{**s, "peer_id": view["peer_id"]} for s in view.get("local_shards") or []]
+    return local + list(view.get("remote_shards") or [])
+
+
+def plan_shards(view: Mapping[str, Any], nodes: Mapping[str, str]) -> tuple[dict[int, str], dict[int, list[str]]]:
+    """Which node takes (or recovers) each shard: one holding an Active replica of it that is in `nodes` (the
+    connection's endpoints that answer, in spec.endpoints order). Among several, the one given the fewest
+    shards so far, so the work and the files spread over the nodes; on a tie the one listed first, so one
+    placement always gives one plan. (shard -> peer, shard -> its replicas for shards no such node holds)."""
+    holders: dict[int, list[tuple[str, str | None]]] = {}
+    for replica in _replicas(view):
+        holders.setdefault(replica["shard_id"], []).append((str(replica["peer_id"]), replica.get("state")))
+    order = list(nodes)
+    load = dict.fromkeys(order, 0)
+    takers: dict[int, str] = {}
+    missing: dict[int, list[str]] = {}
+    for shard, replicas in sorted(holders.items()):
+        able = [peer for peer, state in replicas if state == "Active" and peer in load]
+        if not able:
+            missing[shard] = [f"peer {peer} ({state})" for peer, state in replicas]
+            continue
+        chosen = min(able, key=lambda peer: (load[peer], order.index(peer)))
+        load[chosen] += 1
+        takers[shard] = chosen
+    return takers, missing
+
+
+def _lacking(missing: Mapping[int, list[str]]) -> str:
+    return "; ".join(f"shard {shard} (replicas: {', '.join(peers) or 'none'})" for shard, peers in missing.items())
+
+
+async def _take_shards(gateway: SnapshotsPort, collection: str, now: datetime, work: ShardWork) -> SnapshotRecord:
+    """One shard snapshot per shard, each on its taker; all of them or none (files already taken are deleted
+    when one fails). The point count is exact when no write raced the whole set."""
+    before = await gateway.count(collection)
+    files: list[ShardFile] = []
+    try:
+        for shard, peer in sorted(work.takers.items()):
+            description = await gateway.create_shard_snapshot(collection, shard, work.nodes[peer])
+            files.append(
+                ShardFile(
+                    shard=shard,
+                    peer=peer,
+                    name=description["name"],
+                    checksum=description.get("checksum"),
+                    size_bytes=description.get("size"),
+                )
+            )
+    except QdrantError:
+        for taken in files:  # never leave part of a backup behind that looks like one
+            try:
+                await gateway.delete_shard_snapshot(collection, taken.shard, taken.name, work.nodes[taken.peer])
+            except QdrantError as exc:
+                log.warning("could not delete shard snapshot %s of %s: %s", taken.name, collection, exc)
+        raise
+    after = await gateway.count(collection)
+    return SnapshotRecord(
+        name=f"{collection}-shards-{now.astimezone(UTC).strftime('%Y-%m-%d-%H-%M-%S')}",
+        created_at=format_time(now),
+        size_bytes=sum(f.size_bytes or 0 for f in files),
+        points_count=before if before is not None and before == after else None,
+        shards=work.shards,
+        shard_files=files,
+    )
+
+
+def file_names(record: SnapshotRecord) -> list[str]:
+    """The names a record's files have in Qdrant: its own, or its shard files'."""
+    return [f.name for f in record.shard_files] if record.shard_files else [record.name]
+
+
+def on_nodes(record: SnapshotRecord) -> bool:
+    """Whether some file of the record is on a Qdrant node (not kept in object storage)."""
+    if record.shard_files:
+        return any(f.location is None for f in record.shard_files)
+    return record.location is None
+
+
+def locations(record: SnapshotRecord) -> list[str]:
+    """Where the record's files are kept in object storage (s3://bucket/key): its own, or its shard files'."""
+    if record.shard_files:
+        return [f.location for f in record.shard_files if f.location is not None]
+    return [record.location] if record.location is not None else []
+
+
+async def delete_record(
+    gateway: SnapshotsPort, collection: str, record: SnapshotRecord, keep: Container[str] = ()
+) -> list[str]:
+    """Delete a record's files but those in `keep`, each shard file on its node: the names deleted. A node
+    that no endpoint answers for fails the deletion (Waiting), so the record is kept and tried again."""
+    if not record.shard_files:
+        if record.name in keep or record.location is not None:
+            return []
+        await gateway.delete_snapshot(collection, record.name)
+        return [record.name]
+    files = [f for f in record.shard_files if f.location is None and f.name not in keep]
+    nodes = await gateway.nodes() if files else {}
+    if gone := sorted({f.peer for f in files if f.peer not in nodes}):
+        raise Waiting(
+            reasons.QDRANT_UNAVAILABLE,
+            f"the shard files of snapshot {record.name} on peers {', '.join(gone)} cannot be deleted: no endpoint "
+            "of the QdrantConnection answers for those nodes now",
+        )
+    for f in files:
+        await gateway.delete_shard_snapshot(collection, f.shard, f.name, nodes[f.peer])
+    return [f.name for f in files]
+
+
+def shard_location(url: str, collection: str, file: ShardFile) -> str:
+    """Where Qdrant serves a shard snapshot file: on its node, while that node holds the shard."""
+    quote = urllib.parse.quote
+    return f"{url.rstrip('/')}/collections/{quote(collection)}/shards/{file.shard}/snapshots/{quote(file.name)}"
+
+
+StoredFile = Callable[[str], Awaitable[tuple[ObjectStorePort, str]]]
+
+
+@dataclass(frozen=True)
+class ShardReach:
+    """How a restore reads a record's shard files: those in object storage through `stored` (location -> store
+    and key), from a presigned URL and without an api_key; those on their nodes through the source connection
+    (`port`, sending its `api_key`)."""
+
+    stored: StoredFile
+    port: SnapshotsPort | None = None
+    api_key: str | None = None
+
+
 @dataclass(frozen=True)
 class RestoreTarget:
     collection: str
@@ -300,6 +469,71 @@ async def restore(
         raise RestoreFailed(reasons.ALREADY_EXISTS, f"collection {target.collection} {why}; nothing was restored")
     await gateway.recover(target.collection, location, source.record.checksum, api_key)
     await gateway.set_metadata(target.collection, {mapping.OWNER_KEY: target.marker})
+    await _verify(gateway, target, source)
+
+
+async def restore_shards(
+    gateway: SnapshotsPort,
+    collections: CollectionsPort,
+    target: RestoreTarget,
+    source: SourceSnapshot,
+    reach: ShardReach,
+    create: dict[str, Any],
+    url: str,
+) -> None:
+    """Recover a record taken shard by shard, shard by shard, then verify. Qdrant recovers a shard snapshot only
+    into the same shard of an existing collection, on a node holding a replica of it: the collection is created
+    first (`create`, the target's create body) with the record's shard number, or must already have it. `url`
+    is the target connection's (first) URL: a single node, not distributed, holds every shard itself. `reach`
+    says where each file is read: on its source node, or in object storage (then the source need not exist)."""
+    files = source.record.shard_files or []
+    number = len(source.record.shards or files)
+    on_nodes = [f for f in files if f.location is None]
+    sources = await reach.port.nodes() if reach.port is not None and on_nodes else {}
+    if away := sorted({f.peer for f in on_nodes if f.peer not in sources}):
+        raise SourceNotReady(
+            reasons.SNAPSHOT_NOT_READY,
+            f"the shard files of {source.ref} on peers {', '.join(away)} cannot be read: no endpoint of the source "
+            "QdrantConnection answers for those nodes now",
+        )
+    info = await collections.get_collection(target.collection)
+    if info is None:
+        await collections.create_collection(target.collection, {**create, "shard_number": number})
+    else:
+        config = info.get("config") or {}
+        owner = (config.get("metadata") or {}).get(mapping.OWNER_KEY)
+        if owner != target.marker:
+            why = "is not managed by this resource" if target.in_place else "already exists"
+            raise RestoreFailed(reasons.ALREADY_EXISTS, f"collection {target.collection} {why}; nothing was restored")
+        if (have := (config.get("params") or {}).get("shard_number")) != number:
+            raise RestoreFailed(
+                reasons.INVALID_SPEC,
+                f"collection {target.collection} has {have} shards and snapshot {source.ref} holds {number}: Qdrant "
+                "recovers a shard snapshot only into the same shard of a collection with as many shards; restore "
+                f"into a new VectorCollection with shardNumber {number}",
+            )
+    view = await gateway.placement(target.collection)
+    targets = await gateway.nodes() or {str(view["peer_id"]): url}
+    takers, missing = plan_shards(view, targets)
+    if missing:
+        raise SourceNotReady(
+            reasons.COLLECTION_NOT_READY,
+            f"collection {target.collection} has no Active replica on an endpoint that answers for "
+            f"{_lacking(missing)}; its shards are recovered once it has",
+        )
+    for file in files:
+        if file.location is None:
+            location, api_key = shard_location(sources[file.peer], source.collection, file), reach.api_key
+        else:  # signed now, just before its recovery: the URL lives minutes
+            store, key = await reach.stored(file.location)
+            location, api_key = await presigned(store, key), None
+        await gateway.recover_shard(
+            target.collection, file.shard, targets[takers[file.shard]], location, file.checksum, api_key
+        )
+    await _verify(gateway, target, source)
+
+
+async def _verify(gateway: SnapshotsPort, target: RestoreTarget, source: SourceSnapshot) -> None:
     expected = source.record.points_count
     if expected is not None and (count := await gateway.count(target.collection)) != expected:
         raise RestoreFailed(
@@ -388,33 +622,101 @@ async def offload(
     points as they are then), so a kept file would be one more untracked file on the node per failed
     attempt, filling its disk through a long outage of the store. Nothing is recorded unless all succeeded."""
     try:
-        # An earlier attempt cut off while the store was down could not abort its upload; only this
-        # resource's loop writes under this prefix, one upload at a time.
-        if aborted := await store.abort_incomplete(key.rsplit("/", 1)[0]):
-            log.info("aborted unfinished uploads of %s", ", ".join(aborted))
-        uploaded = await store.upload(key, gateway.download_snapshot(collection, record.name))
+        await _abort_earlier(store, key)
+        chunks = gateway.download_snapshot(collection, record.name)
+        uploaded = await _keep(store, key, record.name, chunks, record.checksum, record.size_bytes)
     except ObjectStoreError as exc:
         await _discard(gateway, collection, record.name)
         raise store_failure(exc, f"snapshot {record.name} could not be kept in object storage: ") from exc
-    except QdrantError:
+    except (QdrantError, Failed):
         await _discard(gateway, collection, record.name)
         raise
-    expected = (record.checksum, record.size_bytes)
-    if (record.checksum or uploaded.sha256, record.size_bytes or uploaded.size) != (uploaded.sha256, uploaded.size):
-        try:
-            await store.delete(key)
-        except ObjectStoreError as exc:
-            log.warning("could not delete the mismatching object %s: %s", store.location(key), exc)
-        await _discard(gateway, collection, record.name)
-        raise Failed(
-            reasons.SNAPSHOT_CHECKSUM_MISMATCH,
-            f"snapshot {record.name} streamed to object storage as sha256 {uploaded.sha256} ({uploaded.size} "
-            f"bytes), but Qdrant wrote {expected[0] or '?'} ({expected[1] or '?'} bytes); nothing was kept",
-        )
     await _discard(gateway, collection, record.name)
     return record.model_copy(
         update={"location": store.location(key), "checksum": uploaded.sha256, "size_bytes": uploaded.size}
     )
+
+
+def shard_key(key: str, file: ShardFile) -> str:
+    """Where a shard file of the record kept at `key` goes: `<key>/shard-<id>-<file name>`."""
+    return f"{key}/shard-{file.shard}-{file.name}"
+
+
+async def offload_shards(
+    gateway: SnapshotsPort,
+    store: ObjectStorePort,
+    collection: str,
+    record: SnapshotRecord,
+    key: str,
+    nodes: Mapping[str, str],
+) -> SnapshotRecord:
+    """offload for a record taken shard by shard: every shard file streamed from its node (`nodes`: peer id ->
+    URL) to shard_key, checked, its location and our sha256 recorded; then every node copy deleted. All or
+    nothing: whatever fails, the objects already kept and every node copy are deleted, nothing is recorded. Kept
+    in object storage, a shard file outlives its node (on the node, it is served only while the node holds the
+    shard)."""
+    files = record.shard_files or []
+    kept: list[ShardFile] = []
+    try:
+        await _abort_earlier(store, key)
+        for file in files:
+            chunks = gateway.download_shard_snapshot(collection, file.shard, file.name, nodes[file.peer])
+            uploaded = await _keep(store, shard_key(key, file), file.name, chunks, file.checksum, file.size_bytes)
+            update = {"location": store.location(shard_key(key, file)), "checksum": uploaded.sha256}
+            kept.append(file.model_copy(update={**update, "size_bytes": uploaded.size}))
+    except (ObjectStoreError, QdrantError, Failed) as exc:
+        for done in kept:
+            try:
+                await store.delete(shard_key(key, done))
+            except ObjectStoreError as problem:
+                log.warning("could not delete %s: %s", done.location, problem)
+        await _discard_shards(gateway, collection, files, nodes)
+        if isinstance(exc, ObjectStoreError):
+            raise store_failure(exc, f"snapshot {record.name} could not be kept in object storage: ") from exc
+        raise
+    await _discard_shards(gateway, collection, files, nodes)
+    return record.model_copy(update={"shard_files": kept, "size_bytes": sum(f.size_bytes or 0 for f in kept)})
+
+
+async def _abort_earlier(store: ObjectStorePort, key: str) -> None:
+    # An earlier attempt cut off while the store was down could not abort its upload; only this
+    # resource's loop writes under this prefix, one upload at a time.
+    if aborted := await store.abort_incomplete(key.rsplit("/", 1)[0]):
+        log.info("aborted unfinished uploads of %s", ", ".join(aborted))
+
+
+async def _keep(
+    store: ObjectStorePort,
+    key: str,
+    name: str,
+    chunks: AsyncIterator[bytes],
+    checksum: str | None,
+    size: int | None,
+) -> Uploaded:
+    """Upload `chunks` to `key` and check them against what Qdrant said it wrote (`checksum`, `size`); a
+    mismatching object is deleted and Failed SnapshotChecksumMismatch raised."""
+    uploaded = await store.upload(key, chunks)
+    if (checksum or uploaded.sha256, size or uploaded.size) != (uploaded.sha256, uploaded.size):
+        try:
+            await store.delete(key)
+        except ObjectStoreError as exc:
+            log.warning("could not delete the mismatching object %s: %s", store.location(key), exc)
+        raise Failed(
+            reasons.SNAPSHOT_CHECKSUM_MISMATCH,
+            f"snapshot {name} streamed to object storage as sha256 {uploaded.sha256} ({uploaded.size} "
+            f"bytes), but Qdrant wrote {checksum or '?'} ({size or '?'} bytes); nothing was kept",
+        )
+    return uploaded
+
+
+async def _discard_shards(
+    gateway: SnapshotsPort, collection: str, files: Sequence[ShardFile], nodes: Mapping[str, str]
+) -> None:
+    for file in files:
+        try:
+            await gateway.delete_shard_snapshot(collection, file.shard, file.name, nodes[file.peer])
+        except QdrantError as exc:  # a leftover file on the node, not a backup anyone counts on
+            log.warning("could not delete shard snapshot %s of %s from its node: %s", file.name, collection, exc)
 
 
 async def checksum_of(gateway: SnapshotsPort, collection: str, name: str) -> str:

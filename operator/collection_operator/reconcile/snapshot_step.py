@@ -261,9 +261,10 @@ class SnapshotRun:
         if vc_status.get("appliedGeneration") is None:
             raise not_reconciled
         self.collection, self.connection = collection, connection
-        # A cluster: the node behind the URL must hold every shard, or no snapshot is taken (SnapshotRefused:
-        # a partial snapshot is never taken, nor recorded).
-        cover = await logic.check_coverage(runtime.snapshots, collection) if runtime.topology is not None else None
+        # A cluster: the node behind the URL must hold every shard, or with several endpoints each shard is taken
+        # on a node holding it; else no snapshot is taken (SnapshotRefused: a partial one is never taken, nor recorded).
+        several = len(runtime.spec.endpoints or ()) > 1
+        cover = await logic.check_coverage(runtime.snapshots, collection, several) if runtime.topology else None
         # Object storage is checked before Qdrant writes anything: wrong credentials or a missing bucket Stall
         # here, naming the Secret or the bucket.
         store = await self._store(spec, offsite)
@@ -272,23 +273,25 @@ class SnapshotRun:
             self.outcome(Verdict(State.RECONCILING, reasons.SNAPSHOT_IN_PROGRESS, f"taking a snapshot of {collection}"))
         )
         record = await logic.take(runtime.snapshots, collection, now, cover)
-        if store is not None:
-            key = logic.snapshot_key(self.namespace, self.name, collection, record.name)
+        key = logic.snapshot_key(self.namespace, self.name, collection, record.name)
+        if store is not None and isinstance(cover, logic.ShardWork):  # every shard file, each from its node
+            record = await logic.offload_shards(runtime.snapshots, store, collection, record, key, cover.nodes)
+        elif store is not None:
             record = await logic.offload(runtime.snapshots, store, collection, record, key)
-        elif record.checksum is None:  # Qdrant's own S3 mode: the operator's sha256 is the checksum
+        elif record.checksum is None and not record.shard_files:  # Qdrant's S3 mode: the operator's sha256
             checksum = await logic.checksum_of(runtime.snapshots, collection, record.name)
             record = record.model_copy(update={"checksum": checksum})
         self.records.append(record)
         self.last = record.created_at
         expired = logic.expired(self.records, spec.retention, now)
         own = f"{self.namespace}/{self.name}"
-        shared = held_elsewhere(own, connection, collection, (r.name for r in expired), others)
+        names = [name for r in expired for name in logic.file_names(r)]
+        shared = held_elsewhere(own, connection, collection, names, others)
         for old in expired:
             try:
-                if old.location is not None:  # its key names this resource: never another's
-                    await delete_object(offsite, self.namespace, spec.object_store, old.location)
-                elif old.name not in shared:
-                    await runtime.snapshots.delete_snapshot(collection, old.name)
+                await logic.delete_record(runtime.snapshots, collection, old, keep=shared)
+                for location in logic.locations(old):  # its keys name this resource: never another's
+                    await delete_object(offsite, self.namespace, spec.object_store, location)
             except (QdrantError, ReconcileError) as exc:  # kept in status and tried again after the next snapshot
                 log.warning("retention could not delete snapshot %s of %s: %s", old.name, collection, exc)
                 continue
@@ -312,33 +315,45 @@ def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
 
 
+def files_of(status: Mapping[str, Any]) -> list[str]:
+    """The names of every file a CollectionSnapshot's status records, shard files by their own names."""
+    return [
+        name
+        for record in status.get("snapshots") or []
+        for name in logic.file_names(SnapshotRecord.model_validate(record))
+    ]
+
+
 def held_elsewhere(
     own: str, connection: str | None, collection: str | None, names: Iterable[str], bodies: Iterable[Mapping[str, Any]]
 ) -> set[str]:
     """Those of `names` that another CollectionSnapshot (not `own`, "namespace/name") on the same connection
     and collection records too. Qdrant gives snapshots taken in one second the same name (by another client,
-    or an operator before SnapshotTurns), and a file one resource still holds is never deleted for another."""
+    or an operator before SnapshotTurns), and a file one resource still holds is never deleted for another.
+    Shard files count by their own names."""
     shared: set[str] = set()
     for body in bodies:
         meta, other = body.get("metadata") or {}, body.get("status") or {}
         if f"{meta.get('namespace')}/{meta.get('name')}" == own:
             continue
         if (other.get("connection"), other.get("collectionName")) == (connection, collection):
-            shared |= {r["name"] for r in other.get("snapshots") or []}
+            shared |= set(files_of(other))
     return shared & set(names)
 
 
 async def delete_files(
     status: Mapping[str, Any], connections: ConnectionsPort, keep: Container[str] = ()
 ) -> tuple[str, list[str]]:
-    """deletionPolicy Delete: remove the files a CollectionSnapshot created on the node but those in `keep`
-    (held_elsewhere); (collection, names) deleted. Those kept in object storage are delete_objects'."""
+    """deletionPolicy Delete: remove the files a CollectionSnapshot created on the nodes (every shard file, each
+    on its node) but those in `keep` (held_elsewhere); (collection, names) deleted. Those kept in object storage
+    are delete_objects'."""
     collection = status.get("collectionName") or ""
-    names = [r["name"] for r in status.get("snapshots") or [] if r["name"] not in keep and not r.get("location")]
-    if names:
+    records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
+    names: list[str] = []
+    if on_nodes := [r for r in records if logic.on_nodes(r)]:  # none: the connection need not exist any more
         runtime = usable(connections, status.get("connection") or "")
-        for name in names:
-            await runtime.snapshots.delete_snapshot(collection, name)
+        for record in on_nodes:
+            names += await logic.delete_record(runtime.snapshots, collection, record, keep)
     return collection, names
 
 
@@ -359,7 +374,8 @@ async def delete_objects(
     """deletionPolicy Delete: remove the objects this CollectionSnapshot recorded (and only those); their
     locations."""
     server = parse(CollectionSnapshotSpec, spec).object_store
-    locations = [r["location"] for r in status.get("snapshots") or [] if r.get("location")]
+    records = [SnapshotRecord.model_validate(r) for r in status.get("snapshots") or []]
+    locations = [location for record in records for location in logic.locations(record)]
     for location in locations:
         await delete_object(offsite, namespace, server, location)
     return locations
