@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_make_demo_reconciles_the_examples_and_make_down_stops_everything(tmp_path: Path) -> None:
     state = tmp_path / "devenv"
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "DEVENV_API_PORT", "DEVENV_ETCD_PORT")}
+    # Not this session's control plane, nor the MAKEFLAGS of a `make test` around us.
+    ignored = ("KUBECONFIG", "DEVENV_API_PORT", "DEVENV_ETCD_PORT", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in ignored}
     env["DEVENV_STATE_DIR"] = str(state)
     pids: list[int] = []
     # The documented Qdrant port held (as another checkout's demo would): the demo must move to free ports.

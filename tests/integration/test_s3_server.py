@@ -8,13 +8,14 @@ import json
 import os
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import obstore
+import psutil
 import pytest
+from httpx_auth import AWS4Auth
 from obstore.store import S3Store
 
 from devenv import ports, processes, seaweed
@@ -40,25 +41,8 @@ def store(s3: S3Server, bucket: str, secret: str | None = None) -> S3Store:
 
 def listening(pid: int) -> set[tuple[str, int]]:
     """(address, port) of every TCP socket in LISTEN state that process `pid` holds, IPv4 and IPv6."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = fd.readlink().as_posix() if fd.is_symlink() else ""
-        if match := re.fullmatch(r"socket:\[(\d+)\]", target):
-            inodes.add(match[1])
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state != "0A" or inode not in inodes:  # 0A: LISTEN
-                continue
-            address, port = local.split(":")
-            raw = bytes.fromhex(address)
-            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]  # the kernel prints host-order words
-            packed = b"".join(words)
-            text = ".".join(map(str, packed)) if len(packed) == 4 else packed.hex()
-            found.add((text, int(port, 16)))
-    return found
+    sockets = psutil.Process(pid).net_connections(kind="tcp")
+    return {(c.laddr.ip, c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN}
 
 
 def test_signed_requests_are_served_on_loopback_and_nothing_listens_elsewhere(s3_server: S3Server) -> None:
@@ -103,9 +87,9 @@ def test_unfinished_multipart_uploads_are_listed_until_aborted(s3_server: S3Serv
     assert len(s3_server.uploads(s3_bucket)) == 1
     s3_server.s3("DELETE", f"/{s3_bucket}/big.snapshot?uploadId={match[1]}")
     assert s3_server.uploads(s3_bucket) == []
-    with pytest.raises(urllib.error.HTTPError) as missing:
+    with pytest.raises(httpx.HTTPStatusError) as missing:
         s3_server.s3("DELETE", f"/{s3_bucket}-gone")
-    assert missing.value.code == 404
+    assert missing.value.response.status_code == 404
 
 
 def test_the_contributing_commands_start_and_stop_one_with_its_data_kept(tmp_path: Path) -> None:
@@ -115,7 +99,9 @@ def test_the_contributing_commands_start_and_stop_one_with_its_data_kept(tmp_pat
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert commands == ["make s3-up", "make s3-down"]
     port = ports.free_port()
-    env = {**os.environ, "DEVENV_STATE_DIR": str(tmp_path), "S3_PORT": str(port)}
+    # Not the MAKEFLAGS of a `make test` around us: a sub-make would print its directory into the output.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.update(DEVENV_STATE_DIR=str(tmp_path), S3_PORT=str(port))
     run = {"cwd": REPO, "env": env, "capture_output": True, "text": True, "timeout": 120}
     up = subprocess.run(["bash", "-c", commands[0]], **run)  # type: ignore[call-overload]
     assert up.returncode == 0, up.stderr
@@ -126,11 +112,13 @@ def test_the_contributing_commands_start_and_stop_one_with_its_data_kept(tmp_pat
         lines = (tmp_path / "seaweed" / "credentials.env").read_text().splitlines()
         creds = dict(line.split("=", 1) for line in lines)
         assert creds["AWS_ENDPOINT_URL"] == endpoint
-        headers = seaweed.sign(
-            "GET", endpoint + "/", creds["AWS_REGION"], creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]
+        auth = AWS4Auth(
+            access_id=creds["AWS_ACCESS_KEY_ID"],
+            secret_key=creds["AWS_SECRET_ACCESS_KEY"],
+            region=creds["AWS_REGION"],
+            service="s3",
         )
-        with urllib.request.urlopen(urllib.request.Request(endpoint + "/", headers=headers), timeout=10) as answer:
-            assert b"ListAllMyBucketsResult" in answer.read()
+        assert b"ListAllMyBucketsResult" in httpx.get(endpoint + "/", auth=auth, timeout=10).content
     finally:
         down = subprocess.run(["bash", "-c", commands[1]], **run)  # type: ignore[call-overload]
     assert down.returncode == 0, down.stderr
