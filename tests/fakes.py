@@ -259,6 +259,8 @@ class FakeSnapshots:
             raise Transient("shard snapshot failed")
         name = f"{collection}-shard-{shard}-{len(self.shard_files)}.snapshot"
         self.shard_files[(node, shard, name)] = self.shard_points[shard]
+        start = sum(n for s, n in self.shard_points.items() if s < shard)  # shard s: the next shard_points[s] points
+        self.contents[name] = copy.deepcopy(self.contents.get(collection, [])[start : start + self.shard_points[shard]])
         self.shard_bytes[name] = f"{name}:{self.shard_points[shard]};".encode() * 3000
         if self.checksums == "real":
             return {
@@ -286,12 +288,17 @@ class FakeSnapshots:
     ) -> None:
         self.calls.append(f"recover {collection} shard {shard} on {node} from {location} {checksum} {api_key}")
         if "X-Amz-Signature" in location:  # presigned (FakeStore): the key ends shard-<id>-<file name>
-            data = self.shard_bytes[location.split("?")[0].rsplit("/", 1)[-1].split("-", 2)[2]]
+            name = location.split("?")[0].rsplit("/", 1)[-1].split("-", 2)[2]
+            data = self.shard_bytes[name]
             points = int(data.split(b";")[0].rsplit(b":", 1)[1])
         else:
             url, name = location.split("/collections/")[0], location.rsplit("/", 1)[-1]
+            if (url, shard, name) not in self.shard_files:
+                raise QdrantError(f"Service internal error: failed to download shard snapshot {name}: 404 Not Found")
             points = self.shard_files[(url, shard, name)]
         self.points[collection] = self.points.get(collection, 0) + points
+        held = self.contents.get(collection, []) + copy.deepcopy(self.contents.get(name, []))
+        self.contents[collection] = sorted(held, key=lambda p: p["id"])
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from collection_operator.api.collection import VectorCollectionSpec
 from collection_operator.api.connection import QdrantConnectionSpec
-from collection_operator.api.snapshot import ShardFile, SnapshotRecord
+from collection_operator.api.snapshot import PointSample, ShardFile, SnapshotRecord
 from collection_operator.qdrant import Topology
 from collection_operator.reconcile import mapping, restore
 from collection_operator.reconcile import snapshot as logic
@@ -94,6 +94,7 @@ def source(points: int = 9) -> FakeSnapshots:
     q = FakeSnapshots()
     q.points["src"], q.views, q.endpoints = points, [FACTOR_1], dict(NODES)
     q.shard_points = {0: 2, 1: 3, 2: 4}
+    q.contents["src"] = [{"id": i, "payload": {"n": i}, "vector": [i / 10, 1.0]} for i in range(points)]
     return q
 
 
@@ -120,6 +121,7 @@ async def test_several_endpoints_take_every_shard_on_its_node_under_one_record()
             ShardFile(shard=1, peer="33", name="src-shard-1-1.snapshot", checksum="sum1", size_bytes=101),
             ShardFile(shard=2, peer="11", name="src-shard-2-2.snapshot", checksum="sum2", size_bytes=102),
         ],
+        sample=PointSample(points=9, sha256=logic.digest(q.contents["src"])),
     )
     assert sorted(q.shard_files) == [
         (NODES["11"], 2, "src-shard-2-2.snapshot"),
@@ -437,3 +439,106 @@ async def test_a_restore_recovers_each_shard_from_a_presigned_url_with_its_check
         assert line.startswith(f"recover copy shard {f.shard} on ") and f"https://s3.example/backups/{key}?" in line
         assert line.endswith(f"&X-Amz-Signature=SIGNATURE {f.checksum} None"), "our checksum, no api_key"
     assert "SIGNATURE" not in first.verdict.message
+
+
+# ----- restore drills of a record taken shard by shard (spec.verify) ---------------------------------
+
+VERIFIED_AT = datetime(2030, 5, 1, 13, 30, 1, tzinfo=UTC)
+SRC_VECTORS = {"size": 2, "distance": "Cosine"}
+
+
+def with_drill(spec: dict[str, Any]) -> dict[str, Any]:
+    return {**spec, "verify": {"schedule": "30 * * * *"}}
+
+
+async def drilled(world: Stored, spec: dict[str, Any]) -> Any:
+    """One snapshot at 13:00, then its drill at 13:30, on the source's own connection (`world.main`)."""
+
+    async def report(_: Any) -> None:
+        return None
+
+    vc = {"status": {"collectionName": "src", "connection": "ns/main", "appliedGeneration": 1}}
+    connections = FakeConnections({"ns/main": world.main})
+    await world.run.step(
+        spec, datetime(2030, 5, 1, 13, 0, 1, tzinfo=UTC), lambda _: vc, connections, report, (), world.offsite
+    )
+    assert world.run.records and world.run.records[-1].shard_files
+    world.main.collections.collections["src"] = {"config": {"params": {"vectors": SRC_VECTORS, "shard_number": 3}}}
+    world.q.calls.clear()
+    return await world.run.step(spec, VERIFIED_AT, lambda _: vc, connections, report, (), world.offsite)
+
+
+def on_node_world() -> Stored:
+    world = Stored()
+    world.main.api_key = "key"
+    return world
+
+
+async def test_a_drill_recovers_each_shard_from_its_node_into_a_scratch_with_the_sources_vectors():
+    world = on_node_world()
+    spec = with_drill({k: v for k, v in STORED_SPEC.items() if k != "objectStore"})
+    step = await drilled(world, spec)
+    (record,) = world.run.records
+    verification = step.drilled
+    assert verification is not None and verification.result == "Succeeded", verification
+    assert (verification.points_count, verification.sampled_points) == (9, 9), "count and sample compared"
+    scratch = "~drill-uid-n"
+    created = world.main.collections.collections[scratch]["config"]
+    assert created["params"]["vectors"] == SRC_VECTORS and created["params"]["shard_number"] == 3
+    assert created["metadata"] == {mapping.OWNER_KEY: "ns/nightly/uid-n"}
+    recovers = [c for c in world.q.calls if c.startswith("recover")]
+    assert recovers == [
+        f"recover {scratch} shard {f.shard} on {NODES[f.peer]} from {logic.shard_location(NODES[f.peer], 'src', f)} "
+        f"{f.checksum} key"
+        for f in record.shard_files or []
+    ], "each file from its node, with the connection's key"
+    assert world.q.calls[-1] == f"delete {scratch}" and scratch not in world.q.points, "the scratch goes"
+    assert world.main.collections.writes == [f"create {scratch}"], "the source is only read"
+    assert world.q.points["src"] == 9
+
+
+async def test_a_drill_of_shard_files_in_the_bucket_recovers_them_from_presigned_urls_without_a_key():
+    world = on_node_world()
+    step = await drilled(world, with_drill(STORED_SPEC))
+    assert step.drilled is not None and step.drilled.result == "Succeeded", step.drilled
+    recovers = [c for c in world.q.calls if c.startswith("recover")]
+    assert len(recovers) == 3 and all("X-Amz-Signature=SIGNATURE" in c and c.endswith(" None") for c in recovers)
+    assert "SIGNATURE" not in step.drilled.message and "~drill-uid-n" not in world.q.points
+
+
+@pytest.mark.parametrize(("damage", "reason"), [("lost", "SnapshotUnrestorable"), ("corrupted", "SampleMismatch")])
+async def test_a_drill_of_a_damaged_shard_record_fails_and_still_deletes_its_scratch(damage, reason):
+    world = on_node_world()
+    spec = with_drill({k: v for k, v in STORED_SPEC.items() if k != "objectStore"})
+    original = world.q.create_shard_snapshot
+
+    async def damaging(collection: str, shard: int, node: str) -> dict[str, Any]:
+        description = await original(collection, shard, node)
+        if shard == 1 and damage == "lost":  # the file went from its node after the record was made
+            world.q.shard_files.pop((node, shard, description["name"]))
+        elif shard == 1:  # same count, another vector
+            world.q.contents[description["name"]][0]["vector"] = [9.0, 9.0]
+        return description
+
+    world.q.create_shard_snapshot = damaging  # type: ignore[method-assign]
+    step = await drilled(world, spec)
+    assert step.drilled is not None and step.drilled.result == "Failed"
+    assert [a.reason for a in step.outcome.aspects] == [reason], step.drilled.message
+    assert world.q.calls[-1] == "delete ~drill-uid-n" and "~drill-uid-n" not in world.q.points
+    assert world.q.points["src"] == 9
+
+
+async def test_a_drill_without_the_source_collection_to_read_its_vectors_from_is_no_verdict():
+    world = on_node_world()
+    spec = with_drill({k: v for k, v in STORED_SPEC.items() if k != "objectStore"})
+    world.main.collections.collections.clear()
+    original = world.main.collections.get_collection
+
+    async def gone(name: str) -> dict[str, Any] | None:
+        return None if name == "src" else await original(name)
+
+    world.main.collections.get_collection = gone  # type: ignore[method-assign]
+    step = await drilled(world, spec)
+    assert step.drilled is None and step.outcome.verdict.reason == "CollectionNotReady", step.outcome.verdict
+    assert "vectors of collection src" in step.outcome.verdict.message
+    assert not [c for c in world.q.calls if c.startswith("recover")]

@@ -1,7 +1,9 @@
 """Restore drills (CollectionSnapshot spec.verify): the newest snapshot recovered into a scratch collection on
 the same connection, through the restore a VectorCollection uses, compared with what the snapshot recorded
 (point count, sample of points), and the scratch collection deleted whatever happened. The source collection
-is never called: what the restored points are compared with was recorded when the snapshot was taken.
+is never written: what the restored points are compared with was recorded when the snapshot was taken. A record
+taken shard by shard is recovered shard by shard into a scratch collection created with its shard number and the
+source's vectors as Qdrant reports them (read only).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Drill:
     source_owner: str  # "<namespace>/<name>" of the VectorCollection the snapshot was taken of
     location: str  # where Qdrant recovers the file from (logic.recovery)
     api_key: str | None  # sent to that location: the connection's for a node's file, none for a presigned URL
+    reach: logic.ShardReach | None = None  # how the files of a record taken shard by shard are read
 
 
 def condition(verification: Verification, reason: str) -> Aspect:
@@ -84,7 +87,10 @@ async def _restore_and_compare(runtime: ConnectionPort, drill: Drill) -> tuple[i
     try:
         target = logic.RestoreTarget(scratch, drill.marker, False, drill.source_owner)
         try:
-            await logic.restore(port, target, drill.source, drill.location, drill.api_key)
+            if drill.reach is not None:
+                await _restore_shards(runtime, drill, target)
+            else:
+                await logic.restore(port, target, drill.source, drill.location, drill.api_key)
         except logic.RestoreFailed as exc:  # the point count differs, or another made the scratch name meanwhile
             taken = exc.reason == reasons.ALREADY_EXISTS
             raise DrillFailed(reasons.SCRATCH_NAME_TAKEN if taken else exc.reason, str(exc)) from exc
@@ -113,6 +119,29 @@ async def _restore_and_compare(runtime: ConnectionPort, drill: Drill) -> tuple[i
             await _remove_scratch(runtime, drill, after=True)
         except QdrantError as exc:  # the next drill removes it first
             log.warning("could not delete the scratch collection %s of a restore drill: %s", scratch, exc)
+
+
+async def _restore_shards(runtime: ConnectionPort, drill: Drill, target: logic.RestoreTarget) -> None:
+    """The scratch collection gets the source's vectors as Qdrant reports them (read, never written) and the
+    record's shard number; each shard file is recovered into its shard, as a VectorCollection's restore does."""
+    assert drill.reach is not None
+    source = drill.source
+    info = await runtime.collections.get_collection(source.collection)
+    if info is None:
+        raise logic.SourceNotReady(
+            reasons.COLLECTION_NOT_READY,
+            f"snapshot {source.record.name} was taken shard by shard and its drill creates {drill.scratch} with the "
+            f"vectors of collection {source.collection}, which does not exist in Qdrant now",
+        )
+    params = (info.get("config") or {}).get("params") or {}
+    create = {
+        "vectors": params.get("vectors") or {},
+        **({"sparse_vectors": params["sparse_vectors"]} if params.get("sparse_vectors") else {}),
+        "metadata": {mapping.OWNER_KEY: drill.marker},
+    }
+    await logic.restore_shards(
+        runtime.snapshots, runtime.collections, target, source, drill.reach, create, runtime.spec.primary_url
+    )
 
 
 async def _remove_scratch(runtime: ConnectionPort, drill: Drill, *, after: bool = False) -> None:

@@ -352,8 +352,10 @@ def _lacking(missing: Mapping[int, list[str]]) -> str:
 
 async def _take_shards(gateway: SnapshotsPort, collection: str, now: datetime, work: ShardWork) -> SnapshotRecord:
     """One shard snapshot per shard, each on its taker; all of them or none (files already taken are deleted
-    when one fails). The point count is exact when no write raced the whole set."""
+    when one fails). The point count and the sample (what drills compare) are recorded when no write raced the
+    whole set."""
     before = await gateway.count(collection)
+    first = await point_sample(gateway, collection)
     files: list[ShardFile] = []
     try:
         for shard, peer in sorted(work.takers.items()):
@@ -375,6 +377,7 @@ async def _take_shards(gateway: SnapshotsPort, collection: str, now: datetime, w
                 log.warning("could not delete shard snapshot %s of %s: %s", taken.name, collection, exc)
         raise
     after = await gateway.count(collection)
+    unchanged = before is not None and before == after and first == await point_sample(gateway, collection)
     return SnapshotRecord(
         name=f"{collection}-shards-{now.astimezone(UTC).strftime('%Y-%m-%d-%H-%M-%S')}",
         created_at=format_time(now),
@@ -382,6 +385,7 @@ async def _take_shards(gateway: SnapshotsPort, collection: str, now: datetime, w
         points_count=before if before is not None and before == after else None,
         shards=work.shards,
         shard_files=files,
+        sample=first if unchanged else None,
     )
 
 

@@ -205,9 +205,14 @@ class SnapshotRun:
             runtime = usable(connections, self.connection, self.namespace)
             record = max(self.records, key=lambda r: r.created_at or "")
             source = logic.SourceSnapshot(self.name, record, self.collection, self.connection)
-            location, key = await logic.recovery(
-                source, runtime.spec.primary_url, runtime.api_key, offsite, self.namespace, spec.object_store
-            )
+            reach = None
+            if record.shard_files:  # recovered shard by shard: each file on its node or in the bucket
+                location, key = "", None
+                reach = logic.ShardReach(_stored(offsite, self.namespace, spec), runtime.snapshots, runtime.api_key)
+            else:
+                location, key = await logic.recovery(
+                    source, runtime.spec.primary_url, runtime.api_key, offsite, self.namespace, spec.object_store
+                )
             plan = drill.Drill(
                 source,
                 drill.scratch_name(runtime, self.namespace, self.uid),
@@ -215,6 +220,7 @@ class SnapshotRun:
                 f"{self.namespace}/{spec.collection_ref.name}",
                 location,
                 key,
+                reach,
             )
             verification, reason = await drill.run(runtime, plan, logic.format_time(now))
         except (ReconcileError, QdrantError):
@@ -308,6 +314,16 @@ class SnapshotRun:
         except ObjectStoreError as exc:
             raise logic.store_failure(exc, "object storage: ") from exc
         return store
+
+
+def _stored(offsite: logic.Offsite | None, namespace: str, spec: CollectionSnapshotSpec) -> logic.StoredFile:
+    """How a drill reads shard files kept in object storage: with spec.objectStore's endpoint and credentials."""
+
+    async def stored(location: str) -> tuple[ObjectStorePort, str]:
+        assert offsite is not None, "a record in object storage needs the handler's Offsite"
+        return await logic.record_store(offsite, namespace, spec.object_store, location)
+
+    return stored
 
 
 def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
