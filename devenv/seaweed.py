@@ -146,15 +146,17 @@ class Seaweed:
             raise RuntimeError(str(exc)) from None
 
     def ready(self) -> bool:
-        """Every part listens (the admin server starts last) and S3 serves a signed ListBuckets, so its
-        identities are loaded."""
+        """Every part listens (the admin server starts last) and S3 refuses an unsigned ListBuckets with 403, so
+        its identities are loaded (without them it would serve anyone)."""
         if any(ports.bindable(port) for port in self.ports.values()):
             return False
         try:
-            self.s3("GET", "/")
+            urllib.request.urlopen(self.endpoint + "/", timeout=5).close()
+        except urllib.error.HTTPError as exc:
+            return exc.code == 403
         except (urllib.error.URLError, OSError):
             return False
-        return True
+        return False
 
     def stop(self, timeout: float = 15) -> None:
         if self.pid is not None:
