@@ -144,6 +144,9 @@ class Seaweed:
         except SystemExit as exc:
             self.stop()
             raise RuntimeError(str(exc)) from None
+        except BaseException:  # never leave a server behind that nobody knows of
+            self.stop()
+            raise
 
     def ready(self) -> bool:
         """Every part listens (the admin server starts last) and S3 refuses an unsigned ListBuckets with 403, so
