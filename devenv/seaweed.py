@@ -185,6 +185,17 @@ class Seaweed:
         reply.raise_for_status()
         return reply.content
 
+    def qdrant_s3_config(self, bucket: str) -> dict[str, str]:
+        """Qdrant's storage.snapshots_config.s3_config for keeping its snapshots in `bucket` here (its own S3
+        mode; `qdrant_real.Node(snapshots_s3=...)`)."""
+        return {
+            "bucket": bucket,
+            "region": self.region,
+            "access_key": self.access_key_id,
+            "secret_key": self.secret_access_key,
+            "endpoint_url": self.endpoint,
+        }
+
     def create_bucket(self, name: str | None = None) -> str:
         """A new bucket (a random name unless given); its name."""
         name = name or f"test-{secrets.token_hex(6)}"

@@ -30,13 +30,7 @@ def s3_qdrant(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> Iterator[q
     node = qdrant_real.Node(
         *ports.free_ports(2),
         tmp_path / "qdrant",
-        snapshots_s3={
-            "bucket": s3_bucket,
-            "region": s3_server.region,
-            "access_key": s3_server.access_key_id,
-            "secret_key": s3_server.secret_access_key,
-            "endpoint_url": s3_server.endpoint,
-        },
+        snapshots_s3=s3_server.qdrant_s3_config(s3_bucket),
     )
     node.start(binary)
     try:

@@ -300,15 +300,7 @@ def test_qdrant_s_own_s3_mode_works_unchanged_with_the_operator_s_checksum(
     """Qdrant with storage.snapshots_config.snapshots_storage s3 writes its snapshots to the bucket and answers
     no checksum (collection/src/common/snapshots_manager.rs): the operator streams the file and records its
     sha256, so a restore from it is verified as any other."""
-    qdrant = real_qdrant_factory(
-        snapshots_s3={
-            "bucket": s3_bucket,
-            "region": s3_server.region,
-            "access_key": s3_server.access_key_id,
-            "secret_key": s3_server.secret_access_key,
-            "endpoint_url": s3_server.endpoint,
-        }
-    )
+    qdrant = real_qdrant_factory(snapshots_s3=s3_server.qdrant_s3_config(s3_bucket))
     connect(cluster, qdrant, "s3mode", "s3mode-key")
     cluster.apply(
         "VectorCollection",
