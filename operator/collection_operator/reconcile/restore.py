@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from ..api.collection import VectorCollectionSpec
@@ -105,7 +104,7 @@ async def _source(
     files = source.record.shard_files or []
     # Files in object storage are reached with the CollectionSnapshot's spec.objectStore, read at each use.
     server = CollectionSnapshotSpec.model_validate(body["spec"]).object_store
-    stored = partial(logic.record_store, offsite, req.namespace, server)
+    stored = logic.stored_file(offsite, req.namespace, server)
     if files and all(f.location for f in files):  # no source connection needed: the nodes may be gone
         return source, "", None, owner, logic.ShardReach(stored)
     if source.record.location is not None:

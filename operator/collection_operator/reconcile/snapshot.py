@@ -440,6 +440,17 @@ def shard_location(url: str, collection: str, file: ShardFile) -> str:
 StoredFile = Callable[[str], Awaitable[tuple[ObjectStorePort, str]]]
 
 
+def stored_file(offsite: Offsite | None, namespace: str, server: ObjectStoreServer | None) -> StoredFile:
+    """How files a CollectionSnapshot keeps in object storage are reached: location -> (store, key), with
+    `server` (its spec.objectStore) read at each use."""
+
+    async def stored(location: str) -> tuple[ObjectStorePort, str]:
+        assert offsite is not None, "a record in object storage needs the handler's Offsite"
+        return await record_store(offsite, namespace, server, location)
+
+    return stored
+
+
 @dataclass(frozen=True)
 class ShardReach:
     """How a restore reads a record's shard files: those in object storage through `stored` (location -> store
@@ -760,6 +771,5 @@ async def recovery(
     a signature."""
     if source.record.location is None:
         return source.location(qdrant_url), api_key
-    assert offsite is not None, "a record in object storage needs the handler's Offsite"
-    store, key = await record_store(offsite, namespace, server, source.record.location)
+    store, key = await stored_file(offsite, namespace, server)(source.record.location)
     return await presigned(store, key), None

@@ -208,7 +208,9 @@ class SnapshotRun:
             reach = None
             if record.shard_files:  # recovered shard by shard: each file on its node or in the bucket
                 location, key = "", None
-                reach = logic.ShardReach(_stored(offsite, self.namespace, spec), runtime.snapshots, runtime.api_key)
+                reach = logic.ShardReach(
+                    logic.stored_file(offsite, self.namespace, spec.object_store), runtime.snapshots, runtime.api_key
+                )
             else:
                 location, key = await logic.recovery(
                     source, runtime.spec.primary_url, runtime.api_key, offsite, self.namespace, spec.object_store
@@ -316,16 +318,6 @@ class SnapshotRun:
         return store
 
 
-def _stored(offsite: logic.Offsite | None, namespace: str, spec: CollectionSnapshotSpec) -> logic.StoredFile:
-    """How a drill reads shard files kept in object storage: with spec.objectStore's endpoint and credentials."""
-
-    async def stored(location: str) -> tuple[ObjectStorePort, str]:
-        assert offsite is not None, "a record in object storage needs the handler's Offsite"
-        return await logic.record_store(offsite, namespace, spec.object_store, location)
-
-    return stored
-
-
 def deletes_files(spec: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """Only a Delete-policy resource that holds files has anything to delete in Qdrant."""
     return spec.get("deletionPolicy") == "Delete" and bool(status.get("snapshots"))
@@ -376,8 +368,7 @@ async def delete_files(
 async def delete_object(
     offsite: logic.Offsite | None, namespace: str, server: ObjectStoreServer | None, location: str
 ) -> None:
-    assert offsite is not None, "a record in object storage needs the handler's Offsite"
-    store, key = await logic.record_store(offsite, namespace, server, location)
+    store, key = await logic.stored_file(offsite, namespace, server)(location)
     try:
         await store.delete(key)
     except ObjectStoreError as exc:
